@@ -1,0 +1,48 @@
+# The project's commands. `make demo` and `make test` work on a fresh machine with Python 3.11+.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PIP     = $(PY) -m pip --disable-pip-version-check -q
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION = 20
+export CDK_DISABLE_CLI_TELEMETRY = true
+
+.PHONY: demo test lint synth bench clean install install-test
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# The local preview path needs no torch and no AWS account.
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -e .
+	touch $@
+
+# torch is pinned and installed first: an unpinned torch would pull a multi-GB CUDA build.
+$(VENV)/.installed-test: pyproject.toml package.json | $(VENV)/bin/python
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[test,gpu,cloud]'
+	npm ci --no-audit --no-fund --loglevel=error
+	$(PYTHON) scripts/ensure_chromium.py
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/campaign run manifests/spring-sofa-launch.yaml --out out
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check pipeline tasks container infra tests benchmarks cdk_app.py
+	$(VENV)/bin/mypy pipeline tasks
+
+synth: $(VENV)/.installed-test
+	$(PY) infra/build_layer.py
+	npx cdk synth -q
+
+bench: $(VENV)/.installed-test
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf out cdk.out .pytest_cache

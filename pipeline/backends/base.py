@@ -1,0 +1,116 @@
+"""The small protocols every backend implements: one per capability (enhance, image edit, video clip)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+
+
+# --- prompt enhancement -------------------------------------------------------------------------
+
+
+class Enhancer(Protocol):
+    """Turns a short shot prompt into a richer one. The caller holds the result to the token limit."""
+
+    name: str  # "passthrough" | "smollm" | "bedrock"
+
+    def identity(self) -> str:
+        """Backend + model version; part of every cache key of its outputs."""
+        ...
+
+    def enhance(self, prompt: str) -> str:
+        ...
+
+
+# --- image edits --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EditOutcome:
+    """One edit's result. `placeholder` is True when no real implementation of the tool ran."""
+
+    image: Image.Image
+    backend: str
+    placeholder: bool = False
+    note: str = ""
+    seed: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ImageEditor(Protocol):
+    name: str  # "local" | "bedrock"
+
+    def identity(self, tool: str) -> str:
+        """Backend + implementation/model version for `tool`; part of the cache key."""
+        ...
+
+    def edit(
+        self,
+        tool: str,
+        image: Image.Image,
+        params: Mapping[str, Any],
+        refs: Mapping[str, Image.Image],
+    ) -> EditOutcome:
+        """Apply `tool` to `image`. `params` are the manifest's fields with image-valued ones removed;
+        `refs` maps those image-valued field names (mask, style_image) to loaded images."""
+        ...
+
+
+# --- video clips ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClipRequest:
+    """One clip to render; the same fields as one line of container/generate.py's jobs file."""
+
+    key: str
+    model: str
+    prompt: str
+    frames: int
+    fps: int
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    seed: int
+    negative_prompt: str | None = None
+    image: Path | None = None  # start image for image-to-video
+
+    def to_job(self) -> dict[str, Any]:
+        job: dict[str, Any] = {
+            "key": self.key, "model": self.model, "prompt": self.prompt, "frames": self.frames, "fps": self.fps,
+            "width": self.width, "height": self.height, "steps": self.steps, "guidance": self.guidance,
+            "seed": self.seed,
+        }
+        if self.negative_prompt:
+            job["negative_prompt"] = self.negative_prompt
+        if self.image is not None:
+            job["image"] = str(self.image)
+        return job
+
+
+@dataclass(frozen=True)
+class ClipOutcome:
+    key: str
+    path: Path | None  # out_dir/<key>.mp4 when it succeeded
+    backend: str
+    error: str | None = None
+    error_type: str | None = None
+    placeholder: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class VideoBackend(Protocol):
+    name: str  # "preview" | "diffusers" | "sagemaker"
+
+    def identity(self, model: str) -> str:
+        ...
+
+    def render(self, requests: Sequence[ClipRequest], out_dir: Path) -> list[ClipOutcome]:
+        """Render a batch; write out_dir/<key>.mp4 for each success. One failure never stops the batch."""
+        ...

@@ -1,0 +1,253 @@
+"""`campaign`: validate, plan, run, enhance, submit, status, models — thin over the pipeline functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+from pipeline.errors import BackendUnavailable, ManifestInvalid, PipelineError
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def _backend_flags(p: argparse.ArgumentParser) -> None:
+    from pipeline.backends import ENHANCERS, IMAGE_BACKENDS, VIDEO_BACKENDS
+
+    g = p.add_argument_group("backends (local defaults: passthrough enhancer, local images, preview video)")
+    g.add_argument("--backend", choices=["local", "aws"], default="local",
+                   help="aws = --enhancer bedrock --images bedrock --video sagemaker")
+    g.add_argument("--enhancer", choices=ENHANCERS, help="prompt enhancement backend")
+    g.add_argument("--enhancer-model", help="Bedrock model or inference profile id for --enhancer bedrock")
+    g.add_argument("--images", choices=IMAGE_BACKENDS, help="image edit backend")
+    g.add_argument("--video", choices=VIDEO_BACKENDS, help="video clip backend")
+    g.add_argument("--models", type=Path, help="folder of diffusers pipelines, for --video diffusers")
+    g.add_argument("--sagemaker-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="settings for --video sagemaker (role_arn, image_uri, bucket, models_s3_uri, instance_type, ...)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="campaign", description="Batch content production from a YAML campaign manifest.")
+    p.add_argument("--version", action="version", version=f"campaign {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="check manifests; every problem as FILE:LINE:COL: error: PATH: MESSAGE")
+    v.add_argument("manifests", nargs="+", type=Path, metavar="MANIFEST")
+
+    pl = sub.add_parser("plan", help="show the jobs per stage, what is cached, and the estimated cloud cost")
+    pl.add_argument("manifest", type=Path, metavar="MANIFEST")
+    pl.add_argument("--json", action="store_true", help="print the plan as JSON")
+    pl.add_argument("--out", type=Path, default=Path("out"), help="output folder whose cache is checked (default ./out)")
+    pl.add_argument("--instance-type", default=None, help="SageMaker instance type for the cost estimate")
+    _backend_flags(pl)
+
+    r = sub.add_parser("run", help="run a campaign on this machine")
+    r.add_argument("manifest", type=Path, metavar="MANIFEST")
+    r.add_argument("--out", type=Path, default=Path("out"), help="output folder (default ./out)")
+    r.add_argument("--workers", type=int, default=max(2, os.cpu_count() or 2), help="jobs run in parallel")
+    r.add_argument("--quiet", action="store_true", help="no progress output")
+    r.add_argument("--json", action="store_true", help="print the report as JSON at the end")
+    _backend_flags(r)
+
+    e = sub.add_parser("enhance", help="enhance one prompt and show it with its token count")
+    e.add_argument("prompt")
+    e.add_argument("--enhancer", default=None, help="passthrough (default) or bedrock")
+    e.add_argument("--enhancer-model", default=None)
+    e.add_argument("--model", default=None, help="video model whose token limit applies (default: the default model)")
+
+    s = sub.add_parser("submit", help="upload a manifest and its assets to the input bucket (starts the cloud run)")
+    s.add_argument("manifest", type=Path, metavar="MANIFEST")
+    s.add_argument("--bucket", default=os.environ.get("CAMPAIGN_INPUT_BUCKET"), help="input bucket (or CAMPAIGN_INPUT_BUCKET)")
+    s.add_argument("--state-machine-arn", default=os.environ.get("CAMPAIGN_STATE_MACHINE_ARN"))
+
+    st = sub.add_parser("status", help="recent cloud executions with status, failed items and console links")
+    st.add_argument("campaign", nargs="?")
+    st.add_argument("--state-machine-arn", default=os.environ.get("CAMPAIGN_STATE_MACHINE_ARN"),
+                    help="(or CAMPAIGN_STATE_MACHINE_ARN)")
+    st.add_argument("--limit", type=int, default=20)
+
+    m = sub.add_parser("models", help="model weights: pull once into S3 or a folder")
+    msub = m.add_subparsers(dest="models_command", required=True)
+    mp = msub.add_parser("pull", help="download a CogVideoX model (T2V and I2V) once and store it")
+    mp.add_argument("model")
+    mp.add_argument("--to", required=True, help="s3://bucket/prefix or a local folder")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(_COMMANDS[args.command](args))
+    except ManifestInvalid as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_INVALID
+    except BackendUnavailable as exc:
+        print(f"campaign: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except PipelineError as exc:
+        print(f"campaign: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("campaign: interrupted; finished outputs are kept, run again to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("CAMPAIGN_DEBUG"):
+            raise
+        print(f"campaign: internal error: {type(exc).__name__}: {exc} (set CAMPAIGN_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return EXIT_FAILED
+
+
+# --- commands -----------------------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from pipeline.manifest import load_manifest
+
+    status = EXIT_OK
+    for path in args.manifests:
+        try:
+            c = load_manifest(path)
+        except ManifestInvalid as exc:
+            for problem in exc.problems:
+                print(problem)
+            status = EXIT_INVALID
+            continue
+        shots = sum(len(v.shots) for v in c.videos)
+        print(f"{path}: ok ({len(c.images)} image(s), {len(c.videos)} video(s), {shots} shot(s))")
+    return status
+
+
+def _backends(args: argparse.Namespace, *, enhancer_model: str | None = None) -> Any:
+    from pipeline.backends import select_backends
+
+    aws = getattr(args, "backend", "local") == "aws"
+    options = dict(kv.split("=", 1) for kv in getattr(args, "sagemaker_option", []) if "=" in kv)
+    return select_backends(
+        enhancer=args.enhancer or ("bedrock" if aws else "passthrough"),
+        images=args.images or ("bedrock" if aws else "local"),
+        video=args.video or ("sagemaker" if aws else "preview"),
+        enhancer_model=args.enhancer_model or enhancer_model,
+        models_dir=args.models, options=options,
+    )
+
+
+def _plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    from pipeline.manifest import load_manifest
+    from pipeline.plan import KeySource, build_plan
+
+    campaign = load_manifest(args.manifest)
+    backends = _backends(args, enhancer_model=campaign.enhancer_model)
+    keys = KeySource(enhancer=backends.enhancer.identity(), images=backends.images.identity, video=backends.video.identity)
+    plan = build_plan(campaign, keys, backends=backends.names())
+    return campaign, backends, plan
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from pipeline.cost import estimate_cost
+    from pipeline.plan import STAGE_NAMES
+    from pipeline.store import LocalStore
+    from pipeline.tasks import is_done
+
+    _, _, plan = _plan(args)
+    store = LocalStore(args.out)
+    cost = estimate_cost(plan, instance_type=args.instance_type)
+    cached = {j.id: is_done(store, j) for j in plan.jobs}
+    if args.json:
+        print(json.dumps({"plan": plan.to_dict(), "cached": cached, "cost": cost}, indent=1))
+        return EXIT_OK
+    print(f"campaign {plan.campaign}: {len(plan.jobs)} job(s), {sum(cached.values())} already in {args.out}/cache")
+    print(f"backends: {', '.join(f'{k}={v}' for k, v in plan.backends.items())}")
+    for stage, jobs in plan.stages().items():
+        print(f"\nstage {stage} — {STAGE_NAMES[stage]} ({len(jobs)})")
+        for j in jobs:
+            mark = "cached" if cached[j.id] else "to run"
+            deps = f"  after {', '.join(j.deps)}" if j.deps else ""
+            print(f"  {mark:<7} {j.id:<28} {j.key[:12]}  {j.label}{deps}")
+    print(f"\nestimated cloud cost if run on AWS: ${cost['total_usd']:.2f} (cached jobs excluded: "
+          f"${cost['uncached_usd']:.2f})")
+    for item in cost["items"]:
+        print(f"  {item['what']:<44} x{item['count']:<4} ${item['usd']:.4f}  ({item['basis']})")
+    print(f"  {cost['note']}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.cost import estimate_cost
+    from pipeline.runner import run_local
+
+    _, backends, plan = _plan(args)
+    outcome = run_local(plan, backends, out_dir=args.out, workers=args.workers, show_progress=not args.quiet,
+                        cost=estimate_cost(plan))
+    report = outcome.report
+    if args.json:
+        print(json.dumps(report, indent=1, default=str))
+    else:
+        jobs = report["jobs"]
+        print(f"{report['status']}: {jobs['executed']} executed, {jobs['cached']} cached, {jobs['failed']} failed, "
+              f"{jobs['skipped']} skipped of {jobs['total']} job(s) in {report['duration_s']:.1f} s")
+        for err in report["errors"]:
+            print(f"  error {err['job']}: {err['error']}: {err['message']}")
+        base = Path(outcome.report_path).parent
+        print(f"report: {outcome.report_path}\n        {base / 'report.html'}")
+    return EXIT_OK if report["status"] == "succeeded" else EXIT_FAILED
+
+
+def cmd_enhance(args: argparse.Namespace) -> int:
+    from pipeline import catalog
+    from pipeline.backends import select_backends
+    from pipeline.prompts import fit_prompt
+
+    model = catalog.VIDEO_MODELS[args.model or catalog.DEFAULT_VIDEO_MODEL]
+    backends = select_backends(enhancer=args.enhancer or "passthrough", enhancer_model=args.enhancer_model)
+    raw = backends.enhancer.enhance(args.prompt)
+    fitted = fit_prompt(raw, model.max_prompt_tokens)
+    print(fitted.text)
+    note = f" (trimmed from ~{fitted.original_tokens})" if fitted.trimmed else ""
+    print(f"[{backends.enhancer.name}: ~{fitted.tokens}/{model.max_prompt_tokens} tokens{note}]", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from pipeline import cloud
+
+    if not args.bucket:
+        raise BackendUnavailable("submit needs --bucket or CAMPAIGN_INPUT_BUCKET (the stack's InputBucketName output)")
+    result = cloud.submit(args.manifest, bucket=args.bucket, state_machine_arn=args.state_machine_arn)
+    for k, v in result.items():
+        print(f"{k}: {v}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pipeline import cloud
+
+    if not args.state_machine_arn:
+        raise BackendUnavailable("status needs --state-machine-arn or CAMPAIGN_STATE_MACHINE_ARN (a stack output)")
+    rows = cloud.status(args.campaign, state_machine_arn=args.state_machine_arn, limit=args.limit)
+    if not rows:
+        print("no executions")
+    for row in rows:
+        print("  ".join(str(row.get(k, "")) for k in ("name", "status", "started", "failed_items", "console_url")))
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from pipeline.models_pull import pull_model
+
+    for line in pull_model(args.model, args.to) or []:
+        print(line)
+    return EXIT_OK
+
+
+_COMMANDS = {"validate": cmd_validate, "plan": cmd_plan, "run": cmd_run, "enhance": cmd_enhance,
+             "submit": cmd_submit, "status": cmd_status, "models": cmd_models}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

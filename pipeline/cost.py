@@ -1,0 +1,63 @@
+"""A plan's estimated cloud cost: image requests, prompt enhancement, GPU time and orchestration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline import pricing
+from pipeline.plan import Plan
+
+TRANSITIONS_PER_JOB = 6  # Map iteration, Task, Retry/Catch bookkeeping, result write [estimate]
+LAMBDA_GB_SECONDS_PER_JOB = 2.0 * 10  # a 2 GB task Lambda for ~10 s [estimate]
+
+
+def default_instance_type() -> str:
+    from pipeline.sagemaker import DEFAULT_INSTANCE_TYPE
+
+    return DEFAULT_INSTANCE_TYPE
+
+
+def estimate_cost(plan: Plan, *, instance_type: str | None = None, cached: dict[str, bool] | None = None) -> dict[str, Any]:
+    """USD estimate if the plan ran on AWS; `uncached_usd` leaves out jobs already in the cache."""
+    instance_type = instance_type or default_instance_type()
+    cached = cached or {}
+    items: dict[str, dict[str, Any]] = {}
+    total = uncached = 0.0
+
+    def add(what: str, usd: float, basis: str, job_id: str) -> None:
+        nonlocal total, uncached
+        item = items.setdefault(what, {"what": what, "count": 0, "usd": 0.0, "basis": basis})
+        item["count"] += 1
+        item["usd"] += usd
+        total += usd
+        if not cached.get(job_id):
+            uncached += usd
+
+    for job in plan.jobs:
+        if job.kind == "enhance":
+            add("prompt enhancement (Claude)", pricing.enhance_cost(len(job.params["prompt"])),
+                f"${pricing.CLAUDE_INPUT_PER_MTOK}/${pricing.CLAUDE_OUTPUT_PER_MTOK} per M tokens in/out", job.id)
+        elif job.kind == "image":
+            for step in job.params["steps"]:
+                add(f"image edit {step['tool']}", pricing.image_edit_cost(step["tool"]),
+                    f"${pricing.image_edit_cost(step['tool']):.2f} per request", job.id)
+        elif job.kind == "clip":
+            p = job.params
+            secs = pricing.clip_gpu_seconds(p["model"], p["frames"], p["steps"],
+                                            gpu=pricing.SAGEMAKER_INSTANCES[instance_type].gpu)
+            add(f"clip {p['model']} on {instance_type}", pricing.clip_cost(p["model"], p["frames"], p["steps"], instance_type),
+                f"~{secs:.0f} GPU-s per clip at ${pricing.SAGEMAKER_INSTANCES[instance_type].hourly}/h", job.id)
+    orchestration = pricing.orchestration_cost(
+        transitions=TRANSITIONS_PER_JOB * len(plan.jobs) + 10,
+        lambda_gb_seconds=LAMBDA_GB_SECONDS_PER_JOB * len(plan.jobs), lambda_requests=len(plan.jobs) + 2)
+    items["orchestration"] = {"what": "Step Functions + Lambda", "count": len(plan.jobs), "usd": orchestration,
+                              "basis": "transitions and Lambda GB-s per job [estimate]"}
+    total += orchestration
+    uncached += orchestration
+    return {
+        "total_usd": round(total, 4), "uncached_usd": round(uncached, 4), "instance_type": instance_type,
+        "items": [dict(i, usd=round(i["usd"], 4)) for i in items.values()],
+        "prices_as_of": pricing.PRICES_AS_OF,
+        "note": f"list prices as of {pricing.PRICES_AS_OF}, some estimated (see pipeline/pricing.py); "
+                "GPU time from THUDM's published timings; model loading excluded",
+    }

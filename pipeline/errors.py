@@ -1,0 +1,60 @@
+"""Every error type the pipeline raises; the state machine's Retry/Catch match on these names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PipelineError(Exception):
+    """Base of every error the pipeline raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about a manifest, located in its source file."""
+
+    file: str
+    line: int
+    col: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.path or "<document>"
+        return f"{self.file}:{self.line}:{self.col}: error: {where}: {self.message}"
+
+
+class ManifestInvalid(PipelineError):
+    """A manifest failed loading or validation; carries every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class JobFailed(PipelineError):
+    """A job could not produce its output; the campaign goes on without it."""
+
+
+class ContentFiltered(JobFailed):
+    """The image service refused a request or its output (finish_reasons names a filter)."""
+
+
+class InputRejected(JobFailed):
+    """A job's input breaks a backend's documented limit (size, format, range)."""
+
+
+class DependencyFailed(JobFailed):
+    """A job was skipped because a job it needs failed."""
+
+
+class TransientError(PipelineError):
+    """A failure worth retrying: throttling, 5xx, an inference hiccup."""
+
+
+class Throttled(TransientError):
+    """The service asked us to slow down."""
+
+
+class BackendUnavailable(PipelineError):
+    """A backend was selected that cannot run here (missing extra, weights, credentials)."""

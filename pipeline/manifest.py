@@ -1,0 +1,577 @@
+"""The campaign manifest: YAML -> every problem found at once, or a typed, fully resolved Campaign."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from pipeline import catalog
+from pipeline.errors import ManifestInvalid, Problem
+from pipeline.schema import MAX_CROSSFADE_S, load_schema
+from pipeline.yamlsrc import Source, load_file, load_text
+
+DEFAULT_ENHANCE = True
+DEFAULT_CARD_SECONDS = 2.0
+DEFAULT_CARD_COLOR = "#111111"
+DEFAULT_CARD_TEXT_COLOR = "#ffffff"
+DEFAULT_AUDIO_FADE_IN = 0.0
+DEFAULT_AUDIO_FADE_OUT = 0.0
+DEFAULT_AUDIO_VOLUME = 1.0
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+AUDIO_EXTENSIONS = (".mp3", ".wav", ".m4a", ".aac", ".ogg", ".flac")
+
+
+# --- the typed result ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Asset:
+    id: str
+    location: str  # as written in the manifest
+    path: Path | None  # resolved local file, or None for s3://
+    uri: str | None  # s3://bucket/key, or None for a local file
+
+    @property
+    def is_audio(self) -> bool:
+        return self.location.lower().endswith(AUDIO_EXTENSIONS)
+
+
+@dataclass(frozen=True)
+class Edit:
+    tool: str
+    params: dict[str, Any]
+
+    @property
+    def spec(self) -> catalog.EditTool:
+        return catalog.EDIT_TOOLS[self.tool]
+
+    def image_refs(self) -> dict[str, str]:
+        """The parameters that name another image (mask, style_image), field -> id."""
+        return {name: self.params[name] for name in self.spec.image_fields if name in self.params}
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    id: str
+    source: str  # asset or image id (`from` in YAML)
+    edits: tuple[Edit, ...]
+
+
+@dataclass(frozen=True)
+class Shot:
+    index: int
+    prompt: str
+    image: str | None
+    enhance: bool
+    model: str
+    frames: int
+    steps: int
+    guidance: float
+    seed: int
+    negative_prompt: str | None
+
+    @property
+    def video_model(self) -> catalog.VideoModel:
+        return catalog.VIDEO_MODELS[self.model]
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.video_model.fps
+
+
+@dataclass(frozen=True)
+class Card:
+    text: str
+    duration: float
+    color: str
+    text_color: str
+
+
+@dataclass(frozen=True)
+class Audio:
+    asset: str
+    fade_in: float
+    fade_out: float
+    volume: float
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    id: str
+    shots: tuple[Shot, ...]
+    crossfade: float  # 0 for hard cuts
+    continuity: str | None
+    audio: Audio | None
+    title: Card | None
+    end_card: Card | None
+
+
+@dataclass(frozen=True)
+class Campaign:
+    name: str
+    description: str
+    schedule: str | None
+    enhancer_model: str | None
+    assets: dict[str, Asset]
+    images: tuple[ImageSpec, ...]
+    videos: tuple[VideoSpec, ...]
+    source_file: str
+    base_dir: Path
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    def image(self, image_id: str) -> ImageSpec:
+        return next(i for i in self.images if i.id == image_id)
+
+
+# --- loading ---------------------------------------------------------------------------------------
+
+
+def load_manifest(path: str | Path) -> Campaign:
+    """Load, validate and resolve a manifest file; raise ManifestInvalid listing every problem."""
+    src = load_file(str(path))
+    return _from_source(src, Path(path).resolve().parent)
+
+
+def load_manifest_text(text: str, *, file: str, base_dir: Path, check_files: bool = True) -> Campaign:
+    """The same as load_manifest for text already in memory (S3, tests)."""
+    src = load_text(text, file)
+    return _from_source(src, base_dir, check_files=check_files)
+
+
+def _from_source(src: Source, base_dir: Path, *, check_files: bool = True) -> Campaign:
+    problems = schema_problems(src)
+    problems += semantic_problems(src, base_dir, check_files=check_files)
+    if problems:
+        problems.sort(key=lambda p: (p.line, p.col, p.message))
+        raise ManifestInvalid(_dedupe(problems))
+    return _build(src, base_dir)
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[int, int, str, str]] = set()
+    out = []
+    for p in problems:
+        k = (p.line, p.col, p.path, p.message)
+        if k not in seen:
+            seen.add(k)
+            out.append(p)
+    return out
+
+
+# --- schema problems, in words a campaign author understands -----------------------------------------
+
+_TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
+               "number": "a number", "boolean": "true or false", "null": "nothing"}
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the string {value!r}" if len(value) < 60 else "a string"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def schema_problems(src: Source) -> list[Problem]:
+    validator = jsonschema.Draft202012Validator(load_schema())
+    problems: list[Problem] = []
+    for err in validator.iter_errors(src.data):
+        problems.extend(_explain(src, err))
+    return problems
+
+
+def _explain(src: Source, err: jsonschema.ValidationError) -> list[Problem]:
+    path = tuple(err.absolute_path)
+    v, sch, inst = err.validator, err.schema, err.instance
+    if "propertyNames" in err.relative_schema_path and isinstance(inst, str):
+        # a mapping key failed: jsonschema reports the key as the instance, located at its mapping
+        return [src.problem(path + (inst,), _name_message(inst, path), key=True)]
+    if v == "additionalProperties" and isinstance(inst, dict):
+        known = list(sch.get("properties", {}))
+        extra = [k for k in inst if k not in known]
+        if isinstance(sch.get("additionalProperties"), dict):
+            return []  # a typed map (assets): its own errors are reported per value
+        return [src.problem(path + (k,), f"unknown key {k!r}{_suggest(k, known)}"
+                            + (f" (allowed: {', '.join(known)})" if known else ""), key=True) for k in extra]
+    if v == "required":
+        missing = [r for r in sch.get("required", []) if isinstance(inst, dict) and r not in inst]
+        return [src.problem(path, f"missing required key {m!r}") for m in missing]
+    if v == "enum":
+        choices = [str(c) for c in sch["enum"]]
+        shown = ", ".join(choices) if len(choices) <= 20 else ", ".join(choices[:20]) + ", ..."
+        hint = _suggest(str(inst), choices) if isinstance(inst, str) else ""
+        return [src.problem(path, f"{_describe(inst)} is not allowed here: expected one of {shown}{hint}")]
+    if v == "type":
+        want = sch["type"] if isinstance(sch["type"], list) else [sch["type"]]
+        words = " or ".join(_TYPE_WORDS.get(t, t) for t in want)
+        return [src.problem(path, f"expected {words}, got {_describe(inst)}")]
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        lo = sch.get("minimum", sch.get("exclusiveMinimum"))
+        hi = sch.get("maximum", sch.get("exclusiveMaximum"))
+        rng = f"from {lo}" + (" (exclusive)" if "exclusiveMinimum" in sch else "") + f" to {hi}" if hi is not None else f"at least {lo}"
+        return [src.problem(path, f"{inst!r} is out of range: must be {rng}")]
+    if v == "pattern":
+        return [src.problem(path, _pattern_message(path, inst))]
+    if v in ("minLength", "maxLength"):
+        if v == "minLength":
+            return [src.problem(path, "must not be empty")]
+        return [src.problem(path, f"is too long ({len(inst)} characters; at most {sch['maxLength']})")]
+    if v == "minItems":
+        return [src.problem(path, f"needs at least {sch['minItems']} item(s)")]
+    if v in ("minProperties", "maxProperties"):
+        if path[-2:-1] == ("edits",) or (len(path) >= 2 and path[-2] == "edits"):
+            return [src.problem(path, "an edit is exactly one tool name with its parameters, e.g. `upscale-fast: {}`")]
+        return [src.problem(path, err.message)]
+    if v == "anyOf" and isinstance(inst, dict):
+        options = [r for sub in sch["anyOf"] for r in sub.get("required", [])]
+        if options:
+            return [src.problem(path, f"needs at least one of {', '.join(options)}")]
+    return [src.problem(path, err.message)]
+
+
+def _name_message(name: str, path: tuple[Any, ...]) -> str:
+    if path == ("assets",):
+        return f"asset id {name!r} is not allowed: use a-z, 0-9, '-' and '_', 1 to 63 characters, starting with a letter or digit"
+    tools = list(catalog.EDIT_TOOLS)
+    return f"unknown edit tool {name!r}{_suggest(name, tools)} (tools: {', '.join(tools)})"
+
+
+def _pattern_message(path: tuple[Any, ...], value: Any) -> str:
+    last = path[-1] if path else ""
+    if last == "campaign":
+        return f"campaign name {value!r} is not allowed: use a-z, 0-9 and '-', 3 to 48 characters, not starting or ending with '-'"
+    if last == "schedule":
+        return f"schedule {value!r} must be cron(...), rate(...) or at(...)"
+    if last in ("color", "text_color"):
+        return f"colour {value!r} must be written #rrggbb"
+    return f"{value!r} is not a valid id: use a-z, 0-9, '-' and '_', 1 to 63 characters, starting with a letter or digit"
+
+
+# --- semantic problems ---------------------------------------------------------------------------
+
+
+def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) -> list[Problem]:
+    data = src.data if isinstance(src.data, dict) else {}
+    problems: list[Problem] = []
+    assets = data.get("assets") if isinstance(data.get("assets"), dict) else {}
+    images = [i for i in data.get("images", []) if isinstance(i, dict)] if isinstance(data.get("images"), list) else []
+    videos = [v for v in data.get("videos", []) if isinstance(v, dict)] if isinstance(data.get("videos"), list) else []
+
+    # schedule expression
+    schedule = data.get("schedule")
+    if isinstance(schedule, str):
+        msg = schedule_problem(schedule)
+        if msg:
+            problems.append(src.problem(("schedule",), msg))
+
+    # assets: files exist, kinds by extension
+    for aid, loc in assets.items():
+        if not isinstance(loc, str) or not loc:
+            continue
+        if loc.startswith("s3://"):
+            if not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+", loc):
+                problems.append(src.problem(("assets", aid), f"{loc!r} is not a valid s3://bucket/key address"))
+            continue
+        if "://" in loc:
+            problems.append(src.problem(("assets", aid), f"{loc!r}: only local paths and s3:// addresses are supported"))
+            continue
+        if not loc.lower().endswith(IMAGE_EXTENSIONS + AUDIO_EXTENSIONS):
+            problems.append(src.problem(("assets", aid), f"{loc!r} is neither an image ({', '.join(IMAGE_EXTENSIONS)}) "
+                                        f"nor an audio file ({', '.join(AUDIO_EXTENSIONS)})"))
+        if check_files:
+            p = (base_dir / loc)
+            if not p.is_file():
+                problems.append(src.problem(("assets", aid), f"asset file {loc!r} not found (looked in {p})"))
+
+    # ids: unique within images and videos; images and assets share one namespace of references
+    image_index: dict[str, int] = {}
+    for i, img in enumerate(data.get("images", []) if isinstance(data.get("images"), list) else []):
+        if not isinstance(img, dict) or not isinstance(img.get("id"), str):
+            continue
+        iid = img["id"]
+        if iid in image_index:
+            problems.append(src.problem(("images", i, "id"), f"duplicate image id {iid!r} (first used at images[{image_index[iid]}])"))
+        elif iid in assets:
+            problems.append(src.problem(("images", i, "id"), f"image id {iid!r} is also an asset id; references would be ambiguous"))
+        else:
+            image_index[iid] = i
+    seen_videos: dict[str, int] = {}
+    for i, vid in enumerate(data.get("videos", []) if isinstance(data.get("videos"), list) else []):
+        if isinstance(vid, dict) and isinstance(vid.get("id"), str):
+            if vid["id"] in seen_videos:
+                problems.append(src.problem(("videos", i, "id"), f"duplicate video id {vid['id']!r} (first used at videos[{seen_videos[vid['id']]}])"))
+            else:
+                seen_videos[vid["id"]] = i
+
+    def is_image_asset(ref: str) -> bool:
+        loc = assets.get(ref)
+        return isinstance(loc, str) and loc.lower().endswith(IMAGE_EXTENSIONS)
+
+    def check_image_ref(path: tuple[Any, ...], ref: Any) -> None:
+        if not isinstance(ref, str):
+            return
+        if ref in image_index or is_image_asset(ref):
+            return
+        if ref in assets:
+            problems.append(src.problem(path, f"{ref!r} is an audio asset; an image is needed here"))
+            return
+        known = list(assets) + list(image_index)
+        problems.append(src.problem(path, f"{ref!r} names no asset or image{_suggest(ref, known)}"))
+
+    # images: references and cycles
+    deps: dict[str, list[str]] = {}
+    for i, img in enumerate(data.get("images", []) if isinstance(data.get("images"), list) else []):
+        if not isinstance(img, dict):
+            continue
+        iid = img.get("id")
+        refs: list[str] = []
+        check_image_ref(("images", i, "from"), img.get("from"))
+        if isinstance(img.get("from"), str):
+            refs.append(img["from"])
+        for j, edit in enumerate(img.get("edits", []) if isinstance(img.get("edits"), list) else []):
+            if not isinstance(edit, dict) or len(edit) != 1:
+                continue
+            (tool, params), = edit.items()
+            spec = catalog.EDIT_TOOLS.get(tool)
+            if spec is None or not isinstance(params, dict):
+                continue
+            for fname in spec.image_fields:
+                if fname in params:
+                    check_image_ref(("images", i, "edits", j, tool, fname), params[fname])
+                    if isinstance(params[fname], str):
+                        refs.append(params[fname])
+        if isinstance(iid, str) and iid in image_index and image_index[iid] == i:
+            deps[iid] = [r for r in refs if r in image_index]
+    for cycle in _cycles(deps):
+        first = cycle[0]
+        problems.append(src.problem(("images", image_index[first], "id"),
+                                    "reference cycle: " + " -> ".join(cycle + [first])))
+
+    # videos: models, frames, start images, continuity, crossfade, audio
+    dv = data.get("defaults", {}).get("video", {}) if isinstance(data.get("defaults"), dict) else {}
+    dv = dv if isinstance(dv, dict) else {}
+    for i, vid in enumerate(videos):
+        vpath: tuple[Any, ...] = ("videos", data["videos"].index(vid))
+        shots = vid.get("shots") if isinstance(vid.get("shots"), list) else []
+        continuity = vid.get("continuity") == "last-frame"
+        durations: list[float] = []
+        for j, shot in enumerate(shots):
+            if not isinstance(shot, dict):
+                continue
+            spath = vpath + ("shots", j)
+            model_name = shot.get("model", dv.get("model", catalog.DEFAULT_VIDEO_MODEL))
+            model = catalog.VIDEO_MODELS.get(model_name) if isinstance(model_name, str) else None
+            if model is None:
+                continue
+            frames = shot.get("frames", dv.get("frames", model.default_frames))
+            if isinstance(frames, int) and frames not in model.frame_choices:
+                where = spath + ("frames",) if "frames" in shot else ("defaults", "video", "frames")
+                problems.append(src.problem(where, f"{model.name} cannot make {frames} frames: the rule is {model.frames_rule()}"))
+            elif isinstance(frames, int):
+                durations.append(frames / model.fps)
+            if "image" in shot:
+                check_image_ref(spath + ("image",), shot["image"])
+            needs_i2v = "image" in shot or (continuity and j > 0)
+            if needs_i2v and model.i2v_repo is None:
+                why = "starts from an image" if "image" in shot else "continues from the previous clip (continuity: last-frame)"
+                where = spath + ("model",) if "model" in shot else spath
+                problems.append(src.problem(where, f"this shot {why}, but {model.name} has no image-to-video variant "
+                                            f"(use one of {', '.join(m.name for m in catalog.VIDEO_MODELS.values() if m.i2v_repo)})"))
+            if continuity and j > 0 and "image" in shot:
+                problems.append(src.problem(spath + ("image",), "with continuity: last-frame every shot after the first "
+                                            "starts from the previous clip's last frame; remove `image` here"))
+        trans = vid.get("transition")
+        if isinstance(trans, dict) and isinstance(trans.get("crossfade"), (int, float)) and durations:
+            xf = float(trans["crossfade"])
+            shortest = min(durations)
+            if len(durations) > 1 and xf * 2 > shortest:
+                problems.append(src.problem(vpath + ("transition", "crossfade"),
+                                            f"a {xf:g} s crossfade is longer than half the shortest clip ({shortest:g} s); "
+                                            f"at most {shortest / 2:g} s fits (limit {MAX_CROSSFADE_S:g} s)"))
+        audio = vid.get("audio")
+        if isinstance(audio, dict) and isinstance(audio.get("asset"), str):
+            ref = audio["asset"]
+            if ref not in assets:
+                problems.append(src.problem(vpath + ("audio", "asset"), f"{ref!r} names no asset{_suggest(ref, list(assets))}"))
+            elif isinstance(assets[ref], str) and not assets[ref].lower().endswith(AUDIO_EXTENSIONS):
+                problems.append(src.problem(vpath + ("audio", "asset"), f"{ref!r} is not an audio file ({', '.join(AUDIO_EXTENSIONS)})"))
+    return problems
+
+
+def _cycles(deps: dict[str, list[str]]) -> list[list[str]]:
+    """Each elementary cycle once, found by depth-first search (graphs here are tiny)."""
+    found: list[list[str]] = []
+    seen_sets: set[frozenset[str]] = set()
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in deps.get(node, []):
+            if state.get(nxt) == 1:
+                cyc = stack[stack.index(nxt):]
+                key = frozenset(cyc)
+                if key not in seen_sets:
+                    seen_sets.add(key)
+                    found.append(list(cyc))
+            elif state.get(nxt) is None:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = 2
+
+    for n in deps:
+        if state.get(n) is None:
+            visit(n, [])
+    return found
+
+
+# --- schedule expressions (EventBridge Scheduler) ----------------------------------------------------
+
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_AT = re.compile(r"^at\((\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\)$")
+_MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
+_DAYS = "SUN|MON|TUE|WED|THU|FRI|SAT"
+
+
+def schedule_problem(expr: str) -> str | None:
+    """None when `expr` is a valid EventBridge Scheduler expression, else what is wrong with it."""
+    if expr.startswith("rate("):
+        m = _RATE.match(expr)
+        if not m:
+            return f"{expr!r}: a rate is rate(VALUE UNIT) with UNIT minute(s), hour(s) or day(s), e.g. rate(1 day)"
+        n, unit = int(m.group(1)), m.group(2)
+        if n < 1:
+            return f"{expr!r}: the rate must be at least 1"
+        if (n == 1) != (not unit.endswith("s")):
+            return f"{expr!r}: write '1 {unit.rstrip('s')}' or 'N {unit.rstrip('s')}s'"
+        return None
+    if expr.startswith("at("):
+        m = _AT.match(expr)
+        if not m:
+            return f"{expr!r}: a one-time schedule is at(yyyy-mm-ddThh:mm:ss)"
+        y, mo, d, h, mi, s = map(int, m.groups())
+        import datetime as _dt
+
+        try:
+            _dt.datetime(y, mo, d, h, mi, s)
+        except ValueError as exc:
+            return f"{expr!r}: {exc}"
+        return None
+    if expr.startswith("cron(") and expr.endswith(")"):
+        return _cron_problem(expr, expr[5:-1].split())
+    return f"{expr!r} must be cron(...), rate(...) or at(...)"
+
+
+def _cron_problem(expr: str, parts: list[str]) -> str | None:
+    if len(parts) != 6:
+        return f"{expr!r}: a cron expression has 6 fields (minutes hours day-of-month month day-of-week year), found {len(parts)}"
+    minutes, hours, dom, month, dow, year = parts
+    fields = [
+        ("minutes", minutes, 0, 59, ""), ("hours", hours, 0, 23, ""), ("day-of-month", dom, 1, 31, ""),
+        ("month", month, 1, 12, _MONTHS), ("day-of-week", dow, 1, 7, _DAYS), ("year", year, 1970, 2199, ""),
+    ]
+    for name, value, lo, hi, names in fields:
+        msg = _cron_field_problem(value, lo, hi, names, allow_q=name in ("day-of-month", "day-of-week"),
+                                  extra=name in ("day-of-month", "day-of-week"))
+        if msg:
+            return f"{expr!r}: {name} field {value!r}: {msg}"
+    if (dom == "?") == (dow == "?"):
+        return f"{expr!r}: exactly one of day-of-month and day-of-week must be '?'"
+    return None
+
+
+def _cron_field_problem(value: str, lo: int, hi: int, names: str, *, allow_q: bool, extra: bool) -> str | None:
+    if value == "?":
+        return None if allow_q else "'?' is only allowed in day-of-month or day-of-week"
+    if value == "*":
+        return None
+    if extra and re.fullmatch(r"L|LW|\d{1,2}W|\d#[1-5]|[A-Z]{3}#[1-5]|\dL|[A-Z]{3}L", value):
+        return None
+    atom = rf"(\d+|{names})" if names else r"(\d+)"
+    for item in value.split(","):
+        m = re.fullmatch(rf"{atom}(?:-{atom})?(?:/(\d+))?|\*/(\d+)", item)
+        if not m:
+            return "not a number, range (a-b), list (a,b) or increment (a/b)"
+        for tok in (m.group(1), m.group(2)):
+            if tok and tok.isdigit() and not lo <= int(tok) <= hi:
+                return f"{tok} is out of range {lo}-{hi}"
+    return None
+
+
+# --- building the typed campaign ------------------------------------------------------------------
+
+
+def _card(raw: dict[str, Any] | None) -> Card | None:
+    if raw is None:
+        return None
+    return Card(text=raw["text"], duration=float(raw.get("duration", DEFAULT_CARD_SECONDS)),
+                color=raw.get("color", DEFAULT_CARD_COLOR), text_color=raw.get("text_color", DEFAULT_CARD_TEXT_COLOR))
+
+
+def _build(src: Source, base_dir: Path) -> Campaign:
+    data: dict[str, Any] = src.data
+    defaults = data.get("defaults", {})
+    dv = defaults.get("video", {})
+    enhance_default = defaults.get("enhance", DEFAULT_ENHANCE)
+    assets = {}
+    for aid, loc in data.get("assets", {}).items():
+        if loc.startswith("s3://"):
+            assets[aid] = Asset(aid, loc, None, loc)
+        else:
+            assets[aid] = Asset(aid, loc, (base_dir / loc).resolve(), None)
+    images = tuple(
+        ImageSpec(
+            id=img["id"], source=img["from"],
+            edits=tuple(Edit(tool, dict(params or {})) for e in img["edits"] for tool, params in e.items()),
+        )
+        for img in data.get("images", [])
+    )
+    videos = []
+    for vid in data.get("videos", []):
+        shots = []
+        for j, s in enumerate(vid["shots"]):
+            model = catalog.VIDEO_MODELS[s.get("model", dv.get("model", catalog.DEFAULT_VIDEO_MODEL))]
+            shots.append(Shot(
+                index=j,
+                prompt=s["prompt"].strip(),
+                image=s.get("image"),
+                enhance=bool(s.get("enhance", enhance_default)),
+                model=model.name,
+                frames=int(s.get("frames", dv.get("frames", model.default_frames))),
+                steps=int(s.get("steps", dv.get("steps", catalog.DEFAULT_STEPS))),
+                guidance=float(s.get("guidance", dv.get("guidance", catalog.DEFAULT_GUIDANCE))),
+                seed=int(s.get("seed", dv.get("seed", catalog.DEFAULT_SEED))),
+                negative_prompt=s.get("negative_prompt"),
+            ))
+        audio = vid.get("audio")
+        videos.append(VideoSpec(
+            id=vid["id"], shots=tuple(shots),
+            crossfade=float(vid.get("transition", {}).get("crossfade", 0.0)),
+            continuity=vid.get("continuity"),
+            audio=Audio(audio["asset"], float(audio.get("fade_in", DEFAULT_AUDIO_FADE_IN)),
+                        float(audio.get("fade_out", DEFAULT_AUDIO_FADE_OUT)),
+                        float(audio.get("volume", DEFAULT_AUDIO_VOLUME))) if audio else None,
+            title=_card(vid.get("title")), end_card=_card(vid.get("end_card")),
+        ))
+    return Campaign(
+        name=data["campaign"], description=data.get("description", ""), schedule=data.get("schedule"),
+        enhancer_model=defaults.get("enhancer_model"), assets=assets, images=images, videos=tuple(videos),
+        source_file=src.file, base_dir=base_dir, raw=data,
+    )

@@ -1,0 +1,292 @@
+"""Campaign -> Plan: typed jobs with content keys, dependencies and stages (DESIGN "Data flow")."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import catalog
+from pipeline.keys import content_key, file_digest
+from pipeline.manifest import Campaign, Shot
+
+ASSEMBLER_VERSION = "assemble:v1"
+
+STAGE_NAMES = {
+    1: "enhance prompts",
+    2: "image edits and clips",
+    3: "clips that wait for images or earlier clips",
+    4: "assemble videos",
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work. `params` is plain JSON: everything the task function needs besides the store."""
+
+    id: str
+    kind: str  # enhance | image | clip | video
+    key: str
+    stage: int
+    deps: tuple[str, ...]
+    params: dict[str, Any]
+    label: str
+
+    @property
+    def ext(self) -> str:
+        return str(self.params.get("ext", {"enhance": "txt", "clip": "mp4", "video": "mp4"}.get(self.kind, "bin")))
+
+    @property
+    def output_key(self) -> str:
+        return output_key(self.kind, self.key, self.ext)
+
+    @property
+    def provenance_key(self) -> str:
+        return provenance_key(self.kind, self.key)
+
+
+def output_key(kind: str, key: str, ext: str) -> str:
+    return f"cache/{kind}/{key}.{ext}"
+
+
+def provenance_key(kind: str, key: str) -> str:
+    return f"cache/{kind}/{key}.json"
+
+
+@dataclass(frozen=True)
+class AssetRef:
+    id: str
+    location: str  # as written
+    path: str | None  # absolute local path
+    uri: str | None  # s3://
+    digest: str
+    is_audio: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    campaign: str
+    manifest_file: str
+    backends: dict[str, str]
+    assets: dict[str, AssetRef]
+    jobs: tuple[Job, ...]
+    schedule: str | None = None
+    description: str = ""
+    _index: dict[str, Job] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._index.update({j.id: j for j in self.jobs})
+
+    def job(self, job_id: str) -> Job:
+        return self._index[job_id]
+
+    def by_kind(self, kind: str) -> list[Job]:
+        return [j for j in self.jobs if j.kind == kind]
+
+    def stages(self) -> dict[int, list[Job]]:
+        out: dict[int, list[Job]] = {}
+        for j in self.jobs:
+            out.setdefault(j.stage, []).append(j)
+        return dict(sorted(out.items()))
+
+    def dependents(self, job_id: str) -> list[Job]:
+        return [j for j in self.jobs if job_id in j.deps]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign, "manifest_file": self.manifest_file, "backends": self.backends,
+            "schedule": self.schedule, "description": self.description,
+            "assets": {k: asdict(v) for k, v in self.assets.items()},
+            "jobs": [asdict(j) for j in self.jobs],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
+        return cls(
+            campaign=d["campaign"], manifest_file=d["manifest_file"], backends=dict(d["backends"]),
+            schedule=d.get("schedule"), description=d.get("description", ""),
+            assets={k: AssetRef(**v) for k, v in d["assets"].items()},
+            jobs=tuple(Job(**{**j, "deps": tuple(j["deps"])}) for j in d["jobs"]),
+        )
+
+
+class KeySource:
+    """The backend identities that go into keys; built from the selected backends (or given as strings)."""
+
+    def __init__(self, *, enhancer: str, images: Any, video: Any) -> None:
+        self.enhancer = enhancer
+        self._images = images
+        self._video = video
+
+    def image(self, tool: str) -> str:
+        return str(self._images(tool)) if callable(self._images) else f"{self._images}:{tool}"
+
+    def clip(self, model: str) -> str:
+        return str(self._video(model)) if callable(self._video) else f"{self._video}:{model}"
+
+
+def asset_digest(asset_path: Path | None, uri: str | None, *, s3_etag: str | None = None) -> str:
+    if asset_path is not None:
+        return file_digest(asset_path)
+    return content_key("s3-asset", params={"uri": uri, "etag": s3_etag}, backend="s3")
+
+
+def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
+               s3_etags: dict[str, str] | None = None) -> Plan:
+    """Every job of the campaign with its content key. Pure: the same inputs give the same plan."""
+    assets = {
+        a.id: AssetRef(a.id, a.location, str(a.path) if a.path else None, a.uri,
+                       asset_digest(a.path, a.uri, s3_etag=(s3_etags or {}).get(a.id)), a.is_audio)
+        for a in campaign.assets.values()
+    }
+    jobs: list[Job] = []
+    image_jobs: dict[str, Job] = {}
+
+    def ref(ref_id: str) -> tuple[dict[str, str], str, str | None]:
+        """(reference as stored in params, its input key, the job id it waits for)."""
+        if ref_id in assets:
+            return {"asset": ref_id}, f"asset:{assets[ref_id].digest}", None
+        job = image_jobs[ref_id]
+        return {"image": ref_id}, job.key, job.id
+
+    # images, in dependency order (an image may start from, or use as mask/style, another image)
+    pending = list(campaign.images)
+    while pending:
+        progressed = False
+        for spec in list(pending):
+            needed = [spec.source] + [r for e in spec.edits for r in e.image_refs().values()]
+            if any(n not in assets and n not in image_jobs for n in needed):
+                continue
+            source_ref, prev_key, source_dep = ref(spec.source)
+            deps = [source_dep] if source_dep else []
+            steps = []
+            for edit in spec.edits:
+                refs: dict[str, dict[str, str]] = {}
+                inputs = [prev_key]
+                for fname, rid in sorted(edit.image_refs().items()):
+                    r, rkey, rdep = ref(rid)
+                    refs[fname] = r
+                    inputs.append(rkey)
+                    if rdep:
+                        deps.append(rdep)
+                plain = {k: v for k, v in edit.params.items() if k not in refs}
+                ext = {"jpeg": "jpg"}.get(str(plain.get("output_format", "png")), str(plain.get("output_format", "png")))
+                if edit.tool == "remove-background" and ext == "jpg":
+                    ext = "png"  # keep the alpha the tool exists to make
+                step_key = content_key("image", params={"tool": edit.tool, "params": plain}, inputs=inputs,
+                                       backend=keys.image(edit.tool))
+                steps.append({"tool": edit.tool, "params": plain, "refs": refs, "key": step_key, "ext": ext})
+                prev_key = step_key
+            job = Job(
+                id=f"image:{spec.id}", kind="image", key=prev_key, stage=2, deps=tuple(dict.fromkeys(deps)),
+                params={"image_id": spec.id, "source": source_ref, "steps": steps, "ext": steps[-1]["ext"]},
+                label=f"{spec.id} ({' > '.join(e.tool for e in spec.edits)})",
+            )
+            image_jobs[spec.id] = job
+            jobs.append(job)
+            pending.remove(spec)
+            progressed = True
+        if not progressed:  # validation rejects cycles; this guards against a bug, not user input
+            raise RuntimeError(f"image references do not resolve: {[s.id for s in pending]}")
+
+    # prompt enhancement: one job per distinct (prompt, token limit)
+    enhance_jobs: dict[tuple[str, int], Job] = {}
+
+    def enhance_job(shot: Shot) -> Job:
+        limit = shot.video_model.max_prompt_tokens
+        found = enhance_jobs.get((shot.prompt, limit))
+        if found:
+            return found
+        key = content_key("enhance", params={"prompt": shot.prompt, "max_tokens": limit}, backend=keys.enhancer)
+        job = Job(id=f"enhance:{key[:10]}", kind="enhance", key=key, stage=1, deps=(),
+                  params={"prompt": shot.prompt, "max_tokens": limit}, label=_short(shot.prompt))
+        enhance_jobs[(shot.prompt, limit)] = job
+        jobs.append(job)
+        return job
+
+    # clips, then the videos that join them
+    for video in campaign.videos:
+        clip_jobs: list[Job] = []
+        for shot in video.shots:
+            model = shot.video_model
+            deps: list[str] = []
+            inputs: list[str] = []
+            ej = enhance_job(shot) if shot.enhance else None
+            if ej:
+                deps.append(ej.id)
+                inputs.append(ej.key)
+            start: dict[str, str] | None = None
+            if video.continuity == "last-frame" and shot.index > 0:
+                prev = clip_jobs[-1]
+                start = {"clip": prev.id}
+                deps.append(prev.id)
+                inputs.append(prev.key)
+            elif shot.image:
+                start, skey, sdep = ref(shot.image)
+                inputs.append(skey)
+                if sdep:
+                    deps.append(sdep)
+            settings = {
+                "model": model.name, "i2v": start is not None, "frames": shot.frames, "fps": model.fps,
+                "width": model.width, "height": model.height, "steps": shot.steps, "guidance": shot.guidance,
+                "seed": shot.seed, "negative_prompt": shot.negative_prompt,
+                "max_tokens": model.max_prompt_tokens,
+            }
+            key_params = {**settings, "prompt": None if ej else shot.prompt}
+            key = content_key("clip", params=key_params, inputs=inputs, backend=keys.clip(model.name))
+            waits = any(d.startswith(("image:", "clip:")) for d in deps)
+            job = Job(
+                id=f"clip:{video.id}/{shot.index + 1:02d}", kind="clip", key=key, stage=3 if waits else 2,
+                deps=tuple(deps),
+                params={**settings, "video_id": video.id, "shot": shot.index, "prompt": shot.prompt,
+                        "enhance_job": ej.id if ej else None, "start": start, "ext": "mp4"},
+                label=_short(shot.prompt),
+            )
+            clip_jobs.append(job)
+            jobs.append(job)
+        audio = None
+        inputs = [c.key for c in clip_jobs]
+        if video.audio:
+            audio = {"asset": video.audio.asset, "fade_in": video.audio.fade_in, "fade_out": video.audio.fade_out,
+                     "volume": video.audio.volume}
+            inputs.append(f"asset:{assets[video.audio.asset].digest}")
+        cards = {name: (asdict(card) if card else None) for name, card in (("title", video.title), ("end_card", video.end_card))}
+        vparams = {"crossfade": video.crossfade, "audio": audio, **cards}
+        vkey = content_key("video", params=vparams, inputs=inputs, backend=ASSEMBLER_VERSION)
+        jobs.append(Job(
+            id=f"video:{video.id}", kind="video", key=vkey, stage=4, deps=tuple(c.id for c in clip_jobs),
+            params={"video_id": video.id, "clips": [c.id for c in clip_jobs], "continuity": video.continuity,
+                    **vparams, "ext": "mp4"},
+            label=f"{video.id} ({len(clip_jobs)} shots)",
+        ))
+
+    jobs.sort(key=lambda j: (j.stage, _KIND_ORDER[j.kind]))
+    return Plan(campaign=campaign.name, manifest_file=campaign.source_file, backends=dict(backends),
+                assets=assets, jobs=tuple(jobs), schedule=campaign.schedule, description=campaign.description)
+
+
+_KIND_ORDER = {"enhance": 0, "image": 1, "clip": 2, "video": 3}
+
+
+def _short(text: str, n: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def expected_duration(plan: Plan, video_job: Job) -> float:
+    """Sum of the clips (and cards) minus the crossfade overlaps between neighbouring clips."""
+    clips = [plan.job(c) for c in video_job.params["clips"]]
+    total = sum(c.params["frames"] / c.params["fps"] for c in clips)
+    total -= video_job.params["crossfade"] * max(0, len(clips) - 1)
+    for card in ("title", "end_card"):
+        if video_job.params.get(card):
+            total += video_job.params[card]["duration"]
+    return total
+
+
+def model_of(job: Job) -> catalog.VideoModel:
+    return catalog.VIDEO_MODELS[job.params["model"]]

@@ -1,0 +1,214 @@
+"""The run's report: named outputs copied out of the cache, report.json (the contract) and report.html."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import PurePosixPath
+from typing import Any
+
+from pipeline.errors import Problem
+from pipeline.plan import Job, Plan, expected_duration, output_key
+from pipeline.store import Store
+from pipeline.tasks import JobResult
+
+REPORT_VERSION = 1
+
+
+def run_prefix(campaign: str, run_id: str) -> str:
+    return f"runs/{campaign}/{run_id}"
+
+
+def new_run_id(now: float | None = None) -> str:
+    import secrets
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now or time.time()))
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+def run_status(results: list[JobResult]) -> str:
+    if not results or all(r.ok for r in results):
+        return "succeeded"
+    produced = any(r.ok and r.kind in ("video", "image") for r in results)
+    return "partial" if produced else "failed"
+
+
+def job_counts(results: list[JobResult]) -> dict[str, int]:
+    return {
+        "total": len(results),
+        "executed": sum(r.status == "executed" for r in results),
+        "cached": sum(r.status == "cached" for r in results),
+        "failed": sum(r.status == "failed" for r in results),
+        "skipped": sum(r.status == "skipped" for r in results),
+    }
+
+
+def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: float, finished: float,
+                 store: Store, cost: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report dict, and the list of (cache key -> run-relative path) copies that give outputs their names."""
+    by_id = {r.job_id: r for r in results}
+    prefix = run_prefix(plan.campaign, run_id)
+
+    def rel(path: str) -> str:
+        return str(PurePosixPath(path))
+
+    copies: list[tuple[str, str]] = []
+    images = []
+    for job in plan.by_kind("image"):
+        res = by_id.get(job.id)
+        entry: dict[str, Any] = {"id": job.params["image_id"], "job": job.id, "key": job.key,
+                                 "source": job.params["source"], "edits": [s["tool"] for s in job.params["steps"]],
+                                 "status": res.status if res else "not-run", "path": None}
+        info = (res.info if res else {}) or {}
+        steps_info = {s["key"]: s for s in info.get("steps", [])}
+        if res and res.ok:
+            path = rel(f"images/{job.params['image_id']}.{job.ext}")
+            copies.append((job.output_key, path))
+            entry["path"] = path
+            entry["cached"] = res.status == "cached"
+        steps = []
+        for i, step in enumerate(job.params["steps"]):
+            s_info = steps_info.get(step["key"], {})
+            s_path = None
+            if res and res.ok:
+                s_path = rel(f"images/{job.params['image_id']}/step-{i + 1}-{step['tool']}.{step['ext']}")
+                copies.append((output_key("image", step["key"], step["ext"]), s_path))
+            steps.append({"tool": step["tool"], "params": step["params"], "refs": step["refs"], "path": s_path,
+                          "backend": s_info.get("backend"), "placeholder": s_info.get("placeholder"),
+                          "note": s_info.get("note"), "seconds": s_info.get("seconds")})
+        entry["steps"] = steps
+        entry["backend"] = info.get("backend") or plan.backends.get("images")
+        entry["placeholder"] = bool(info.get("placeholder"))
+        images.append(entry)
+
+    videos = []
+    for vjob in plan.by_kind("video"):
+        res = by_id.get(vjob.id)
+        info = (res.info if res else {}) or {}
+        vid = vjob.params["video_id"]
+        entry = {"id": vid, "job": vjob.id, "key": vjob.key, "status": res.status if res else "not-run",
+                 "path": None, "poster": None, "duration_s": info.get("duration_s"),
+                 "expected_duration_s": round(expected_duration(plan, vjob), 6),
+                 "width": info.get("width"), "height": info.get("height"), "fps": info.get("fps"),
+                 "frames": info.get("frames"), "method": info.get("method"), "cached": res.status == "cached" if res else False,
+                 "crossfade": vjob.params["crossfade"], "continuity": vjob.params.get("continuity"),
+                 "audio": vjob.params.get("audio")}
+        if res and res.ok:
+            entry["path"] = rel(f"videos/{vid}.mp4")
+            copies.append((vjob.output_key, entry["path"]))
+            if info.get("poster"):
+                entry["poster"] = rel(f"videos/{vid}.png")
+                copies.append((info["poster"], entry["poster"]))
+        clips = []
+        for cid in vjob.params["clips"]:
+            cjob = plan.job(cid)
+            cres = by_id.get(cid)
+            cinfo = (cres.info if cres else {}) or {}
+            c: dict[str, Any] = {
+                "job": cid, "key": cjob.key, "shot": cjob.params["shot"] + 1, "status": cres.status if cres else "not-run",
+                "prompt": cjob.params["prompt"], "enhanced_prompt": None, "model_prompt": cinfo.get("model_prompt"),
+                "enhance": cjob.params["enhance_job"] is not None, "seed": cjob.params["seed"],
+                "model": cjob.params["model"], "i2v": cjob.params["i2v"], "start": cjob.params["start"],
+                "frames": cjob.params["frames"], "fps": cjob.params["fps"], "width": cjob.params["width"],
+                "height": cjob.params["height"], "backend": cinfo.get("backend") or plan.backends.get("video"),
+                "placeholder": cinfo.get("placeholder"), "cached": cres.status == "cached" if cres else False,
+                "prompt_trimmed": cinfo.get("prompt_trimmed"), "path": None,
+                "seconds": round(cres.seconds, 3) if cres else None,
+            }
+            if cjob.params["enhance_job"]:
+                eres = by_id.get(cjob.params["enhance_job"])
+                einfo = (eres.info if eres else {}) or {}
+                c["enhanced_prompt"] = einfo.get("enhanced_prompt", cinfo.get("model_prompt"))
+                c["enhancer"] = einfo.get("backend")
+                c["enhance_trimmed"] = einfo.get("trimmed")
+            if cres and cres.ok:
+                c["path"] = rel(f"clips/{vid}-{cjob.params['shot'] + 1:02d}.mp4")
+                copies.append((cjob.output_key, c["path"]))
+            clips.append(c)
+        entry["clips"] = clips
+        videos.append(entry)
+
+    errors = [{"job": r.job_id, "error": r.error_type or "JobFailed", "message": r.message or ""}
+              for r in results if not r.ok]
+    report = {
+        "report_version": REPORT_VERSION,
+        "campaign": plan.campaign,
+        "description": plan.description,
+        "run_id": run_id,
+        "status": run_status(results),
+        "manifest": plan.manifest_file,
+        "started": _iso(started),
+        "finished": _iso(finished),
+        "duration_s": round(finished - started, 3),
+        "backends": plan.backends,
+        "videos": videos,
+        "images": images,
+        "enhancements": [
+            {"job": j.id, "prompt": j.params["prompt"], **{k: (by_id[j.id].info or {}).get(k) for k in
+             ("enhanced_prompt", "backend", "tokens", "max_tokens", "trimmed", "changed")},
+             "status": by_id[j.id].status if j.id in by_id else "not-run"}
+            for j in plan.by_kind("enhance")
+        ],
+        "jobs": job_counts(results),
+        "job_results": [{"job": r.job_id, "kind": r.kind, "status": r.status, "seconds": round(r.seconds, 3),
+                         "key": r.key} for r in results],
+        "errors": errors,
+        "cost": cost or {},
+        "prefix": prefix,
+    }
+    report["_copies"] = copies
+    return report
+
+
+def write_run(plan: Plan, results: list[JobResult], store: Store, *, run_id: str, started: float,
+              finished: float, cost: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Give the run's outputs their names, then write report.json and report.html (always, also on failure)."""
+    report = build_report(plan, results, run_id=run_id, started=started, finished=finished, store=store, cost=cost)
+    prefix = report["prefix"]
+    copies = report.pop("_copies")
+    for src, dst in copies:
+        try:
+            store.copy(src, f"{prefix}/{dst}")
+        except Exception as exc:  # a missing output must not stop the report from being written
+            report["errors"].append({"job": "report", "error": "OutputMissing", "message": f"{dst}: {exc}"})
+    _write_report_files(store, prefix, report)
+    return report
+
+
+def write_invalid(*, campaign: str, manifest: str, problems: list[Problem], store: Store, run_id: str,
+                  started: float | None = None) -> dict[str, Any]:
+    """A failed report whose errors are the manifest's validation problems (nothing else ran)."""
+    now = time.time()
+    report = {
+        "report_version": REPORT_VERSION, "campaign": campaign, "description": "", "run_id": run_id,
+        "status": "failed", "manifest": manifest, "started": _iso(started or now), "finished": _iso(now),
+        "duration_s": round(now - (started or now), 3), "backends": {}, "videos": [], "images": [],
+        "enhancements": [], "jobs": {"total": 0, "executed": 0, "cached": 0, "failed": 0, "skipped": 0},
+        "job_results": [],
+        "errors": [{"job": "validate", "error": "ManifestInvalid", "message": str(p), "line": p.line,
+                    "col": p.col, "path": p.path} for p in problems],
+        "cost": {}, "prefix": run_prefix(campaign, run_id),
+    }
+    _write_report_files(store, report["prefix"], report)
+    return report
+
+
+def _write_report_files(store: Store, prefix: str, report: dict[str, Any]) -> None:
+    from pipeline.report_html import render_html
+
+    store.write_bytes(f"{prefix}/report.html", render_html(report).encode())
+    store.write_bytes(f"{prefix}/report.json", json.dumps(report, indent=2, default=str).encode())
+    store.write_bytes(f"runs/{report['campaign']}/latest.json",
+                      json.dumps({"run_id": report["run_id"], "status": report["status"],
+                                  "report": f"{report['run_id']}/report.json"}).encode())
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def find_job(plan: Plan, job_id: str) -> Job | None:
+    try:
+        return plan.job(job_id)
+    except KeyError:
+        return None

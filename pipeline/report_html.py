@@ -1,0 +1,130 @@
+"""report.html: a self-contained page (inline CSS, relative links) rendered from the report dict."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from typing import Any
+
+CSS = """
+:root{--bg:#f6f7f9;--card:#fff;--ink:#1d2330;--mute:#667085;--line:#e4e7ec;--bad:#b42318;--badbg:#fef3f2;
+--ok:#067647;--warn:#b54708;--warnbg:#fffaeb;--accent:#3538cd}
+*{box-sizing:border-box}body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
+background:var(--bg);color:var(--ink)}header{padding:24px 32px;background:#101828;color:#fff}
+header h1{margin:0 0 4px;font-size:22px}header .sub{color:#d0d5dd}main{padding:24px 32px;max-width:1280px}
+.pill{display:inline-block;padding:2px 10px;border-radius:999px;font-size:12px;font-weight:600;margin-right:6px}
+.succeeded{background:#ecfdf3;color:var(--ok)}.partial{background:var(--warnbg);color:var(--warn)}
+.failed{background:var(--badbg);color:var(--bad)}.placeholder{background:var(--warnbg);color:var(--warn)}
+.cached{background:#eef4ff;color:var(--accent)}.stats{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
+.stat{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:10px 16px;min-width:110px}
+.stat b{display:block;font-size:20px}section{margin:28px 0}h2{font-size:18px;margin:0 0 12px}
+.card{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:16px;margin:0 0 16px}
+.errors{background:var(--badbg);border:1px solid #fecdca;border-radius:12px;padding:12px 16px}
+.errors li{margin:4px 0}.errors code{color:var(--bad)}video{max-width:100%;border-radius:8px;background:#000}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:12px}
+figure{margin:0}figure img{width:100%;border-radius:8px;border:1px solid var(--line);
+background:repeating-conic-gradient(#eee 0 25%,#fff 0 50%) 50%/16px 16px}
+figcaption{font-size:12px;color:var(--mute);margin-top:4px}table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}th{color:var(--mute);font-weight:600}
+.prompt{white-space:pre-wrap}.mute{color:var(--mute)}code{font:12px ui-monospace,Menlo,Consolas,monospace}
+"""
+
+
+def _e(v: Any) -> str:
+    return escape("" if v is None else str(v))
+
+
+def _pill(text: str, cls: str) -> str:
+    return f'<span class="pill {cls}">{_e(text)}</span>'
+
+
+def render_html(report: dict[str, Any]) -> str:
+    parts = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        '<meta name=viewport content="width=device-width,initial-scale=1">',
+        f"<title>{_e(report['campaign'])} — {_e(report['run_id'])}</title><style>{CSS}</style></head><body>",
+        f"<header><h1>{_e(report['campaign'])}</h1><div class=sub>{_e(report.get('description'))}</div>",
+        f"<div class=sub>run {_e(report['run_id'])} · {_e(report.get('started'))} · {_e(report.get('duration_s'))} s</div></header><main>",
+        f"<p>{_pill(report['status'], report['status'])}"
+        + " ".join(_pill(f"{k}: {v}", "cached") for k, v in (report.get("backends") or {}).items()) + "</p>",
+    ]
+    if report.get("errors"):
+        items = "".join(f"<li><code>{_e(e['job'])}</code> <b>{_e(e['error'])}</b>: {_e(e['message'])}</li>"
+                        for e in report["errors"])
+        parts.append(f'<section class=errors id=errors><h2>{len(report["errors"])} error(s)</h2><ul>{items}</ul></section>')
+    jobs = report.get("jobs", {})
+    parts.append('<div class=stats>' + "".join(
+        f'<div class=stat><b>{_e(jobs.get(k, 0))}</b>{k}</div>' for k in ("total", "executed", "cached", "failed", "skipped"))
+        + _cost_stat(report.get("cost") or {}) + "</div>")
+
+    if report.get("videos"):
+        parts.append("<section id=videos><h2>Videos</h2>")
+        for v in report["videos"]:
+            parts.append(_video(v))
+        parts.append("</section>")
+    if report.get("images"):
+        parts.append("<section id=images><h2>Images</h2>")
+        for im in report["images"]:
+            parts.append(_image(im))
+        parts.append("</section>")
+    cost = report.get("cost") or {}
+    if cost.get("items"):
+        rows = "".join(f"<tr><td>{_e(i['what'])}</td><td>{_e(i['count'])}</td><td>${i['usd']:.4f}</td>"
+                       f"<td class=mute>{_e(i.get('basis'))}</td></tr>" for i in cost["items"])
+        parts.append(f"<section id=cost><h2>Estimated cloud cost</h2><div class=card><table><tr><th>item</th><th>count</th>"
+                     f"<th>USD</th><th>basis</th></tr>{rows}</table><p class=mute>{_e(cost.get('note'))}</p></div></section>")
+    parts.append("<section><h2>Raw</h2><details class=card><summary>report.json</summary><pre><code>"
+                 + _e(json.dumps({k: v for k, v in report.items() if k != 'job_results'}, indent=1, default=str))
+                 + "</code></pre></details></section>")
+    parts.append("</main></body></html>")
+    return "".join(parts)
+
+
+def _cost_stat(cost: dict[str, Any]) -> str:
+    if "total_usd" not in cost:
+        return ""
+    return f'<div class=stat><b>${cost["total_usd"]:.2f}</b>est. cloud cost</div>'
+
+
+def _video(v: dict[str, Any]) -> str:
+    head = f"<h3>{_e(v['id'])} {_pill(v['status'], 'succeeded' if v['status'] in ('executed', 'cached') else 'failed')}"
+    if v.get("cached"):
+        head += _pill("cached", "cached")
+    head += "</h3>"
+    player = ""
+    if v.get("path"):
+        poster = f' poster="{_e(v["poster"])}"' if v.get("poster") else ""
+        player = f'<video controls preload=metadata{poster} src="{_e(v["path"])}"></video>'
+    meta = (f"<p class=mute>{_e(v.get('duration_s'))} s (expected {_e(v.get('expected_duration_s'))} s) · "
+            f"{_e(v.get('width'))}×{_e(v.get('height'))} · {_e(v.get('fps'))} fps · {_e(v.get('method'))}"
+            f"{' · crossfade ' + _e(v['crossfade']) + ' s' if v.get('crossfade') else ''}"
+            f"{' · continuity ' + _e(v['continuity']) if v.get('continuity') else ''}</p>")
+    rows = []
+    for c in v.get("clips", []):
+        flags = (_pill("placeholder", "placeholder") if c.get("placeholder") else "") + (_pill("cached", "cached") if c.get("cached") else "")
+        clip_link = f'<a href="{_e(c["path"])}">clip</a>' if c.get("path") else _pill(c["status"], "failed")
+        enhanced = c.get("enhanced_prompt")
+        rows.append(
+            f"<tr><td>{c['shot']}</td><td class=prompt>{_e(c['prompt'])}</td>"
+            f"<td class=prompt>{_e(enhanced) if enhanced else '<span class=mute>not enhanced</span>'}"
+            f"{' <span class=pill placeholder>trimmed</span>' if c.get('prompt_trimmed') or c.get('enhance_trimmed') else ''}</td>"
+            f"<td>{_e(c['model'])}{' I2V' if c.get('i2v') else ''}<br>{_e(c['frames'])} f @ {_e(c['fps'])} fps<br>seed {_e(c['seed'])}</td>"
+            f"<td>{_e(c.get('backend'))} {flags}</td><td>{clip_link}</td></tr>")
+    table = ("<table><tr><th>#</th><th>prompt</th><th>enhanced prompt</th><th>model</th><th>backend</th><th></th></tr>"
+             + "".join(rows) + "</table>")
+    return f"<div class=card>{head}{player}{meta}{table}</div>"
+
+
+def _image(im: dict[str, Any]) -> str:
+    head = f"<h3>{_e(im['id'])} {_pill(im['status'], 'succeeded' if im['status'] in ('executed', 'cached') else 'failed')}"
+    if im.get("placeholder"):
+        head += _pill("contains placeholder steps", "placeholder")
+    head += f"</h3><p class=mute>from {_e(json.dumps(im.get('source')))} · backend {_e(im.get('backend'))}</p>"
+    figs = []
+    for i, s in enumerate(im.get("steps", []), 1):
+        img = f'<img loading=lazy src="{_e(s["path"])}" alt="{_e(im["id"])} step {i}">' if s.get("path") else ""
+        flag = _pill("placeholder", "placeholder") if s.get("placeholder") else ""
+        params = ", ".join(f"{k}={v}" for k, v in (s.get("params") or {}).items())
+        figs.append(f"<figure>{img}<figcaption><b>{i}. {_e(s['tool'])}</b> {flag}<br>{_e(params)}"
+                    f"<br>{_e(s.get('note'))}</figcaption></figure>")
+    return f"<div class=card>{head}<div class=grid>{''.join(figs)}</div></div>"

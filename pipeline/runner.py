@@ -1,0 +1,156 @@
+"""The local runner: walks the plan's job graph with a bounded thread pool and shows progress per stage."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from pipeline.backends import Backends
+from pipeline.errors import DependencyFailed
+from pipeline.plan import STAGE_NAMES, Job, Plan
+from pipeline.report import new_run_id, write_run
+from pipeline.store import LocalStore, Store
+from pipeline.tasks import JobResult, TaskContext, failure, run_clip_batch, run_job
+
+
+@dataclass
+class RunOutcome:
+    report: dict[str, Any]
+    results: list[JobResult]
+    report_path: str
+
+
+class Progress:
+    """One bar per stage on a terminal; one line per finished job and stage otherwise (logs, CI)."""
+
+    def __init__(self, plan: Plan, *, stream: TextIO, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.tty = enabled and stream.isatty()
+        self.totals = {s: len(jobs) for s, jobs in plan.stages().items()}
+        self.counts: dict[int, dict[str, int]] = {s: {} for s in self.totals}
+        self.started = time.perf_counter()
+        self.bars: dict[int, Any] = {}
+        if self.tty:
+            from tqdm import tqdm
+
+            for i, (stage, total) in enumerate(self.totals.items()):
+                self.bars[stage] = tqdm(total=total, desc=f"stage {stage} {STAGE_NAMES[stage]:<44}", position=i,
+                                        leave=True, file=stream, unit="job", dynamic_ncols=True,
+                                        bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}] {postfix}")
+
+    def done(self, job: Job, result: JobResult) -> None:
+        c = self.counts[job.stage]
+        c[result.status] = c.get(result.status, 0) + 1
+        finished = sum(c.values())
+        if self.tty:
+            bar = self.bars[job.stage]
+            bar.set_postfix_str(", ".join(f"{v} {k}" for k, v in sorted(c.items())), refresh=False)
+            bar.update(1)
+        elif self.enabled:
+            extra = f" — {result.error_type}: {result.message}" if not result.ok else ""
+            self.stream.write(f"[{time.perf_counter() - self.started:7.1f}s] stage {job.stage} {finished}/"
+                              f"{self.totals[job.stage]} {result.status:<8} {job.id}{extra}\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def run_plan(plan: Plan, store: Store, backends: Backends, *, workdir: Path, workers: int = 2,
+             progress: Progress | None = None, on_result: Callable[[JobResult], None] | None = None) -> list[JobResult]:
+    """Execute every job once its dependencies are done. Failures skip their dependents, never the rest."""
+    ctx = TaskContext(plan=plan, store=store, backends=backends, workdir=workdir)
+    results: dict[str, JobResult] = {}
+    remaining = {j.id: j for j in plan.jobs}
+    running: dict[Future[list[JobResult]], list[Job]] = {}
+    max_batch = max(1, int(getattr(backends.video, "max_batch", 1)))
+
+    def finish(job: Job, res: JobResult) -> None:
+        results[job.id] = res
+        if progress:
+            progress.done(job, res)
+        if on_result:
+            on_result(res)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="job") as pool:
+        while remaining or running:
+            ready: list[Job] = []
+            for job in list(remaining.values()):
+                if any(d not in results for d in job.deps):
+                    continue
+                bad = [d for d in job.deps if not results[d].ok]
+                del remaining[job.id]
+                if bad:
+                    finish(job, failure(job, DependencyFailed(f"needs {bad[0]}, which {results[bad[0]].status}")))
+                else:
+                    ready.append(job)
+            if remaining and not ready and not running and not any(
+                    all(d in results for d in j.deps) for j in remaining.values()):
+                raise RuntimeError(f"job graph is stuck: {sorted(remaining)}")  # a planner bug, not user input
+            clips = [j for j in ready if j.kind == "clip"]
+            for job in ready:
+                if job.kind != "clip":
+                    running[pool.submit(lambda j=job: [run_job(j, ctx)])] = [job]
+            for batch in _batches(clips, max_batch):
+                running[pool.submit(run_clip_batch, batch, ctx)] = batch
+            if not running:
+                continue
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                jobs = running.pop(fut)
+                try:
+                    batch_results = fut.result()
+                except Exception as exc:  # task functions catch their own errors; this is a last guard
+                    batch_results = [failure(j, exc) for j in jobs]
+                for job, res in zip(jobs, batch_results, strict=True):
+                    finish(job, res)
+    return [results[j.id] for j in plan.jobs]
+
+
+def _batches(clips: list[Job], max_batch: int) -> list[list[Job]]:
+    """Clips of one model (and T2V/I2V variant) share a batch: one model load serves them all."""
+    groups: dict[tuple[str, bool], list[Job]] = {}
+    for j in clips:
+        groups.setdefault((j.params["model"], j.params["i2v"]), []).append(j)
+    return [g[i:i + max_batch] for g in groups.values() for i in range(0, len(g), max_batch)]
+
+
+def run_local(plan: Plan, backends: Backends, *, out_dir: Path, workers: int = 2, show_progress: bool = True,
+              stream: TextIO | None = None, run_id: str | None = None,
+              cost: dict[str, Any] | None = None) -> RunOutcome:
+    """`campaign run`: execute the plan into out_dir (cache/ + runs/<campaign>/<run-id>/) and write the report."""
+    store = LocalStore(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store.sweep_temp()
+    run_id = run_id or new_run_id()
+    started = time.time()
+    progress = Progress(plan, stream=stream or sys.stderr, enabled=show_progress)
+    _sweep_workdirs(out_dir)
+    work = Path(tempfile.mkdtemp(prefix=f".work-{os.getpid()}-", dir=out_dir))
+    try:
+        results = run_plan(plan, store, backends, workdir=work, workers=workers, progress=progress)
+    finally:
+        progress.close()
+        shutil.rmtree(work, ignore_errors=True)
+    report = write_run(plan, results, store, run_id=run_id, started=started, finished=time.time(), cost=cost)
+    return RunOutcome(report, results, store.location(f"{report['prefix']}/report.json"))
+
+
+def _sweep_workdirs(out_dir: Path) -> None:
+    """Remove scratch folders of runs that were killed (their process is gone)."""
+    from pipeline.store import _pid_alive
+
+    for d in out_dir.glob(".work-*"):
+        pid = d.name.split("-")[1]
+        if d.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,172 @@
+"""The manifest's JSON Schema: built from the catalog, shipped as campaign.schema.json for editors.
+
+`python -m pipeline.schema` rewrites the shipped file; a test checks that it matches the catalog.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from pipeline import catalog
+
+SCHEMA_PATH = Path(__file__).with_name("campaign.schema.json")
+SCHEMA_ID = "https://github.com/campaign-pipeline/campaign/pipeline/schema/campaign.schema.json"
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+CAMPAIGN_PATTERN = r"^[a-z0-9][a-z0-9-]{1,46}[a-z0-9]$"
+MAX_SHOT_PROMPT_CHARS = 4000
+MAX_CROSSFADE_S = 10.0
+
+
+def _tool_schema(tool: catalog.EditTool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": ["object", "null"],
+        "description": f"{tool.summary} (Bedrock model {tool.model_id})",
+        "additionalProperties": False,
+        "properties": {name: spec.json_schema() for name, spec in tool.fields.items()},
+    }
+    if tool.required:
+        body["required"] = list(tool.required)
+        body["type"] = "object"
+    if tool.any_of:
+        body["anyOf"] = [{"required": [name]} for name in tool.any_of]
+        body["type"] = "object"
+    return body
+
+
+def build_schema() -> dict[str, Any]:
+    models = list(catalog.VIDEO_MODELS)
+    lo_steps, hi_steps = catalog.STEPS_RANGE
+    lo_g, hi_g = catalog.GUIDANCE_RANGE
+    video_settings = {
+        "model": {"enum": models, "description": "CogVideoX model; the I2V variant is used when a shot has `image`"},
+        "steps": {"type": "integer", "minimum": lo_steps, "maximum": hi_steps, "description": "denoising steps"},
+        "guidance": {"type": "number", "minimum": lo_g, "maximum": hi_g, "description": "classifier-free guidance scale"},
+        "seed": {"type": "integer", "minimum": 0, "maximum": catalog.VIDEO_SEED_MAX, "description": "generation seed"},
+        "negative_prompt": {"type": "string", "maxLength": MAX_SHOT_PROMPT_CHARS},
+    }
+    all_frames = sorted({f for m in catalog.VIDEO_MODELS.values() for f in m.frame_choices})
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "Campaign manifest",
+        "description": "A batch of Stability image edits and CogVideoX clips joined into videos.",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["campaign"],
+        "properties": {
+            "campaign": {"type": "string", "pattern": CAMPAIGN_PATTERN,
+                         "description": "names the run, its outputs and executions: a-z, 0-9 and '-', 3 to 48 characters"},
+            "description": {"type": "string", "maxLength": 2000},
+            "schedule": {"type": "string", "pattern": r"^(cron|rate|at)\(.*\)$",
+                         "description": "EventBridge Scheduler expression: cron(...), rate(...) or at(...)"},
+            "defaults": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "enhance": {"type": "boolean", "description": "prompt enhancement for every shot unless a shot says otherwise"},
+                    "enhancer_model": {"type": "string", "minLength": 1, "maxLength": 200,
+                                       "description": "Bedrock model or inference profile id for prompt enhancement"},
+                    "video": {"type": "object", "additionalProperties": False,
+                              "properties": {k: v for k, v in video_settings.items() if k != "negative_prompt"}
+                              | {"frames": {"type": "integer", "minimum": min(all_frames), "maximum": max(all_frames),
+                                             "description": "clip length in frames; each model has its own rule"}}},
+                },
+            },
+            "assets": {
+                "type": "object",
+                "description": "input files: a path relative to the manifest, or s3://bucket/key",
+                "propertyNames": {"pattern": ID_PATTERN},
+                "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 1024},
+            },
+            "images": {"type": "array", "items": {"$ref": "#/$defs/image"}},
+            "videos": {"type": "array", "items": {"$ref": "#/$defs/video"}},
+        },
+        "$defs": {
+            "id": {"type": "string", "pattern": ID_PATTERN,
+                   "description": "a-z, 0-9, '-' and '_', 1 to 63 characters, starting with a letter or digit"},
+            "ref": {"type": "string", "pattern": ID_PATTERN, "description": "an asset id or an image id"},
+            "edit": {
+                "type": "object",
+                "description": "one Stability tool and its parameters, e.g. `upscale-fast: {}`",
+                "minProperties": 1,
+                "maxProperties": 1,
+                "propertyNames": {"enum": list(catalog.EDIT_TOOLS)},
+                "properties": {name: {"$ref": f"#/$defs/tool-{name}"} for name in catalog.EDIT_TOOLS},
+            },
+            **{f"tool-{name}": _tool_schema(tool) for name, tool in catalog.EDIT_TOOLS.items()},
+            "image": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["id", "from", "edits"],
+                "properties": {
+                    "id": {"$ref": "#/$defs/id"},
+                    "from": {"$ref": "#/$defs/ref"},
+                    "edits": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/edit"}},
+                },
+            },
+            "shot": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["prompt"],
+                "properties": {
+                    "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_SHOT_PROMPT_CHARS},
+                    "image": {"$ref": "#/$defs/ref", "description": "start image: image-to-video"},
+                    "enhance": {"type": "boolean"},
+                    "frames": {"type": "integer", "minimum": min(all_frames), "maximum": max(all_frames),
+                               "description": "clip length in frames: 8N+1 (N<=6) for CogVideoX 1.0, 16N+1 (N<=10) for 1.5"},
+                    **{k: v for k, v in video_settings.items()},
+                },
+            },
+            "video": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["id", "shots"],
+                "properties": {
+                    "id": {"$ref": "#/$defs/id"},
+                    "shots": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/shot"}},
+                    "transition": {
+                        "type": "object", "additionalProperties": False, "required": ["crossfade"],
+                        "properties": {"crossfade": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_CROSSFADE_S,
+                                                     "description": "seconds of overlap between neighbouring clips"}},
+                    },
+                    "continuity": {"enum": ["last-frame"],
+                                   "description": "each shot after the first starts from the previous clip's last frame"},
+                    "audio": {
+                        "type": "object", "additionalProperties": False, "required": ["asset"],
+                        "properties": {
+                            "asset": {"$ref": "#/$defs/ref"},
+                            "fade_in": {"type": "number", "minimum": 0, "maximum": 60},
+                            "fade_out": {"type": "number", "minimum": 0, "maximum": 60},
+                            "volume": {"type": "number", "minimum": 0, "maximum": 4},
+                        },
+                    },
+                    "title": {"$ref": "#/$defs/card"},
+                    "end_card": {"$ref": "#/$defs/card"},
+                },
+            },
+            "card": {
+                "type": "object", "additionalProperties": False, "required": ["text"],
+                "description": "a text card before (title) or after (end_card) the shots",
+                "properties": {
+                    "text": {"type": "string", "minLength": 1, "maxLength": 300},
+                    "duration": {"type": "number", "exclusiveMinimum": 0, "maximum": 30},
+                    "color": {"type": "string", "pattern": r"^#[0-9a-fA-F]{6}$"},
+                    "text_color": {"type": "string", "pattern": r"^#[0-9a-fA-F]{6}$"},
+                },
+            },
+        },
+    }
+
+
+def render_schema() -> str:
+    return json.dumps(build_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+@functools.cache
+def load_schema() -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return result

@@ -1,0 +1,186 @@
+"""Where outputs live: a local folder or an S3 bucket, with the same keys and atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+TMP_MARK = ".tmp-"
+
+
+class Store(Protocol):
+    """Key/value storage of files. Keys are '/'-separated relative paths (cache/clip/<key>.mp4)."""
+
+    def exists(self, key: str) -> bool: ...
+
+    def read_bytes(self, key: str) -> bytes: ...
+
+    def write_bytes(self, key: str, data: bytes) -> None: ...
+
+    def put_file(self, key: str, src: Path) -> None: ...
+
+    def materialize(self, key: str, workdir: Path) -> Path:
+        """A local path holding the object's bytes (the file itself for a local store)."""
+        ...
+
+    def copy(self, src_key: str, dst_key: str) -> None: ...
+
+    def location(self, key: str) -> str:
+        """Where a person finds the object: a path or an s3:// address."""
+        ...
+
+
+class LocalStore:
+    """A folder. Writes go to a temporary sibling and are renamed into place, so a crash leaves no half file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        if key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"unsafe store key {key!r}")
+        return self.root / key
+
+    def exists(self, key: str) -> bool:
+        p = self.path(key)
+        return p.is_file() and p.stat().st_size > 0
+
+    def read_bytes(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        with self._atomic(key) as tmp:
+            tmp.write_bytes(data)
+
+    def put_file(self, key: str, src: Path) -> None:
+        with self._atomic(key) as tmp:
+            shutil.copyfile(src, tmp)
+
+    def materialize(self, key: str, workdir: Path) -> Path:
+        p = self.path(key)
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} is missing from the store")
+        return p
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        src, dst = self.path(src_key), self.path(dst_key)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with self._atomic(dst_key) as tmp:
+            try:  # a hard link costs no space; outputs in cache/ are never modified in place
+                tmp.unlink(missing_ok=True)
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+
+    def location(self, key: str) -> str:
+        return str(self.path(key))
+
+    @contextlib.contextmanager
+    def _atomic(self, key: str) -> Iterator[Path]:
+        final = self.path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}{TMP_MARK}{os.getpid()}-", dir=final.parent)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            yield tmp
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def sweep_temp(self) -> int:
+        """Remove temporary files left by a killed run (their process is gone). Returns how many."""
+        removed = 0
+        if not self.root.is_dir():
+            return 0
+        for p in self.root.rglob(f"*{TMP_MARK}*"):
+            pid_part = p.name.split(TMP_MARK, 1)[1].split("-", 1)[0]
+            if pid_part.isdigit() and _pid_alive(int(pid_part)) and int(pid_part) != os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed += 1
+        return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class S3Store:
+    """An S3 bucket (optionally under a prefix). Each object is one PutObject, so a reader never sees half."""
+
+    def __init__(self, bucket: str, prefix: str = "", *, client: Any = None) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self._client = client
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import boto3
+
+                self._client = boto3.client("s3")
+            return self._client
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return int(head.get("ContentLength", 0)) > 0
+
+    def read_bytes(self, key: str) -> bytes:
+        body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        return body
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def put_file(self, key: str, src: Path) -> None:
+        self.client.upload_file(str(src), self.bucket, self._key(key))
+
+    def materialize(self, key: str, workdir: Path) -> Path:
+        dest = Path(workdir) / key.replace("/", "__")
+        if not dest.is_file():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(dest.name + TMP_MARK + "dl")
+            self.client.download_file(self.bucket, self._key(key), str(tmp))
+            os.replace(tmp, dest)
+        return dest
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        self.client.copy_object(Bucket=self.bucket, Key=self._key(dst_key),
+                                CopySource={"Bucket": self.bucket, "Key": self._key(src_key)})
+
+    def location(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// address: {uri!r}")
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key

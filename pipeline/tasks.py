@@ -1,0 +1,358 @@
+"""The task functions, one per job kind: the same code runs in the local runner and in the Lambda tasks.
+
+Each is a pure function of its job's inputs: it skips work whose output is already stored under the job's
+key, writes the output and then its provenance JSON (the provenance is the commit mark: an output without
+one is re-made), and reports a small JobResult.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from pipeline import __version__
+from pipeline.backends import Backends
+from pipeline.backends.base import ClipRequest
+from pipeline.errors import DependencyFailed, JobFailed, PipelineError
+from pipeline.plan import Job, Plan, output_key, provenance_key
+from pipeline.prompts import fit_prompt
+from pipeline.store import Store, parse_s3_uri
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job_id: str
+    kind: str
+    key: str
+    status: str  # executed | cached | failed | skipped
+    output: str | None = None
+    seconds: float = 0.0
+    error_type: str | None = None
+    message: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("executed", "cached")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobResult:
+        return cls(**d)
+
+
+@dataclass
+class TaskContext:
+    plan: Plan
+    store: Store
+    backends: Backends
+    workdir: Path
+    s3_client: Any = None  # for s3:// assets; created lazily
+
+    def asset_path(self, asset_id: str) -> Path:
+        asset = self.plan.assets[asset_id]
+        if asset.path:
+            p = Path(asset.path)
+            if not p.is_file():
+                raise JobFailed(f"asset {asset_id!r}: file {asset.path} is missing")
+            return p
+        assert asset.uri is not None
+        dest = self.workdir / "assets" / f"{asset.digest}-{Path(asset.uri).name}"
+        if not dest.is_file():
+            if self.s3_client is None:
+                import boto3
+
+                self.s3_client = boto3.client("s3")
+            bucket, key = parse_s3_uri(asset.uri)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(dest.name + ".part")
+            self.s3_client.download_file(bucket, key, str(tmp))
+            tmp.replace(dest)
+        return dest
+
+
+def provenance(ctx: TaskContext, job: Job, **fields: Any) -> dict[str, Any]:
+    return {"job": job.id, "kind": job.kind, "key": job.key, "campaign": ctx.plan.campaign,
+            "pipeline_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **fields}
+
+
+def read_provenance(store: Store, kind: str, key: str) -> dict[str, Any] | None:
+    pk = provenance_key(kind, key)
+    if not store.exists(pk):
+        return None
+    try:
+        doc: dict[str, Any] = json.loads(store.read_bytes(pk))
+    except (ValueError, OSError):
+        return None
+    return doc
+
+
+def is_done(store: Store, job: Job) -> bool:
+    return store.exists(job.provenance_key) and store.exists(job.output_key)
+
+
+def _write_done(store: Store, job_kind: str, key: str, ext: str, prov: dict[str, Any], *,
+                data: bytes | None = None, src: Path | None = None) -> str:
+    okey = output_key(job_kind, key, ext)
+    if data is not None:
+        store.write_bytes(okey, data)
+    elif src is not None:
+        store.put_file(okey, src)
+    store.write_bytes(provenance_key(job_kind, key), json.dumps(prov, indent=1, sort_keys=True, default=str).encode())
+    return okey
+
+
+# --- dispatch -------------------------------------------------------------------------------------
+
+
+def run_job(job: Job, ctx: TaskContext) -> JobResult:
+    """Run one job (clips go through run_clip_batch with a batch of one)."""
+    if job.kind == "clip":
+        return run_clip_batch([job], ctx)[0]
+    started = time.perf_counter()
+    cached = _cached_result(job, ctx)
+    if cached:
+        return cached
+    try:
+        _check_deps(job, ctx)
+        fn = {"enhance": _run_enhance, "image": _run_image, "video": _run_video}[job.kind]
+        info = fn(job, ctx)
+        return JobResult(job.id, job.kind, job.key, "executed", job.output_key, time.perf_counter() - started, info=info)
+    except Exception as exc:  # one job's failure must never end the campaign
+        return failure(job, exc, time.perf_counter() - started)
+
+
+def failure(job: Job, exc: BaseException, seconds: float = 0.0) -> JobResult:
+    if isinstance(exc, PipelineError):
+        etype, msg = type(exc).__name__, str(exc)
+    else:  # a bug or a library error: keep the type and the innermost frame for the report
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+        etype, msg = "JobFailed", f"{type(exc).__name__}: {exc}{where}"
+    status = "skipped" if isinstance(exc, DependencyFailed) else "failed"
+    return JobResult(job.id, job.kind, job.key, status, None, seconds, etype, msg)
+
+
+def _cached_result(job: Job, ctx: TaskContext) -> JobResult | None:
+    if not is_done(ctx.store, job):
+        return None
+    prov = read_provenance(ctx.store, job.kind, job.key) or {}
+    return JobResult(job.id, job.kind, job.key, "cached", job.output_key, 0.0, info=prov.get("info", {}))
+
+
+def _check_deps(job: Job, ctx: TaskContext) -> None:
+    for dep_id in job.deps:
+        dep = ctx.plan.job(dep_id)
+        if not is_done(ctx.store, dep):
+            raise DependencyFailed(f"needs {dep_id}, which has no output (it failed or was skipped)")
+
+
+# --- enhance --------------------------------------------------------------------------------------
+
+
+def _run_enhance(job: Job, ctx: TaskContext) -> dict[str, Any]:
+    enhancer = ctx.backends.enhancer
+    prompt, limit = job.params["prompt"], job.params["max_tokens"]
+    t0 = time.perf_counter()
+    raw = enhancer.enhance(prompt).strip() or prompt
+    fitted = fit_prompt(raw, limit)
+    info = {
+        "backend": enhancer.name, "identity": enhancer.identity(), "prompt": prompt, "enhanced_prompt": fitted.text,
+        "changed": fitted.text != prompt, "tokens": fitted.tokens, "max_tokens": limit,
+        "trimmed": fitted.trimmed, "tokens_before_trim": fitted.original_tokens,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if fitted.trimmed:
+        info["raw_enhanced_prompt"] = raw
+    _write_done(ctx.store, "enhance", job.key, "txt", provenance(ctx, job, info=info), data=fitted.text.encode())
+    return info
+
+
+def enhanced_text(ctx: TaskContext, enhance_job_id: str) -> str:
+    job = ctx.plan.job(enhance_job_id)
+    return ctx.store.read_bytes(job.output_key).decode()
+
+
+# --- images ---------------------------------------------------------------------------------------
+
+
+def _load_image(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        im.load()
+        has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+        return im.convert("RGBA" if has_alpha else "RGB")
+
+
+def resolve_image(ctx: TaskContext, ref: dict[str, str]) -> Path:
+    """A local path for an image reference: {"asset": id} | {"image": id} | {"clip": job id} (last frame)."""
+    if "asset" in ref:
+        return ctx.asset_path(ref["asset"])
+    if "image" in ref:
+        job = ctx.plan.job(f"image:{ref['image']}")
+        return ctx.store.materialize(job.output_key, ctx.workdir)
+    if "clip" in ref:
+        from pipeline.assemble import last_frame
+
+        clip = ctx.plan.job(ref["clip"])
+        dest = ctx.workdir / f"lastframe-{clip.key}.png"
+        if not dest.is_file():
+            last_frame(ctx.store.materialize(clip.output_key, ctx.workdir)).save(dest)
+        return dest
+    raise JobFailed(f"unknown image reference {ref!r}")
+
+
+def _encode(image: Image.Image, ext: str) -> bytes:
+    buf = io.BytesIO()
+    if ext == "jpg":
+        image.convert("RGB").save(buf, "JPEG", quality=92)
+    elif ext == "webp":
+        image.save(buf, "WEBP", quality=92)
+    else:
+        image.save(buf, "PNG", optimize=False, compress_level=3)
+    return buf.getvalue()
+
+
+def _run_image(job: Job, ctx: TaskContext) -> dict[str, Any]:
+    editor = ctx.backends.images
+    current = _load_image(resolve_image(ctx, job.params["source"]))
+    chain: list[dict[str, Any]] = []
+    for i, step in enumerate(job.params["steps"]):
+        okey = output_key("image", step["key"], step["ext"])
+        prov = read_provenance(ctx.store, "image", step["key"])
+        if prov and ctx.store.exists(okey):  # an unchanged prefix of the chain is reused
+            current = _load_image(ctx.store.materialize(okey, ctx.workdir))
+            chain.append(prov["info"]["step"])
+            continue
+        refs = {f: _load_image(resolve_image(ctx, r)) for f, r in step["refs"].items()}
+        t0 = time.perf_counter()
+        before = current.size
+        outcome = editor.edit(step["tool"], current, step["params"], refs)
+        current = outcome.image
+        step_info = {
+            "index": i, "tool": step["tool"], "params": step["params"], "refs": step["refs"], "key": step["key"],
+            "output": okey, "backend": outcome.backend, "identity": editor.identity(step["tool"]),
+            "placeholder": outcome.placeholder, "note": outcome.note, "seed": outcome.seed,
+            "size_in": list(before), "size_out": list(current.size), "mode": current.mode,
+            "seconds": round(time.perf_counter() - t0, 3), **({"extra": outcome.extra} if outcome.extra else {}),
+        }
+        chain.append(step_info)
+        _write_done(ctx.store, "image", step["key"], step["ext"],
+                    provenance(ctx, job, info={"step": step_info, "chain": list(chain)}),
+                    data=_encode(current, step["ext"]))
+    return _image_info(job, chain)
+
+
+def _image_info(job: Job, chain: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"image_id": job.params["image_id"], "source": job.params["source"], "steps": chain,
+            "backend": ",".join(sorted({s["backend"] for s in chain})),
+            "placeholder": any(s["placeholder"] for s in chain)}
+
+
+# --- clips ----------------------------------------------------------------------------------------
+
+
+def clip_request(job: Job, ctx: TaskContext) -> tuple[ClipRequest, dict[str, Any]]:
+    """The backend request for a clip job, with the prompt as the model will read it."""
+    p = job.params
+    if p["enhance_job"]:
+        prompt = enhanced_text(ctx, p["enhance_job"])
+        fitted = fit_prompt(prompt, p["max_tokens"])
+    else:
+        fitted = fit_prompt(p["prompt"], p["max_tokens"])
+    image = resolve_image(ctx, p["start"]) if p["start"] else None
+    req = ClipRequest(
+        key=job.key, model=p["model"], prompt=fitted.text, frames=p["frames"], fps=p["fps"], width=p["width"],
+        height=p["height"], steps=p["steps"], guidance=p["guidance"], seed=p["seed"],
+        negative_prompt=p.get("negative_prompt"), image=image,
+    )
+    info = {"prompt": p["prompt"], "enhanced_prompt": fitted.text if p["enhance_job"] else None,
+            "model_prompt": fitted.text, "prompt_tokens": fitted.tokens, "prompt_trimmed": fitted.trimmed,
+            "seed": p["seed"], "model": p["model"], "i2v": p["i2v"], "start": p["start"], "frames": p["frames"],
+            "fps": p["fps"], "width": p["width"], "height": p["height"], "steps": p["steps"], "guidance": p["guidance"]}
+    return req, info
+
+
+def run_clip_batch(jobs: Sequence[Job], ctx: TaskContext) -> list[JobResult]:
+    """Render clips as one batch (one model load for a GPU backend). Cached clips are not sent."""
+    results: dict[str, JobResult] = {}
+    todo: list[tuple[Job, ClipRequest, dict[str, Any]]] = []
+    for job in jobs:
+        started = time.perf_counter()
+        cached = _cached_result(job, ctx)
+        if cached:
+            results[job.id] = cached
+            continue
+        try:
+            _check_deps(job, ctx)
+            req, info = clip_request(job, ctx)
+            todo.append((job, req, info))
+        except Exception as exc:
+            results[job.id] = failure(job, exc, time.perf_counter() - started)
+    if todo:
+        video = ctx.backends.video
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(dir=ctx.workdir, prefix="clips-") as tmp:
+            try:
+                outcomes = {o.key: o for o in video.render([r for _, r, _ in todo], Path(tmp))}
+            except Exception as exc:  # the whole batch failed (e.g. the GPU job could not start)
+                outcomes = {}
+                for job, _, _ in todo:
+                    results[job.id] = failure(job, exc, time.perf_counter() - t0)
+            batch_s = time.perf_counter() - t0
+            for job, req, info in todo:
+                if job.id in results:
+                    continue
+                out = outcomes.get(req.key)
+                if out is None or out.error or out.path is None:
+                    msg = out.error if out else "the backend returned no result for this clip"
+                    etype = (out.error_type if out else None) or "JobFailed"
+                    results[job.id] = JobResult(job.id, job.kind, job.key, "failed", None, batch_s, etype, msg)
+                    continue
+                info = {**info, "backend": out.backend, "identity": video.identity(req.model),
+                        "placeholder": out.placeholder, "timings": out.timings, "batch_size": len(todo),
+                        "batch_seconds": round(batch_s, 3), **({"extra": out.extra} if out.extra else {})}
+                _write_done(ctx.store, "clip", job.key, "mp4", provenance(ctx, job, info=info), src=out.path)
+                results[job.id] = JobResult(job.id, job.kind, job.key, "executed", job.output_key,
+                                            batch_s / len(todo), info=info)
+    return [results[j.id] for j in jobs]
+
+
+# --- videos ---------------------------------------------------------------------------------------
+
+
+def _run_video(job: Job, ctx: TaskContext) -> dict[str, Any]:
+    from pipeline.assemble import AssemblyRequest, assemble_video
+    from pipeline.manifest import Card
+
+    p = job.params
+    clips = tuple(ctx.store.materialize(ctx.plan.job(c).output_key, ctx.workdir) for c in p["clips"])
+    audio = p.get("audio")
+    req = AssemblyRequest(
+        clips=clips, crossfade=p["crossfade"],
+        audio=ctx.asset_path(audio["asset"]) if audio else None,
+        audio_fade_in=audio["fade_in"] if audio else 0.0, audio_fade_out=audio["fade_out"] if audio else 0.0,
+        audio_volume=audio["volume"] if audio else 1.0,
+        title=Card(**p["title"]) if p.get("title") else None,
+        end_card=Card(**p["end_card"]) if p.get("end_card") else None,
+    )
+    with tempfile.TemporaryDirectory(dir=ctx.workdir, prefix="video-") as tmp:
+        out, poster = Path(tmp) / "video.mp4", Path(tmp) / "poster.png"
+        result = assemble_video(req, out, poster)
+        ctx.store.put_file(output_key("video", job.key, "png"), poster)
+        info = {"video_id": p["video_id"], "duration_s": result.duration_s, "width": result.width,
+                "height": result.height, "fps": result.fps, "frames": result.frames, "method": result.method,
+                "timings": result.timings, "poster": output_key("video", job.key, "png"),
+                "clips": [ctx.plan.job(c).key for c in p["clips"]]}
+        _write_done(ctx.store, "video", job.key, "mp4", provenance(ctx, job, info=info), src=out)
+    return info

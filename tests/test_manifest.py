@@ -1,0 +1,179 @@
+"""Manifest loading and validation: the example is valid; every problem is found, located and explained."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import catalog
+from pipeline.cli import main
+from pipeline.errors import ManifestInvalid
+from pipeline.manifest import load_manifest, schedule_problem
+from pipeline.schema import SCHEMA_PATH, render_schema
+
+INVALID = sorted((Path(__file__).parent / "manifests" / "invalid").glob("*.yaml"))
+EXPECT = re.compile(r"^# expect: (\d+):(\d+) (\S+): (.*)$")
+
+
+def test_example_is_valid_and_resolved(example_manifest: Path) -> None:
+    c = load_manifest(example_manifest)
+    assert c.name == "spring-sofa-launch"
+    assert [i.id for i in c.images] == ["sofa-navy", "sofa-cutout", "sofa-brand"]
+    teaser = c.videos[0]
+    assert teaser.crossfade == 0.5 and teaser.audio and teaser.audio.fade_out == 1.0
+    assert [s.seed for s in teaser.shots] == [42, 11, 42]  # defaults apply unless a shot says otherwise
+    assert [s.enhance for s in teaser.shots] == [True, False, True]
+    assert teaser.shots[2].frames == 33 and teaser.shots[0].frames == 49
+    assert c.assets["sofa"].path and c.assets["sofa"].path.is_file()
+
+
+def test_shipped_schema_matches_the_catalog() -> None:
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == render_schema(), "run: python -m pipeline.schema"
+    schema = json.loads(SCHEMA_PATH.read_text())
+    assert set(schema["$defs"]["edit"]["propertyNames"]["enum"]) == set(catalog.EDIT_TOOLS)
+    assert len(catalog.EDIT_TOOLS) == 13
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_invalid_corpus_reports_every_problem_with_its_position(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    expected = [EXPECT.match(line) for line in path.read_text().splitlines() if line.startswith("# expect:")]
+    assert expected and all(expected)
+    assert main(["validate", str(path)]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(expected), "\n".join(out)
+    for m in expected:
+        assert m is not None
+        line, col, where, message = m.groups()
+        prefix = f"{path}:{line}:{col}: error: {where}: "
+        hits = [o for o in out if o.startswith(prefix) and message in o]
+        assert hits, f"missing {prefix}{message}\ngot:\n" + "\n".join(out)
+
+
+def test_validate_many_files_exit_code(example_manifest: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(example_manifest)]) == 0
+    assert "ok (3 image(s), 2 video(s), 5 shot(s))" in capsys.readouterr().out
+    assert main(["validate", str(example_manifest), str(INVALID[0])]) == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "the manifest is empty"),
+        (b"   \n# only a comment\n", "the manifest is empty"),
+        (b"- a\n- b\n", "must be a mapping of keys"),
+        (b"just a string", "must be a mapping of keys"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4, "not UTF-8 text"),
+        (b"campaign: abc\x00def\n", "NUL bytes"),
+        (b"campaign: [unclosed\n", "invalid YAML"),
+        (b"campaign: a\ncampaign: b\n", "duplicate key 'campaign'"),
+        (b"a: &a [x]\nb: {<<: *a}\n", "merge keys"),
+        (b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nests too deeply"),
+        (b"campaign: x\n---\ncampaign: y\n", "invalid YAML"),
+    ],
+    ids=["empty", "comment-only", "list", "scalar", "binary", "nul", "syntax", "duplicate-key", "merge-key", "deep",
+         "two-documents"],
+)
+def test_hostile_or_broken_input_is_a_clear_error(tmp_path: Path, content: bytes, message: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_bytes(content)
+    t0 = time.perf_counter()
+    assert main(["validate", str(path)]) == 2
+    assert time.perf_counter() - t0 < 1.0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{path}:") and ": error: " in out and message in out, out
+    assert "Traceback" not in out
+
+
+def test_alias_bomb_is_refused_without_expanding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 10):
+        prev = f"*a{i - 1}"
+        lines.append(f"a{i}: &a{i} [{', '.join([prev] * 10)}]")  # 10**10 values if expanded
+    path = tmp_path / "bomb.yaml"
+    path.write_text("campaign: bomb\n" + "\n".join(lines) + "\n")
+    t0 = time.perf_counter()
+    assert main(["validate", str(path)]) == 2
+    assert time.perf_counter() - t0 < 1.0
+    assert "alias bomb" in capsys.readouterr().out
+
+
+def test_huge_file_is_refused_before_parsing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "huge.yaml"
+    path.write_text("campaign: huge\ndescription: '" + "x" * 3_000_000 + "'\n")
+    t0 = time.perf_counter()
+    assert main(["validate", str(path)]) == 2
+    assert time.perf_counter() - t0 < 1.0
+    assert "larger than 1024 KiB" in capsys.readouterr().out
+
+
+def test_missing_file_and_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(tmp_path / "nope.yaml"), str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert "nope.yaml:1:1: error: <document>: no such file" in out
+    assert "is a directory" in out
+
+
+def test_crossfade_longer_than_half_a_clip(write_campaign) -> None:  # type: ignore[no-untyped-def]
+    path = write_campaign("""\
+        campaign: xfade
+        videos:
+          - id: v
+            transition: {crossfade: 2.0}
+            shots: [{prompt: a, frames: 25}, {prompt: b}]
+        """)
+    with pytest.raises(ManifestInvalid) as exc:
+        load_manifest(path)
+    [p] = exc.value.problems
+    assert (p.line, p.path) == (4, "videos[0].transition.crossfade")
+    assert "at most 1.5625 s fits" in p.message
+
+
+def test_continuity_forbids_explicit_start_image_after_first_shot(write_campaign) -> None:  # type: ignore[no-untyped-def]
+    path = write_campaign("""\
+        campaign: cont
+        assets: {sofa: assets/sofa.png}
+        videos:
+          - id: v
+            continuity: last-frame
+            shots:
+              - {prompt: a, image: sofa}
+              - {prompt: b, image: sofa}
+        """)
+    with pytest.raises(ManifestInvalid) as exc:
+        load_manifest(path)
+    assert [p.path for p in exc.value.problems] == ["videos[0].shots[1].image"]
+
+
+def test_ids_that_are_unsafe_for_paths_are_rejected(write_campaign) -> None:  # type: ignore[no-untyped-def]
+    path = write_campaign("""\
+        campaign: ids
+        assets: {"../etc": assets/sofa.png}
+        videos:
+          - id: "a/../../b"
+            shots: [{prompt: a}]
+        """)
+    with pytest.raises(ManifestInvalid) as exc:
+        load_manifest(path)
+    msgs = {p.path: p.message for p in exc.value.problems}
+    assert "not allowed" in msgs["assets.../etc"]
+    assert "not a valid id" in msgs["videos[0].id"]
+
+
+@pytest.mark.parametrize(
+    ("expr", "ok"),
+    [
+        ("cron(0 9 ? * MON *)", True), ("cron(0/15 8-17 ? * MON-FRI *)", True), ("cron(0 12 1 * ? 2027)", True),
+        ("cron(0 18 L * ? *)", True), ("cron(0 10 ? * 6#3 *)", True), ("rate(1 day)", True), ("rate(5 minutes)", True),
+        ("at(2027-01-31T09:30:00)", True),
+        ("cron(0 9 * * MON *)", False), ("cron(61 9 ? * MON *)", False), ("cron(0 9 ? * MON)", False),
+        ("rate(1 days)", False), ("rate(0 hours)", False), ("rate(2 weeks)", False), ("at(2027-02-30T09:00:00)", False),
+        ("every monday", False),
+    ],
+)
+def test_schedule_expressions(expr: str, ok: bool) -> None:
+    assert (schedule_problem(expr) is None) is ok, schedule_problem(expr)
