@@ -214,10 +214,10 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from pipeline import cloud
-
     if not args.bucket:
         raise BackendUnavailable("submit needs --bucket or CAMPAIGN_INPUT_BUCKET (the stack's InputBucketName output)")
+    from pipeline import cloud
+
     result = cloud.submit(args.manifest, bucket=args.bucket, state_machine_arn=args.state_machine_arn)
     for k, v in result.items():
         print(f"{k}: {v}")
@@ -225,10 +225,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline import cloud
-
     if not args.state_machine_arn:
         raise BackendUnavailable("status needs --state-machine-arn or CAMPAIGN_STATE_MACHINE_ARN (a stack output)")
+    from pipeline import cloud
+
     rows = cloud.status(args.campaign, state_machine_arn=args.state_machine_arn, limit=args.limit)
     if not rows:
         print("no executions")

@@ -9,7 +9,7 @@ from typing import Any
 from pipeline.backends.base import Enhancer, ImageEditor, VideoBackend
 from pipeline.errors import BackendUnavailable
 
-ENHANCERS = ("passthrough", "bedrock")
+ENHANCERS = ("passthrough", "smollm", "bedrock")
 IMAGE_BACKENDS = ("local", "bedrock")
 VIDEO_BACKENDS = ("preview", "diffusers", "sagemaker")
 
@@ -44,6 +44,12 @@ def select_backends(*, enhancer: str = "passthrough", images: str = "local", vid
     enh: Enhancer
     if enhancer == "passthrough":
         enh = PassThroughEnhancer()
+    elif enhancer == "smollm":
+        try:
+            from pipeline.backends.enhance_smollm import SmolLMEnhancer
+        except ImportError as exc:
+            raise BackendUnavailable(f"--enhancer smollm needs the 'llm' extra (pip install '.[llm]'): {exc}") from exc
+        enh = SmolLMEnhancer()
     elif enhancer == "bedrock":
         from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL, BedrockEnhancer
 

@@ -1,0 +1,141 @@
+"""Price constants and small estimators behind `campaign plan`'s cost estimate and the report's cost section.
+
+Every price names its source and date. [unverified] marks a figure no primary AWS page confirmed when it was
+written; [estimate] marks one derived by this project. All are USD, on-demand list prices, before tax, credits
+and discounts. Check the AWS pricing pages before quoting a number to anyone: these are for ordering of
+magnitude and for comparing plans, not for invoices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.catalog import EDIT_TOOLS, VIDEO_MODELS
+
+PRICES_AS_OF = "2026-11-22"
+
+# --- Stability AI Image Services on Bedrock, per request ------------------------------------------------
+# The only public figure found: one catalog lists $0.07 per remove-background request in Oregon, N. Virginia and
+# Ohio (../shared/reference/models-and-services.md §1) [unverified]. The other edit and control tools are
+# assumed to cost the same [estimate]. The upscalers cost more on Stability's own API (credits at $0.01), so they
+# are scaled from its list [estimate, unverified on Bedrock]. AWS bills the Stability services through AWS
+# Marketplace; see aws.amazon.com/bedrock/pricing (Stability AI) for the real numbers.
+STABILITY_EDIT_PER_REQUEST = 0.07  # [unverified] remove-background; [estimate] the other edit/control tools
+STABILITY_UPSCALE_FAST_PER_REQUEST = 0.03  # [estimate]
+STABILITY_UPSCALE_CONSERVATIVE_PER_REQUEST = 0.40  # [estimate]
+STABILITY_UPSCALE_CREATIVE_PER_REQUEST = 0.60  # [estimate]
+
+IMAGE_EDIT_PRICES: dict[str, float] = {
+    name: {
+        "upscale-fast": STABILITY_UPSCALE_FAST_PER_REQUEST,
+        "upscale-conservative": STABILITY_UPSCALE_CONSERVATIVE_PER_REQUEST,
+        "upscale-creative": STABILITY_UPSCALE_CREATIVE_PER_REQUEST,
+    }.get(name, STABILITY_EDIT_PER_REQUEST)
+    for name in EDIT_TOOLS
+}
+
+# --- Claude on Bedrock (the default enhancer model, Claude Haiku 4.5) ----------------------------------------
+# $1 / $5 per million input / output tokens: Anthropic's model page for Claude Haiku 4.5 (platform.claude.com,
+# read 2026-11) and the Bedrock list price at launch (2025-10). Calls through a geographic (`us.`) profile may
+# carry a ~10% premium over global ones [unverified].
+CLAUDE_INPUT_PER_MTOK = 1.00
+CLAUDE_OUTPUT_PER_MTOK = 5.00
+CHARS_PER_TOKEN = 4.0  # English rule of thumb for Claude's tokenizer [estimate]
+ENHANCE_SYSTEM_TOKENS = 160  # the Role/Task template (~600 characters) plus message framing [estimate]
+ENHANCE_OUTPUT_TOKENS = 200  # a ~100-word paragraph is ~150 tokens; rounded up [estimate]
+
+# --- SageMaker processing instances, us-east-1 on-demand, per hour ----------------------------------------
+# [unverified] figures as last seen on aws.amazon.com/sagemaker/pricing (Processing) by this project; AWS cut
+# P4/P5 prices in 2025, so the P-family figures may be high. GPU memory and counts from the EC2 instance pages.
+
+
+@dataclass(frozen=True)
+class GpuInstance:
+    hourly: float
+    gpus: int
+    gpu: str  # a key of GPU_SPEED
+
+
+SAGEMAKER_INSTANCES: dict[str, GpuInstance] = {
+    "ml.g5.4xlarge": GpuInstance(2.03, 1, "a10g"),  # 1x A10G 24 GB; the reference sample's choice
+    "ml.g6e.2xlarge": GpuInstance(3.14, 1, "l40s"),  # 1x L40S 48 GB
+    "ml.p4d.24xlarge": GpuInstance(37.69, 8, "a100"),  # 8x A100 40 GB
+    "ml.p5.48xlarge": GpuInstance(113.07, 8, "h100"),  # 8x H100 80 GB
+}
+
+# --- orchestration -------------------------------------------------------------------------------------
+STEP_FUNCTIONS_PER_TRANSITION = 0.025 / 1000  # Standard workflows (reference §4; aws.amazon.com/step-functions/pricing)
+LAMBDA_PER_GB_SECOND = 0.0000166667  # x86, us-east-1, first tier (aws.amazon.com/lambda/pricing) [unverified]
+LAMBDA_PER_REQUEST = 0.20 / 1_000_000  # same page [unverified]
+
+# --- CogVideoX GPU time ------------------------------------------------------------------------------------
+# 50-step time for one clip at the model's default frame count (49 frames for 1.0, 81 for 1.5), in seconds, on
+# A100 and H100: the THUDM/CogVideo README (reference §2). A10G and L40S are not published: they are scaled from
+# A100 by relative BF16 tensor throughput [estimate].
+PUBLISHED_50_STEP_S: dict[str, dict[str, float]] = {
+    "cogvideox-2b": {"a100": 90.0, "h100": 45.0},
+    "cogvideox-5b": {"a100": 180.0, "h100": 90.0},
+    "cogvideox1.5-5b": {"a100": 1000.0, "h100": 550.0},
+}
+GPU_SPEED: dict[str, float] = {  # time multiplier relative to A100, for GPUs without published times [estimate]
+    "a100": 1.0,
+    "h100": 0.5,  # only used if a model had no H100 figure
+    "l40s": 1.1,
+    "a10g": 4.0,
+}
+
+
+def image_edit_cost(tool: str) -> float:
+    """Price of one request to `tool` on Bedrock (a retried request that failed is not billed [unverified])."""
+    try:
+        return IMAGE_EDIT_PRICES[tool]
+    except KeyError:
+        raise ValueError(f"unknown edit tool {tool!r} (tools: {', '.join(IMAGE_EDIT_PRICES)})") from None
+
+
+def enhance_cost(prompt_chars: int) -> float:
+    """Estimated price of enhancing one prompt of `prompt_chars` characters with the default Claude model."""
+    if prompt_chars < 0:
+        raise ValueError(f"prompt_chars must be >= 0, got {prompt_chars!r}")
+    input_tokens = ENHANCE_SYSTEM_TOKENS + prompt_chars / CHARS_PER_TOKEN
+    return (input_tokens * CLAUDE_INPUT_PER_MTOK + ENHANCE_OUTPUT_TOKENS * CLAUDE_OUTPUT_PER_MTOK) / 1_000_000
+
+
+def _latent_frames(frames: int) -> int:
+    return (frames - 1) // 4 + 1  # CogVideoX's VAE compresses time 4x (plus the first frame)
+
+
+def clip_gpu_seconds(model: str, frames: int, steps: int, *, gpu: str = "a100") -> float:
+    """Estimated denoising time of one clip on one GPU: the published 50-step time scaled linearly by steps and by
+    latent frames. Linear is optimistic for longer clips (attention grows faster); model loading is not included
+    (a batch job loads once)."""
+    if model not in PUBLISHED_50_STEP_S:
+        raise ValueError(f"unknown video model {model!r} (models: {', '.join(PUBLISHED_50_STEP_S)})")
+    if frames < 1 or steps < 1:
+        raise ValueError(f"frames and steps must be >= 1, got frames={frames!r}, steps={steps!r}")
+    if gpu not in GPU_SPEED:
+        raise ValueError(f"unknown GPU {gpu!r} (known: {', '.join(GPU_SPEED)})")
+    published = PUBLISHED_50_STEP_S[model]
+    base = published[gpu] if gpu in published else published["a100"] * GPU_SPEED[gpu]
+    frame_ratio = _latent_frames(frames) / _latent_frames(VIDEO_MODELS[model].default_frames)
+    return base * (steps / 50) * frame_ratio
+
+
+def clip_cost(model: str, frames: int, steps: int, instance_type: str, *, clips_in_parallel: int = 1) -> float:
+    """Estimated price of one clip on a SageMaker processing instance. The container renders one clip at a time on
+    one GPU (container/generate.py), so a clip pays for the whole instance: on the 8-GPU types that is 8x what
+    the GPU time is worth, unless a batch ever runs `clips_in_parallel` clips side by side."""
+    try:
+        instance = SAGEMAKER_INSTANCES[instance_type]
+    except KeyError:
+        raise ValueError(f"no price for instance type {instance_type!r} (known: {', '.join(SAGEMAKER_INSTANCES)})") from None
+    if not 1 <= clips_in_parallel <= instance.gpus:
+        raise ValueError(f"clips_in_parallel must be 1..{instance.gpus} on {instance_type}, got {clips_in_parallel!r}")
+    seconds = clip_gpu_seconds(model, frames, steps, gpu=instance.gpu)
+    return seconds / 3600 * instance.hourly / clips_in_parallel
+
+
+def orchestration_cost(*, transitions: int, lambda_gb_seconds: float = 0.0, lambda_requests: int = 0) -> float:
+    """Step Functions Standard transitions plus Lambda compute and requests."""
+    return (transitions * STEP_FUNCTIONS_PER_TRANSITION + lambda_gb_seconds * LAMBDA_PER_GB_SECOND
+            + lambda_requests * LAMBDA_PER_REQUEST)
