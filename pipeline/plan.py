@@ -213,8 +213,8 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
         clip_jobs: list[Job] = []
         for shot in video.shots:
             model = shot.video_model
-            deps: list[str] = []
-            inputs: list[str] = []
+            deps = []
+            inputs = []
             ej = enhance_job(shot) if shot.enhance else None
             if ej:
                 deps.append(ej.id)
@@ -223,6 +223,8 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
             if video.continuity == "last-frame" and shot.index > 0:
                 prev = clip_jobs[-1]
                 start = {"clip": prev.id}
+                if video.color_match:
+                    start["color_match_to"] = clip_jobs[0].id
                 deps.append(prev.id)
                 inputs.append(prev.key)
             elif shot.image:
@@ -236,7 +238,8 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
                 "seed": shot.seed, "negative_prompt": shot.negative_prompt,
                 "max_tokens": model.max_prompt_tokens,
             }
-            key_params = {**settings, "prompt": None if ej else shot.prompt}
+            key_params = {**settings, "prompt": None if ej else shot.prompt,
+                          **({"color_match": True} if start and "color_match_to" in start else {})}
             key = content_key("clip", params=key_params, inputs=inputs, backend=keys.clip(model.name))
             waits = any(d.startswith(("image:", "clip:")) for d in deps)
             job = Job(
@@ -249,14 +252,14 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
             clip_jobs.append(job)
             jobs.append(job)
         audio = None
-        inputs = [c.key for c in clip_jobs]
+        video_inputs = [c.key for c in clip_jobs]
         if video.audio:
             audio = {"asset": video.audio.asset, "fade_in": video.audio.fade_in, "fade_out": video.audio.fade_out,
                      "volume": video.audio.volume}
-            inputs.append(f"asset:{assets[video.audio.asset].digest}")
+            video_inputs.append(f"asset:{assets[video.audio.asset].digest}")
         cards = {name: (asdict(card) if card else None) for name, card in (("title", video.title), ("end_card", video.end_card))}
         vparams = {"crossfade": video.crossfade, "audio": audio, **cards}
-        vkey = content_key("video", params=vparams, inputs=inputs, backend=ASSEMBLER_VERSION)
+        vkey = content_key("video", params=vparams, inputs=video_inputs, backend=ASSEMBLER_VERSION)
         jobs.append(Job(
             id=f"video:{video.id}", kind="video", key=vkey, stage=4, deps=tuple(c.id for c in clip_jobs),
             params={"video_id": video.id, "clips": [c.id for c in clip_jobs], "continuity": video.continuity,

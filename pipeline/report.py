@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipeline.errors import Problem
-from pipeline.plan import Job, Plan, expected_duration, output_key
+from pipeline.plan import AssetRef, Plan, expected_duration, output_key
 from pipeline.store import Store
 from pipeline.tasks import JobResult
 
@@ -53,6 +53,7 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
         return str(PurePosixPath(path))
 
     copies: list[tuple[str, str]] = []
+    asset_copies: list[tuple[AssetRef, str]] = []
     images = []
     for job in plan.by_kind("image"):
         res = by_id.get(job.id)
@@ -66,6 +67,18 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
             copies.append((job.output_key, path))
             entry["path"] = path
             entry["cached"] = res.status == "cached"
+        src = job.params["source"]
+        entry["source_path"] = None
+        if res and res.ok:
+            if "image" in src:
+                sjob = plan.job(f"image:{src['image']}")
+                entry["source_path"] = rel(f"images/{job.params['image_id']}/step-0-source.{sjob.ext}")
+                copies.append((sjob.output_key, entry["source_path"]))
+            elif src.get("asset") in plan.assets:
+                asset = plan.assets[src["asset"]]
+                ext = PurePosixPath(asset.location).suffix.lstrip(".") or "png"
+                entry["source_path"] = rel(f"images/{job.params['image_id']}/step-0-source.{ext}")
+                asset_copies.append((asset, entry["source_path"]))
         steps = []
         for i, step in enumerate(job.params["steps"]):
             s_info = steps_info.get(step["key"], {})
@@ -157,6 +170,7 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
         "prefix": prefix,
     }
     report["_copies"] = copies
+    report["_asset_copies"] = asset_copies
     return report
 
 
@@ -166,11 +180,22 @@ def write_run(plan: Plan, results: list[JobResult], store: Store, *, run_id: str
     report = build_report(plan, results, run_id=run_id, started=started, finished=finished, store=store, cost=cost)
     prefix = report["prefix"]
     copies = report.pop("_copies")
+    asset_copies = report.pop("_asset_copies")
     for src, dst in copies:
         try:
             store.copy(src, f"{prefix}/{dst}")
         except Exception as exc:  # a missing output must not stop the report from being written
             report["errors"].append({"job": "report", "error": "OutputMissing", "message": f"{dst}: {exc}"})
+    for asset, dst in asset_copies:
+        try:
+            if asset.path:
+                store.put_file(f"{prefix}/{dst}", Path(asset.path))
+            elif asset.uri:
+                store.copy_from_uri(asset.uri, f"{prefix}/{dst}")
+        except Exception:  # the source picture is a convenience for reviewers; its absence is not an error
+            for im in report["images"]:
+                if im.get("source_path") == dst:
+                    im["source_path"] = None
     _write_report_files(store, prefix, report)
     return report
 
@@ -189,7 +214,7 @@ def write_invalid(*, campaign: str, manifest: str, problems: list[Problem], stor
                     "col": p.col, "path": p.path} for p in problems],
         "cost": {}, "prefix": run_prefix(campaign, run_id),
     }
-    _write_report_files(store, report["prefix"], report)
+    _write_report_files(store, run_prefix(campaign, run_id), report)
     return report
 
 
@@ -205,10 +230,3 @@ def _write_report_files(store: Store, prefix: str, report: dict[str, Any]) -> No
 
 def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-def find_job(plan: Plan, job_id: str) -> Job | None:
-    try:
-        return plan.job(job_id)
-    except KeyError:
-        return None

@@ -104,9 +104,15 @@ def _video(v: dict[str, Any]) -> str:
         flags = (_pill("placeholder", "placeholder") if c.get("placeholder") else "") + (_pill("cached", "cached") if c.get("cached") else "")
         clip_link = f'<a href="{_e(c["path"])}">clip</a>' if c.get("path") else _pill(c["status"], "failed")
         enhanced = c.get("enhanced_prompt")
+        if enhanced and c.get("enhancer") == "passthrough":
+            enhanced_cell = "<span class=mute>passthrough: used as written</span>"
+        elif enhanced:
+            enhanced_cell = _e(enhanced) + (f' <span class="mute">({_e(c.get("enhancer"))})</span>' if c.get("enhancer") else "")
+        else:
+            enhanced_cell = "<span class=mute>not enhanced</span>"
         rows.append(
             f"<tr><td>{c['shot']}</td><td class=prompt>{_e(c['prompt'])}</td>"
-            f"<td class=prompt>{_e(enhanced) if enhanced else '<span class=mute>not enhanced</span>'}"
+            f"<td class=prompt>{enhanced_cell}"
             f"{' <span class=pill placeholder>trimmed</span>' if c.get('prompt_trimmed') or c.get('enhance_trimmed') else ''}</td>"
             f"<td>{_e(c['model'])}{' I2V' if c.get('i2v') else ''}<br>{_e(c['frames'])} f @ {_e(c['fps'])} fps<br>seed {_e(c['seed'])}</td>"
             f"<td>{_e(c.get('backend'))} {flags}</td><td>{clip_link}</td></tr>")
@@ -121,6 +127,9 @@ def _image(im: dict[str, Any]) -> str:
         head += _pill("contains placeholder steps", "placeholder")
     head += f"</h3><p class=mute>from {_e(json.dumps(im.get('source')))} · backend {_e(im.get('backend'))}</p>"
     figs = []
+    if im.get("source_path"):
+        figs.append(f'<figure><img loading=lazy src="{_e(im["source_path"])}" alt="{_e(im["id"])} source">'
+                    f"<figcaption><b>source</b><br>{_e(json.dumps(im.get('source')))}</figcaption></figure>")
     for i, s in enumerate(im.get("steps", []), 1):
         img = f'<img loading=lazy src="{_e(s["path"])}" alt="{_e(im["id"])} step {i}">' if s.get("path") else ""
         flag = _pill("placeholder", "placeholder") if s.get("placeholder") else ""

@@ -100,7 +100,7 @@ def run_plan(plan: Plan, store: Store, backends: Backends, *, workdir: Path, wor
             clips = [j for j in ready if j.kind == "clip"]
             for job in ready:
                 if job.kind != "clip":
-                    running[pool.submit(lambda j=job: [run_job(j, ctx)])] = [job]
+                    running[pool.submit(_run_one, job, ctx)] = [job]
             for batch in _batches(clips, max_batch):
                 running[pool.submit(run_clip_batch, batch, ctx)] = batch
             if not running:
@@ -115,6 +115,10 @@ def run_plan(plan: Plan, store: Store, backends: Backends, *, workdir: Path, wor
                 for job, res in zip(jobs, batch_results, strict=True):
                     finish(job, res)
     return [results[j.id] for j in plan.jobs]
+
+
+def _run_one(job: Job, ctx: TaskContext) -> list[JobResult]:
+    return [run_job(job, ctx)]
 
 
 def _batches(clips: list[Job], max_batch: int) -> list[list[Job]]:

@@ -31,6 +31,10 @@ class Store(Protocol):
 
     def copy(self, src_key: str, dst_key: str) -> None: ...
 
+    def copy_from_uri(self, uri: str, dst_key: str) -> None:
+        """Copy an s3:// object (an input asset) into the store."""
+        ...
+
     def location(self, key: str) -> str:
         """Where a person finds the object: a path or an s3:// address."""
         ...
@@ -77,6 +81,13 @@ class LocalStore:
                 os.link(src, tmp)
             except OSError:
                 shutil.copyfile(src, tmp)
+
+    def copy_from_uri(self, uri: str, dst_key: str) -> None:
+        import boto3
+
+        bucket, key = parse_s3_uri(uri)
+        with self._atomic(dst_key) as tmp:
+            boto3.client("s3").download_file(bucket, key, str(tmp))
 
     def location(self, key: str) -> str:
         return str(self.path(key))
@@ -174,6 +185,10 @@ class S3Store:
     def copy(self, src_key: str, dst_key: str) -> None:
         self.client.copy_object(Bucket=self.bucket, Key=self._key(dst_key),
                                 CopySource={"Bucket": self.bucket, "Key": self._key(src_key)})
+
+    def copy_from_uri(self, uri: str, dst_key: str) -> None:
+        bucket, key = parse_s3_uri(uri)
+        self.client.copy_object(Bucket=self.bucket, Key=self._key(dst_key), CopySource={"Bucket": bucket, "Key": key})
 
     def location(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"

@@ -202,12 +202,18 @@ def resolve_image(ctx: TaskContext, ref: dict[str, str]) -> Path:
         job = ctx.plan.job(f"image:{ref['image']}")
         return ctx.store.materialize(job.output_key, ctx.workdir)
     if "clip" in ref:
-        from pipeline.assemble import last_frame
+        from pipeline.assemble import last_frame, match_colors
 
         clip = ctx.plan.job(ref["clip"])
-        dest = ctx.workdir / f"lastframe-{clip.key}.png"
+        frame = last_frame(ctx.store.materialize(clip.output_key, ctx.workdir))
+        name = f"lastframe-{clip.key}"
+        if "color_match_to" in ref:  # keep a long continuity video in the first clip's look
+            first = ctx.plan.job(ref["color_match_to"])
+            frame = match_colors(frame, last_frame(ctx.store.materialize(first.output_key, ctx.workdir)))
+            name += f"-matched-{first.key}"
+        dest = ctx.workdir / f"{name}.png"
         if not dest.is_file():
-            last_frame(ctx.store.materialize(clip.output_key, ctx.workdir)).save(dest)
+            frame.save(dest)
         return dest
     raise JobFailed(f"unknown image reference {ref!r}")
 
@@ -353,6 +359,8 @@ def _run_video(job: Job, ctx: TaskContext) -> dict[str, Any]:
         info = {"video_id": p["video_id"], "duration_s": result.duration_s, "width": result.width,
                 "height": result.height, "fps": result.fps, "frames": result.frames, "method": result.method,
                 "timings": result.timings, "poster": output_key("video", job.key, "png"),
+                "frames_copied": result.frames_copied, "frames_encoded": result.frames_encoded,
+                "notes": list(result.notes),
                 "clips": [ctx.plan.job(c).key for c in p["clips"]]}
         _write_done(ctx.store, "video", job.key, "mp4", provenance(ctx, job, info=info), src=out)
     return info

@@ -29,7 +29,8 @@ def test_example_plan_stages_and_dependencies(example_manifest: Path) -> None:
     assert set(stages[4]) == {"video:teaser", "video:living-room"}
     assert plan.job("clip:teaser/02").deps == ("image:sofa-navy",)  # enhance: false, I2V from an edited image
     assert "clip:living-room/01" in plan.job("clip:living-room/02").deps  # continuity
-    assert plan.job("clip:living-room/02").params["start"] == {"clip": "clip:living-room/01"}
+    assert plan.job("clip:living-room/02").params["start"] == {"clip": "clip:living-room/01",
+                                                                "color_match_to": "clip:living-room/01"}
 
 
 def test_plan_is_deterministic_and_round_trips_through_json(example_manifest: Path) -> None:

@@ -73,6 +73,22 @@ def test_videos_have_exact_durations_sizes_and_fps(example_run) -> None:  # type
         assert frames == c["frames"]
 
 
+def test_continuity_video_has_no_jump_at_the_clip_boundary(example_run) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    _, report, run_dir, _ = example_run
+    video = {v["id"]: v for v in report["videos"]}["living-room"]
+    assert video["continuity"] == "last-frame"
+    reader = imageio_ffmpeg.read_frames(str(run_dir / video["path"]))
+    meta = next(reader)
+    w, h = meta["size"]
+    frames = [np.frombuffer(f, np.uint8).reshape(h, w, 3).astype(np.int16) for f in reader]
+    boundary = video["clips"][0]["frames"]  # first frame of the second clip
+    jump = np.abs(frames[boundary] - frames[boundary - 1]).mean()
+    within = np.mean([np.abs(frames[i] - frames[i - 1]).mean() for i in range(1, boundary)])
+    assert jump < 4.0 and jump < 3 * within + 1.0, (jump, within)
+
+
 def test_images_keep_the_real_tools_geometry(example_run) -> None:  # type: ignore[no-untyped-def]
     _, report, run_dir, _ = example_run
     images = {i["id"]: i for i in report["images"]}

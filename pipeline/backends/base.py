@@ -9,7 +9,6 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-
 # --- prompt enhancement -------------------------------------------------------------------------
 
 

@@ -135,6 +135,9 @@ def build_schema() -> dict[str, Any]:
                     },
                     "continuity": {"enum": ["last-frame"],
                                    "description": "each shot after the first starts from the previous clip's last frame"},
+                    "color_match": {"type": "boolean",
+                                    "description": "with continuity: match each continued shot's start frame to the "
+                                                   "first clip's colours, so the look does not drift"},
                     "audio": {
                         "type": "object", "additionalProperties": False, "required": ["asset"],
                         "properties": {

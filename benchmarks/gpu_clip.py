@@ -1,0 +1,212 @@
+"""GPU benchmark: seconds per CogVideoX-5b clip through container/generate.py, against THUDM's published H100 time.
+
+    python benchmarks/gpu_clip.py [--compile] [--clips 8] [--steps 50]     # full size, needs a CUDA GPU
+    python benchmarks/gpu_clip.py --tiny --clips 2 --steps 2               # tiny config, CPU, seconds (smoke test)
+
+The full-size CogVideoX-5b architecture (transformer 5.57 B params, T5-XXL encoder 4.76 B, VAE 0.22 B) is
+built with random bf16 weights directly on the GPU: speed does not depend on weight values, so no download
+is needed. The clips then run through the container's own `setup_pipeline` + `render_clip` (scheduler,
+memory mode, denoise, decode, mp4 encode), 49 frames at 720x480, 50 steps by default. Printed, one
+`name: value` per line: seconds_per_clip, load_setup_s, peak_gpu_gib, ratio_vs_thudm_h100 and, for the
+batch, the share of load + setup (+ the first clip's compile warm-up) in the batch's wall time.
+
+Not measured here: reading ~21 GB of real weights from disk (random weights are built in place), which a
+processing job pays once per batch on top of load_setup_s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+GENERATE_PY = Path(__file__).resolve().parents[1] / "container" / "generate.py"
+
+# THUDM CogVideo README: CogVideoX-5B, 50 steps, 49 frames at 720x480, "H100 ~90 s" (reference §2).
+THUDM_H100_SECONDS_PER_CLIP = 90.0
+TARGET_RATIO = 0.5  # issue 5: at most half the published time per clip
+TARGET_SETUP_SHARE = 0.10  # issue 5: load + setup at most 10% of a batch of 8
+
+# CogVideoX-5b's published configs (transformer/config.json, vae/config.json, text_encoder = T5 v1.1 XXL).
+FULL_TRANSFORMER: dict[str, Any] = dict(
+    num_attention_heads=48, attention_head_dim=64, in_channels=16, out_channels=16, time_embed_dim=512,
+    text_embed_dim=4096, num_layers=42, sample_width=90, sample_height=60, sample_frames=49, patch_size=2,
+    temporal_compression_ratio=4, max_text_seq_length=226, use_rotary_positional_embeddings=True,
+    use_learned_positional_embeddings=False, attention_bias=True, flip_sin_to_cos=True, freq_shift=0,
+)
+FULL_VAE: dict[str, Any] = dict(
+    block_out_channels=(128, 256, 256, 512), latent_channels=16, layers_per_block=3, norm_num_groups=32,
+    temporal_compression_ratio=4, scaling_factor=0.7, sample_height=480, sample_width=720,
+)
+FULL_T5: dict[str, Any] = dict(
+    vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+    relative_attention_num_buckets=32, relative_attention_max_distance=128, feed_forward_proj="gated-gelu",
+    layer_norm_epsilon=1e-6, tie_word_embeddings=False, pad_token_id=0, eos_token_id=1,
+)
+SCHEDULER: dict[str, Any] = dict(
+    beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, prediction_type="v_prediction",
+    rescale_betas_zero_snr=True, set_alpha_to_one=True, snr_shift_scale=1.0, timestep_spacing="trailing",
+)
+FULL_CLIP: dict[str, Any] = dict(width=720, height=480, frames=49, fps=8)
+
+# A tiny configuration of the same architecture that runs on a CPU in seconds.
+TINY_TRANSFORMER: dict[str, Any] = dict(
+    num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, time_embed_dim=2, text_embed_dim=32,
+    num_layers=1, sample_width=6, sample_height=4, sample_frames=9, patch_size=2, temporal_compression_ratio=4,
+    max_text_seq_length=16, use_rotary_positional_embeddings=True,
+)
+TINY_VAE: dict[str, Any] = dict(
+    down_block_types=("CogVideoXDownBlock3D",) * 4, up_block_types=("CogVideoXUpBlock3D",) * 4,
+    block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1, norm_num_groups=2, temporal_compression_ratio=4,
+)
+TINY_T5: dict[str, Any] = dict(vocab_size=64, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
+               feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1)
+TINY_CLIP: dict[str, Any] = dict(width=48, height=32, frames=9, fps=8)
+
+
+def load_generate() -> ModuleType:
+    name = "campaign_container_generate"  # the name pipeline/backends/video_diffusers.py uses too
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, GENERATE_PY)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def tokenizer() -> Any:
+    """A T5 tokenizer from an in-code vocabulary (the text is padded to max_text_seq_length either way)."""
+    from transformers import T5Tokenizer
+
+    words = "a bee on flower sofa in sunlit loft the camera slowly orbits it navy blue velvet".split()
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)] + [(f"▁{w}", -3.0) for w in words]
+    return T5Tokenizer(vocab=vocab, extra_ids=0)
+
+
+def build_components(*, tiny: bool, device: str, dtype: Any) -> dict[str, Any]:
+    """Random-weight components created directly on `device` in `dtype` (no CPU copy, no download)."""
+    import torch
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
+    from transformers import T5Config, T5EncoderModel
+
+    previous_dtype = torch.get_default_dtype()
+    torch.manual_seed(0)
+    try:
+        torch.set_default_dtype(dtype)
+        with torch.device(device):
+            transformer = CogVideoXTransformer3DModel(**(TINY_TRANSFORMER if tiny else FULL_TRANSFORMER))
+            vae = AutoencoderKLCogVideoX(**(TINY_VAE if tiny else FULL_VAE))
+            text_encoder = T5EncoderModel(T5Config(**(TINY_T5 if tiny else FULL_T5)))
+    finally:
+        torch.set_default_dtype(previous_dtype)
+    components: dict[str, Any] = {"tokenizer": tokenizer(), "text_encoder": text_encoder, "vae": vae,
+                                  "transformer": transformer, "scheduler": CogVideoXDDIMScheduler(**SCHEDULER)}
+    for name in ("text_encoder", "vae", "transformer"):  # buffers made outside the default dtype
+        components[name] = components[name].to(dtype)
+    return components
+
+
+def parameter_counts(components: dict[str, Any]) -> dict[str, int]:
+    return {name: sum(p.numel() for p in module.parameters())
+            for name, module in components.items() if hasattr(module, "parameters")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny config (CPU, seconds): a smoke test, not a benchmark")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (the first clip compiles)")
+    parser.add_argument("--clips", type=int, default=8, help="clips in the batch")
+    parser.add_argument("--steps", type=int, default=50, help="denoising steps per clip")
+    parser.add_argument("--memory-mode", default=None, help="override generate.py's choice (see its MEMORY_MODES)")
+    parser.add_argument("--verbose", action="store_true", help="show generate.py's progress lines")
+    args = parser.parse_args(argv)
+    if args.clips < 1 or args.steps < 1:
+        parser.error(f"--clips and --steps must be >= 1, got {args.clips} and {args.steps}")
+
+    generate = load_generate()  # sets HF_HUB_OFFLINE before diffusers is imported
+    generate.quiet_libraries()
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu" and not args.tiny:
+        print("error: the full-size benchmark needs a CUDA GPU; use --tiny for the CPU smoke test", file=sys.stderr)
+        return 2
+    settings = generate.MODEL_SETTINGS["cogvideox-5b"]
+    dtype_name = settings.dtype if device == "cuda" else "float32"
+    clip = TINY_CLIP if args.tiny else FULL_CLIP
+    jobs = [generate.Job(key=f"bench-{i}", model="cogvideox-5b", prompt="A bee on a flower, the camera slowly orbits it",
+                         steps=args.steps, guidance=6.0, seed=i, source=f"benchmark clip {i}", **clip)
+            for i in range(args.clips)]
+    log = generate.log_line if args.verbose else (lambda message: None)
+
+    # 1. Build (random weights on the device) and set up (scheduler, memory mode, compile): the batch's fixed cost.
+    from diffusers import CogVideoXPipeline
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    components = build_components(tiny=args.tiny, device=device, dtype=getattr(torch, dtype_name))
+    counts = parameter_counts(components)
+    pipe = CogVideoXPipeline(**components)
+    loaded = generate.setup_pipeline(
+        pipe, folder="random-cogvideox-5b" + ("-tiny" if args.tiny else ""), settings=settings, i2v=False,
+        device=device, dtype=dtype_name, jobs=jobs, memory_mode=args.memory_mode, compile_transformer=args.compile,
+        identity={"folder": "random weights", "sha256": None},
+    )
+    if device == "cuda":
+        torch.cuda.synchronize()
+    load_setup_s = time.perf_counter() - started
+    loaded.load_s = load_setup_s
+
+    # 2. The batch: every clip through the container's render_clip (denoise, decode, encode, provenance).
+    environment = generate.runtime_environment()
+    clip_s: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="gpu-bench-") as out:
+        for job in jobs:
+            t0 = time.perf_counter()
+            generate.render_clip(loaded, job, Path(out), environment, log=log)
+            clip_s.append(time.perf_counter() - t0)
+            print(f"clip {job.key}: {clip_s[-1]:.2f}s", flush=True)
+
+    # 3. Figures.
+    steady = statistics.median(clip_s[1:]) if len(clip_s) > 1 else clip_s[0]
+    warmup_extra = max(0.0, clip_s[0] - steady)  # compile / cuDNN autotune on the first clip: fixed cost too
+    batch_wall_s = load_setup_s + sum(clip_s)
+    setup_share = (load_setup_s + warmup_extra) / batch_wall_s
+    ratio = steady / THUDM_H100_SECONDS_PER_CLIP
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+    figures = {
+        "config": "tiny (smoke test; the ratios mean nothing)" if args.tiny else "cogvideox-5b full size, random bf16 weights",
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+        "dtype": dtype_name,
+        "memory_mode": loaded.memory_mode,
+        "compiled": args.compile,
+        "clip": f"{clip['width']}x{clip['height']}x{clip['frames']} frames, {args.steps} steps",
+        "params_transformer": counts["transformer"],
+        "params_text_encoder": counts["text_encoder"],
+        "params_vae": counts["vae"],
+        "load_setup_s": f"{load_setup_s:.2f}",
+        "first_clip_s": f"{clip_s[0]:.2f}",
+        "seconds_per_clip": f"{steady:.2f}",
+        "peak_gpu_gib": f"{peak:.2f}" if peak is not None else "n/a (cpu)",
+        "ratio_vs_thudm_h100": f"{ratio:.3f} (published {THUDM_H100_SECONDS_PER_CLIP:.0f} s; target <= {TARGET_RATIO})",
+        "batch_clips": len(clip_s),
+        "batch_wall_s": f"{batch_wall_s:.2f}",
+        "setup_share_of_batch": f"{setup_share:.3f} (load+setup {load_setup_s:.2f}s + first-clip warm-up "
+                                f"{warmup_extra:.2f}s; target <= {TARGET_SETUP_SHARE})",
+    }
+    for name, value in figures.items():
+        print(f"{name}: {value}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

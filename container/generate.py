@@ -1,0 +1,713 @@
+"""CogVideoX clips for a batch of jobs: the SageMaker processing image's entrypoint (also run in-process).
+
+    python generate.py --jobs JOBS.jsonl --models DIR --out DIR [--compile] [--memory-mode MODE]
+
+Each line of JOBS is one clip: {"key", "model", "prompt", "frames", "fps", "width", "height", "steps",
+"guidance", "seed"} and optionally "image" (a start image for image-to-video, a path relative to the
+jobs file) and "negative_prompt". `DIR/<model>` is a diffusers pipeline folder, `DIR/<model>-i2v` the
+image-to-video one. Every folder is loaded once and renders all of its jobs. For each job the script
+writes OUT/<key>.mp4 (exactly the requested size, frame count and fps) and OUT/<key>.json (provenance,
+or the error of a failed job), plus OUT/_batch.json. One failed job never stops the batch; the exit
+status is non-zero only when every job failed.
+
+Self-contained on purpose: the image ships this file alone, without the `pipeline` package, and the
+diffusers backend (pipeline/backends/video_diffusers.py) imports it by path, so both run the same code.
+Settings follow THUDM's CogVideo README and inference/cli_demo.py (see reference/models-and-services.md §2).
+`run_batch` reads top to bottom as numbered steps, like a diffusers pipeline's `__call__`.
+"""
+
+from __future__ import annotations
+
+import os
+
+# The hub stays offline: weights come from the mounted models folder, never from a download at job time.
+# Set before diffusers/transformers/huggingface_hub are imported (they read it at import).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import re  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from importlib import metadata  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import imageio_ffmpeg  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from diffusers import (  # noqa: E402
+    CogVideoXDDIMScheduler,
+    CogVideoXDPMScheduler,
+    CogVideoXImageToVideoPipeline,
+    CogVideoXPipeline,
+)
+from diffusers.utils import logging as diffusers_logging  # noqa: E402
+from PIL import Image, ImageOps  # noqa: E402
+from transformers.utils import logging as transformers_logging  # noqa: E402
+
+# SageMaker Processing mounts its inputs and uploads its output at these paths (ProcessingInputs /
+# ProcessingOutputConfig in pipeline/sagemaker.py name the same ones).
+SAGEMAKER_JOBS = Path("/opt/ml/processing/input/jobs")
+SAGEMAKER_MODELS = Path("/opt/ml/processing/input/models")
+SAGEMAKER_OUT = Path("/opt/ml/processing/output")
+
+I2V_SUFFIX = "-i2v"
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+REQUIRED_FIELDS = {"key": str, "model": str, "prompt": str, "frames": int, "fps": int, "width": int,
+                   "height": int, "steps": int, "guidance": float, "seed": int}
+OPTIONAL_FIELDS = {"image": str, "negative_prompt": str}
+SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed's range
+MEMORY_MODES = ("none", "vae-tiling", "model-offload", "sequential-offload", "cpu")
+PROGRESS_LINES_PER_CLIP = 10  # CloudWatch gets a line about every tenth of the denoising steps
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """THUDM's recommended precision and sampler for one model family (CogVideo README, cli_demo.py)."""
+
+    dtype: str
+    scheduler: str  # "dpm": CogVideoXDPMScheduler, "ddim": CogVideoXDDIMScheduler (both timestep_spacing="trailing")
+    dynamic_cfg: bool  # THUDM: use_dynamic_cfg=True with DPM only; DDIM needs False
+
+
+# Mirrors the dtype column of pipeline/catalog.py VIDEO_MODELS (this file cannot import `pipeline`);
+# tests/test_container.py checks the two agree.
+MODEL_SETTINGS: dict[str, ModelSettings] = {
+    "cogvideox-2b": ModelSettings("float16", "ddim", dynamic_cfg=False),
+    "cogvideox-5b": ModelSettings("bfloat16", "dpm", dynamic_cfg=True),
+    "cogvideox1.5-5b": ModelSettings("bfloat16", "dpm", dynamic_cfg=True),
+}
+
+# Memory-mode thresholds: GPU memory a 720x480x49 clip needs beyond the weights, scaled by the clip's
+# pixels x frames. Estimates, not measurements: the diffusers docs give CogVideoX-2b 33 GB with no
+# offload (13 GB of weights, so ~20 GB for activations and an untiled VAE decode) and 11 GB with model
+# offload + VAE tiling. Provenance records the estimate and the free memory; --memory-mode overrides.
+REFERENCE_CLIP_VOXELS = 720 * 480 * 49
+HEADROOM_UNTILED_GIB = 20.0
+HEADROOM_TILED_GIB = 4.0
+
+
+class JobError(ValueError):
+    """A job line that cannot run as written; the message quotes the offending value."""
+
+
+@dataclass(frozen=True)
+class Job:
+    key: str
+    model: str
+    prompt: str
+    frames: int
+    fps: int
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    seed: int
+    image: Path | None = None
+    negative_prompt: str | None = None
+    source: str = ""  # "<jobs file>:<line>", for error messages
+
+    @property
+    def folder(self) -> str:
+        """The pipeline folder under the models directory that renders this job."""
+        return self.model + (I2V_SUFFIX if self.image is not None else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: getattr(self, name) for name in REQUIRED_FIELDS}
+        if self.image is not None:
+            out["image"] = str(self.image)
+        if self.negative_prompt is not None:
+            out["negative_prompt"] = self.negative_prompt
+        return out
+
+
+@dataclass
+class LoadedPipeline:
+    """One pipeline folder, loaded and placed once, with what provenance says about it."""
+
+    folder: str
+    pipe: Any
+    i2v: bool
+    settings: ModelSettings
+    device: str
+    dtype: str
+    memory_mode: str
+    compiled: bool
+    identity: dict[str, Any]
+    load_s: float
+    setup: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    key: str | None  # None when the line was too broken to have a key
+    ok: bool
+    mp4: Path | None
+    provenance: dict[str, Any]
+    error: str | None = None
+    error_type: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    results: list[JobResult]
+    loads: list[dict[str, Any]]
+
+    @property
+    def succeeded(self) -> int:
+        return sum(r.ok for r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        if not self.results:
+            return 2
+        return 0 if self.succeeded else 1
+
+
+Log = Callable[[str], None]
+
+
+def log_line(message: str) -> None:
+    """One flushed line: SageMaker streams stdout to CloudWatch, buffered lines would arrive at the end."""
+    print(f"[generate {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- the batch, as numbered steps -----------------------------------------------------------------
+
+
+def run_batch(
+    jobs_path: Path,
+    models_dir: Path,
+    out_dir: Path,
+    *,
+    compile_transformer: bool = False,
+    memory_mode: str | None = None,
+    log: Log = log_line,
+) -> BatchResult:
+    """Render every job in `jobs_path` (a .jsonl file or a folder of them) into `out_dir`."""
+    if memory_mode is not None and memory_mode not in MEMORY_MODES:
+        raise ValueError(f"memory_mode {memory_mode!r} is not one of {MEMORY_MODES}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    environment = runtime_environment()
+
+    # 1. Read the jobs; a line that does not parse or check is a failed job, recorded now.
+    jobs, results = read_jobs(jobs_path, out_dir, environment, log)
+    log(f"{len(jobs) + len(results)} job(s) from {jobs_path}, {len(results)} rejected")
+
+    # 2. Group by pipeline folder, in order of first appearance: each folder is loaded once.
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(job.folder, []).append(job)
+
+    loads: list[dict[str, Any]] = []
+    for folder, group in groups.items():
+        # 3. Load the pipeline and place it on the device (memory mode, scheduler, compile).
+        try:
+            loaded = load_pipeline(models_dir / folder, settings=MODEL_SETTINGS[group[0].model],
+                                   i2v=folder.endswith(I2V_SUFFIX), jobs=group,
+                                   memory_mode=memory_mode, compile_transformer=compile_transformer, log=log)
+        except Exception as exc:  # noqa: BLE001 - a folder that will not load fails its jobs, not the batch
+            log(f"loading {folder} failed: {type(exc).__name__}: {exc}")
+            release_memory()
+            loads.append({"folder": folder, "ok": False, "error": f"{type(exc).__name__}: {exc}"})
+            for job in group:
+                results.append(record_failure(job, exc, out_dir, environment, stage="load", log=log))
+            continue
+        loads.append({"folder": folder, "ok": True, "load_s": loaded.load_s, "memory_mode": loaded.memory_mode,
+                      "jobs": len(group), "identity": loaded.identity})
+
+        # 4. Render its jobs one by one; each writes <key>.mp4 + <key>.json or its failure.
+        for job in group:
+            try:
+                results.append(render_clip(loaded, job, out_dir, environment, log=log))
+            except Exception as exc:  # noqa: BLE001 - one failed clip never stops the batch
+                results.append(record_failure(job, exc, out_dir, environment, stage="render", log=log,
+                                              loaded=loaded))
+                release_memory()  # after a CUDA out-of-memory the next clip starts from a clean cache
+
+        # 5. Release the pipeline before the next folder loads.
+        del loaded
+        release_memory()
+
+    # 6. Write the batch summary.
+    batch = BatchResult(results=results, loads=loads)
+    write_json(out_dir / "_batch.json", {
+        "jobs": len(results), "succeeded": batch.succeeded, "failed": len(results) - batch.succeeded,
+        "loads": loads, "environment": environment,
+        "results": [{"key": r.key, "ok": r.ok, "error": r.error, "error_type": r.error_type} for r in results],
+    })
+    log(f"done: {batch.succeeded}/{len(results)} clip(s) written to {out_dir}")
+    return batch
+
+
+# --- 1. jobs --------------------------------------------------------------------------------------
+
+
+def read_jobs(jobs_path: Path, out_dir: Path, environment: dict[str, Any], log: Log) -> tuple[list[Job], list[JobResult]]:
+    files = sorted(jobs_path.glob("*.jsonl")) if jobs_path.is_dir() else [jobs_path]
+    if not files:
+        raise FileNotFoundError(f"no *.jsonl jobs file in {jobs_path}")
+    jobs: list[Job] = []
+    rejected: list[JobResult] = []
+    seen: set[str] = set()
+    for path in files:
+        for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not text.strip():
+                continue
+            source = f"{path}:{number}"
+            raw: Any = None
+            try:
+                raw = json.loads(text)
+                job = parse_job(raw, source=source, base_dir=path.parent)
+                if job.key in seen:
+                    raise JobError(f"{source}: key {job.key!r} appears twice in the batch")
+                seen.add(job.key)
+                jobs.append(job)
+            except (JobError, json.JSONDecodeError) as exc:
+                key = raw.get("key") if isinstance(raw, dict) else None
+                if not (isinstance(key, str) and KEY_PATTERN.match(key)) or key in seen:
+                    key = None  # no safe, unique file name: the failure lives in _batch.json and the log
+                rejected.append(record_failure(raw if isinstance(raw, dict) else {"line": text}, exc, out_dir,
+                                               environment, stage="check", log=log, key=key, source=source))
+    return jobs, rejected
+
+
+def parse_job(raw: Any, *, source: str, base_dir: Path) -> Job:
+    """Check one jobs line like a pipeline's check_inputs: every problem names the value and the line."""
+    if not isinstance(raw, dict):
+        raise JobError(f"{source}: a job is a JSON object, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS))
+    if unknown:
+        raise JobError(f"{source}: unknown field(s) {unknown}; known: {sorted({**REQUIRED_FIELDS, **OPTIONAL_FIELDS})}")
+    missing = sorted(set(REQUIRED_FIELDS) - set(raw))
+    if missing:
+        raise JobError(f"{source}: missing field(s) {missing}")
+    for name, kind in {**REQUIRED_FIELDS, **OPTIONAL_FIELDS}.items():
+        if name not in raw or (name in OPTIONAL_FIELDS and raw[name] is None):
+            continue
+        value = raw[name]
+        ok = (isinstance(value, (int, float)) if kind is float else isinstance(value, kind)) and not isinstance(value, bool)
+        if not ok:
+            raise JobError(f"{source}: {name} must be {kind.__name__}, got {value!r}")
+    key, model = raw["key"], raw["model"]
+    if not KEY_PATTERN.match(key):
+        raise JobError(f"{source}: key {key!r} must match {KEY_PATTERN.pattern} (it names the output files)")
+    if model not in MODEL_SETTINGS:
+        raise JobError(f"{source}: model {model!r} is not one of {sorted(MODEL_SETTINGS)}")
+    if not raw["prompt"].strip():
+        raise JobError(f"{source}: prompt is empty")
+    for name in ("frames", "fps", "width", "height", "steps"):
+        if raw[name] < 1:
+            raise JobError(f"{source}: {name} must be at least 1, got {raw[name]!r}")
+    if raw["guidance"] < 0:
+        raise JobError(f"{source}: guidance must be >= 0, got {raw['guidance']!r}")
+    if not 0 <= raw["seed"] <= SEED_MAX:
+        raise JobError(f"{source}: seed must be in 0..{SEED_MAX}, got {raw['seed']!r}")
+    image = None
+    if raw.get("image") is not None:
+        image = Path(raw["image"])
+        image = image if image.is_absolute() else base_dir / image
+        if not image.is_file():
+            raise JobError(f"{source}: image {raw['image']!r} not found (looked at {image})")
+    return Job(key=key, model=model, prompt=raw["prompt"], frames=raw["frames"], fps=raw["fps"],
+               width=raw["width"], height=raw["height"], steps=raw["steps"], guidance=float(raw["guidance"]),
+               seed=raw["seed"], image=image, negative_prompt=raw.get("negative_prompt"), source=source)
+
+
+# --- 3. load and place ------------------------------------------------------------------------------
+
+
+def load_pipeline(
+    folder: Path,
+    *,
+    settings: ModelSettings,
+    i2v: bool,
+    jobs: Sequence[Job],
+    memory_mode: str | None,
+    compile_transformer: bool,
+    log: Log,
+) -> LoadedPipeline:
+    """Load a diffusers pipeline folder from disk (never the hub) and set it up for `jobs`."""
+    # 3a. The folder must be the pipeline kind the jobs need.
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        raise FileNotFoundError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
+    pipeline_class = CogVideoXImageToVideoPipeline if i2v else CogVideoXPipeline
+    class_name = json.loads(index_path.read_text(encoding="utf-8")).get("_class_name")
+    if class_name != pipeline_class.__name__:
+        raise ValueError(f"{index_path} declares {class_name!r}; jobs {'with' if i2v else 'without'} an image "
+                         f"need a {pipeline_class.__name__} folder")
+    identity = folder_identity(folder)
+
+    # 3b. Precision: THUDM's dtype on a GPU; float32 on CPU (half-precision CPU kernels are slow or missing).
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = settings.dtype if device == "cuda" else "float32"
+    if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        dtype = "float16"  # e.g. V100 has no bf16 (zai-org/CogVideo#204)
+
+    log(f"loading {folder.name} ({pipeline_class.__name__}, {dtype}, {device})")
+    started = time.perf_counter()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    pipe = pipeline_class.from_pretrained(folder, dtype=getattr(torch, dtype), local_files_only=True)
+    loaded = setup_pipeline(pipe, folder=folder.name, settings=settings, i2v=i2v, device=device, dtype=dtype,
+                            jobs=jobs, memory_mode=memory_mode, compile_transformer=compile_transformer,
+                            identity=identity)
+    loaded.load_s = time.perf_counter() - started
+    log(f"loaded {folder.name} in {loaded.load_s:.1f}s, memory mode {loaded.memory_mode}")
+    return loaded
+
+
+def setup_pipeline(
+    pipe: Any,
+    *,
+    folder: str,
+    settings: ModelSettings,
+    i2v: bool,
+    device: str,
+    dtype: str,
+    jobs: Sequence[Job],
+    memory_mode: str | None,
+    compile_transformer: bool,
+    identity: dict[str, Any],
+) -> LoadedPipeline:
+    """Scheduler, memory mode and compile for a loaded pipeline (the GPU benchmark calls this too)."""
+    # THUDM's sampler: DPM with trailing spacing (+ dynamic CFG) for 5B, DDIM for 2B.
+    scheduler_class = CogVideoXDPMScheduler if settings.scheduler == "dpm" else CogVideoXDDIMScheduler
+    pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config, timestep_spacing="trailing")
+    pipe.set_progress_bar_config(disable=True)  # \r progress bars garble CloudWatch; progress_callback logs instead
+
+    mode, memory = choose_memory_mode(pipe, device=device, jobs=jobs, requested=memory_mode)
+    if mode in ("none", "vae-tiling"):
+        pipe.to(device)
+    elif mode == "model-offload":
+        pipe.enable_model_cpu_offload()
+    elif mode == "sequential-offload":
+        pipe.enable_sequential_cpu_offload()
+    if mode in ("vae-tiling", "model-offload", "sequential-offload"):
+        pipe.vae.enable_tiling()
+        pipe.vae.enable_slicing()
+    if compile_transformer:
+        pipe.transformer.compile()  # in place: keeps .config; the first clip pays for compilation
+    return LoadedPipeline(folder=folder, pipe=pipe, i2v=i2v, settings=settings, device=device, dtype=dtype,
+                          memory_mode=mode, compiled=compile_transformer, identity=identity, load_s=0.0,
+                          setup={"memory": memory, "scheduler": scheduler_class.__name__,
+                                 "use_dynamic_cfg": settings.dynamic_cfg})
+
+
+def choose_memory_mode(pipe: Any, *, device: str, jobs: Sequence[Job], requested: str | None) -> tuple[str, dict[str, Any]]:
+    """The fastest placement that fits the free GPU memory: offload only when the weights cannot stay."""
+    sizes = {name: module_bytes(module) for name, module in pipe.components.items() if isinstance(module, torch.nn.Module)}
+    info: dict[str, Any] = {"component_bytes": sizes}
+    if device != "cuda":
+        if requested not in (None, "cpu"):
+            raise ValueError(f"memory_mode {requested!r} needs a CUDA GPU; this machine has none")
+        return "cpu", info
+    if requested == "cpu":
+        raise ValueError("memory_mode 'cpu' was asked for on a machine with a CUDA GPU")
+    free, total = torch.cuda.mem_get_info()
+    scale = max(j.width * j.height * j.frames for j in jobs) / REFERENCE_CLIP_VOXELS
+    need_untiled = sum(sizes.values()) + HEADROOM_UNTILED_GIB * scale * 2**30
+    need_tiled = sum(sizes.values()) + HEADROOM_TILED_GIB * scale * 2**30
+    need_offload = max(sizes.values()) + HEADROOM_TILED_GIB * scale * 2**30
+    info.update(free_gib=round(free / 2**30, 3), total_gib=round(total / 2**30, 3),
+                estimate_gib={"none": round(need_untiled / 2**30, 3), "vae-tiling": round(need_tiled / 2**30, 3),
+                              "model-offload": round(need_offload / 2**30, 3)})
+    if requested is not None:
+        info["requested"] = requested
+        return requested, info
+    if need_untiled <= free:
+        return "none", info
+    if need_tiled <= free:
+        return "vae-tiling", info
+    if need_offload <= free:
+        return "model-offload", info
+    return "sequential-offload", info
+
+
+def module_bytes(module: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
+
+
+def folder_identity(folder: Path) -> dict[str, Any]:
+    """What identifies a model folder without hashing gigabytes: model_index.json and every config file."""
+    names = sorted(p for p in folder.rglob("*.json")
+                   if p.name == "model_index.json" or p.name.endswith("config.json"))
+    digest = hashlib.sha256()
+    for path in names:
+        rel = path.relative_to(folder).as_posix()
+        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    return {"folder": folder.name, "sha256": digest.hexdigest(), "class": index.get("_class_name"),
+            "diffusers_version": index.get("_diffusers_version"),
+            "files": [p.relative_to(folder).as_posix() for p in names]}
+
+
+# --- 4. one clip ----------------------------------------------------------------------------------
+
+
+def render_clip(loaded: LoadedPipeline, job: Job, out_dir: Path, environment: dict[str, Any], *, log: Log) -> JobResult:
+    """Prepare the inputs, denoise and decode, encode the mp4, write provenance."""
+    pipe = loaded.pipe
+    started = time.perf_counter()
+
+    # 4a. Check the job against the loaded model's own limits (not constants).
+    check_against_model(pipe, job)
+    max_tokens = int(pipe.transformer.config.max_text_seq_length)
+    notes: list[str] = []
+    prompt_tokens = fit_prompt(pipe.tokenizer, job.prompt, max_tokens)
+    if prompt_tokens["truncated"]:
+        notes.append(f"prompt truncated to {max_tokens} tokens (had {prompt_tokens['tokens']})")
+    negative_tokens = fit_prompt(pipe.tokenizer, job.negative_prompt, max_tokens) if job.negative_prompt else None
+    if negative_tokens and negative_tokens["truncated"]:
+        notes.append(f"negative prompt truncated to {max_tokens} tokens (had {negative_tokens['tokens']})")
+    call: dict[str, Any] = {}
+    image_info: dict[str, Any] | None = None
+    if loaded.i2v:
+        assert job.image is not None
+        call["image"], image_info = fit_image(job.image, job.width, job.height)
+
+    # 4b. Denoise and decode; the generator is seeded per job, on the CPU so seeds mean the same everywhere.
+    if loaded.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    prepared = time.perf_counter()
+    output = pipe(
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt,
+        height=job.height,
+        width=job.width,
+        num_frames=job.frames,
+        num_inference_steps=job.steps,
+        guidance_scale=job.guidance,
+        use_dynamic_cfg=loaded.settings.dynamic_cfg,
+        generator=torch.Generator(device="cpu").manual_seed(job.seed),
+        output_type="np",
+        max_sequence_length=max_tokens,
+        callback_on_step_end=progress_callback(job, log),
+        **call,
+    )
+    denoised = time.perf_counter()
+    if not np.isfinite(output.frames[0]).all():  # e.g. fp16 overflow: a black clip must not pass as a success
+        raise RuntimeError(f"the decoded frames contain NaN or inf ({loaded.dtype} on {loaded.device})")
+    frames = to_uint8(output.frames[0])
+    if frames.shape != (job.frames, job.height, job.width, 3):
+        raise RuntimeError(f"the pipeline returned frames of shape {frames.shape}, "
+                           f"expected {(job.frames, job.height, job.width, 3)}")
+
+    # 4c. Encode exactly these frames at the job's fps (no resize: macro_block_size=1).
+    mp4 = out_dir / f"{job.key}.mp4"
+    write_mp4(frames, mp4, fps=job.fps)
+    encoded = time.perf_counter()
+
+    # 4d. Provenance beside the clip.
+    provenance = {
+        "status": "succeeded",
+        "key": job.key,
+        "job": job.as_dict(),
+        "output": {"path": mp4.name, "width": job.width, "height": job.height, "frames": job.frames, "fps": job.fps,
+                   "frames_sha256": hashlib.sha256(frames.tobytes()).hexdigest()},
+        "model": {**loaded.identity, "model": job.model, "i2v": loaded.i2v},
+        "settings": {"dtype": loaded.dtype, "device": loaded.device, "memory_mode": loaded.memory_mode,
+                     "compiled": loaded.compiled, "max_text_tokens": max_tokens, **loaded.setup},
+        "prompt_tokens": prompt_tokens,
+        "negative_prompt_tokens": negative_tokens,
+        "image": image_info,
+        "notes": notes,
+        "timings": {"load_s": round(loaded.load_s, 3), "prepare_s": round(prepared - started, 3),
+                    "denoise_decode_s": round(denoised - prepared, 3), "encode_s": round(encoded - denoised, 3),
+                    "clip_s": round(encoded - started, 3)},
+        "peak_memory": peak_memory(loaded.device),
+        "environment": environment,
+    }
+    write_json(out_dir / f"{job.key}.json", provenance)
+    log(f"{job.key}: written in {encoded - started:.1f}s" + (f" ({'; '.join(notes)})" if notes else ""))
+    return JobResult(key=job.key, ok=True, mp4=mp4, provenance=provenance)
+
+
+def check_against_model(pipe: Any, job: Job) -> None:
+    temporal = pipe.vae_scale_factor_temporal
+    spatial = pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size
+    if (job.frames - 1) % temporal:
+        raise JobError(f"{job.source}: frames {job.frames} must be {temporal}N+1 for this model")
+    if job.width % spatial or job.height % spatial:
+        raise JobError(f"{job.source}: width x height {job.width}x{job.height} must be multiples of {spatial}")
+    config = pipe.transformer.config
+    if config.use_learned_positional_embeddings:
+        native = (config.sample_width * pipe.vae_scale_factor_spatial, config.sample_height * pipe.vae_scale_factor_spatial)
+        if (job.width, job.height) != native:
+            raise JobError(f"{job.source}: this model's learned positional embedding runs only at "
+                           f"{native[0]}x{native[1]}, the job asks {job.width}x{job.height}")
+
+
+def fit_prompt(tokenizer: Any, prompt: str, max_tokens: int) -> dict[str, Any]:
+    """Count the prompt's tokens the way the pipeline encodes it; say what survives truncation."""
+    ids = tokenizer(prompt, add_special_tokens=True).input_ids
+    info: dict[str, Any] = {"tokens": len(ids), "max_tokens": max_tokens, "truncated": len(ids) > max_tokens}
+    if info["truncated"]:
+        # the pipeline tokenizes with truncation=True: max_tokens - 1 pieces + </s>
+        info["kept"] = tokenizer.decode(ids[: max_tokens - 1], skip_special_tokens=True)
+    return info
+
+
+def fit_image(path: Path, width: int, height: int) -> tuple[Image.Image, dict[str, Any]]:
+    """Scale the start image to cover width x height, then centre-crop (never stretch)."""
+    with Image.open(path) as opened:
+        source = ImageOps.exif_transpose(opened).convert("RGB")
+    fitted = ImageOps.fit(source, (width, height), method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))
+    return fitted, {"path": str(path), "source_size": list(source.size), "size": [width, height],
+                    "fit": "cover+center-crop", "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def progress_callback(job: Job, log: Log) -> Callable[..., dict[str, Any]]:
+    every = max(1, job.steps // PROGRESS_LINES_PER_CLIP)
+    started = time.perf_counter()
+
+    def on_step_end(pipe: Any, step: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+        done = step + 1
+        if done % every == 0 or done == job.steps:
+            log(f"{job.key}: step {done}/{job.steps} ({time.perf_counter() - started:.1f}s)")
+        return callback_kwargs
+
+    return on_step_end
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    return (np.clip(np.asarray(frames, dtype=np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def write_mp4(frames: np.ndarray, path: Path, *, fps: int) -> None:
+    """H.264/yuv420p at exactly the frames' size; a temp name until complete, then os.replace."""
+    count, height, width, _ = frames.shape
+    partial = path.with_name(f".{path.stem}.partial.mp4")  # ffmpeg picks the container from the extension
+    writer = imageio_ffmpeg.write_frames(
+        str(partial), (width, height), fps=fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
+        macro_block_size=1, quality=None, ffmpeg_log_level="error",
+        output_params=["-crf", "17", "-movflags", "+faststart"],
+    )
+    try:
+        writer.send(None)
+        for frame in frames:
+            writer.send(np.ascontiguousarray(frame))
+        writer.close()
+    except BaseException:
+        writer.close()
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, path)
+
+
+# --- failures, provenance, environment ------------------------------------------------------------
+
+
+def record_failure(
+    job: Job | dict[str, Any],
+    exc: BaseException,
+    out_dir: Path,
+    environment: dict[str, Any],
+    *,
+    stage: str,
+    log: Log,
+    key: str | None = None,
+    source: str = "",
+    loaded: LoadedPipeline | None = None,
+) -> JobResult:
+    if isinstance(job, Job):
+        key, source, as_dict = job.key, job.source, job.as_dict()
+    else:
+        as_dict = job
+    message = str(exc)
+    provenance: dict[str, Any] = {
+        "status": "failed", "key": key, "job": as_dict, "source": source, "stage": stage,
+        "error": message, "error_type": type(exc).__name__,
+        "traceback": traceback.format_exception_only(type(exc), exc)[-1].strip()
+        if isinstance(exc, JobError) else traceback.format_exc(limit=8),
+        "environment": environment,
+    }
+    if loaded is not None:
+        provenance["model"] = loaded.identity
+        provenance["settings"] = {"dtype": loaded.dtype, "device": loaded.device, "memory_mode": loaded.memory_mode}
+    if key is not None:
+        stale = out_dir / f"{key}.mp4"
+        if stale.exists():
+            stale.unlink()  # a failed re-run must not leave an older clip looking like this run's output
+        write_json(out_dir / f"{key}.json", provenance)
+    log(f"{key or source}: FAILED at {stage}: {type(exc).__name__}: {message}")
+    return JobResult(key=key, ok=False, mp4=None, provenance=provenance, error=message, error_type=type(exc).__name__)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def peak_memory(device: str) -> dict[str, Any]:
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux; the whole process so far
+    out: dict[str, Any] = {"process_rss_peak_gib": round(rss_kib / 2**20, 3)}
+    if device == "cuda":
+        out["gpu_allocated_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        out["gpu_reserved_peak_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 3)
+    return out
+
+
+def runtime_environment() -> dict[str, Any]:
+    versions: dict[str, str | None] = {}
+    for name in ("torch", "diffusers", "transformers", "accelerate", "tokenizers", "imageio-ffmpeg", "numpy", "pillow"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    env: dict[str, Any] = {"python": platform.python_version(), "libraries": versions, "ffmpeg": imageio_ffmpeg.get_ffmpeg_version(),
+                           "cuda": torch.version.cuda, "gpu": None}
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+def quiet_libraries() -> None:
+    """Our flushed lines carry the progress: no tqdm bars (\r garbles CloudWatch), no library chatter."""
+    diffusers_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+
+
+def release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# --- command line -----------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=Path, default=SAGEMAKER_JOBS, help="a .jsonl jobs file or a folder of them")
+    parser.add_argument("--models", type=Path, default=SAGEMAKER_MODELS, help="folder of diffusers pipeline folders")
+    parser.add_argument("--out", type=Path, default=SAGEMAKER_OUT, help="where <key>.mp4 and <key>.json go")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (pays off over a batch)")
+    parser.add_argument("--memory-mode", choices=MEMORY_MODES, default=None,
+                        help="override the placement chosen from free GPU memory")
+    args = parser.parse_args(argv)
+    quiet_libraries()
+    try:
+        batch = run_batch(args.jobs, args.models, args.out, compile_transformer=args.compile, memory_mode=args.memory_mode)
+    except FileNotFoundError as exc:
+        log_line(f"error: {exc}")
+        return 2
+    return batch.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

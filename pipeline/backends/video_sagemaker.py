@@ -1,0 +1,246 @@
+"""The `sagemaker` video backend: clip batches as SageMaker processing jobs running container/generate.py.
+
+For each batch (clips of one pipeline folder, at most `max_batch`): upload the jobs file and start images
+to S3, create the processing job from `pipeline.sagemaker.processing_job_request` (the same request the
+state machine sends), poll until it ends, download <key>.mp4 and <key>.json. boto3 clients are created on
+first use from the standard AWS configuration (profile, AWS_REGION, AWS_ENDPOINT_URL_<SERVICE>).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.backends.base import ClipOutcome, ClipRequest
+from pipeline.errors import BackendUnavailable
+from pipeline.sagemaker import (
+    DEFAULT_INSTANCE_TYPE,
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_RUNTIME_S,
+    DEFAULT_VOLUME_GB,
+    batch_clips,
+    pipeline_folder,
+    processing_job_name,
+    processing_job_request,
+)
+
+TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
+
+
+@dataclass
+class _Submitted:
+    name: str
+    batch: list[ClipRequest]
+    output_s3_uri: str
+    status: str = "InProgress"
+    failure_reason: str | None = None
+    error: Exception | None = None  # set when the job could not even be created
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket:
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    return bucket, key
+
+
+class SageMakerVideoBackend:
+    """Renders clip batches on SageMaker Processing; `work_s3_uri` receives each job's inputs and outputs."""
+
+    name = "sagemaker"
+
+    def __init__(
+        self,
+        *,
+        image_uri: str,
+        role_arn: str,
+        models_s3_uri: str,
+        work_s3_uri: str,
+        instance_type: str = DEFAULT_INSTANCE_TYPE,
+        volume_gb: int = DEFAULT_VOLUME_GB,
+        max_runtime_s: int = DEFAULT_MAX_RUNTIME_S,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        environment: Mapping[str, str] | None = None,
+        job_prefix: str = "clips",
+        poll_s: float = 30.0,
+        session: Any = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        split_s3_uri(models_s3_uri)  # each raises with the bad value
+        split_s3_uri(work_s3_uri)
+        self.image_uri = image_uri
+        self.role_arn = role_arn
+        self.models_s3_uri = models_s3_uri.rstrip("/")
+        self.work_s3_uri = work_s3_uri.rstrip("/")
+        self.instance_type = instance_type
+        self.volume_gb = volume_gb
+        self.max_runtime_s = max_runtime_s
+        self.max_batch = max_batch
+        self.environment = dict(environment or {})
+        self.job_prefix = job_prefix
+        self.poll_s = poll_s
+        self._session = session
+        self._clients: dict[str, Any] = {}
+        self.log = log
+
+    # Clients on first use, never at import or construction: a missing region or credential shows up
+    # where it is needed, with boto3's own message.
+    def _client(self, service: str) -> Any:
+        if service not in self._clients:
+            if self._session is None:
+                import boto3
+
+                self._session = boto3.session.Session()
+            self._clients[service] = self._session.client(service)
+        return self._clients[service]
+
+    @property
+    def sagemaker(self) -> Any:
+        return self._client("sagemaker")
+
+    @property
+    def s3(self) -> Any:
+        return self._client("s3")
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, str]) -> SageMakerVideoBackend:
+        """From the CLI's `--sagemaker-option KEY=VALUE` strings. `bucket=B` stands for work_s3_uri=s3://B/sagemaker."""
+        known = {"image_uri", "role_arn", "models_s3_uri", "work_s3_uri", "bucket", "instance_type", "volume_gb",
+                 "max_runtime_s", "max_batch", "poll_s", "job_prefix"}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise BackendUnavailable(f"unknown --sagemaker-option {unknown}; known: {sorted(known)}")
+        values: dict[str, Any] = dict(options)
+        if "bucket" in values:
+            bucket = values.pop("bucket")
+            values.setdefault("work_s3_uri", f"s3://{bucket}/sagemaker")
+        missing = sorted({"image_uri", "role_arn", "models_s3_uri", "work_s3_uri"} - set(values))
+        if missing:
+            raise BackendUnavailable(f"--video sagemaker needs --sagemaker-option for {missing} "
+                                     "(work_s3_uri may be given as bucket=NAME)")
+        try:
+            for name in ("volume_gb", "max_runtime_s", "max_batch"):
+                if name in values:
+                    values[name] = int(values[name])
+            if "poll_s" in values:
+                values["poll_s"] = float(values["poll_s"])
+            return cls(**values)
+        except ValueError as exc:
+            raise BackendUnavailable(f"--sagemaker-option: {exc}") from exc
+
+    def identity(self, model: str) -> str:
+        """The container image and the weights prefix: a new image or new weights make new clips."""
+        return f"sagemaker/{model}@{self.image_uri}|{self.models_s3_uri}"
+
+    def render(self, requests: Sequence[ClipRequest], out_dir: Path) -> list[ClipOutcome]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        # 1. Submit every batch first, so the batches run in parallel on separate instances.
+        submitted = [self._submit(batch) for batch in batch_clips(requests, self.max_batch)]
+        # 2. Wait for all of them.
+        self._wait(submitted)
+        # 3. Fetch each clip's outputs.
+        outcomes: dict[str, ClipOutcome] = {}
+        for job in submitted:
+            for request in job.batch:
+                outcomes[request.key] = self._fetch(job, request, out_dir, wall_s=time.monotonic() - started)
+        return [outcomes[request.key] for request in requests]
+
+    def _submit(self, batch: list[ClipRequest]) -> _Submitted:
+        keys = [r.key for r in batch]
+        name = processing_job_name(self.job_prefix, keys, suffix=datetime.now(UTC).strftime("%Y%m%d%H%M%S"))
+        base = f"{self.work_s3_uri}/{name}"
+        job = _Submitted(name=name, batch=batch, output_s3_uri=f"{base}/output/")
+        try:
+            jobs_s3_uri = f"{base}/input/jobs/"
+            bucket, prefix = split_s3_uri(jobs_s3_uri)
+            lines = []
+            for request in batch:
+                line = request.to_job()
+                if request.image is not None:
+                    image = Path(request.image)
+                    relative = f"images/{request.key}{image.suffix.lower() or '.png'}"
+                    self.s3.upload_file(str(image), bucket, prefix + relative)
+                    line["image"] = relative  # generate.py resolves it against the jobs file's folder
+                lines.append(json.dumps(line))
+            self.s3.put_object(Bucket=bucket, Key=prefix + "jobs.jsonl", Body=("\n".join(lines) + "\n").encode())
+            job_request = processing_job_request(
+                job_name=name, image_uri=self.image_uri, role_arn=self.role_arn, instance_type=self.instance_type,
+                volume_gb=self.volume_gb, jobs_s3_uri=jobs_s3_uri, models_s3_uri=self.models_s3_uri,
+                output_s3_uri=job.output_s3_uri, max_runtime_s=self.max_runtime_s, environment=self.environment,
+                model_folders=[pipeline_folder(batch[0])],
+            )
+            self.sagemaker.create_processing_job(**job_request)
+            self.log(f"sagemaker: started {name} ({len(batch)} clip(s), {pipeline_folder(batch[0])}, {self.instance_type})")
+        except Exception as exc:  # noqa: BLE001 - a batch that cannot start fails its clips, not the render
+            job.status, job.error = "NotStarted", exc
+            self.log(f"sagemaker: could not start {name}: {type(exc).__name__}: {exc}")
+        return job
+
+    def _wait(self, jobs: list[_Submitted]) -> None:
+        """Poll DescribeProcessingJob until every job ends; one line per status change, one per poll while running."""
+        deadline = time.monotonic() + self.max_runtime_s + 1800  # SageMaker stops it at max_runtime_s; allow for start/upload
+        started = time.monotonic()
+        while True:
+            running = [job for job in jobs if job.error is None and job.status not in TERMINAL_STATUSES]
+            if not running:
+                return
+            for job in running:
+                described = self.sagemaker.describe_processing_job(ProcessingJobName=job.name)
+                status = described["ProcessingJobStatus"]
+                if status != job.status or status not in TERMINAL_STATUSES:
+                    self.log(f"sagemaker: {job.name} {status} ({time.monotonic() - started:.0f}s)")
+                job.status, job.failure_reason = status, described.get("FailureReason")
+            if all(job.error is not None or job.status in TERMINAL_STATUSES for job in jobs):
+                return
+            if time.monotonic() > deadline:
+                for job in jobs:
+                    if job.error is None and job.status not in TERMINAL_STATUSES:
+                        job.error = TimeoutError(f"{job.name} still {job.status} after {self.max_runtime_s + 1800}s")
+                return
+            time.sleep(self.poll_s)
+
+    def _fetch(self, job: _Submitted, request: ClipRequest, out_dir: Path, *, wall_s: float) -> ClipOutcome:
+        extra: dict[str, Any] = {"processing_job": job.name, "status": job.status}
+        if job.error is not None:
+            return ClipOutcome(key=request.key, path=None, backend=self.name, error=str(job.error),
+                               error_type=type(job.error).__name__, extra=extra)
+        bucket, prefix = split_s3_uri(job.output_s3_uri)
+        provenance = self._get_json(bucket, f"{prefix}{request.key}.json")
+        if provenance is not None:
+            extra["provenance"] = provenance
+        if provenance is None or provenance.get("status") != "succeeded":
+            if provenance is not None:
+                error, error_type = provenance.get("error"), provenance.get("error_type")
+            else:
+                error = f"{job.name} ended {job.status} without output for this clip"
+                if job.failure_reason:
+                    error += f": {job.failure_reason}"
+                error_type = "JobFailed"
+            return ClipOutcome(key=request.key, path=None, backend=self.name, error=error, error_type=error_type,
+                               extra=extra)
+        target = out_dir / f"{request.key}.mp4"
+        partial = out_dir / f".{request.key}.partial.mp4"
+        try:
+            self.s3.download_file(bucket, f"{prefix}{request.key}.mp4", str(partial))
+        except Exception as exc:  # noqa: BLE001 - provenance says succeeded but the clip is not there
+            partial.unlink(missing_ok=True)
+            return ClipOutcome(key=request.key, path=None, backend=self.name, error_type="JobFailed",
+                               error=f"{job.output_s3_uri}{request.key}.mp4 could not be fetched: {exc}", extra=extra)
+        os.replace(partial, target)
+        timings = {k: float(v) for k, v in provenance.get("timings", {}).items()}
+        timings["batch_wall_s"] = round(wall_s, 3)
+        return ClipOutcome(key=request.key, path=target, backend=self.name, timings=timings, extra=extra)
+
+    def _get_json(self, bucket: str, key: str) -> dict[str, Any] | None:
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        return json.loads(body)

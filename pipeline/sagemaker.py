@@ -1,0 +1,152 @@
+"""The SageMaker side of clip batches: how clips group into processing jobs and the one CreateProcessingJob request.
+
+The state machine (`createProcessingJob.sync`) and the local `sagemaker` video backend both build their
+request here, so the two cannot drift. The container they run is `container/` (entrypoint generate.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pipeline.backends.base import ClipRequest
+
+# Where the container reads and writes; container/generate.py's defaults name the same paths.
+CONTAINER_ENTRYPOINT = ("python", "/opt/program/generate.py")
+JOBS_LOCAL_PATH = "/opt/ml/processing/input/jobs"
+MODELS_LOCAL_PATH = "/opt/ml/processing/input/models"
+OUTPUT_LOCAL_PATH = "/opt/ml/processing/output"
+I2V_SUFFIX = "-i2v"  # a shot with a start image runs in <models>/<model>-i2v
+
+# ml.g6e.2xlarge: 1x NVIDIA L40S, 48 GB, bf16 (AWS instance-type page). CogVideoX-5b in bf16 is ~19.7 GiB of
+# weights (reference/toolchain.md), so it runs without any offload there. The sample's ml.g5.4xlarge
+# (A10G, 24 GB) forces offloading, which THUDM measures 3-4x slower (reference §5, limitation 2);
+# ml.p4d/p5 would also fit but rent 8 GPUs to use one. Override per deployment.
+DEFAULT_INSTANCE_TYPE = "ml.g6e.2xlarge"
+# One model folder is ~21 GB (5B T2V: transformer + T5-XXL + VAE); room for it, its I2V twin and the clips.
+DEFAULT_VOLUME_GB = 100
+# A batch of 8 5B clips at the sample's ~3 min each plus load stays far below this; a hung job still ends.
+DEFAULT_MAX_RUNTIME_S = 4 * 3600
+DEFAULT_MAX_BATCH = 8
+JOB_NAME_MAX = 63  # SageMaker: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
+
+
+def pipeline_folder(request: ClipRequest) -> str:
+    """The folder under the weights prefix that renders `request`: <model>, or <model>-i2v with a start image."""
+    return request.model + (I2V_SUFFIX if request.image is not None else "")
+
+
+def batch_clips(requests: Iterable[ClipRequest], max_batch: int) -> list[list[ClipRequest]]:
+    """Group clips by pipeline folder (one model load per processing job), then split into batches of at most
+    `max_batch`. Folders keep their order of first appearance and clips their order within a folder."""
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise ValueError(f"max_batch must be a positive integer, got {max_batch!r}")
+    by_folder: dict[str, list[ClipRequest]] = {}
+    for request in requests:
+        by_folder.setdefault(pipeline_folder(request), []).append(request)
+    return [group[i:i + max_batch] for group in by_folder.values() for i in range(0, len(group), max_batch)]
+
+
+def processing_job_name(prefix: str, keys: Iterable[str], *, suffix: str = "") -> str:
+    """`<prefix>-<hash of the clip keys>[-<suffix>]`, at most 63 characters of [a-zA-Z0-9-].
+
+    The hash makes the name a function of the batch; `suffix` (e.g. a timestamp) lets a re-submission
+    of the same batch get a fresh name, since SageMaker never reuses one."""
+    digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:12]
+    tail = "-" + digest + (f"-{_name_part(suffix)}" if _name_part(suffix) else "")
+    head = _name_part(prefix)[: JOB_NAME_MAX - len(tail)].rstrip("-") or "clips"
+    name = head + tail
+    if len(name) > JOB_NAME_MAX:
+        raise ValueError(f"suffix {suffix!r} leaves no room in a {JOB_NAME_MAX}-character job name")
+    return name
+
+
+def _name_part(text: str) -> str:
+    return re.sub(r"-{2,}", "-", re.sub(r"[^a-zA-Z0-9]+", "-", text)).strip("-")
+
+
+def processing_job_request(
+    *,
+    job_name: str,
+    image_uri: str,
+    role_arn: str,
+    instance_type: str,
+    volume_gb: int,
+    jobs_s3_uri: str,
+    models_s3_uri: str,
+    output_s3_uri: str,
+    max_runtime_s: int,
+    environment: Mapping[str, str],
+    model_folders: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The CreateProcessingJob request for one clip batch (boto3 `create_processing_job(**request)`).
+
+    `jobs_s3_uri` holds the jobs .jsonl and its start images; `models_s3_uri` is the weights prefix that
+    `pull_model` filled. With `model_folders`, only those folders of it are mounted (one input each, at
+    <models>/<folder>), so a job downloads the ~21 GB it needs, not every model; without, the whole prefix.
+    """
+    _check_name(job_name)
+    for name, uri in (("jobs_s3_uri", jobs_s3_uri), ("models_s3_uri", models_s3_uri), ("output_s3_uri", output_s3_uri)):
+        if not uri.startswith("s3://") or len(uri) <= len("s3://"):
+            raise ValueError(f"{name} must be an s3:// URI, got {uri!r}")
+    for name, value in (("volume_gb", volume_gb), ("max_runtime_s", max_runtime_s)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    bad_env = {k: v for k, v in environment.items() if not (isinstance(k, str) and isinstance(v, str))}
+    if bad_env:
+        raise ValueError(f"environment keys and values must be strings, got {bad_env!r}")
+
+    inputs = [_s3_input("jobs", jobs_s3_uri, JOBS_LOCAL_PATH)]
+    if model_folders:
+        root = models_s3_uri.rstrip("/")
+        for folder in model_folders:
+            if not folder or "/" in folder or folder in (".", ".."):
+                raise ValueError(f"model folder {folder!r} must be a single folder name")
+            inputs.append(_s3_input(f"models-{_name_part(folder)}", f"{root}/{folder}/", f"{MODELS_LOCAL_PATH}/{folder}"))
+    else:
+        inputs.append(_s3_input("models", models_s3_uri, MODELS_LOCAL_PATH))
+
+    return {
+        "ProcessingJobName": job_name,
+        "ProcessingInputs": inputs,
+        "ProcessingOutputConfig": {
+            "Outputs": [{
+                "OutputName": "clips",
+                "S3Output": {"S3Uri": output_s3_uri, "LocalPath": OUTPUT_LOCAL_PATH, "S3UploadMode": "EndOfJob"},
+            }],
+        },
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": instance_type, "VolumeSizeInGB": volume_gb},
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_s},
+        "AppSpecification": {
+            "ImageUri": image_uri,
+            "ContainerEntrypoint": list(CONTAINER_ENTRYPOINT),
+            "ContainerArguments": ["--jobs", JOBS_LOCAL_PATH, "--models", MODELS_LOCAL_PATH, "--out", OUTPUT_LOCAL_PATH],
+        },
+        "Environment": dict(environment),
+        # The weights arrive as an input and the clips leave as an output: the container needs no network.
+        "NetworkConfig": {"EnableNetworkIsolation": True},
+        "RoleArn": role_arn,
+    }
+
+
+def _s3_input(name: str, uri: str, local_path: str) -> dict[str, Any]:
+    return {
+        "InputName": name,
+        "S3Input": {
+            "S3Uri": uri,
+            "LocalPath": local_path,
+            "S3DataType": "S3Prefix",
+            "S3InputMode": "File",
+            "S3DataDistributionType": "FullyReplicated",
+        },
+    }
+
+
+def _check_name(job_name: str) -> None:
+    if len(job_name) > JOB_NAME_MAX or not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", job_name):
+        raise ValueError(f"job_name {job_name!r} must be 1..{JOB_NAME_MAX} characters of [a-zA-Z0-9-], "
+                         "starting and ending with a letter or digit")

@@ -1,0 +1,135 @@
+"""The cloud runner on moto: buckets, the real ASL with its placeholders filled, Tasks routed to tasks/."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto import mock_aws
+
+from fake_aws.container import preview_container
+from fake_aws.stepfunctions import MOTO_CONFIG, LambdaCalls, route_lambdas, route_sagemaker, substitute, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+ASL_PATH = ROOT / "state_machines" / "campaign.asl.json"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+INPUT_BUCKET = "campaign-input"
+OUTPUT_BUCKET = "campaign-output"
+MODELS_S3_URI = f"s3://{OUTPUT_BUCKET}/models/"
+SAGEMAKER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/campaign-sagemaker"
+IMAGE_URI = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/campaign-clips:test"
+
+# Function name -> handler module; the ASL placeholder of each is <Name>FunctionArn.
+FUNCTIONS = {"Plan": "plan", "Enhance": "enhance", "Image": "image", "Assemble": "assemble",
+             "PrepareBatch": "prepare_batch", "CollectBatch": "collect_batch", "Report": "report"}
+
+
+def substitutions(*, job_concurrency: int = 4, gpu_concurrency: int = 2) -> dict[str, str]:
+    subs = {f"{name}FunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:campaign-{module.replace('_', '-')}"
+            for name, module in FUNCTIONS.items()}
+    subs.update(OutputBucket=OUTPUT_BUCKET, JobConcurrency=str(job_concurrency), GpuConcurrency=str(gpu_concurrency))
+    return subs
+
+
+def lambda_env() -> dict[str, str]:
+    """The environment the CDK stack gives the task functions, with the local backends (so keys and outputs
+    can be compared with `campaign run`)."""
+    return {
+        "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+        "CAMPAIGN_OUTPUT_BUCKET": OUTPUT_BUCKET, "CAMPAIGN_ENHANCER": "passthrough", "CAMPAIGN_IMAGES": "local",
+        "CAMPAIGN_VIDEO": "preview", "CAMPAIGN_SAGEMAKER_ROLE_ARN": SAGEMAKER_ROLE,
+        "CAMPAIGN_SAGEMAKER_IMAGE_URI": IMAGE_URI, "CAMPAIGN_MODELS_S3_URI": MODELS_S3_URI,
+        "CAMPAIGN_CLIPS_PER_BATCH": "8",
+    }
+
+
+def handlers(overrides: Mapping[str, Callable[..., Any]] | None = None) -> dict[str, Callable[..., Any]]:
+    import importlib
+
+    out = {}
+    for module in FUNCTIONS.values():
+        fn_name = f"campaign-{module.replace('_', '-')}"
+        out[fn_name] = importlib.import_module(f"tasks.{module}").handler
+    out.update(overrides or {})
+    return out
+
+
+@dataclass
+class Execution:
+    described: dict[str, Any]
+    calls: LambdaCalls
+
+    @property
+    def status(self) -> str:
+        return str(self.described["status"])
+
+    @property
+    def output(self) -> dict[str, Any]:
+        return json.loads(self.described.get("output") or "{}")
+
+
+@dataclass
+class Cloud:
+    s3: Any
+    sfn: Any
+    state_machine_arn: str
+
+    def upload_folder(self, folder: Path, *, prefix: str = "manifests/") -> None:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts):
+                self.s3.upload_file(str(path), INPUT_BUCKET, prefix + path.relative_to(folder).as_posix())
+
+    def run(self, key: str, *, name: str, overrides: Mapping[str, Callable[..., Any]] | None = None,
+            container: Callable[[dict[str, Any]], tuple[str, str | None]] | None = None,
+            timeout_s: float = 90.0) -> Execution:
+        head = self.s3.head_object(Bucket=INPUT_BUCKET, Key=key)
+        run_input = {"bucket": INPUT_BUCKET, "key": key, "version_id": head.get("VersionId"), "trigger": "test"}
+        return self.start(run_input, name=name, overrides=overrides, container=container, timeout_s=timeout_s)
+
+    def start(self, run_input: dict[str, Any], *, name: str, overrides: Mapping[str, Callable[..., Any]] | None = None,
+              container: Callable[[dict[str, Any]], tuple[str, str | None]] | None = None,
+              timeout_s: float = 90.0) -> Execution:
+        with route_lambdas(handlers(overrides)) as calls, route_sagemaker(container or preview_container(self.s3)):
+            started = self.sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name,
+                                               input=json.dumps(run_input))
+            described = wait_for(self.sfn, started["executionArn"], timeout_s=timeout_s)
+        return Execution(described, calls)
+
+    def keys(self, prefix: str = "") -> list[str]:
+        keys: list[str] = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=OUTPUT_BUCKET, Prefix=prefix):
+            keys += [o["Key"] for o in page.get("Contents", [])]
+        return keys
+
+    def json(self, key: str, bucket: str = OUTPUT_BUCKET) -> Any:
+        return json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def bytes(self, key: str) -> bytes:
+        body: bytes = self.s3.get_object(Bucket=OUTPUT_BUCKET, Key=key)["Body"].read()
+        return body
+
+
+@contextmanager
+def moto_cloud(*, job_concurrency: int = 4, gpu_concurrency: int = 2) -> Iterator[Cloud]:
+    """Buckets and the state machine on moto; the caller sets lambda_env() and resets tasks._runtime."""
+    logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+    with ExitStack() as stack:
+        stack.enter_context(mock_aws(config=MOTO_CONFIG))
+        s3 = boto3.client("s3", region_name=REGION)
+        for bucket in (INPUT_BUCKET, OUTPUT_BUCKET):
+            s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=INPUT_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        definition = substitute(ASL_PATH.read_text(), substitutions(job_concurrency=job_concurrency,
+                                                                    gpu_concurrency=gpu_concurrency))
+        arn = sfn.create_state_machine(name="campaign", definition=definition,
+                                       roleArn=f"arn:aws:iam::{ACCOUNT}:role/campaign-states")["stateMachineArn"]
+        yield Cloud(s3, sfn, arn)

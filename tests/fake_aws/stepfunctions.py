@@ -1,0 +1,196 @@
+"""Run the real ASL file under moto's Step Functions interpreter, its Tasks routed to in-process Python.
+
+moto 5.2.5 interprets Pass/Choice/Map/Parallel/Retry/Catch and `aws-sdk:s3:putObject` itself. Two things
+it cannot do are replaced here (reference/toolchain.md, "Executing the state machine offline"):
+
+1. `lambda:invoke`: moto's docker-less Lambda backend echoes its input; `route_lambdas` makes it call
+   the real handler in `tasks/` instead, and turns a raised exception into a Lambda function error
+   whose `errorType` is the exception's class name, exactly what Step Functions' Retry/Catch match on.
+2. `sagemaker:createProcessingJob.sync`: unsupported ("Unsupported .sync callback procedure");
+   `route_sagemaker` swaps in a task service that validates the request against botocore's model
+   of CreateProcessingJob, runs a Python stand-in for the container, and ends like the real
+   integration: DescribeProcessingJob's output on success, `States.TaskFailed` with it as the cause
+   on failure.
+
+These touch moto internals, so moto is pinned exactly and `test_cloud_moto_canary.py` checks them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, cast
+
+import boto3
+import botocore.session
+from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.core.config import DefaultConfig
+from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+    StateTaskServiceCallback,
+)
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.utils.json_path import extract_json
+
+MOTO_CONFIG = cast(DefaultConfig, {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
+
+# moto's ASL lexer reads `RoleArn` as the Credentials keyword, so a `"RoleArn.$": "$.path"` field inside
+# Parameters keeps its literal key and path instead of being resolved (AWS resolves it). The routed
+# SageMaker task resolves it itself; test_cloud_moto_canary.py notices when moto fixes this.
+MOTO_ROLE_ARN_PATH_KEY = "RoleArn.$"
+
+Handler = Callable[[dict[str, Any], Any], Any]
+# A stand-in for the processing container: gets the CreateProcessingJob request, returns
+# (ProcessingJobStatus, FailureReason or None).
+ContainerRun = Callable[[dict[str, Any]], tuple[str, str | None]]
+
+
+class LambdaCalls:
+    """Every routed invocation, in order: (function name, event, outcome) for assertions."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: list[tuple[str, dict[str, Any], str]] = []
+
+    def add(self, name: str, event: dict[str, Any], outcome: str) -> None:
+        with self._lock:
+            self.calls.append((name, event, outcome))
+
+    def named(self, name: str) -> list[tuple[str, dict[str, Any], str]]:
+        return [c for c in self.calls if c[0] == name]
+
+
+@contextmanager
+def route_lambdas(handlers: Mapping[str, Handler]) -> Iterator[LambdaCalls]:
+    """Invocations of a function whose name (or ARN's last part) is a key of `handlers` call that handler."""
+    original = LambdaSimpleBackend.invoke
+    calls = LambdaCalls()
+
+    def invoke(self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any,
+               response_headers: dict[str, str]) -> bytes:
+        name = function_name.rsplit(":", 1)[-1] if function_name.startswith("arn:") else function_name
+        handler = handlers.get(name)
+        if handler is None:
+            raise AssertionError(f"no handler routed for Lambda function {function_name!r} (have {sorted(handlers)})")
+        event = json.loads(body or b"{}")
+        try:
+            result = handler(event, None)
+        except Exception as exc:  # the Lambda runtime's shape of an unhandled error
+            calls.add(name, event, type(exc).__name__)
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc),
+                               "stackTrace": traceback.format_tb(exc.__traceback__)}).encode()
+        calls.add(name, event, "ok")
+        return json.dumps(result).encode()
+
+    LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        LambdaSimpleBackend.invoke = original  # type: ignore[method-assign]
+
+
+class _RoutedProcessingJob(StateTaskServiceCallback):
+    """`arn:aws:states:::sagemaker:createProcessingJob.sync` with a Python container."""
+
+    container: ContainerRun
+
+    def __init__(self) -> None:
+        # WaitForTaskToken is listed only because moto's callback plumbing expects an endpoint for .sync too.
+        super().__init__(supported_integration_patterns=cast(Any, {ResourceCondition.Sync, ResourceCondition.WaitForTaskToken}))
+        self._described: dict[str, Any] = {}
+
+    def _get_supported_parameters(self) -> set[str] | None:
+        if self.resource.api_action.lower() != "createprocessingjob":
+            return None
+        model = botocore.session.get_session().get_service_model("sagemaker")
+        return set(model.operation_model("CreateProcessingJob").input_shape.members) | {MOTO_ROLE_ARN_PATH_KEY}
+
+    def _eval_parameters(self, env: Any) -> dict:
+        parameters = super()._eval_parameters(env)
+        path = parameters.pop(MOTO_ROLE_ARN_PATH_KEY, None)
+        if path is not None:  # see MOTO_ROLE_ARN_PATH_KEY
+            parameters["RoleArn"] = extract_json(path, env.states.get_input())
+        return parameters
+
+    def _eval_service_task(self, env: Any, resource_runtime_part: Any, normalised_parameters: dict,
+                           state_credentials: Any) -> None:
+        # botocore validates the request against the real API model; moto records the job.
+        client = boto3.client("sagemaker", region_name=resource_runtime_part.region)
+        created = client.create_processing_job(**normalised_parameters)
+        status, reason = type(self).container(normalised_parameters)
+        described = client.describe_processing_job(ProcessingJobName=normalised_parameters["ProcessingJobName"])
+        described.pop("ResponseMetadata", None)
+        described["ProcessingJobStatus"] = status
+        if reason:
+            described["FailureReason"] = reason
+        self._described = json.loads(json.dumps(described, default=str))
+        env.stack.append({"ProcessingJobArn": created["ProcessingJobArn"]})
+
+    def _build_sync_resolver(self, env: Any, resource_runtime_part: Any, normalised_parameters: dict,
+                             state_credentials: Any) -> Callable[[], Any]:
+        env.stack.pop()  # the create output; .sync returns DescribeProcessingJob's instead
+        described = self._described
+
+        def resolve() -> Any:
+            if described["ProcessingJobStatus"] == "Completed":
+                return described
+            raise FailureEventException(FailureEvent(
+                env=env, error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
+                event_type=HistoryEventType.TaskFailed,
+                event_details=EventDetails(taskFailedEventDetails=TaskFailedEventDetails(  # type: ignore[typeddict-item]
+                    resource=self._get_sfn_resource(), resourceType=self._get_sfn_resource_type(),
+                    error=StatesErrorNameType.StatesTaskFailed.to_name(), cause=json.dumps(described)))))
+
+        return resolve
+
+
+@contextmanager
+def route_sagemaker(container: ContainerRun) -> Iterator[None]:
+    original = state_task_factory.state_task_service_for
+
+    def service_for(service_name: str) -> Any:
+        if service_name == "sagemaker":
+            return _RoutedProcessingJob()
+        return original(service_name)
+
+    _RoutedProcessingJob.container = staticmethod(container)
+    state_task_factory.state_task_service_for = service_for
+    try:
+        yield
+    finally:
+        state_task_factory.state_task_service_for = original
+
+
+def substitute(definition: str, values: Mapping[str, str]) -> str:
+    """What CDK's definition_substitutions does: replace each ${Name}; fail on one left over."""
+    for name, value in values.items():
+        definition = definition.replace("${" + name + "}", value)
+    if "${" in definition:
+        start = definition.index("${")
+        raise AssertionError(f"unfilled placeholder near {definition[start:start + 40]!r}")
+    return definition
+
+
+def wait_for(sfn: Any, execution_arn: str, *, timeout_s: float = 120.0) -> dict[str, Any]:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] != "RUNNING":
+            return described
+        if time.monotonic() > deadline:
+            raise AssertionError(f"execution {execution_arn} still RUNNING after {timeout_s}s")
+        time.sleep(0.05)

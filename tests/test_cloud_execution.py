@@ -1,0 +1,221 @@
+"""The real ASL file executed under moto's Step Functions interpreter, its Tasks running the real handlers in
+tasks/ against moto's S3, and the same campaign run by `campaign run`: both must make the same outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_aws.cloud import INPUT_BUCKET, OUTPUT_BUCKET, Cloud, lambda_env, moto_cloud
+from fake_aws.container import preview_container
+
+from pipeline import cloud as cloud_runner
+from pipeline.cli import main as campaign_cli
+from pipeline.errors import Throttled
+from tasks import _runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "manifests" / "spring-sofa-launch.yaml"
+CAMPAIGN = "spring-sofa-launch"
+RUN_FILES = ("plan.json",)  # the cloud run's own bookkeeping, besides results/ and batches/
+
+
+@pytest.fixture
+def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
+    for name, value in lambda_env().items():
+        monkeypatch.setenv(name, value)
+    _runtime.reset()
+    with moto_cloud() as c:
+        yield c
+    _runtime.reset()
+
+
+@pytest.fixture
+def small_campaign(tmp_path: Path) -> Path:
+    """Two short videos (one from an edited image, one continuing its first shot) and an image chain."""
+    folder = tmp_path / "small"
+    shutil.copytree(EXAMPLE.parent / "assets", folder / "assets")
+    (folder / "small.yaml").write_text(textwrap.dedent("""\
+        campaign: small-launch
+        defaults:
+          video: {model: cogvideox-5b, steps: 2, seed: 7, frames: 9}
+        assets:
+          sofa: assets/sofa.png
+        images:
+          - id: sofa-big
+            from: sofa
+            edits:
+              - upscale-fast: {}
+        videos:
+          - id: intro
+            shots:
+              - prompt: A bee on a flower.
+              - prompt: The sofa in a sunlit loft.
+                image: sofa-big
+          - id: roomtour
+            continuity: last-frame
+            shots:
+              - prompt: A cozy living room.
+                image: sofa
+              - prompt: The camera pushes in.
+        """), encoding="utf-8")
+    return folder
+
+
+def local_run(manifest: Path, out: Path) -> tuple[dict[str, Any], Path]:
+    assert campaign_cli(["run", str(manifest), "--out", str(out), "--quiet"]) in (0, 1)
+    latest = json.loads((out / "runs" / CAMPAIGN / "latest.json").read_text())
+    report_path = out / "runs" / CAMPAIGN / latest["report"]
+    return json.loads(report_path.read_text()), report_path.parent
+
+
+def comparable(report: dict[str, Any]) -> dict[str, Any]:
+    """What must agree between a local and a cloud run of one campaign (not times, run ids or locations)."""
+    videos = [{k: v.get(k) for k in ("id", "key", "status", "path", "duration_s", "width", "height", "fps", "frames")}
+              | {"clips": [{k: c.get(k) for k in ("job", "key", "status", "prompt", "enhanced_prompt", "seed", "backend",
+                                                   "placeholder", "path", "model_prompt")} for c in v["clips"]]}
+              for v in report["videos"]]
+    images = [{k: i.get(k) for k in ("id", "key", "status", "path", "edits", "backend", "placeholder")}
+              for i in report["images"]]
+    return {"campaign": report["campaign"], "status": report["status"], "jobs": report["jobs"],
+            "errors": report["errors"], "videos": videos, "images": images, "backends": report["backends"]}
+
+
+def test_example_campaign_makes_the_same_outputs_as_the_local_runner(cloud: Cloud, tmp_path: Path) -> None:
+    # 1. The example campaign, run locally.
+    local_report, local_dir = local_run(EXAMPLE, tmp_path / "out")
+    local_out = tmp_path / "out"
+
+    # 2. The same manifest and assets dropped into the input bucket, run by the state machine.
+    cloud.upload_folder(EXAMPLE.parent, prefix="manifests/")
+    run = cloud.run(f"manifests/{EXAMPLE.name}", name="spring-sofa-launch-test")
+    assert run.status == "SUCCEEDED", run.described
+    assert run.output["status"] == "succeeded" and run.output["jobs"]["failed"] == 0
+    prefix = f"runs/{CAMPAIGN}/spring-sofa-launch-test/"
+    assert run.output["report"] == f"s3://{OUTPUT_BUCKET}/{prefix}report.json"
+    cloud_report = cloud.json(prefix + "report.json")
+
+    # 3. Same cache keys, byte-identical outputs (provenance aside: it records times).
+    local_cache = {p.relative_to(local_out).as_posix() for p in (local_out / "cache").rglob("*") if p.is_file()}
+    cloud_cache = set(cloud.keys("cache/"))
+    assert cloud_cache == local_cache
+    for key in sorted(k for k in local_cache if not k.endswith(".json")):
+        local_sha = hashlib.sha256((local_out / key).read_bytes()).hexdigest()
+        assert hashlib.sha256(cloud.bytes(key)).hexdigest() == local_sha, key
+
+    # 4. Same named outputs and the same report (contract fields).
+    local_named = {p.relative_to(local_dir).as_posix() for p in local_dir.rglob("*") if p.is_file()}
+    cloud_named = {k[len(prefix):] for k in cloud.keys(prefix)
+                   if not k[len(prefix):].startswith(("results/", "batches/")) and k[len(prefix):] not in RUN_FILES}
+    assert cloud_named == local_named
+    assert comparable(cloud_report) == comparable(local_report)
+
+    # 5. One processing job per pipeline folder and wave; the state carried ids only.
+    prepared = run.calls.named("campaign-prepare-batch")
+    assert sorted((e["batch"], tuple(e["jobs"])) for _, e, _ in prepared) == [
+        ("w0-cogvideox-5b-01", ("clip:teaser/01", "clip:teaser/03")),
+        ("w0-cogvideox-5b-i2v-01", ("clip:living-room/01",)),
+        # wave 1: a shot from an edited image, and a shot continuing living-room/01's last frame
+        ("w1-cogvideox-5b-i2v-01", ("clip:teaser/02", "clip:living-room/02")),
+    ]
+    for _, event, _ in run.calls.calls:
+        assert len(json.dumps(event)) < 8_000  # results and the plan stay in S3
+
+
+def test_a_failed_clip_batch_gives_a_partial_report(cloud: Cloud, small_campaign: Path) -> None:
+    cloud.upload_folder(small_campaign)
+    fail_t2v = preview_container(
+        cloud.s3, fail_job=lambda req: "AlgorithmError: CUDA out of memory" if "i2v" not in req["ProcessingJobName"] else None)
+    run = cloud.run("manifests/small.yaml", name="small-partial", container=fail_t2v)
+    assert run.status == "SUCCEEDED", run.described
+    assert run.output["status"] == "partial"
+    report = cloud.json("runs/small-launch/small-partial/report.json")
+    errors = {e["job"]: e for e in report["errors"]}
+    # the text-to-video shot of `intro` failed with the job's reason; its video was skipped; the rest was made
+    assert "CUDA out of memory" in errors["clip:intro/01"]["message"]
+    assert errors["clip:intro/01"]["error"] == "JobFailed"
+    assert errors["video:intro"]["error"] == "DependencyFailed"
+    videos = {v["id"]: v for v in report["videos"]}
+    assert videos["roomtour"]["status"] == "executed" and videos["roomtour"]["path"] == "videos/roomtour.mp4"
+    assert videos["intro"]["path"] is None
+    assert report["jobs"]["failed"] == 1 and report["jobs"]["skipped"] == 1
+
+    # `campaign status` reads the same execution back
+    [row] = cloud_runner.status("small-launch", state_machine_arn=cloud.state_machine_arn, sfn=cloud.sfn)
+    assert row["name"] == "small-partial" and row["status"] == "SUCCEEDED (partial)" and row["failed_items"] == 2
+    assert row["report"] == "s3://campaign-output/runs/small-launch/small-partial/report.json"
+    assert row["console_url"].endswith(":execution:campaign:small-partial")
+    assert cloud_runner.status("another-campaign", state_machine_arn=cloud.state_machine_arn, sfn=cloud.sfn) == []
+
+
+def test_a_throttled_task_is_retried_and_a_task_that_keeps_failing_becomes_an_error_entry(
+        cloud: Cloud, small_campaign: Path) -> None:
+    from tasks import assemble, image
+
+    attempts: list[str] = []
+
+    def throttled_once(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        attempts.append(event["job_id"])
+        if len(attempts) == 1:
+            raise Throttled("image service: throttled (ThrottlingException): Rate exceeded")
+        return image.handler(event, context)
+
+    def always_broken(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if event["job_id"] == "video:roomtour":
+            raise MemoryError("Runtime exited with error: signal: killed")
+        return assemble.handler(event, context)
+
+    cloud.upload_folder(small_campaign)
+    run = cloud.run("manifests/small.yaml", name="small-retry",
+                    overrides={"campaign-image": throttled_once, "campaign-assemble": always_broken})
+    assert run.status == "SUCCEEDED", run.described
+    assert attempts == ["image:sofa-big", "image:sofa-big"]  # Retry on `Throttled`, then success
+    assert [o for _, e, o in run.calls.named("campaign-image")] == ["Throttled", "ok"]
+    assert [o for _, e, o in run.calls.named("campaign-assemble") if e["job_id"] == "video:roomtour"] == ["MemoryError"]
+
+    report = cloud.json("runs/small-launch/small-retry/report.json")
+    assert report["status"] == "partial"
+    [error] = report["errors"]
+    assert error == {"job": "video:roomtour", "error": "MemoryError", "message": "Runtime exited with error: signal: killed"}
+    # the failure record the state machine wrote (aws-sdk:s3:putObject) carries the Catch's error
+    record = cloud.json("runs/small-launch/small-retry/results/video:roomtour.json")
+    assert record["error"]["Error"] == "MemoryError" and record["job_id"] == "video:roomtour"
+
+
+def test_an_invalid_manifest_ends_early_with_its_problems_as_the_report(cloud: Cloud, small_campaign: Path) -> None:
+    text = (small_campaign / "small.yaml").read_text()
+    (small_campaign / "small.yaml").write_text(text.replace("image: sofa-big", "image: sofa-huge")
+                                               .replace("upscale-fast: {}", "upscale-fast: {seed: -1}"))
+    (small_campaign / "assets" / "sofa.png").unlink()
+    cloud.upload_folder(small_campaign)
+    run = cloud.run("manifests/small.yaml", name="small-invalid")
+    assert run.status == "FAILED"
+    assert run.described["error"] == "ManifestInvalid"
+    assert "see the report at s3://campaign-output/runs/small-launch/small-invalid/report.json" in run.described["cause"]
+    assert [name for name, _, _ in run.calls.calls] == ["campaign-plan"]  # no job, no GPU
+    report = cloud.json("runs/small-launch/small-invalid/report.json")
+    assert report["status"] == "failed"
+    messages = [e["message"] for e in report["errors"]]
+    assert any("s3://campaign-input/manifests/small.yaml:" in m and "sofa-huge" in m for m in messages), messages
+    assert any("not found (looked for s3://campaign-input/manifests/assets/sofa.png" in m for m in messages), messages
+    assert any("seed" in m for m in messages), messages
+
+
+def test_a_plan_step_that_fails_still_writes_a_report(cloud: Cloud) -> None:
+    # the event named a version that is gone by the time the plan step reads it
+    put = cloud.s3.put_object(Bucket=INPUT_BUCKET, Key="manifests/gone.yaml", Body=b"campaign: gone-soon\n")
+    cloud.s3.delete_object(Bucket=INPUT_BUCKET, Key="manifests/gone.yaml", VersionId=put["VersionId"])
+    run = cloud.start({"bucket": INPUT_BUCKET, "key": "manifests/gone.yaml", "version_id": put["VersionId"]},
+                      name="gone-run")
+    assert run.status == "FAILED" and run.described["error"] == "CampaignFailed"
+    assert json.loads(run.described["cause"])["status"] == "failed"
+    assert [name for name, _, _ in run.calls.calls] == ["campaign-plan", "campaign-report"]
+    report = cloud.json("runs/gone/gone-run/report.json")
+    assert report["status"] == "failed"
+    assert "could not be planned" in report["errors"][0]["message"]

@@ -1,0 +1,164 @@
+"""pipeline/cloud.py's small decisions, and that the light task functions fit their layer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipeline import cloud, errors
+from pipeline.errors import BackendUnavailable
+from pipeline.manifest import load_manifest
+from pipeline.plan import KeySource, Plan, build_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_ASSETS = ROOT / "manifests" / "assets"
+
+
+def plan_of(tmp_path: Path, text: str) -> Plan:
+    import shutil
+
+    shutil.copytree(EXAMPLE_ASSETS, tmp_path / "assets", dirs_exist_ok=True)
+    path = tmp_path / "c.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    keys = KeySource(enhancer="passthrough:v1", images="local", video="preview")
+    return build_plan(load_manifest(path), keys, backends={"enhancer": "passthrough", "images": "local", "video": "preview"})
+
+
+def test_waves_follow_dependencies_and_batches_follow_pipeline_folders(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, """\
+        campaign: waves-test
+        defaults: {video: {frames: 9}}
+        assets: {sofa: assets/sofa.png, mask: assets/sofa-mask.png}
+        images:
+          - {id: base, from: sofa, edits: [{upscale-fast: {}}]}
+          - {id: cut, from: base, edits: [{remove-background: {}}]}
+          - {id: other, from: sofa, edits: [{upscale-fast: {}}]}
+        videos:
+          - id: chain
+            continuity: last-frame
+            shots:
+              - {prompt: one}
+              - {prompt: two}
+              - {prompt: three}
+          - id: from-image
+            shots:
+              - {prompt: a, image: cut}
+              - {prompt: b}
+              - {prompt: c}
+              - {prompt: d, model: cogvideox1.5-5b, frames: 17}
+        """)
+    assert cloud.image_waves(plan) == (("image:base", "image:other"), ("image:cut",))
+    first, later = cloud.clip_waves(plan, max_batch=2)
+    assert [(b.id, b.jobs) for b in first] == [
+        ("w0-cogvideox-5b-01", ("clip:chain/01", "clip:from-image/02")),
+        ("w0-cogvideox-5b-02", ("clip:from-image/03",)),
+        ("w0-cogvideox1.5-5b-01", ("clip:from-image/04",)),
+    ]
+    assert [[(b.id, b.jobs) for b in wave] for wave in later] == [
+        [("w1-cogvideox-5b-i2v-01", ("clip:chain/02", "clip:from-image/01"))],
+        [("w2-cogvideox-5b-i2v-01", ("clip:chain/03",))],
+    ]
+    every_clip = {j for b in first for j in b.jobs} | {j for w in later for b in w for j in b.jobs}
+    assert every_clip == {j.id for j in plan.by_kind("clip")}
+
+
+def test_settings_come_from_the_environment_and_say_what_is_missing() -> None:
+    s = cloud.CloudSettings.from_env({"CAMPAIGN_OUTPUT_BUCKET": "out", "CAMPAIGN_CLIPS_PER_BATCH": "4"})
+    assert s.output_bucket == "out" and s.clips_per_batch == 4 and s.instance_type is None
+    with pytest.raises(BackendUnavailable, match="CAMPAIGN_SAGEMAKER_ROLE_ARN is not set"):
+        s.need("sagemaker_role_arn")
+    with pytest.raises(ValueError, match="CAMPAIGN_CLIPS_PER_BATCH must be an integer, got 'four'"):
+        cloud.CloudSettings.from_env({"CAMPAIGN_CLIPS_PER_BATCH": "four"})
+
+
+def test_failures_read_as_their_error_and_message() -> None:
+    lambda_error = {"Error": "MemoryError", "Cause": json.dumps({"errorType": "MemoryError", "errorMessage": "killed",
+                                                                 "stackTrace": []})}
+    assert cloud.describe_failure(lambda_error) == ("MemoryError", "killed")
+    job = {"Error": "States.TaskFailed", "Cause": json.dumps({"ProcessingJobName": "j-1", "ProcessingJobStatus": "Failed",
+                                                              "FailureReason": "AlgorithmError: CUDA out of memory"})}
+    assert cloud.describe_failure(job) == ("States.TaskFailed",
+                                           "processing job j-1 Failed: AlgorithmError: CUDA out of memory")
+    assert cloud.describe_failure({"Error": "States.Timeout", "Cause": "x" * 5000})[1] == "x" * cloud.ERROR_MESSAGE_MAX
+
+
+def test_only_transient_failures_are_raised_for_the_state_machine_to_retry() -> None:
+    with pytest.raises(errors.Throttled, match="slow down"):
+        cloud.raise_if_retryable("failed", "Throttled", "slow down")
+    with pytest.raises(errors.TransientError):
+        cloud.raise_if_retryable("failed", "TransientError", "503")
+    cloud.raise_if_retryable("failed", "ContentFiltered", "refused")  # a result, not a retry
+    cloud.raise_if_retryable("failed", "NotAnError", "x")
+    cloud.raise_if_retryable("executed", None, None)
+
+
+def test_names_and_console_links() -> None:
+    arn = "arn:aws:states:eu-west-1:123456789012:stateMachine:campaign"
+    ex = cloud.execution_arn(arn, "spring-0123")
+    assert ex == "arn:aws:states:eu-west-1:123456789012:execution:campaign:spring-0123"
+    assert cloud.execution_console_url(ex) == (
+        "https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1#/v2/executions/details/" + ex)
+    name = cloud.schedule_name(bucket="b", key="manifests/" + "very-long-name" * 10 + ".yaml")
+    assert len(name) <= cloud.SCHEDULE_NAME_MAX
+    assert cloud.is_manifest_key("manifests/a/b.yml") and not cloud.is_manifest_key("assets/a.yaml")
+    assert cloud.object_version({"etag": '"abc"', "version-id": "null"}) == "abc"
+
+
+def test_the_light_task_functions_need_nothing_beyond_their_layer() -> None:
+    """plan, enhance, image (Bedrock), report and the starter run as zip functions whose layer holds only
+    pyyaml, jsonschema and pillow (infra/build_layer.py): importing them and building the cloud backends
+    must not pull numpy, OpenCV, moviepy or ffmpeg."""
+    script = textwrap.dedent("""
+        import importlib.abc, sys
+        HEAVY = ("numpy", "cv2", "moviepy", "imageio_ffmpeg", "imageio", "tqdm", "torch", "diffusers")
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in HEAVY:
+                    raise ImportError(f"{name} is not in the light functions' layer")
+        sys.meta_path.insert(0, Block())
+        import tasks.plan, tasks.enhance, tasks.image, tasks.report, tasks.starter
+        import pipeline.manifest, pipeline.report, pipeline.report_html, pipeline.cost, pipeline.sagemaker
+        import pipeline.yamlsrc, pipeline.tasks
+        from pipeline.cloud import CloudBackends, CloudSettings
+        s = CloudSettings(output_bucket="o", sagemaker_role_arn="arn:aws:iam::1:role/r",
+                          sagemaker_image_uri="1.dkr.ecr.us-east-1.amazonaws.com/x:1", models_s3_uri="s3://o/models/")
+        b = CloudBackends({"enhancer": "bedrock", "images": "bedrock", "video": "sagemaker"}, enhancer_model=None, settings=s)
+        keys = b.key_source()
+        print(keys.enhancer, keys.image("inpaint"), keys.clip("cogvideox-5b"))
+        """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "bedrock:" in result.stdout and "sagemaker/cogvideox-5b@" in result.stdout
+
+
+def test_the_layer_pins_come_from_pyproject() -> None:
+    sys.path.insert(0, str(ROOT))
+    try:
+        from infra.build_layer import LAYER_PACKAGES, layer_requirements
+    finally:
+        sys.path.remove(str(ROOT))
+    reqs = layer_requirements()
+    assert [r.split("==")[0] for r in reqs] == list(LAYER_PACKAGES)
+    assert all("==" in r for r in reqs)
+
+
+def test_clips_that_all_wait_for_images_never_run_with_the_images(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, """\
+        campaign: all-wait
+        defaults: {video: {frames: 9}}
+        assets: {sofa: assets/sofa.png}
+        images:
+          - {id: big, from: sofa, edits: [{upscale-fast: {}}]}
+        videos:
+          - id: v
+            shots:
+              - {prompt: a, image: big}
+        """)
+    first, later = cloud.clip_waves(plan, max_batch=8)
+    assert first == ()
+    assert [[b.id for b in w] for w in later] == [["w1-cogvideox-5b-i2v-01"]]
