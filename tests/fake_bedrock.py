@@ -123,6 +123,7 @@ class FakeBedrock:
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        self.default: Responder = default_reply  # the reply once the script is used up
         self._script: deque[Responder] = deque()
         self._lock = threading.Lock()
         fake = self
@@ -194,4 +195,4 @@ class FakeBedrock:
 
     def _next(self, req: Recorded) -> Responder:
         with self._lock:
-            return self._script.popleft() if self._script else default_reply
+            return self._script.popleft() if self._script else self.default
