@@ -69,7 +69,10 @@ def small_campaign(tmp_path: Path) -> Path:
 
 
 def local_run(manifest: Path, out: Path) -> tuple[dict[str, Any], Path]:
-    assert campaign_cli(["run", str(manifest), "--out", str(out), "--quiet"]) in (0, 1)
+    # the backends the cloud side plans with in these tests (tests/fake_aws/cloud.py lambda_env)
+    args = ["run", str(manifest), "--out", str(out), "--quiet", "--enhancer", "passthrough", "--images", "local",
+            "--video", "preview"]
+    assert campaign_cli(args) in (0, 1)
     latest = json.loads((out / "runs" / CAMPAIGN / "latest.json").read_text())
     report_path = out / "runs" / CAMPAIGN / latest["report"]
     return json.loads(report_path.read_text()), report_path.parent
@@ -219,3 +222,35 @@ def test_a_plan_step_that_fails_still_writes_a_report(cloud: Cloud) -> None:
     report = cloud.json("runs/gone/gone-run/report.json")
     assert report["status"] == "failed"
     assert "could not be planned" in report["errors"][0]["message"]
+
+
+def test_stages_without_jobs_pass_through_and_a_rerun_is_all_cached(cloud: Cloud, tmp_path: Path) -> None:
+    """No enhancement, no images, no clip that waits: those Maps get empty lists and the run goes on."""
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    (folder / "bare.yaml").write_text(textwrap.dedent("""\
+        campaign: bare-campaign
+        defaults: {enhance: false, video: {frames: 9, steps: 2}}
+        videos:
+          - id: one
+            shots:
+              - prompt: A single title card.
+        """), encoding="utf-8")
+    cloud.upload_folder(folder)
+    run = cloud.run("manifests/bare.yaml", name="bare-run")
+    assert run.status == "SUCCEEDED", run.described
+    assert run.output["status"] == "succeeded" and run.output["jobs"]["total"] == 2
+    assert [n for n, _, _ in run.calls.calls] == ["campaign-plan", "campaign-prepare-batch", "campaign-collect-batch",
+                                                  "campaign-assemble", "campaign-report"]
+
+    # run again: everything is in the cache, so no processing job starts and every job reads `cached`
+    jobs_started: list[str] = []
+    container = preview_container(cloud.s3)
+
+    def counting(request: dict[str, Any]) -> tuple[str, str | None]:
+        jobs_started.append(request["ProcessingJobName"])
+        return container(request)
+
+    again = cloud.run("manifests/bare.yaml", name="bare-run-again", container=counting)
+    assert again.status == "SUCCEEDED" and jobs_started == []
+    assert again.output["jobs"] == {"total": 2, "executed": 0, "cached": 2, "failed": 0, "skipped": 0}
