@@ -30,11 +30,6 @@ from pipeline.errors import BackendUnavailable, ContentFiltered, InputRejected, 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FAST: dict[str, Any] = {"base_delay_s": 0.001, "max_delay_s": 0.002}  # retries without waiting
-AWS_VARS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN",
-            "AWS_ENDPOINT_URL", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE",
-            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE",
-            "CAMPAIGN_STABILITY_REGION")
-
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, offline_aws: None) -> Iterator[FakeBedrock]:

@@ -1,0 +1,89 @@
+"""The stack's settings from CDK context (cdk.json or `-c key=value`): each read, typed and checked once.
+
+Deployment-specific choices only; what the pipeline itself defaults (instance type, volume, batch size,
+the Claude model) stays in pipeline/ and is used whenever the context leaves it unset.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import Any
+
+from constructs import Node
+
+# context key -> (field, kind); every key is optional
+CONTEXT_KEYS = {
+    "enhancer": "enhancer", "image_backend": "images", "video_backend": "video",
+    "enhancer_model": "enhancer_model", "allowed_enhancer_models": "allowed_enhancer_models",
+    "stability_region": "stability_region",
+    "instance_type": "instance_type", "volume_gb": "volume_gb", "max_runtime_s": "max_runtime_s",
+    "clips_per_batch": "clips_per_batch", "gpu_concurrency": "gpu_concurrency", "job_concurrency": "job_concurrency",
+    "weights_bucket": "weights_bucket", "weights_prefix": "weights_prefix",
+    "cache_expiry_days": "cache_expiry_days", "log_retention": "log_retention", "layer_dir": "layer_dir",
+}
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    # backends the cloud runner plans with (bedrock/bedrock/sagemaker: the AWS services)
+    enhancer: str = "bedrock"
+    images: str = "bedrock"
+    video: str = "sagemaker"
+    enhancer_model: str | None = None  # None: pipeline.backends.bedrock.DEFAULT_ENHANCER_MODEL
+    allowed_enhancer_models: tuple[str, ...] = ()  # more ids a manifest's defaults.enhancer_model may name
+    stability_region: str | None = None  # None: pipeline.backends.bedrock.DEFAULT_STABILITY_REGION
+    instance_type: str | None = None  # None: pipeline.sagemaker.DEFAULT_INSTANCE_TYPE
+    volume_gb: int | None = None
+    max_runtime_s: int | None = None
+    clips_per_batch: int | None = None
+    gpu_concurrency: int = 2  # clip batches (processing jobs, one GPU instance each) at once, per wave
+    job_concurrency: int = 8  # enhance / image / assemble Lambda jobs at once, per stage
+    weights_bucket: str | None = None  # None: the output bucket
+    weights_prefix: str = "models/"
+    cache_expiry_days: int = 90
+    log_retention: str = "ONE_MONTH"  # an aws_logs.RetentionDays name
+    layer_dir: str = "build/lambda-layer"
+
+    @classmethod
+    def from_context(cls, node: Node) -> StackSettings:
+        values: dict[str, Any] = {}
+        types = {f.name: f.type for f in fields(cls)}
+        for key, name in CONTEXT_KEYS.items():
+            raw = node.try_get_context(key)
+            if raw is None or raw == "":
+                continue
+            kind = str(types[name])
+            if "int" in kind:
+                values[name] = _int(key, raw)
+            elif "tuple" in kind:
+                values[name] = tuple(x.strip() for x in (raw.split(",") if isinstance(raw, str) else raw) if x.strip())
+            else:
+                values[name] = str(raw)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if not self.weights_prefix.endswith("/") or self.weights_prefix.startswith("/"):
+            raise ValueError(f"context weights_prefix must look like 'models/', got {self.weights_prefix!r}")
+        if self.weights_bucket and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.weights_bucket):
+            raise ValueError(f"context weights_bucket {self.weights_bucket!r} is not a bucket name")
+        for name in ("gpu_concurrency", "job_concurrency", "cache_expiry_days"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"context {name} must be at least 1, got {getattr(self, name)!r}")
+
+    @property
+    def heavy_backends(self) -> bool:
+        """Local image ops or preview clips need OpenCV in every task that touches those backends."""
+        return self.images == "local" or self.video == "preview"
+
+
+def _int(key: str, raw: Any) -> int:
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"context {key} must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"context {key} must be at least 1, got {raw!r}")
+    return value

@@ -1,0 +1,15 @@
+"""Lambda `Assemble video`: one video's assembly, by the same task function as `campaign run`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.cloud import RunRef, run_job_step
+from tasks import _runtime
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    with _runtime.scratch() as work:
+        return run_job_step(event["job_id"], RunRef.from_dict(event["run"]), kind="video",
+                            store=_runtime.output_store(), s3=_runtime.client("s3"), settings=_runtime.settings(),
+                            workdir=work)

@@ -1,0 +1,12 @@
+"""Lambda `Write report`: every job's result from S3 -> report.json and report.html (runs on every path)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.cloud import finish_run
+from tasks import _runtime
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    return finish_run(event, store=_runtime.output_store(), settings=_runtime.settings())
