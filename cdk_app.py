@@ -1,7 +1,7 @@
 """The CDK app: `npx cdk synth` (cdk.json) or `python cdk_app.py` writes cdk.out/ offline, no credentials.
 
 The stack names no account or region (deploy-time values) and does no lookups. Settings come from CDK
-context (cdk.json, or `-c key=value`); see infra/settings.py and docs/cloud.md.
+context (cdk.json, or `-c key=value`); see infra/settings.py and the README (Deploying on AWS with CDK).
 """
 
 from __future__ import annotations

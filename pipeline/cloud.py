@@ -767,7 +767,7 @@ def describe_failure(error: Mapping[str, Any]) -> tuple[str, str]:
 def finish_run(state: Mapping[str, Any], *, store: Store, settings: CloudSettings) -> dict[str, Any]:
     """Collect every job's result from S3 (or the error that stood in for it) and write the report with the
     local runner's writer. Runs on every path: a whole stage that failed leaves its jobs `skipped`."""
-    from pipeline.report import write_invalid, write_run
+    from pipeline.report import write_failed, write_run
 
     run_id = _need_str(state, "run_id")
     started = _epoch(state.get("started") or time.time())
@@ -779,9 +779,9 @@ def finish_run(state: Mapping[str, Any], *, store: Store, settings: CloudSetting
         key = str(source.get("key") or "manifest")
         uri = f"s3://{source.get('bucket')}/{key}"
         name, message = stage_error or ("JobFailed", "the run was not planned")
-        problem = Problem(uri, 1, 1, "", f"the run could not be planned: {name}: {message}")
-        report = write_invalid(campaign=slug(posixpath.splitext(posixpath.basename(key))[0], 48), manifest=uri,
-                               problems=[problem], store=store, run_id=run_id, started=started)
+        report = write_failed(campaign=slug(posixpath.splitext(posixpath.basename(key))[0], 48), manifest=uri,
+                              error=name, message=f"the run could not be planned: {message}", store=store,
+                              run_id=run_id, started=started)
     else:
         ref = RunRef.from_dict(summary["ref"])
         run = load_run(store, ref)

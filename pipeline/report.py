@@ -203,16 +203,28 @@ def write_run(plan: Plan, results: list[JobResult], store: Store, *, run_id: str
 def write_invalid(*, campaign: str, manifest: str, problems: list[Problem], store: Store, run_id: str,
                   started: float | None = None) -> dict[str, Any]:
     """A failed report whose errors are the manifest's validation problems (nothing else ran)."""
+    errors = [{"job": "validate", "error": "ManifestInvalid", "message": str(p), "line": p.line, "col": p.col,
+               "path": p.path} for p in problems]
+    return _write_unplanned(campaign=campaign, manifest=manifest, errors=errors, store=store, run_id=run_id,
+                            started=started)
+
+
+def write_failed(*, campaign: str, manifest: str, error: str, message: str, store: Store, run_id: str,
+                 started: float | None = None) -> dict[str, Any]:
+    """A failed report for a run that could not even be planned (the plan step itself crashed)."""
+    return _write_unplanned(campaign=campaign, manifest=manifest, store=store, run_id=run_id, started=started,
+                            errors=[{"job": "plan", "error": error, "message": message}])
+
+
+def _write_unplanned(*, campaign: str, manifest: str, errors: list[dict[str, Any]], store: Store, run_id: str,
+                     started: float | None) -> dict[str, Any]:
     now = time.time()
     report = {
         "report_version": REPORT_VERSION, "campaign": campaign, "description": "", "run_id": run_id,
         "status": "failed", "manifest": manifest, "started": _iso(started or now), "finished": _iso(now),
         "duration_s": round(now - (started or now), 3), "backends": {}, "videos": [], "images": [],
         "enhancements": [], "jobs": {"total": 0, "executed": 0, "cached": 0, "failed": 0, "skipped": 0},
-        "job_results": [],
-        "errors": [{"job": "validate", "error": "ManifestInvalid", "message": str(p), "line": p.line,
-                    "col": p.col, "path": p.path} for p in problems],
-        "cost": {}, "prefix": run_prefix(campaign, run_id),
+        "job_results": [], "errors": errors, "cost": {}, "prefix": run_prefix(campaign, run_id),
     }
     _write_report_files(store, run_prefix(campaign, run_id), report)
     return report

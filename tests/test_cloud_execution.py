@@ -222,6 +222,7 @@ def test_a_plan_step_that_fails_still_writes_a_report(cloud: Cloud) -> None:
     report = cloud.json("runs/gone/gone-run/report.json")
     assert report["status"] == "failed"
     assert "could not be planned" in report["errors"][0]["message"]
+    assert report["errors"][0]["job"] == "plan" and report["errors"][0]["error"] != "ManifestInvalid"
 
 
 def test_stages_without_jobs_pass_through_and_a_rerun_is_all_cached(cloud: Cloud, tmp_path: Path) -> None:
