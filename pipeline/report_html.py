@@ -73,6 +73,12 @@ def render_html(report: dict[str, Any]) -> str:
                        f"<td class=mute>{_e(i.get('basis'))}</td></tr>" for i in cost["items"])
         parts.append(f"<section id=cost><h2>Estimated cloud cost</h2><div class=card><table><tr><th>item</th><th>count</th>"
                      f"<th>USD</th><th>basis</th></tr>{rows}</table><p class=mute>{_e(cost.get('note'))}</p></div></section>")
+    if report.get("job_results"):
+        rows = "".join(f"<tr><td><code>{_e(r['job'])}</code></td><td>{_e(r['kind'])}</td><td>{_e(r['status'])}</td>"
+                       f"<td>{r['seconds']:.2f}</td></tr>" for r in report["job_results"])
+        parts.append(f"<section id=timings><h2>Timings</h2><details class=card><summary>{len(report['job_results'])} "
+                     f"jobs, {_e(report.get('duration_s'))} s in all</summary><table><tr><th>job</th><th>kind</th>"
+                     f"<th>status</th><th>seconds</th></tr>{rows}</table></details></section>")
     parts.append("<section><h2>Raw</h2><details class=card><summary>report.json</summary><pre><code>"
                  + _e(json.dumps({k: v for k, v in report.items() if k != 'job_results'}, indent=1, default=str))
                  + "</code></pre></details></section>")
