@@ -588,6 +588,7 @@ def prepare_clip_batch(batch_id: str, job_ids: Sequence[str], ref: RunRef, *, st
         pipeline_folder,
         processing_job_name,
         processing_job_request,
+        upload_batch_inputs,
     )
     from pipeline.tasks import TaskContext, clip_request, is_done
 
@@ -626,23 +627,6 @@ def prepare_clip_batch(batch_id: str, job_ids: Sequence[str], ref: RunRef, *, st
     return {"render": True, "request": request, "clips": len(todo)}
 
 
-def upload_batch_inputs(requests: Sequence[ClipRequest], jobs_s3_uri: str, *, s3: Any) -> str:
-    """jobs.jsonl (one ClipRequest.to_job() per line) and the start images, which container/generate.py
-    reads relative to the jobs file (images/<key>.<ext>)."""
-    bucket, prefix = parse_s3_uri(jobs_s3_uri)
-    lines = []
-    for request in requests:
-        line = request.to_job()
-        if request.image is not None:
-            image = Path(request.image)
-            relative = f"images/{request.key}{image.suffix.lower() or '.png'}"
-            s3.upload_file(str(image), bucket, prefix + relative)
-            line["image"] = relative
-        lines.append(json.dumps(line, sort_keys=True))
-    s3.put_object(Bucket=bucket, Key=prefix + "jobs.jsonl", Body=("\n".join(lines) + "\n").encode())
-    return jobs_s3_uri
-
-
 @dataclass
 class BatchOutputs:
     """A VideoBackend whose `render` fetches what a finished processing job wrote (<key>.mp4 and <key>.json)
@@ -666,29 +650,24 @@ class BatchOutputs:
             raise JobFailed(f"the clip batch failed before its outputs were written: {error_type}: {message}")
         if self.output_s3_uri is None:
             raise JobFailed("the clip was not part of the rendered batch (it became ready after the batch was prepared)")
-        bucket, prefix = parse_s3_uri(self.output_s3_uri)
-        return [self._fetch(bucket, prefix, r, Path(out_dir)) for r in requests]
+        return [self._fetch(r, Path(out_dir)) for r in requests]
 
-    def _fetch(self, bucket: str, prefix: str, request: ClipRequest, out_dir: Path) -> ClipOutcome:
+    def _fetch(self, request: ClipRequest, out_dir: Path) -> ClipOutcome:
+        from pipeline.sagemaker import fetch_clip_output
+
         extra: dict[str, Any] = {"processing_job": self.job_name}
-        try:
-            provenance = json.loads(self.s3.get_object(Bucket=bucket, Key=f"{prefix}{request.key}.json")["Body"].read())
-        except Exception as exc:  # noqa: BLE001 - no provenance: the job ended without this clip
-            return ClipOutcome(request.key, None, self.name, error_type="JobFailed",
-                               error=f"{self.job_name} wrote no result for this clip ({_client_error_code(exc)})",
-                               extra=extra)
+        assert self.output_s3_uri is not None
+        fetched = fetch_clip_output(request, self.output_s3_uri, Path(out_dir), s3=self.s3)
+        provenance = fetched.provenance or {}
         for k in ("model", "settings", "notes", "image"):
             if provenance.get(k):
                 extra[k] = provenance[k]
-        if provenance.get("status") != "succeeded":
-            return ClipOutcome(request.key, None, self.name, error=str(provenance.get("error") or "failed"),
-                               error_type=str(provenance.get("error_type") or "JobFailed"), extra=extra)
-        target = out_dir / f"{request.key}.mp4"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.s3.download_file(bucket, f"{prefix}{request.key}.mp4", str(target))
+        if fetched.path is None:
+            error = fetched.error if fetched.provenance else f"{self.job_name} wrote no result for this clip ({fetched.error})"
+            return ClipOutcome(request.key, None, self.name, error=error, error_type=fetched.error_type, extra=extra)
         self.fetched.append(request.key)
         timings = {k: float(v) for k, v in (provenance.get("timings") or {}).items()}
-        return ClipOutcome(request.key, target, self.name, placeholder=bool(provenance.get("placeholder", False)),
+        return ClipOutcome(request.key, fetched.path, self.name, placeholder=bool(provenance.get("placeholder", False)),
                            timings=timings, extra=extra)
 
 

@@ -45,7 +45,7 @@ class Progress:
             for i, (stage, total) in enumerate(self.totals.items()):
                 self.bars[stage] = tqdm(total=total, desc=f"stage {stage} {STAGE_NAMES[stage]:<44}", position=i,
                                         leave=True, file=stream, unit="job", dynamic_ncols=True,
-                                        bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}] {postfix}")
+                                        bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}]{postfix}")
 
     def done(self, job: Job, result: JobResult) -> None:
         c = self.counts[job.stage]

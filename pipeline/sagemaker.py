@@ -7,11 +7,16 @@ request here, so the two cannot drift. The container they run is `container/` (e
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pipeline.backends.base import ClipRequest
+from pipeline.store import parse_s3_uri
 
 # Where the container reads and writes; container/generate.py's defaults name the same paths.
 CONTAINER_ENTRYPOINT = ("python", "/opt/program/generate.py")
@@ -150,3 +155,58 @@ def _check_name(job_name: str) -> None:
     if len(job_name) > JOB_NAME_MAX or not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", job_name):
         raise ValueError(f"job_name {job_name!r} must be 1..{JOB_NAME_MAX} characters of [a-zA-Z0-9-], "
                          "starting and ending with a letter or digit")
+
+
+# --- a batch's files in S3: what the container reads and what it leaves ------------------------------------
+
+
+def upload_batch_inputs(requests: Sequence[ClipRequest], jobs_s3_uri: str, *, s3: Any) -> str:
+    """jobs.jsonl (one ClipRequest.to_job() per line) and the start images, which container/generate.py
+    reads relative to the jobs file (images/<key>.<ext>). Returns `jobs_s3_uri`."""
+    bucket, prefix = parse_s3_uri(jobs_s3_uri)
+    lines = []
+    for request in requests:
+        line = request.to_job()
+        if request.image is not None:
+            image = Path(request.image)
+            relative = f"images/{request.key}{image.suffix.lower() or '.png'}"
+            s3.upload_file(str(image), bucket, prefix + relative)
+            line["image"] = relative
+        lines.append(json.dumps(line, sort_keys=True))
+    s3.put_object(Bucket=bucket, Key=prefix + "jobs.jsonl", Body=("\n".join(lines) + "\n").encode())
+    return jobs_s3_uri
+
+
+@dataclass(frozen=True)
+class FetchedClip:
+    """One clip as a finished processing job left it: the downloaded mp4, or why there is none."""
+
+    path: Path | None
+    provenance: dict[str, Any] | None  # <key>.json as generate.py wrote it; None when there is none
+    error: str | None = None
+    error_type: str | None = None
+
+
+def fetch_clip_output(request: ClipRequest, output_s3_uri: str, out_dir: Path, *, s3: Any) -> FetchedClip:
+    """Read <key>.json from a job's output prefix and, when it says succeeded, download <key>.mp4 into
+    out_dir (under a temporary name, then renamed)."""
+    from botocore.exceptions import ClientError
+
+    bucket, prefix = parse_s3_uri(output_s3_uri)
+    try:
+        provenance: dict[str, Any] = json.loads(s3.get_object(Bucket=bucket, Key=f"{prefix}{request.key}.json")["Body"].read())
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        return FetchedClip(None, None, f"no result for this clip in {output_s3_uri} ({code})", "JobFailed")
+    if provenance.get("status") != "succeeded":
+        return FetchedClip(None, provenance, str(provenance.get("error") or "failed"),
+                           str(provenance.get("error_type") or "JobFailed"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target, partial = out_dir / f"{request.key}.mp4", out_dir / f".{request.key}.partial.mp4"
+    try:
+        s3.download_file(bucket, f"{prefix}{request.key}.mp4", str(partial))
+    except Exception as exc:  # the provenance says succeeded but the clip is not there
+        partial.unlink(missing_ok=True)
+        return FetchedClip(None, provenance, f"{output_s3_uri}{request.key}.mp4 could not be fetched: {exc}", "JobFailed")
+    os.replace(partial, target)
+    return FetchedClip(target, provenance)

@@ -8,8 +8,6 @@ first use from the standard AWS configuration (profile, AWS_REGION, AWS_ENDPOINT
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,10 +23,13 @@ from pipeline.sagemaker import (
     DEFAULT_MAX_RUNTIME_S,
     DEFAULT_VOLUME_GB,
     batch_clips,
+    fetch_clip_output,
     pipeline_folder,
     processing_job_name,
     processing_job_request,
+    upload_batch_inputs,
 )
+from pipeline.store import parse_s3_uri
 
 TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
 
@@ -41,13 +42,6 @@ class _Submitted:
     status: str = "InProgress"
     failure_reason: str | None = None
     error: Exception | None = None  # set when the job could not even be created
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    if not uri.startswith("s3://") or not bucket:
-        raise ValueError(f"not an s3:// URI: {uri!r}")
-    return bucket, key
 
 
 class SageMakerVideoBackend:
@@ -72,8 +66,8 @@ class SageMakerVideoBackend:
         session: Any = None,
         log: Callable[[str], None] = print,
     ) -> None:
-        split_s3_uri(models_s3_uri)  # each raises with the bad value
-        split_s3_uri(work_s3_uri)
+        parse_s3_uri(models_s3_uri)  # each raises with the bad value
+        parse_s3_uri(work_s3_uri)
         self.image_uri = image_uri
         self.role_arn = role_arn
         self.models_s3_uri = models_s3_uri.rstrip("/")
@@ -158,18 +152,7 @@ class SageMakerVideoBackend:
         base = f"{self.work_s3_uri}/{name}"
         job = _Submitted(name=name, batch=batch, output_s3_uri=f"{base}/output/")
         try:
-            jobs_s3_uri = f"{base}/input/jobs/"
-            bucket, prefix = split_s3_uri(jobs_s3_uri)
-            lines = []
-            for request in batch:
-                line = request.to_job()
-                if request.image is not None:
-                    image = Path(request.image)
-                    relative = f"images/{request.key}{image.suffix.lower() or '.png'}"
-                    self.s3.upload_file(str(image), bucket, prefix + relative)
-                    line["image"] = relative  # generate.py resolves it against the jobs file's folder
-                lines.append(json.dumps(line))
-            self.s3.put_object(Bucket=bucket, Key=prefix + "jobs.jsonl", Body=("\n".join(lines) + "\n").encode())
+            jobs_s3_uri = upload_batch_inputs(batch, f"{base}/input/jobs/", s3=self.s3)
             job_request = processing_job_request(
                 job_name=name, image_uri=self.image_uri, role_arn=self.role_arn, instance_type=self.instance_type,
                 volume_gb=self.volume_gb, jobs_s3_uri=jobs_s3_uri, models_s3_uri=self.models_s3_uri,
@@ -211,36 +194,17 @@ class SageMakerVideoBackend:
         if job.error is not None:
             return ClipOutcome(key=request.key, path=None, backend=self.name, error=str(job.error),
                                error_type=type(job.error).__name__, extra=extra)
-        bucket, prefix = split_s3_uri(job.output_s3_uri)
-        provenance = self._get_json(bucket, f"{prefix}{request.key}.json")
-        if provenance is not None:
-            extra["provenance"] = provenance
-        if provenance is None or provenance.get("status") != "succeeded":
-            if provenance is not None:
-                error, error_type = provenance.get("error"), provenance.get("error_type")
-            else:
+        fetched = fetch_clip_output(request, job.output_s3_uri, out_dir, s3=self.s3)
+        if fetched.provenance is not None:
+            extra["provenance"] = fetched.provenance
+        if fetched.path is None:
+            error = fetched.error
+            if fetched.provenance is None:  # the job wrote nothing for this clip: say how the job ended
                 error = f"{job.name} ended {job.status} without output for this clip"
                 if job.failure_reason:
                     error += f": {job.failure_reason}"
-                error_type = "JobFailed"
-            return ClipOutcome(key=request.key, path=None, backend=self.name, error=error, error_type=error_type,
-                               extra=extra)
-        target = out_dir / f"{request.key}.mp4"
-        partial = out_dir / f".{request.key}.partial.mp4"
-        try:
-            self.s3.download_file(bucket, f"{prefix}{request.key}.mp4", str(partial))
-        except Exception as exc:  # noqa: BLE001 - provenance says succeeded but the clip is not there
-            partial.unlink(missing_ok=True)
-            return ClipOutcome(key=request.key, path=None, backend=self.name, error_type="JobFailed",
-                               error=f"{job.output_s3_uri}{request.key}.mp4 could not be fetched: {exc}", extra=extra)
-        os.replace(partial, target)
-        timings = {k: float(v) for k, v in provenance.get("timings", {}).items()}
+            return ClipOutcome(key=request.key, path=None, backend=self.name, error=error,
+                               error_type=fetched.error_type, extra=extra)
+        timings = {k: float(v) for k, v in (fetched.provenance or {}).get("timings", {}).items()}
         timings["batch_wall_s"] = round(wall_s, 3)
-        return ClipOutcome(key=request.key, path=target, backend=self.name, timings=timings, extra=extra)
-
-    def _get_json(self, bucket: str, key: str) -> dict[str, Any] | None:
-        try:
-            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except self.s3.exceptions.NoSuchKey:
-            return None
-        return json.loads(body)
+        return ClipOutcome(key=request.key, path=fetched.path, backend=self.name, timings=timings, extra=extra)
