@@ -243,46 +243,32 @@ class CloudBackends:
 
     @functools.cached_property
     def enhancer(self) -> Any:
+        from pipeline.backends import make_enhancer
+
         name = self._names["enhancer"]
-        if name == "passthrough":
-            from pipeline.backends import PassThroughEnhancer
-
-            return PassThroughEnhancer()
-        if name == "bedrock":
-            from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL, BedrockEnhancer
-
-            return BedrockEnhancer(model_id=self._enhancer_model or DEFAULT_ENHANCER_MODEL)
-        raise BackendUnavailable(f"enhancer {name!r} cannot run in the cloud runner (use bedrock or passthrough)")
+        if name not in ("bedrock", "passthrough"):
+            raise BackendUnavailable(f"enhancer {name!r} cannot run in the cloud runner (use bedrock or passthrough)")
+        return make_enhancer(name, model=self._enhancer_model)
 
     @functools.cached_property
     def images(self) -> Any:
-        name = self._names["images"]
-        if name == "bedrock":
-            from pipeline.backends.bedrock import BedrockImageEditor
+        from pipeline.backends import make_image_editor
 
-            return BedrockImageEditor()
-        if name == "local":
-            from pipeline.backends.images_local import LocalImageEditor
-
-            return LocalImageEditor()
-        raise BackendUnavailable(f"image backend {name!r} cannot run in the cloud runner (use bedrock or local)")
+        return make_image_editor(self._names["images"])
 
     @functools.cached_property
     def video(self) -> Any:
+        from pipeline.backends import make_video_backend
+
         name = self._names["video"]
+        if name not in ("sagemaker", "preview"):  # preview: the offline tests' stand-in container
+            raise BackendUnavailable(f"video backend {name!r} cannot run in the cloud runner (use sagemaker)")
+        s = self._settings
+        options = {k: str(getattr(s, k)) for k in ("instance_type", "volume_gb", "max_runtime_s") if getattr(s, k)}
         if name == "sagemaker":
-            from pipeline.backends.video_sagemaker import SageMakerVideoBackend
-
-            s = self._settings
-            kwargs = {k: getattr(s, k) for k in ("instance_type", "volume_gb", "max_runtime_s") if getattr(s, k)}
-            return SageMakerVideoBackend(
-                image_uri=s.need("sagemaker_image_uri"), role_arn=s.need("sagemaker_role_arn"),
-                models_s3_uri=s.need("models_s3_uri"), work_s3_uri=f"s3://{s.need('output_bucket')}/runs", **kwargs)
-        if name == "preview":  # the offline tests' stand-in container renders previews
-            from pipeline.backends.video_preview import PreviewVideoBackend
-
-            return PreviewVideoBackend()
-        raise BackendUnavailable(f"video backend {name!r} cannot run in the cloud runner (use sagemaker)")
+            options.update(image_uri=s.need("sagemaker_image_uri"), role_arn=s.need("sagemaker_role_arn"),
+                           models_s3_uri=s.need("models_s3_uri"), work_s3_uri=f"s3://{s.need('output_bucket')}/runs")
+        return make_video_backend(name, options=options)
 
     def key_source(self) -> KeySource:
         return KeySource(enhancer=self.enhancer.identity(), images=self.images.identity, video=self.video.identity)

