@@ -32,6 +32,8 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/campaign run manifests/spring-sofa-launch.yaml --out out
 
 test: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check pipeline tasks container infra tests benchmarks cdk_app.py
+	$(VENV)/bin/mypy pipeline tasks
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.installed-test

@@ -127,15 +127,23 @@ def _video(v: dict[str, Any]) -> str:
     return f"<div class=card>{head}{player}{meta}{table}</div>"
 
 
+def _ref(ref: Any) -> str:
+    """{"asset": "sofa"} -> "asset sofa"; {"image": "x"} -> "image x"."""
+    if isinstance(ref, dict) and len(ref) == 1:
+        (kind, name), = ref.items()
+        return f"{kind} {name}"
+    return json.dumps(ref)
+
+
 def _image(im: dict[str, Any]) -> str:
     head = f"<h3>{_e(im['id'])} {_pill(im['status'], 'succeeded' if im['status'] in ('executed', 'cached') else 'failed')}"
     if im.get("placeholder"):
         head += _pill("contains placeholder steps", "placeholder")
-    head += f"</h3><p class=mute>from {_e(json.dumps(im.get('source')))} · backend {_e(im.get('backend'))}</p>"
+    head += f"</h3><p class=mute>from {_e(_ref(im.get('source')))} · backend {_e(im.get('backend'))}</p>"
     figs = []
     if im.get("source_path"):
         figs.append(f'<figure><img loading=lazy src="{_e(im["source_path"])}" alt="{_e(im["id"])} source">'
-                    f"<figcaption><b>source</b><br>{_e(json.dumps(im.get('source')))}</figcaption></figure>")
+                    f"<figcaption><b>source</b><br>{_e(_ref(im.get('source')))}</figcaption></figure>")
     for i, s in enumerate(im.get("steps", []), 1):
         img = f'<img loading=lazy src="{_e(s["path"])}" alt="{_e(im["id"])} step {i}">' if s.get("path") else ""
         flag = _pill("placeholder", "placeholder") if s.get("placeholder") else ""
