@@ -145,6 +145,7 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
     }
     jobs: list[Job] = []
     image_jobs: dict[str, Job] = {}
+    first_by_key: dict[str, str] = {}  # content key -> the first job that makes it
 
     def ref(ref_id: str) -> tuple[dict[str, str], str, str | None]:
         """(reference as stored in params, its input key, the job id it waits for)."""
@@ -181,12 +182,15 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
                                        backend=keys.image(edit.tool))
                 steps.append({"tool": edit.tool, "params": plain, "refs": refs, "key": step_key, "ext": ext})
                 prev_key = step_key
+            if prev_key in first_by_key:  # the same chain on the same input: wait for it, then reuse its output
+                deps.append(first_by_key[prev_key])
             job = Job(
                 id=f"image:{spec.id}", kind="image", key=prev_key, stage=2, deps=tuple(dict.fromkeys(deps)),
                 params={"image_id": spec.id, "source": source_ref, "steps": steps, "ext": steps[-1]["ext"]},
                 label=f"{spec.id} ({' > '.join(e.tool for e in spec.edits)})",
             )
             image_jobs[spec.id] = job
+            first_by_key.setdefault(job.key, job.id)
             jobs.append(job)
             pending.remove(spec)
             progressed = True
@@ -241,6 +245,8 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
             key_params = {**settings, "prompt": None if ej else shot.prompt,
                           **({"color_match": True} if start and "color_match_to" in start else {})}
             key = content_key("clip", params=key_params, inputs=inputs, backend=keys.clip(model.name))
+            if key in first_by_key:  # the same shot elsewhere in the campaign: render once, reuse the clip
+                deps.append(first_by_key[key])
             waits = any(d.startswith(("image:", "clip:")) for d in deps)
             job = Job(
                 id=f"clip:{video.id}/{shot.index + 1:02d}", kind="clip", key=key, stage=3 if waits else 2,
@@ -249,6 +255,7 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
                         "enhance_job": ej.id if ej else None, "start": start, "ext": "mp4"},
                 label=_short(shot.prompt),
             )
+            first_by_key.setdefault(key, job.id)
             clip_jobs.append(job)
             jobs.append(job)
         audio = None

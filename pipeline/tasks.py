@@ -205,14 +205,12 @@ def resolve_image(ctx: TaskContext, ref: dict[str, str]) -> Path:
         from pipeline.assemble import last_frame, match_colors
 
         clip = ctx.plan.job(ref["clip"])
-        frame = last_frame(ctx.store.materialize(clip.output_key, ctx.workdir))
-        name = f"lastframe-{clip.key}"
-        if "color_match_to" in ref:  # keep a long continuity video in the first clip's look
-            first = ctx.plan.job(ref["color_match_to"])
-            frame = match_colors(frame, last_frame(ctx.store.materialize(first.output_key, ctx.workdir)))
-            name += f"-matched-{first.key}"
-        dest = ctx.workdir / f"{name}.png"
+        first = ctx.plan.job(ref["color_match_to"]) if "color_match_to" in ref else None
+        dest = ctx.workdir / (f"lastframe-{clip.key}" + (f"-matched-{first.key}" if first else "") + ".png")
         if not dest.is_file():
+            frame = last_frame(ctx.store.materialize(clip.output_key, ctx.workdir))
+            if first is not None:  # keep a long continuity video in the first clip's look
+                frame = match_colors(frame, last_frame(ctx.store.materialize(first.output_key, ctx.workdir)))
             frame.save(dest)
         return dest
     raise JobFailed(f"unknown image reference {ref!r}")

@@ -97,3 +97,33 @@ def test_token_estimate_is_pessimistic_and_trimming_fits() -> None:
     assert long.startswith(fitted.text) and fitted.text.endswith(".")
     short = fit_prompt("  A  bee\n on a flower. ", 226)
     assert short.text == "A bee on a flower." and not short.trimmed
+
+
+def test_identical_shots_and_chains_are_made_once(write_campaign, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.cli import main
+
+    path = write_campaign("""\
+        campaign: twins
+        assets: {sofa: assets/sofa.png}
+        images:
+          - {id: a, from: sofa, edits: [{upscale-fast: {}}]}
+          - {id: b, from: sofa, edits: [{upscale-fast: {}}]}
+        videos:
+          - id: one
+            shots: [{prompt: The same intro., frames: 9}, {prompt: First ending., frames: 9}]
+          - id: two
+            shots: [{prompt: The same intro., frames: 9}, {prompt: Second ending., frames: 9}]
+        """)
+    plan = plan_of(path)
+    assert plan.job("clip:two/01").key == plan.job("clip:one/01").key
+    assert "clip:one/01" in plan.job("clip:two/01").deps and plan.job("clip:two/01").stage == 3
+    assert "image:a" in plan.job("image:b").deps
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--quiet", "--enhancer", "passthrough"]) == 0
+    import json
+
+    latest = json.loads((out / "runs" / "twins" / "latest.json").read_text())
+    report = json.loads((out / "runs" / "twins" / latest["report"]).read_text())
+    status = {r["job"]: r["status"] for r in report["job_results"]}
+    assert status["clip:two/01"] == "cached" and status["image:b"] == "cached"
+    assert status["clip:one/01"] == "executed" and status["image:a"] == "executed"
