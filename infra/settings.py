@@ -12,6 +12,8 @@ from typing import Any
 
 from constructs import Node
 
+from pipeline.cloud import DEFAULT_DISTRIBUTED_THRESHOLD
+
 # context key -> (field, kind); every key is optional
 CONTEXT_KEYS = {
     "enhancer": "enhancer", "image_backend": "images", "video_backend": "video",
@@ -19,6 +21,7 @@ CONTEXT_KEYS = {
     "stability_region": "stability_region",
     "instance_type": "instance_type", "volume_gb": "volume_gb", "max_runtime_s": "max_runtime_s",
     "clips_per_batch": "clips_per_batch", "gpu_concurrency": "gpu_concurrency", "job_concurrency": "job_concurrency",
+    "distributed_map_threshold": "distributed_map_threshold",
     "weights_bucket": "weights_bucket", "weights_prefix": "weights_prefix",
     "cache_expiry_days": "cache_expiry_days", "log_retention": "log_retention", "layer_dir": "layer_dir",
 }
@@ -39,6 +42,9 @@ class StackSettings:
     clips_per_batch: int | None = None
     gpu_concurrency: int = 2  # clip batches (processing jobs, one GPU instance each) at once, per wave
     job_concurrency: int = 8  # enhance / image / assemble Lambda jobs at once, per stage
+    # a stage with more Map items than this runs as a Distributed Map reading its item list from S3
+    # (0: every stage that has items)
+    distributed_map_threshold: int = DEFAULT_DISTRIBUTED_THRESHOLD
     weights_bucket: str | None = None  # None: the output bucket
     weights_prefix: str = "models/"
     cache_expiry_days: int = 90
@@ -55,7 +61,7 @@ class StackSettings:
                 continue
             kind = str(types[name])
             if "int" in kind:
-                values[name] = _int(key, raw)
+                values[name] = _int(key, raw, minimum=0 if name == "distributed_map_threshold" else 1)
             elif "tuple" in kind:
                 values[name] = tuple(x.strip() for x in (raw.split(",") if isinstance(raw, str) else raw) if x.strip())
             else:
@@ -79,11 +85,11 @@ class StackSettings:
         return self.images == "local" or self.video == "preview"
 
 
-def _int(key: str, raw: Any) -> int:
+def _int(key: str, raw: Any, *, minimum: int = 1) -> int:
     try:
         value = int(raw)
     except (TypeError, ValueError):
         raise ValueError(f"context {key} must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"context {key} must be at least 1, got {raw!r}")
+    if value < minimum:
+        raise ValueError(f"context {key} must be at least {minimum}, got {raw!r}")
     return value

@@ -52,7 +52,8 @@ class CampaignStack(Stack):
         # 3. The state machine and its triggers.
         self.workflow = CampaignStateMachine(
             self, "Workflow", functions=fns, output_bucket=self.buckets.output, renderer=self.renderer,
-            job_concurrency=settings.job_concurrency, gpu_concurrency=settings.gpu_concurrency, log_retention=retention)
+            job_concurrency=settings.job_concurrency, gpu_concurrency=settings.gpu_concurrency,
+            distributed_map_threshold=settings.distributed_map_threshold, log_retention=retention)
         state_machine = self.workflow.state_machine
         self.triggers = ManifestTriggers(self, "Triggers", input_bucket=self.buckets.input, starter=fns["starter"],
                                          state_machine=state_machine)
@@ -168,6 +169,16 @@ class CampaignStack(Stack):
         _acknowledge(sm, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
                      "processing-job/*]", "Processing jobs are named per clip batch at run time")
         _acknowledge(sm, "AwsSolutions-IAM5[Resource::*]", xray)
+        distributed = self.workflow.distributed_map_policy
+        _acknowledge(distributed, f"AwsSolutions-IAM5[Resource::{out}/runs/*/stages/*]",
+                     "A Distributed Map's ItemReader reads the item list the plan step wrote under its run's stages/ "
+                     "(GetObject only)")
+        _acknowledge(distributed, f"AwsSolutions-IAM5[Resource::{out}/map-runs/*]",
+                     "A Distributed Map's ResultWriter writes each Map Run's result files under map-runs/<map run id>/")
+        _acknowledge(distributed, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:"
+                     f"<AWS::AccountId>:execution:{sm_name}/*]",
+                     "A Distributed Map's child executions are named per Map Run at run time; the state machine may "
+                     "only describe and stop its own")
         role = self.renderer.role
         weights = (f"arn:<AWS::Partition>:s3:::{self.settings.weights_bucket}" if self.settings.weights_bucket else out)
         _acknowledge(role, f"AwsSolutions-IAM5[Resource::{out}/runs/*/batches/*]",

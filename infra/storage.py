@@ -12,6 +12,8 @@ ACCESS_LOG_EXPIRY_DAYS = 365
 NONCURRENT_MANIFEST_DAYS = 90  # older manifest versions; a run reads its version when it starts
 
 
+MAP_RUN_EXPIRY_DAYS = 14  # Distributed Map result files are kept for inspecting a run, then removed
+
 class CampaignBuckets(Construct):
     """Encrypted (SSE-S3), TLS-only, public access blocked, access-logged buckets; kept on `cdk destroy`."""
 
@@ -49,6 +51,8 @@ class CampaignBuckets(Construct):
             lifecycle_rules=[
                 # content-addressed outputs can always be re-made; a run's named copies under runs/ stay
                 s3.LifecycleRule(id="expire-cache", prefix="cache/", expiration=Duration.days(cache_expiry_days)),
+                # Distributed Map result files: the report is built from runs/.../results/, nothing reads these later
+                s3.LifecycleRule(id="expire-map-runs", prefix="map-runs/", expiration=Duration.days(MAP_RUN_EXPIRY_DAYS)),
                 s3.LifecycleRule(id="abort-uploads", abort_incomplete_multipart_upload_after=Duration.days(7)),
             ],
         )

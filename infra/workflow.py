@@ -26,6 +26,10 @@ FUNCTION_PLACEHOLDERS = {
 }
 # Step Functions' managed rule for `createProcessingJob.sync` (connect-sagemaker, IAM for the .sync pattern)
 SAGEMAKER_SYNC_RULE = "StepFunctionsGetEventsForSageMakerProcessingJobsRule"
+# Distributed Maps: the item lists the plan step writes (pipeline/cloud.py stage_key) and where their
+# ResultWriter puts each Map Run's manifest and result files (the ASL's ResultWriter Prefix).
+STAGE_FILES = "runs/*/stages/*"
+MAP_RESULTS_PREFIX = "map-runs/"
 
 
 class ClipRenderer(Construct):
@@ -66,14 +70,14 @@ class CampaignStateMachine(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, functions: Mapping[str, lambda_.IFunction],
                  output_bucket: s3.IBucket, renderer: ClipRenderer, job_concurrency: int, gpu_concurrency: int,
-                 log_retention: logs.RetentionDays) -> None:
+                 distributed_map_threshold: int, log_retention: logs.RetentionDays) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         self.log_group = logs.LogGroup(self, "Logs", log_group_name=f"/aws/vendedlogs/states/{stack.stack_name}-campaign",
                                        retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
         substitutions = {placeholder: functions[key].function_arn for placeholder, key in FUNCTION_PLACEHOLDERS.items()}
         substitutions.update(OutputBucket=output_bucket.bucket_name, JobConcurrency=str(job_concurrency),
-                             GpuConcurrency=str(gpu_concurrency))
+                             GpuConcurrency=str(gpu_concurrency), DistributedMapThreshold=str(distributed_map_threshold))
         self.state_machine = sfn.StateMachine(
             self, "StateMachine", state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_string(ASL_PATH.read_text()),
@@ -99,3 +103,18 @@ class CampaignStateMachine(Construct):
         role.add_to_principal_policy(iam.PolicyStatement(
             actions=["iam:PassRole"], resources=[renderer.role.role_arn],
             conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}))
+        # Distributed Maps (state-map-distributed, "IAM policies for running Distributed Map states"): the
+        # ItemReader reads a stage's item list, the ResultWriter writes the Map Run's result files, and the
+        # state machine starts its own child executions and can describe and stop them. In a policy of its
+        # own: the role's default policy cannot name the state machine that depends on it.
+        self.distributed_map_policy = iam.Policy(self, "DistributedMapPolicy", roles=[role], statements=[
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[output_bucket.arn_for_objects(STAGE_FILES)]),
+            iam.PolicyStatement(actions=["s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts",
+                                         "s3:AbortMultipartUpload"],
+                                resources=[output_bucket.arn_for_objects(f"{MAP_RESULTS_PREFIX}*")]),
+            iam.PolicyStatement(actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn]),
+            iam.PolicyStatement(actions=["states:DescribeExecution", "states:StopExecution"],
+                                resources=[stack.format_arn(
+                                    service="states", resource="execution", arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                                    resource_name=f"{self.state_machine.state_machine_name}/*")]),
+        ])

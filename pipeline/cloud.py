@@ -4,8 +4,11 @@ and `campaign submit` / `campaign status`.
 `state_machines/campaign.asl.json` walks the plan's stages; each of its Lambda tasks (`tasks/`) calls one
 function here, which calls the same task functions as the local runner (`pipeline.tasks`) with an
 `S3Store` on the output bucket. The state carries ids only: the plan and every job's result live in S3
-under `runs/<campaign>/<run-id>/` (run id = execution name), so a campaign of any size stays far below
-the 256 KB payload limit. No AWS client is created at import; callers pass them in.
+under `runs/<campaign>/<run-id>/` (run id = execution name). A stage with more Map items than the
+threshold (CDK context `distributed_map_threshold`), or one that would push the state past its budget,
+carries no ids at all: the plan step writes its items to `runs/<campaign>/<run-id>/stages/` and the state
+machine runs it as a Distributed Map reading them there, so a campaign of any size stays far below the
+256 KB payload and the 25,000-event history limits. No AWS client is created at import; callers pass them in.
 """
 
 from __future__ import annotations
@@ -37,10 +40,20 @@ MANIFEST_PREFIX = "manifests/"
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 SUBMITTED_ASSETS_PREFIX = "assets/"
 ERROR_MESSAGE_MAX = 2000
-# Inline Map limits: every job adds about 8 history events (25,000 per execution) and its id to the state
-# (256 KB). Bigger campaigns would need Distributed Map reading the job list from S3; they are refused.
-MAX_INLINE_JOBS = 2000
+# Inline or Distributed Map, per stage. An inline Map item adds about 8 events to the execution's history
+# (25,000 at most) and its id to the state (256 KB at most); a Distributed Map's items are child executions
+# with their own histories, read from S3. A stage runs distributed when it has more jobs than the threshold
+# (the state machine passes the stack's `distributed_map_threshold`), and the largest stages also go
+# distributed while the inline ones together pass either budget below.
+DEFAULT_DISTRIBUTED_THRESHOLD = 500
+INLINE_JOBS_BUDGET = 2000
+INLINE_SUMMARY_BYTES = 64 * 1024
+# With every stage distributed the state holds one small entry per dependency wave; past this it is refused.
 MAX_SUMMARY_BYTES = 128 * 1024
+# The stages as the state machine names them (its `... inline or distributed?` Choices read
+# `$.run.stages.<name>.mode`); images and waiting_clips run in waves, one Distributed Map per wave.
+STAGES = ("enhance", "images", "clips", "waiting_clips", "videos")
+WAVE_STAGES = ("images", "waiting_clips")
 
 # The fields of the CreateProcessingJob request that the state's `Render ... clip batch on GPU` Task passes
 # on (its Parameters name exactly these); prepare_clip_batch refuses a request with any other field.
@@ -49,7 +62,7 @@ RENDER_REQUEST_FIELDS = ("ProcessingJobName", "RoleArn", "AppSpecification", "Pr
                          "NetworkConfig")
 # What the `Plan campaign` Task keeps of the plan step's answer (its ResultSelector names exactly these).
 PLAN_SUMMARY_FIELDS = ("valid", "ref", "report", "problems", "enhance", "image_waves", "clip_batches",
-                       "clip_waves", "videos")
+                       "clip_waves", "videos", "stages")
 
 
 # --- names and keys --------------------------------------------------------------------------------
@@ -120,6 +133,12 @@ def run_document_key(ref: RunRef) -> str:
 def result_key(ref: RunRef, job_id: str) -> str:
     """Where a job's result lands; the ASL's `Record ... failure` states write the same key."""
     return f"{ref.prefix}/results/{job_id}.json"
+
+
+def stage_key(ref: RunRef, stage: str, wave: int | None = None) -> str:
+    """Where a distributed stage's items are (a JSON list the Distributed Map's ItemReader reads)."""
+    name = stage.replace("_", "-") + (f"-w{wave}" if wave is not None else "")
+    return f"{ref.prefix}/stages/{name}.json"
 
 
 def batch_failure_key(ref: RunRef, batch_id: str) -> str:
@@ -329,16 +348,82 @@ class CloudRun:
     def backends(self, settings: CloudSettings) -> CloudBackends:
         return CloudBackends(self.plan.backends, enhancer_model=self.enhancer_model, settings=settings)
 
-    def summary(self, *, report_uri: str) -> dict[str, Any]:
-        """The few KB the state carries: job ids per stage (Map items), nothing else."""
+    def stage_items(self) -> dict[str, list[list[dict[str, Any]]]]:
+        """Each stage's Map items in waves (a stage without waves is one wave): {"job_id"} per job, or a
+        clip batch's {"batch", "jobs"}. What a Distributed Map reads from S3, one file per wave."""
+        return {
+            "enhance": [[{"job_id": j.id} for j in self.plan.by_kind("enhance")]],
+            "images": [[{"job_id": j} for j in w] for w in self.image_waves],
+            "clips": [[b.to_dict() for b in self.clip_batches]],
+            "waiting_clips": [[b.to_dict() for b in w] for w in self.clip_waves],
+            "videos": [[{"job_id": j.id} for j in self.plan.by_kind("video")]],
+        }
+
+    def summary(self, *, report_uri: str, distributed: Iterable[str] = ()) -> dict[str, Any]:
+        """The few KB the state carries: job ids per inline stage (Map items), and for each stage its mode
+        and job count, plus, for a distributed stage, where its items are in S3 instead of the ids."""
+        far = set(distributed)
+        unknown = far - set(STAGES)
+        if unknown:
+            raise ValueError(f"no stage {sorted(unknown)}; stages are {STAGES}")
+        items = self.stage_items()
+        stages: dict[str, Any] = {}
+        for name in STAGES:
+            count = sum(_jobs_in(w) for w in items[name])
+            entry: dict[str, Any] = {"mode": "distributed" if name in far else "inline", "count": count}
+            if name in far and name in WAVE_STAGES:
+                entry["waves"] = [{"wave": i + 1, "count": _jobs_in(w), "key": stage_key(self.ref, name, i + 1)}
+                                  for i, w in enumerate(items[name])]
+            elif name in far:
+                entry["key"] = stage_key(self.ref, name)
+            stages[name] = entry
         return {
             "valid": True, "ref": self.ref.to_dict(), "report": report_uri, "problems": 0,
-            "enhance": [j.id for j in self.plan.by_kind("enhance")],
-            "image_waves": [{"wave": i + 1, "jobs": list(w)} for i, w in enumerate(self.image_waves)],
-            "clip_batches": [b.to_dict() for b in self.clip_batches],
-            "clip_waves": [{"wave": i + 1, "batches": [b.to_dict() for b in w]} for i, w in enumerate(self.clip_waves)],
-            "videos": [j.id for j in self.plan.by_kind("video")],
+            "enhance": [] if "enhance" in far else [j.id for j in self.plan.by_kind("enhance")],
+            "image_waves": [] if "images" in far else
+            [{"wave": i + 1, "jobs": list(w)} for i, w in enumerate(self.image_waves)],
+            "clip_batches": [] if "clips" in far else [b.to_dict() for b in self.clip_batches],
+            "clip_waves": [] if "waiting_clips" in far else
+            [{"wave": i + 1, "batches": [b.to_dict() for b in w]} for i, w in enumerate(self.clip_waves)],
+            "videos": [] if "videos" in far else [j.id for j in self.plan.by_kind("video")],
+            "stages": stages,
         }
+
+    def stage_files(self, distributed: Iterable[str]) -> dict[str, bytes]:
+        """The S3 objects a distributed stage's Maps read: key -> JSON list of items."""
+        items = self.stage_items()
+        files: dict[str, bytes] = {}
+        for name in distributed:
+            if name in WAVE_STAGES:
+                for i, wave in enumerate(items[name]):
+                    files[stage_key(self.ref, name, i + 1)] = json.dumps(wave).encode()
+            else:
+                files[stage_key(self.ref, name)] = json.dumps(items[name][0]).encode()
+        return files
+
+
+def _jobs_in(items: Sequence[Mapping[str, Any]]) -> int:
+    return sum(len(item["jobs"]) if "jobs" in item else 1 for item in items)
+
+
+def choose_distributed(run: CloudRun, *, threshold: int, report_uri: str) -> set[str]:
+    """The stages that run as Distributed Maps: those with more jobs than `threshold`, then the largest of
+    the rest while the inline ones together pass INLINE_JOBS_BUDGET jobs or INLINE_SUMMARY_BYTES of state."""
+    items = run.stage_items()
+    counts = {name: sum(_jobs_in(w) for w in items[name]) for name in STAGES}
+    sizes = {name: len(json.dumps(items[name])) for name in STAGES}
+    distributed = {name for name in STAGES if counts[name] > threshold}
+    while True:
+        inline = [name for name in STAGES if name not in distributed and counts[name]]
+        within = (sum(counts[n] for n in inline) <= INLINE_JOBS_BUDGET
+                  and len(json.dumps(run.summary(report_uri=report_uri, distributed=distributed))) <= INLINE_SUMMARY_BYTES)
+        if within or not inline:
+            return distributed
+        distributed.add(max(inline, key=lambda n: (counts[n], sizes[n])))
+
+
+def empty_stages() -> dict[str, Any]:
+    return {name: {"mode": "inline", "count": 0} for name in STAGES}
 
 
 def load_run(store: Store, ref: RunRef) -> CloudRun:
@@ -392,10 +477,11 @@ def _by_wave(wave: Mapping[str, int]) -> dict[int, list[str]]:
 
 
 def plan_run(source: Mapping[str, Any], *, run_id: str, started: float | str, store: Store, s3: Any,
-             settings: CloudSettings, workdir: Path) -> dict[str, Any]:
+             settings: CloudSettings, workdir: Path, distributed_over: int | None = None) -> dict[str, Any]:
     """Read the manifest (and its relative assets) from the input bucket, validate, plan, write the run
-    document; answer the summary the state carries. An invalid manifest writes its report and answers
-    valid=false, so the execution ends before any job starts."""
+    document and the item lists of the stages that run distributed (more Map items than `distributed_over`,
+    or over the state's budgets); answer the summary the state carries. An invalid manifest writes its
+    report and answers valid=false, so the execution ends before any job starts."""
     from pipeline.manifest import load_manifest_text
     from pipeline.report import write_invalid
     from pipeline.yamlsrc import load_text
@@ -447,7 +533,8 @@ def plan_run(source: Mapping[str, Any], *, run_id: str, started: float | str, st
         write_invalid(campaign=ref.campaign, manifest=uri, problems=problems, store=store, run_id=run_id,
                       started=started_s)
         return {"valid": False, "ref": ref.to_dict(), "report": report_uri, "problems": len(problems),
-                "enhance": [], "image_waves": [], "clip_batches": [], "clip_waves": [], "videos": []}
+                "enhance": [], "image_waves": [], "clip_batches": [], "clip_waves": [], "videos": [],
+                "stages": empty_stages()}
 
     # 4. Plan with the deployment's backends; the manifest's enhancer model wins over the stack's default.
     enhancer_model = campaign.enhancer_model or settings.enhancer_model
@@ -460,18 +547,21 @@ def plan_run(source: Mapping[str, Any], *, run_id: str, started: float | str, st
     })
     from pipeline.sagemaker import DEFAULT_MAX_BATCH
 
-    if len(plan.jobs) > MAX_INLINE_JOBS:
-        raise JobFailed(f"{len(plan.jobs)} jobs: more than the {MAX_INLINE_JOBS} that one execution's inline Maps "
-                        "run within Step Functions' 25,000-event history; split the campaign into several manifests")
     first, later = clip_waves(plan, max_batch=settings.clips_per_batch or DEFAULT_MAX_BATCH)
     run = CloudRun(ref=ref, plan=plan, source={"bucket": bucket, "key": key, "version_id": version},
                    started=started_s, enhancer_model=enhancer_model, image_waves=image_waves(plan),
                    clip_batches=first, clip_waves=later)
-    summary = run.summary(report_uri=report_uri)
+    threshold = DEFAULT_DISTRIBUTED_THRESHOLD if distributed_over is None else int(distributed_over)
+    distributed = choose_distributed(run, threshold=threshold, report_uri=report_uri)
+    summary = run.summary(report_uri=report_uri, distributed=distributed)
     size = len(json.dumps(summary))
-    if size > MAX_SUMMARY_BYTES:
-        raise JobFailed(f"the plan's job ids take {size} bytes, more than the {MAX_SUMMARY_BYTES} kept for them in "
-                        "the execution's 256 KB state; split the campaign into several manifests")
+    if size > MAX_SUMMARY_BYTES:  # every stage with items is distributed by now: only waves are left
+        waves = len(run.image_waves) + len(run.clip_waves)
+        raise JobFailed(f"the plan's {waves} dependency waves take {size} bytes of state, more than the "
+                        f"{MAX_SUMMARY_BYTES} kept for them in the execution's 256 KB; split the campaign into "
+                        "several manifests or shorten its chains of images made from images / shots continuing shots")
+    for stage_file, body in run.stage_files(distributed).items():
+        store.write_bytes(stage_file, body)
     store.write_bytes(run_document_key(ref), run.to_json().encode())
     return summary
 

@@ -54,9 +54,12 @@ def test_stages_run_in_the_plans_order() -> None:
         order.append(name)
         state = TOP[name]
         name = state.get("Next") or state.get("Default")
-    assert order == ["Read settings", "Plan campaign", "Manifest valid?", "Enhance prompts", "Generate images and clips",
-                     "Render clips that wait", "Assemble videos", "Write report", "Campaign outcome", "Campaign done"]
-    branches = [b["StartAt"] for b in TOP["Generate images and clips"]["Branches"]]
+    # the Choices' Default is the inline Map: the path of a normal campaign
+    assert order == ["Read settings", "Plan campaign", "Manifest valid?", "Enhance inline or distributed?",
+                     "Enhance prompts", "Generate images and clips", "Waiting clips inline or distributed?",
+                     "Render clips that wait", "Videos inline or distributed?", "Assemble videos", "Write report",
+                     "Campaign outcome", "Campaign done"]
+    branches = [b["States"][b["StartAt"]]["Default"] for b in TOP["Generate images and clips"]["Branches"]]
     assert branches == ["Edit images", "Render clips"]
 
 
@@ -68,7 +71,8 @@ def test_an_invalid_manifest_ends_before_any_job() -> None:
 
 def test_every_task_retries_with_jittered_backoff_and_catches_everything() -> None:
     tasks = [(n, s) for n, s, _ in ALL if s["Type"] == "Task"]
-    assert len(tasks) == 16  # 9 Lambda tasks, 2 SageMaker renders, 5 failure records
+    # 9 Lambda tasks, 2 SageMaker renders, 5 failure records; all but plan and report again in child workflows
+    assert len(tasks) == 16 + 14
     for name, state in tasks:
         catch = state["Catch"]
         assert catch[-1]["ErrorEquals"] == ["States.ALL"], name
@@ -85,10 +89,10 @@ def test_the_report_is_written_on_every_path() -> None:
         for c in state.get("Catch", []):
             assert c["Next"] == ("Report not written" if name == "Write report" else "Write report"), name
             assert c["ResultPath"] == "$.error"
-    assert {s["Type"] for n, s in TOP.items() if n not in ("Write report", "Campaign outcome", "Read settings",
-                                                             "Manifest valid?", "Manifest invalid", "Campaign failed",
-                                                             "Report not written", "Campaign done")} == {"Task", "Map",
-                                                                                                         "Parallel"}
+    steps = {n: s for n, s in TOP.items() if s["Type"] in ("Task", "Map", "Parallel")}
+    assert set(steps) - {"Write report"} == {n for n, s in TOP.items() if "Catch" in s} - {"Write report"}
+    # the rest only route: settings, choices, the wave loop's counter, the end states
+    assert {s["Type"] for n, s in TOP.items() if n not in steps} == {"Pass", "Choice", "Fail", "Succeed"}
     # a failed job inside a Map becomes its result in S3: the iteration never fails the Map
     for name, state, scope in ALL:
         if state["Type"] == "Task" and scope is not TOP:
@@ -97,10 +101,11 @@ def test_the_report_is_written_on_every_path() -> None:
 
 
 def test_map_iterations_carry_their_job_ids_and_results_stay_out_of_the_state() -> None:
-    maps = {n: s for n, s, _ in ALL if s["Type"] == "Map"}
+    maps = {n: s for n, s, _ in ALL if s["Type"] == "Map" and "ItemReader" not in s}
     assert set(maps) == {"Enhance prompts", "Edit images", "Edit image wave", "Render clips", "Render clips that wait",
                          "Render clip wave", "Assemble videos"}
     for name, state in maps.items():
+        assert state["ItemProcessor"]["ProcessorConfig"] == {"Mode": "INLINE"}, name
         assert state["ResultPath"] is None, name
         selector = json.dumps(state["ItemSelector"])
         assert "$$.Map.Item.Value" in selector, name
@@ -131,10 +136,15 @@ def test_placeholders_only_inside_parameters_and_the_stack_fills_each() -> None:
     assert list(outside_parameters(ASL)) == []
     placeholders = set(re.findall(r"\$\{(\w+)\}", json.dumps(ASL)))
     infra_workflow = pytest.importorskip("infra.workflow", reason="aws-cdk-lib is not installed")
-    assert placeholders == set(infra_workflow.FUNCTION_PLACEHOLDERS) | {"OutputBucket", "JobConcurrency", "GpuConcurrency"}
+    assert placeholders == set(infra_workflow.FUNCTION_PLACEHOLDERS) | {"OutputBucket", "JobConcurrency", "GpuConcurrency",
+                                                                        "DistributedMapThreshold"}
     limits = TOP["Read settings"]["Parameters"]["limits"]
     assert limits == {"jobs.$": "States.StringToJson('${JobConcurrency}')",
-                      "gpu_batches.$": "States.StringToJson('${GpuConcurrency}')"}
+                      "gpu_batches.$": "States.StringToJson('${GpuConcurrency}')",
+                      "distributed_over.$": "States.StringToJson('${DistributedMapThreshold}')",
+                      "tolerated_failure_percentage": 100}
+    # the plan step gets the threshold with the limits
+    assert TOP["Plan campaign"]["Parameters"]["Payload"]["limits.$"] == "$.limits"
 
 
 def test_contracts_shared_with_pipeline_cloud() -> None:
@@ -165,3 +175,104 @@ def test_the_execution_output_is_the_report_summary() -> None:
     assert outcome["Choices"] == [{"Variable": "$.report.status", "StringEquals": "failed", "Next": "Campaign failed"}]
     assert set(TOP["Write report"]["ResultSelector"]) == {"status.$", "report.$", "jobs.$", "errors.$"}
     assert TOP["Campaign failed"]["Error"] == "CampaignFailed"
+
+
+# --- Distributed Maps -------------------------------------------------------------------------------------------------
+
+DISTRIBUTED = {n: s for n, s, _ in ALL if s["Type"] == "Map" and "ItemReader" in s}
+SUFFIX = " (distributed)"
+
+
+def _strip_suffix(node: Any) -> Any:
+    """A child workflow with its state names (and transitions) as in its inline twin."""
+    if isinstance(node, dict):
+        return {(k.removesuffix(SUFFIX) if isinstance(k, str) else k): _strip_suffix(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_strip_suffix(v) for v in node]
+    return node.removesuffix(SUFFIX) if isinstance(node, str) else node
+
+
+def test_each_inline_stage_map_has_a_distributed_twin_with_the_same_child_workflow() -> None:
+    assert set(DISTRIBUTED) == {"Enhance prompts (distributed)", "Edit image wave (distributed)",
+                                "Render clips (distributed)", "Render clip wave (distributed)",
+                                "Assemble videos (distributed)"}
+    for name, state in DISTRIBUTED.items():
+        twin = BY_NAME[name.removesuffix(SUFFIX)]
+        processor = dict(state["ItemProcessor"])
+        assert processor.pop("ProcessorConfig") == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, name
+        inline = dict(twin["ItemProcessor"])
+        assert inline.pop("ProcessorConfig") == {"Mode": "INLINE"}
+        # same Tasks, Retry, Catch and failure records, state for state
+        assert _strip_suffix(processor) == inline, name
+        # the same concurrency setting; the same item fields, read from the S3 list's small objects
+        assert state["MaxConcurrencyPath"] == twin["MaxConcurrencyPath"], name
+        assert set(state["ItemSelector"]) == set(twin["ItemSelector"]), name
+        assert state["ItemSelector"]["run.$"] == "$.run.ref", name
+        for field in ("job_id", "batch", "jobs"):
+            if f"{field}.$" in state["ItemSelector"]:
+                assert state["ItemSelector"][f"{field}.$"] == f"$$.Map.Item.Value.{field}", name
+        # no item ever fails the Map Run (a failed job is recorded as its result and the report lists it)
+        assert state["ToleratedFailurePercentagePath"] == "$.limits.tolerated_failure_percentage", name
+        assert TOP["Read settings"]["Parameters"]["limits"]["tolerated_failure_percentage"] == 100
+        assert state["ResultPath"] is None, name
+        # a Map Run that fails as a whole (its list unreadable) ends the stage like its twin: the report is written
+        if name in TOP:
+            assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Write report"}]
+        else:  # in a Parallel branch: the Parallel's Catch
+            assert "Catch" not in state and "Catch" not in twin, name
+
+
+def test_distributed_maps_read_the_plan_steps_lists_and_write_results_to_s3() -> None:
+    workflow = pytest.importorskip("infra.workflow", reason="aws-cdk-lib is not installed")
+    ref = cloud.RunRef("spring", "spring-0123")
+    stage_of = {"Enhance prompts (distributed)": "enhance", "Render clips (distributed)": "clips",
+                "Assemble videos (distributed)": "videos", "Edit image wave (distributed)": "images",
+                "Render clip wave (distributed)": "waiting_clips"}
+    for name, state in DISTRIBUTED.items():
+        reader = state["ItemReader"]
+        assert reader["Resource"] == "arn:aws:states:::s3:getObject" and reader["ReaderConfig"] == {"InputType": "JSON"}
+        assert reader["Parameters"]["Bucket"] == "${OutputBucket}"
+        stage = stage_of[name]
+        if stage in cloud.WAVE_STAGES:  # one list per wave, picked by the wave loop
+            loop = reader["Parameters"]["Key.$"].split(".")[1]
+            assert reader["Parameters"]["Key.$"] == f"$.{loop}.wave.key"
+            assert any(f"States.ArrayGetItem($.run.stages.{stage}.waves, $.{loop}.index)" in json.dumps(s)
+                       for s in BY_NAME.values()), name
+        else:
+            assert reader["Parameters"]["Key.$"] == f"$.run.stages.{stage}.key"
+        # the IAM policy's resources cover the keys the plan step writes and the ResultWriter's prefix
+        assert re.fullmatch(workflow.STAGE_FILES.replace("*", ".+"), cloud.stage_key(ref, stage, 1)), name
+        assert state["ResultWriter"] == {"Resource": "arn:aws:states:::s3:putObject",
+                                         "Parameters": {"Bucket": "${OutputBucket}",
+                                                        "Prefix": workflow.MAP_RESULTS_PREFIX.rstrip("/")}}, name
+
+
+def test_a_choice_picks_inline_or_distributed_for_each_stage_from_the_plan_summary() -> None:
+    choices = {n: s for n, s, _ in ALL if n.endswith(" inline or distributed?")}
+    routed = {}
+    for name, state in choices.items():
+        [rule] = state["Choices"]
+        stage = rule["Variable"].removeprefix("$.run.stages.").removesuffix(".mode")
+        assert rule["StringEquals"] == "distributed", name
+        routed[stage] = (rule["Next"], state["Default"])
+    assert set(routed) == set(cloud.STAGES)
+    assert routed["enhance"] == ("Enhance prompts (distributed)", "Enhance prompts")
+    assert routed["images"] == ("Start image waves", "Edit images")
+    assert routed["clips"] == ("Render clips (distributed)", "Render clips")
+    assert routed["waiting_clips"] == ("Start waiting clip waves", "Render clips that wait")
+    assert routed["videos"] == ("Assemble videos (distributed)", "Assemble videos")
+    # the distributed and inline paths meet again at the next stage
+    assert TOP["Enhance prompts (distributed)"]["Next"] == TOP["Enhance prompts"]["Next"]
+    assert TOP["Assemble videos (distributed)"]["Next"] == TOP["Assemble videos"]["Next"] == "Write report"
+    assert TOP["More waiting clip waves?"]["Default"] == TOP["Render clips that wait"]["Next"]
+
+
+def test_waves_of_a_distributed_stage_run_one_after_another() -> None:
+    for prefix, loop, stage in (("image", "image_loop", "images"), ("waiting clip", "clip_loop", "waiting_clips")):
+        start, test, pick, count = (BY_NAME[f"Start {prefix} waves"], BY_NAME[f"More {prefix} waves?"],
+                                    BY_NAME[f"Next {prefix} wave"], BY_NAME[f"Count {prefix} wave"])
+        assert start["Parameters"] == {"index": 0, "count.$": f"States.ArrayLength($.run.stages.{stage}.waves)"}
+        assert test["Choices"] == [{"Variable": f"$.{loop}.index", "NumericLessThanPath": f"$.{loop}.count",
+                                    "Next": f"Next {prefix} wave"}]
+        assert BY_NAME[pick["Next"]]["Next"] == f"Count {prefix} wave"  # the wave's Map, then the counter
+        assert count["Parameters"]["index.$"] == f"States.MathAdd($.{loop}.index, 1)" and count["Next"] == f"More {prefix} waves?"

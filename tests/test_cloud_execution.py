@@ -37,6 +37,18 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
 
 
 @pytest.fixture
+def distributed_cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
+    """The stack's `distributed_map_threshold` at 0: every stage that has items runs as a Distributed Map
+    whose ItemReader reads the item list the plan step wrote to S3."""
+    for name, value in lambda_env().items():
+        monkeypatch.setenv(name, value)
+    _runtime.reset()
+    with moto_cloud(distributed_over=0) as c:
+        yield c
+    _runtime.reset()
+
+
+@pytest.fixture
 def small_campaign(tmp_path: Path) -> Path:
     """Two short videos (one from an edited image, one continuing its first shot) and an image chain."""
     folder = tmp_path / "small"
@@ -91,16 +103,48 @@ def comparable(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_example_campaign_makes_the_same_outputs_as_the_local_runner(cloud: Cloud, tmp_path: Path) -> None:
+    run = same_outputs_as_the_local_runner(cloud, tmp_path, name="spring-sofa-launch-test")
+    summary = run.calls.named("campaign-report")[0][1]["run"]
+    assert {s["mode"] for s in summary["stages"].values()} == {"inline"}
+    assert cloud.sfn.list_map_runs(executionArn=run.described["executionArn"])["mapRuns"] == []
+
+
+def test_example_campaign_through_distributed_maps_makes_the_same_outputs(distributed_cloud: Cloud,
+                                                                          tmp_path: Path) -> None:
+    """Every stage as a Distributed Map (threshold 0): the plan step wrote each stage's items to S3, the
+    state carried only their keys and counts, and the outputs are the local runner's."""
+    cloud = distributed_cloud
+    run = same_outputs_as_the_local_runner(cloud, tmp_path, name="spring-sofa-distributed")
+    prefix = f"runs/{CAMPAIGN}/spring-sofa-distributed/"
+    summary = run.calls.named("campaign-report")[0][1]["run"]
+    assert all(summary[k] == [] for k in ("enhance", "image_waves", "clip_batches", "clip_waves", "videos"))
+    stages = summary["stages"]
+    assert {name: s["mode"] for name, s in stages.items()} == dict.fromkeys(cloud_runner.STAGES, "distributed")
+    run_doc = cloud.json(prefix + "plan.json")
+    enhance_ids = [j["id"] for j in run_doc["plan"]["jobs"] if j["kind"] == "enhance"]
+    assert stages["enhance"] == {"mode": "distributed", "count": len(enhance_ids), "key": prefix + "stages/enhance.json"}
+    assert cloud.json(stages["enhance"]["key"]) == [{"job_id": j} for j in enhance_ids]
+    assert [w["key"] for w in stages["waiting_clips"]["waves"]] == [prefix + "stages/waiting-clips-w1.json"]
+    assert cloud.json(prefix + "stages/waiting-clips-w1.json") == [
+        {"batch": "w1-cogvideox-5b-i2v-01", "jobs": ["clip:teaser/02", "clip:living-room/02"]}]
+    # one Map Run per distributed Map: enhance, each image wave, clips, each waiting wave, videos
+    map_runs = cloud.sfn.list_map_runs(executionArn=run.described["executionArn"])["mapRuns"]
+    assert len(map_runs) == 3 + len(stages["images"]["waves"]) + len(stages["waiting_clips"]["waves"])
+    for _, event, _ in run.calls.calls:
+        assert len(json.dumps(event)) < 4_000  # ids stay in S3; the report step gets the whole state
+
+
+def same_outputs_as_the_local_runner(cloud: Cloud, tmp_path: Path, *, name: str) -> Any:
     # 1. The example campaign, run locally.
     local_report, local_dir = local_run(EXAMPLE, tmp_path / "out")
     local_out = tmp_path / "out"
 
     # 2. The same manifest and assets dropped into the input bucket, run by the state machine.
     cloud.upload_folder(EXAMPLE.parent, prefix="manifests/")
-    run = cloud.run(f"manifests/{EXAMPLE.name}", name="spring-sofa-launch-test")
+    run = cloud.run(f"manifests/{EXAMPLE.name}", name=name)
     assert run.status == "SUCCEEDED", run.described
     assert run.output["status"] == "succeeded" and run.output["jobs"]["failed"] == 0
-    prefix = f"runs/{CAMPAIGN}/spring-sofa-launch-test/"
+    prefix = f"runs/{CAMPAIGN}/{name}/"
     assert run.output["report"] == f"s3://{OUTPUT_BUCKET}/{prefix}report.json"
     cloud_report = cloud.json(prefix + "report.json")
 
@@ -115,7 +159,8 @@ def test_example_campaign_makes_the_same_outputs_as_the_local_runner(cloud: Clou
     # 4. Same named outputs and the same report (contract fields).
     local_named = {p.relative_to(local_dir).as_posix() for p in local_dir.rglob("*") if p.is_file()}
     cloud_named = {k[len(prefix):] for k in cloud.keys(prefix)
-                   if not k[len(prefix):].startswith(("results/", "batches/")) and k[len(prefix):] not in RUN_FILES}
+                   if not k[len(prefix):].startswith(("results/", "batches/", "stages/"))
+                   and k[len(prefix):] not in RUN_FILES}
     assert cloud_named == local_named
     assert comparable(cloud_report) == comparable(local_report)
 
@@ -129,6 +174,7 @@ def test_example_campaign_makes_the_same_outputs_as_the_local_runner(cloud: Clou
     ]
     for _, event, _ in run.calls.calls:
         assert len(json.dumps(event)) < 8_000  # results and the plan stay in S3
+    return run
 
 
 def test_a_failed_clip_batch_gives_a_partial_report(cloud: Cloud, small_campaign: Path) -> None:
@@ -157,11 +203,9 @@ def test_a_failed_clip_batch_gives_a_partial_report(cloud: Cloud, small_campaign
     assert cloud_runner.status("another-campaign", state_machine_arn=cloud.state_machine_arn, sfn=cloud.sfn) == []
 
 
-def test_a_throttled_task_is_retried_and_a_task_that_keeps_failing_becomes_an_error_entry(
-        cloud: Cloud, small_campaign: Path) -> None:
+def flaky_handlers(attempts: list[str]) -> dict[str, Any]:
+    """The image task throttled once (then real), and the assembly of video:roomtour crashing every time."""
     from tasks import assemble, image
-
-    attempts: list[str] = []
 
     def throttled_once(event: dict[str, Any], context: Any) -> dict[str, Any]:
         attempts.append(event["job_id"])
@@ -174,9 +218,17 @@ def test_a_throttled_task_is_retried_and_a_task_that_keeps_failing_becomes_an_er
             raise MemoryError("Runtime exited with error: signal: killed")
         return assemble.handler(event, context)
 
+    return {"campaign-image": throttled_once, "campaign-assemble": always_broken}
+
+
+def test_a_throttled_task_is_retried_and_a_task_that_keeps_failing_becomes_an_error_entry(
+        cloud: Cloud, small_campaign: Path) -> None:
+    attempts: list[str] = []
+    overrides = flaky_handlers(attempts)
+
     cloud.upload_folder(small_campaign)
     run = cloud.run("manifests/small.yaml", name="small-retry",
-                    overrides={"campaign-image": throttled_once, "campaign-assemble": always_broken})
+                    overrides=overrides)
     assert run.status == "SUCCEEDED", run.described
     assert attempts == ["image:sofa-big", "image:sofa-big"]  # Retry on `Throttled`, then success
     assert [o for _, e, o in run.calls.named("campaign-image")] == ["Throttled", "ok"]
@@ -189,6 +241,35 @@ def test_a_throttled_task_is_retried_and_a_task_that_keeps_failing_becomes_an_er
     # the failure record the state machine wrote (aws-sdk:s3:putObject) carries the Catch's error
     record = cloud.json("runs/small-launch/small-retry/results/video:roomtour.json")
     assert record["error"]["Error"] == "MemoryError" and record["job_id"] == "video:roomtour"
+
+
+def test_failures_inside_distributed_maps_become_report_entries(distributed_cloud: Cloud, small_campaign: Path) -> None:
+    """The child executions run the inline Maps' steps: Retry on a throttled task, a task that keeps failing
+    caught and recorded as its job's result, a failed processing job failing its clips; no item fails the
+    Map Run (ToleratedFailurePercentage 100) and the report lists every failure."""
+    cloud = distributed_cloud
+    attempts: list[str] = []
+    overrides = flaky_handlers(attempts)
+
+    cloud.upload_folder(small_campaign)
+    fail_t2v = preview_container(
+        cloud.s3, fail_job=lambda req: "AlgorithmError: CUDA out of memory" if "i2v" not in req["ProcessingJobName"] else None)
+    run = cloud.run("manifests/small.yaml", name="small-distributed-failures", container=fail_t2v,
+                    overrides=overrides)
+    assert run.status == "SUCCEEDED", run.described
+    summary = run.calls.named("campaign-report")[0][1]["run"]
+    assert {s["mode"] for s in summary["stages"].values() if s["count"]} == {"distributed"}
+    assert attempts == ["image:sofa-big", "image:sofa-big"]
+    assert run.output["status"] == "partial"
+    report = cloud.json("runs/small-launch/small-distributed-failures/report.json")
+    errors = {e["job"]: e for e in report["errors"]}
+    assert "CUDA out of memory" in errors["clip:intro/01"]["message"] and errors["clip:intro/01"]["error"] == "JobFailed"
+    assert errors["video:intro"]["error"] == "DependencyFailed"
+    assert errors["video:roomtour"] == {"job": "video:roomtour", "error": "MemoryError",
+                                       "message": "Runtime exited with error: signal: killed"}
+    record = cloud.json("runs/small-launch/small-distributed-failures/results/video:roomtour.json")
+    assert record["error"]["Error"] == "MemoryError" and record["job_id"] == "video:roomtour"
+    assert report["jobs"]["failed"] == 2 and report["jobs"]["skipped"] == 1
 
 
 def test_an_invalid_manifest_ends_early_with_its_problems_as_the_report(cloud: Cloud, small_campaign: Path) -> None:

@@ -108,7 +108,7 @@ def test_input_bucket_is_versioned_and_sends_events_to_eventbridge_without_a_cus
     assert resources(t, "Custom::S3BucketNotifications") == {}
 
 
-def test_output_bucket_expires_the_cache_only(synth: tuple[Any, Template, Path]) -> None:
+def test_output_bucket_expires_the_cache_and_map_run_results_only(synth: tuple[Any, Template, Path]) -> None:
     _, t, _ = synth
     outputs = [r for r in resources(t, "AWS::S3::Bucket").values()
                if any(rule.get("Prefix") == "cache/" for rule in r["Properties"].get("LifecycleConfiguration", {}).get("Rules", []))]
@@ -116,7 +116,9 @@ def test_output_bucket_expires_the_cache_only(synth: tuple[Any, Template, Path])
     rules = outputs[0]["Properties"]["LifecycleConfiguration"]["Rules"]
     cache = next(rule for rule in rules if rule.get("Prefix") == "cache/")
     assert cache["ExpirationInDays"] == 90 and cache["Status"] == "Enabled"
-    assert not any("ExpirationInDays" in rule and rule.get("Prefix") != "cache/" for rule in rules)
+    map_runs = next(rule for rule in rules if rule.get("Prefix") == "map-runs/")
+    assert map_runs["ExpirationInDays"] == 14
+    assert not any("ExpirationInDays" in rule and rule.get("Prefix") not in ("cache/", "map-runs/") for rule in rules)
 
 
 # --- the state machine ---------------------------------------------------------------------------------------------
@@ -150,6 +152,7 @@ def test_each_placeholder_is_filled_with_the_function_that_runs_that_task(synth:
     output_lid = function_by_handler(t, "plan")[1]["Properties"]["Environment"]["Variables"]["CAMPAIGN_OUTPUT_BUCKET"]
     assert subs["OutputBucket"] == output_lid
     assert subs["JobConcurrency"] == "8" and subs["GpuConcurrency"] == "2"  # cdk.json context
+    assert subs["DistributedMapThreshold"] == "500"  # infra/settings.py default (cdk.json leaves it out)
 
 
 def test_state_machine_role_can_run_processing_jobs_with_only_the_renderer_role(synth: tuple[Any, Template, Path]) -> None:
@@ -170,6 +173,30 @@ def test_state_machine_role_can_run_processing_jobs_with_only_the_renderer_role(
     for module in ("plan", "enhance", "image", "prepare_batch", "collect_batch", "assemble", "report"):
         assert json.dumps({"Fn::GetAtt": [function_by_handler(t, module)[0], "Arn"]}) in invoke
     assert not any("starter" in r.lower() for r in invoke)
+
+
+def test_state_machine_role_can_run_its_distributed_maps_and_no_more(synth: tuple[Any, Template, Path]) -> None:
+    """Distributed Map IAM: start child executions of this state machine only, describe/stop only its own
+    executions, read the stage item lists, write the Map Runs' result files; nothing else in the bucket."""
+    _, t, _ = synth
+    sm_lid, sm = only(t, "AWS::StepFunctions::StateMachine")
+    stmts = statements(t, sm["Properties"]["RoleArn"]["Fn::GetAtt"][0])
+    states = [s for s in stmts if any(a.startswith("states:") for a in actions_of(s))]
+    assert {a for s in states for a in actions_of(s)} == {"states:StartExecution", "states:DescribeExecution",
+                                                         "states:StopExecution"}
+    [start] = [s for s in states if "states:StartExecution" in actions_of(s)]
+    assert actions_of(start) == {"states:StartExecution"} and start["Resource"] == {"Ref": sm_lid}
+    [children] = [s for s in states if "states:DescribeExecution" in actions_of(s)]
+    resource = json.dumps(children["Resource"])
+    assert ":execution:" in resource and json.dumps({"Fn::GetAtt": [sm_lid, "Name"]}) in resource and "/*" in resource
+    s3_statements = [s for s in stmts if any(a.startswith("s3:") for a in actions_of(s))]
+    by_resource = {re.findall(r'"(/[^"]*)"', json.dumps(s["Resource"]))[-1]: actions_of(s) for s in s3_statements}
+    assert by_resource == {
+        "/runs/*/results/*": {"s3:PutObject"},  # the `Record ... failure` states
+        "/runs/*/stages/*": {"s3:GetObject"},  # ItemReader
+        "/map-runs/*": {"s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"},
+    }, by_resource
+    assert len(s3_statements) == 3
 
 
 # --- functions -----------------------------------------------------------------------------------------------------
@@ -340,11 +367,20 @@ def test_asl_validator_accepts_the_file_and_the_synthesized_definition(definitio
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+# statelint 3.1.0 predates `ReaderConfig.InputType`, which an ItemReader reading one JSON object from S3
+# needs (`arn:aws:states:::s3:getObject`; asl-validator and cfn-lint know it, and moto reads the object as
+# text without it). That one finding, once per Distributed Map, is all it may report.
+STATELINT_UNKNOWN_FIELD = re.compile(r'Field "InputType" not allowed in State Machine\..*\.ItemReader\.ReaderConfig')
+
+
 def test_statelint_accepts_the_file_and_the_synthesized_definition(definition_files: list[Path]) -> None:
     cmd = statelint()
+    readers = len(re.findall(r'"ItemReader"', definition_files[0].read_text()))
     for path in definition_files:
         result = run_tool([*cmd, str(path)], tool="statelint")
-        assert result.returncode == 0, result.stdout + result.stderr
+        lines = [line.strip() for line in result.stdout.splitlines()[1:] if line.strip()]
+        other = [line for line in lines if not STATELINT_UNKNOWN_FIELD.fullmatch(line)]
+        assert result.returncode == 0 or (not other and len(lines) == readers), result.stdout + result.stderr
 
 
 def test_cfn_lint_accepts_the_template(synth: tuple[Any, Template, Path]) -> None:

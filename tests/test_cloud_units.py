@@ -37,7 +37,7 @@ def test_waves_follow_dependencies_and_batches_follow_pipeline_folders(tmp_path:
         images:
           - {id: base, from: sofa, edits: [{upscale-fast: {}}]}
           - {id: cut, from: base, edits: [{remove-background: {}}]}
-          - {id: other, from: sofa, edits: [{upscale-fast: {}}]}
+          - {id: other, from: mask, edits: [{upscale-fast: {}}]}  # not base's chain: that would wait for base
         videos:
           - id: chain
             continuity: last-frame
@@ -162,3 +162,66 @@ def test_clips_that_all_wait_for_images_never_run_with_the_images(tmp_path: Path
     first, later = cloud.clip_waves(plan, max_batch=8)
     assert first == ()
     assert [[b.id for b in w] for w in later] == [["w1-cogvideox-5b-i2v-01"]]
+
+
+class _ManifestBucket:
+    """The one S3 call the plan step makes for a manifest without assets."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def get_object(self, **_: object) -> dict[str, object]:
+        import io
+
+        return {"Body": io.BytesIO(self.text.encode())}
+
+
+def large_plan_run(tmp_path: Path, *, videos: int, distributed_over: int | None) -> tuple[dict, Path]:
+    """plan_run on a generated campaign of `videos` one-shot videos: 3 jobs each (enhance, clip, video)."""
+    from pipeline.store import LocalStore
+
+    shots = "\n".join(f"  - {{id: v{i:04d}, shots: [{{prompt: 'Shot number {i}.'}}]}}" for i in range(videos))
+    text = f"campaign: large-launch\ndefaults: {{video: {{frames: 9, steps: 2}}}}\nvideos:\n{shots}\n"
+    settings = cloud.CloudSettings(enhancer="passthrough", images="local", video="preview", clips_per_batch=8)
+    out = tmp_path / "out"
+    summary = cloud.plan_run({"bucket": "in", "key": "manifests/large.yaml"}, run_id="large-run", started=0.0,
+                             store=LocalStore(out), s3=_ManifestBucket(text), settings=settings, workdir=tmp_path / "w",
+                             distributed_over=distributed_over)
+    return summary, out
+
+
+def test_a_large_plan_writes_its_stage_lists_to_s3_and_the_state_carries_only_a_summary(tmp_path: Path) -> None:
+    summary, out = large_plan_run(tmp_path, videos=1000, distributed_over=None)  # default threshold: 500
+    assert set(summary) == set(cloud.PLAN_SUMMARY_FIELDS)
+    state = json.dumps(summary)
+    assert len(state) < 2_000, len(state)  # 3,000 jobs, not one id in the state
+    assert "v0001" not in state
+    prefix = "runs/large-launch/large-run/"
+    stages = summary["stages"]
+    assert stages["enhance"] == {"mode": "distributed", "count": 1000, "key": prefix + "stages/enhance.json"}
+    assert stages["clips"] == {"mode": "distributed", "count": 1000, "key": prefix + "stages/clips.json"}
+    assert stages["videos"] == {"mode": "distributed", "count": 1000, "key": prefix + "stages/videos.json"}
+    assert stages["images"] == {"mode": "inline", "count": 0} and stages["waiting_clips"] == {"mode": "inline", "count": 0}
+    assert all(summary[k] == [] for k in ("enhance", "image_waves", "clip_batches", "clip_waves", "videos"))
+    # the lists the Distributed Maps' ItemReaders read: every job once, in small items
+    enhance = json.loads((out / stages["enhance"]["key"]).read_text())
+    assert len(enhance) == 1000 and all(set(e) == {"job_id"} and e["job_id"].startswith("enhance:") for e in enhance)
+    batches = json.loads((out / stages["clips"]["key"]).read_text())
+    assert all(set(b) == {"batch", "jobs"} and 1 <= len(b["jobs"]) <= 8 for b in batches)
+    assert len({j for b in batches for j in b["jobs"]}) == 1000
+    assert json.loads((out / stages["videos"]["key"]).read_text())[-1] == {"job_id": "video:v0999"}
+    assert (out / prefix / "plan.json").is_file()
+
+
+def test_small_stages_stay_inline_until_the_state_budgets_move_the_largest_to_s3(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    summary, out = large_plan_run(tmp_path, videos=40, distributed_over=40)  # 40 jobs a stage: not over 40
+    assert {s["mode"] for s in summary["stages"].values()} == {"inline"}
+    assert len(summary["enhance"]) == 40 and not (out / "runs/large-launch/large-run/stages").exists()
+    # past the inline jobs budget (the history's 25,000 events), the largest stages go distributed first
+    monkeypatch.setattr(cloud, "INLINE_JOBS_BUDGET", 50)
+    summary, _ = large_plan_run(tmp_path, videos=40, distributed_over=500)
+    modes = {name: s["mode"] for name, s in summary["stages"].items() if s["count"]}
+    assert sorted(modes.values()) == ["distributed", "distributed", "inline"], modes  # 40 inline jobs <= 50
+    [inline] = [name for name, mode in modes.items() if mode == "inline"]
+    assert summary["stages"][inline] == {"mode": "inline", "count": 40}

@@ -15,6 +15,7 @@ from moto import mock_aws
 
 from fake_aws.container import preview_container
 from fake_aws.stepfunctions import MOTO_CONFIG, LambdaCalls, route_lambdas, route_sagemaker, substitute, wait_for
+from pipeline.cloud import DEFAULT_DISTRIBUTED_THRESHOLD
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL_PATH = ROOT / "state_machines" / "campaign.asl.json"
@@ -31,10 +32,12 @@ FUNCTIONS = {"Plan": "plan", "Enhance": "enhance", "Image": "image", "Assemble":
              "PrepareBatch": "prepare_batch", "CollectBatch": "collect_batch", "Report": "report"}
 
 
-def substitutions(*, job_concurrency: int = 4, gpu_concurrency: int = 2) -> dict[str, str]:
+def substitutions(*, job_concurrency: int = 4, gpu_concurrency: int = 2,
+                  distributed_over: int = DEFAULT_DISTRIBUTED_THRESHOLD) -> dict[str, str]:
     subs = {f"{name}FunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:campaign-{module.replace('_', '-')}"
             for name, module in FUNCTIONS.items()}
-    subs.update(OutputBucket=OUTPUT_BUCKET, JobConcurrency=str(job_concurrency), GpuConcurrency=str(gpu_concurrency))
+    subs.update(OutputBucket=OUTPUT_BUCKET, JobConcurrency=str(job_concurrency), GpuConcurrency=str(gpu_concurrency),
+                DistributedMapThreshold=str(distributed_over))
     return subs
 
 
@@ -118,8 +121,11 @@ class Cloud:
 
 
 @contextmanager
-def moto_cloud(*, job_concurrency: int = 4, gpu_concurrency: int = 2) -> Iterator[Cloud]:
-    """Buckets and the state machine on moto; the caller sets lambda_env() and resets tasks._runtime."""
+def moto_cloud(*, job_concurrency: int = 4, gpu_concurrency: int = 2,
+               distributed_over: int = DEFAULT_DISTRIBUTED_THRESHOLD) -> Iterator[Cloud]:
+    """Buckets and the state machine on moto; the caller sets lambda_env() and resets tasks._runtime.
+    `distributed_over` is the stack's `distributed_map_threshold`: 0 runs every stage that has items as a
+    Distributed Map reading its items from S3 (moto runs those as shipped, see test_cloud_moto_canary.py)."""
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
     with ExitStack() as stack:
         stack.enter_context(mock_aws(config=MOTO_CONFIG))
@@ -129,7 +135,8 @@ def moto_cloud(*, job_concurrency: int = 4, gpu_concurrency: int = 2) -> Iterato
         s3.put_bucket_versioning(Bucket=INPUT_BUCKET, VersioningConfiguration={"Status": "Enabled"})
         sfn = boto3.client("stepfunctions", region_name=REGION)
         definition = substitute(ASL_PATH.read_text(), substitutions(job_concurrency=job_concurrency,
-                                                                    gpu_concurrency=gpu_concurrency))
+                                                                    gpu_concurrency=gpu_concurrency,
+                                                                    distributed_over=distributed_over))
         arn = sfn.create_state_machine(name="campaign", definition=definition,
                                        roleArn=f"arn:aws:iam::{ACCOUNT}:role/campaign-states")["stateMachineArn"]
         yield Cloud(s3, sfn, arn)

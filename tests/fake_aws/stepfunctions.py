@@ -13,6 +13,12 @@ it cannot do are replaced here (reference/toolchain.md, "Executing the state mac
    on failure.
 
 These touch moto internals, so moto is pinned exactly and `test_cloud_moto_canary.py` checks them.
+
+Distributed Maps need no routing: moto runs them as shipped (ItemReader `s3:getObject` on its S3, child
+executions through the same interpreter, so the routed Lambdas and SageMaker apply there too, a
+ResultWriter that writes the Map Run's manifest). Two differences from AWS shape the ASL (the canary
+checks both): an integer `ToleratedFailurePercentage` does not parse, and a ResultWriter's `Prefix.$` is
+evaluated against the results.
 """
 
 from __future__ import annotations
