@@ -10,9 +10,8 @@ from constructs import Construct
 
 ACCESS_LOG_EXPIRY_DAYS = 365
 NONCURRENT_MANIFEST_DAYS = 90  # older manifest versions; a run reads its version when it starts
-
-
 MAP_RUN_EXPIRY_DAYS = 14  # Distributed Map result files are kept for inspecting a run, then removed
+
 
 class CampaignBuckets(Construct):
     """Encrypted (SSE-S3), TLS-only, public access blocked, access-logged buckets; kept on `cdk destroy`."""
