@@ -30,6 +30,12 @@ def _backend_flags(p: argparse.ArgumentParser) -> None:
                    help="settings for --video sagemaker (role_arn, image_uri, bucket, models_s3_uri, instance_type, ...)")
 
 
+def _video_models() -> list[str]:
+    from pipeline.catalog import VIDEO_MODELS
+
+    return list(VIDEO_MODELS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="campaign", description="Batch content production from a YAML campaign manifest.")
     p.add_argument("--version", action="version", version=f"campaign {__version__}")
@@ -55,9 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("enhance", help="enhance one prompt and show it with its token count")
     e.add_argument("prompt")
-    e.add_argument("--enhancer", default=None, help="passthrough (default) or bedrock")
+    e.add_argument("--enhancer", default=None, choices=["passthrough", "smollm", "bedrock"],
+                   help="passthrough (default), smollm or bedrock")
     e.add_argument("--enhancer-model", default=None)
-    e.add_argument("--model", default=None, help="video model whose token limit applies (default: the default model)")
+    e.add_argument("--model", default=None, choices=sorted(_video_models()),
+                   help="video model whose token limit applies (default: the default model)")
 
     s = sub.add_parser("submit", help="upload a manifest and its assets to the input bucket (starts the cloud run)")
     s.add_argument("manifest", type=Path, metavar="MANIFEST")
