@@ -152,8 +152,27 @@ def _plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     campaign = load_manifest(args.manifest)
     backends = _backends(args, enhancer_model=campaign.enhancer_model)
     keys = KeySource(enhancer=backends.enhancer.identity(), images=backends.images.identity, video=backends.video.identity)
-    plan = build_plan(campaign, keys, backends=backends.names())
+    plan = build_plan(campaign, keys, backends=backends.names(), s3_etags=_s3_etags(campaign))
     return campaign, backends, plan
+
+
+def _s3_etags(campaign: Any) -> dict[str, str]:
+    """The current version of each s3:// asset: its outputs are keyed by it, so a changed object is re-made."""
+    uris = {a.id: a.uri for a in campaign.assets.values() if a.uri}
+    if not uris:
+        return {}
+    import boto3
+
+    from pipeline.store import s3_etag
+
+    client = boto3.client("s3")
+    etags = {}
+    for aid, uri in uris.items():
+        try:
+            etags[aid] = s3_etag(client, uri)
+        except Exception as exc:
+            raise BackendUnavailable(f"asset {aid!r}: cannot read {uri}: {exc}") from exc
+    return etags
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

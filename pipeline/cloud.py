@@ -30,7 +30,7 @@ from pipeline.backends.base import ClipOutcome, ClipRequest
 from pipeline.errors import BackendUnavailable, JobFailed, ManifestInvalid, Problem
 from pipeline.plan import Job, KeySource, Plan, build_plan
 from pipeline.report import run_prefix
-from pipeline.store import Store, parse_s3_uri
+from pipeline.store import Store
 
 RUN_DOCUMENT_VERSION = 1
 EXECUTION_NAME_MAX = 80  # Step Functions
@@ -597,12 +597,12 @@ def _fetch_relative_asset(s3: Any, bucket: str, manifest_key: str, loc: str, roo
 
 
 def _head_asset(s3: Any, uri: str, etags: dict[str, str], aid: str) -> str | None:
+    from pipeline.store import s3_etag
+
     try:
-        bucket, key = parse_s3_uri(uri)
-        head = s3.head_object(Bucket=bucket, Key=key)
+        etags[aid] = s3_etag(s3, uri)
     except Exception as exc:  # noqa: BLE001 - reported as a located manifest problem
         return f"asset {uri} cannot be read by the pipeline ({_client_error_code(exc)})"
-    etags[aid] = str(head.get("ETag", "")).strip('"')
     return None
 
 

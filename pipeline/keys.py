@@ -12,7 +12,7 @@ KEY_CHARS = 32
 
 
 def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str, allow_nan=False)
 
 
 def content_key(kind: str, *, params: Any, inputs: list[str] | tuple[str, ...] = (), backend: str) -> str:

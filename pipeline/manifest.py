@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ import jsonschema
 
 from pipeline import catalog
 from pipeline.errors import ManifestInvalid, Problem
-from pipeline.schema import MAX_CROSSFADE_S, load_schema
+from pipeline.schema import load_schema
 from pipeline.yamlsrc import Source, load_file, load_text
 
 DEFAULT_ENHANCE = True
@@ -375,7 +376,7 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
         vpath: tuple[Any, ...] = ("videos", i)
         shots: list[Any] = vid["shots"] if isinstance(vid.get("shots"), list) else []
         continuity = vid.get("continuity") == "last-frame"
-        durations: list[float] = []
+        clip_frames: list[tuple[int, int]] = []  # (frames, fps) per shot, when both are known
         for j, shot in enumerate(shots):
             if not isinstance(shot, dict):
                 continue
@@ -389,7 +390,9 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
                 where = spath + ("frames",) if "frames" in shot else ("defaults", "video", "frames")
                 problems.append(src.problem(where, f"{model.name} cannot make {frames} frames: the rule is {model.frames_rule()}"))
             elif isinstance(frames, int):
-                durations.append(frames / model.fps)
+                clip_frames.append((frames, model.fps))
+            if isinstance(shot.get("prompt"), str) and not shot["prompt"].strip():
+                problems.append(src.problem(spath + ("prompt",), "the prompt is blank; describe what the clip shows"))
             if "image" in shot:
                 check_image_ref(spath + ("image",), shot["image"])
             needs_i2v = "image" in shot or (continuity and j > 0)
@@ -404,13 +407,10 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
         if vid.get("color_match") is True and not continuity:
             problems.append(src.problem(vpath + ("color_match",), "color_match only applies with continuity: last-frame"))
         trans = vid.get("transition")
-        if isinstance(trans, dict) and isinstance(trans.get("crossfade"), (int, float)) and durations:
-            xf = float(trans["crossfade"])
-            shortest = min(durations)
-            if len(durations) > 1 and xf * 2 > shortest:
-                problems.append(src.problem(vpath + ("transition", "crossfade"),
-                                            f"a {xf:g} s crossfade is longer than half the shortest clip ({shortest:g} s); "
-                                            f"at most {shortest / 2:g} s fits (limit {MAX_CROSSFADE_S:g} s)"))
+        if isinstance(trans, dict) and isinstance(trans.get("crossfade"), (int, float)) and len(clip_frames) > 1:
+            msg = crossfade_problem(float(trans["crossfade"]), clip_frames)
+            if msg:
+                problems.append(src.problem(vpath + ("transition", "crossfade"), msg))
         audio = vid.get("audio")
         if isinstance(audio, dict) and isinstance(audio.get("asset"), str):
             ref = audio["asset"]
@@ -419,6 +419,28 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
             elif isinstance(assets[ref], str) and not assets[ref].lower().endswith(AUDIO_EXTENSIONS):
                 problems.append(src.problem(vpath + ("audio", "asset"), f"{ref!r} is not an audio file ({', '.join(AUDIO_EXTENSIONS)})"))
     return problems
+
+
+def _half_up(x: float) -> int:
+    return math.floor(x + 0.5)
+
+
+def crossfade_problem(seconds: float, clips: list[tuple[int, int]]) -> str | None:
+    """Whether a crossfade fits every clip, counted in whole frames the way assembly counts them: the video
+    runs at the first clip's fps, a crossfade is round-half-up(seconds * fps) frames, and a middle clip gives
+    frames to two crossfades."""
+    rate = clips[0][1]
+    k = _half_up(seconds * rate)
+    room = []
+    for i, (frames, fps) in enumerate(clips):
+        n = frames if fps == rate else max(1, _half_up(frames * rate / fps))
+        sides = (i > 0) + (i < len(clips) - 1)
+        room.append(n // sides)
+    fits = min(room)
+    if k <= fits:
+        return None
+    return (f"a {seconds:g} s crossfade is {k} frames at {rate} fps, more than the shortest clip can give "
+            f"({fits} frames a side); at most {fits / rate:g} s fits")
 
 
 def _cycles(deps: dict[str, list[str]]) -> list[list[str]]:

@@ -62,6 +62,7 @@ class AssetRef:
     uri: str | None  # s3://
     digest: str
     is_audio: bool
+    etag: str | None = None  # s3:// assets: the version the plan's keys were made from
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,8 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
     """Every job of the campaign with its content key. Pure: the same inputs give the same plan."""
     assets = {
         a.id: AssetRef(a.id, a.location, str(a.path) if a.path else None, a.uri,
-                       asset_digest(a.path, a.uri, s3_etag=(s3_etags or {}).get(a.id)), a.is_audio)
+                       asset_digest(a.path, a.uri, s3_etag=(s3_etags or {}).get(a.id)), a.is_audio,
+                       (s3_etags or {}).get(a.id))
         for a in campaign.assets.values()
     }
     jobs: list[Job] = []

@@ -46,6 +46,16 @@ def fit_prompt(text: str, max_tokens: int) -> FittedPrompt:
             lo = mid
         else:
             hi = mid - 1
+    if lo == 0:  # one "word" alone is over the limit (text without spaces): cut by characters instead
+        chars, chars_hi = 0, len(words[0])
+        while chars < chars_hi:
+            mid = (chars + chars_hi + 1) // 2
+            if estimate_tokens(words[0][:mid]) <= max_tokens:
+                chars = mid
+            else:
+                chars_hi = mid - 1
+        cut = words[0][:chars]
+        return FittedPrompt(cut, estimate_tokens(cut), True, original)
     cut = " ".join(words[:lo])
     sentence_end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
     if sentence_end > len(cut) * 0.6:

@@ -175,9 +175,16 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
 
 
 def write_run(plan: Plan, results: list[JobResult], store: Store, *, run_id: str, started: float,
-              finished: float, cost: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Give the run's outputs their names, then write report.json and report.html (always, also on failure)."""
+              finished: float, cost: dict[str, Any] | None = None, interrupted: bool = False) -> dict[str, Any]:
+    """Give the run's outputs their names, then write report.json and report.html (always, also on failure).
+    An interrupted run reports the jobs that finished; the rest are `not-run`."""
     report = build_report(plan, results, run_id=run_id, started=started, finished=finished, store=store, cost=cost)
+    if interrupted:
+        produced = any(r.ok and r.kind in ("video", "image") for r in results)
+        report["status"] = "partial" if produced else "failed"
+        report["errors"].insert(0, {"job": "run", "error": "Interrupted",
+                                    "message": f"stopped after {len(results)} of {len(plan.jobs)} job(s); "
+                                               "run again to finish (done work is kept)"})
     prefix = report["prefix"]
     copies = report.pop("_copies")
     asset_copies = report.pop("_asset_copies")

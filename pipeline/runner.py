@@ -66,13 +66,25 @@ class Progress:
             bar.close()
 
 
+class RunInterrupted(Exception):
+    """Ctrl-C during a run: carries the results of the jobs that finished, so a report can still be written."""
+
+    def __init__(self, results: list[JobResult]) -> None:
+        super().__init__(f"interrupted after {len(results)} job(s)")
+        self.results = results
+
+
 def run_plan(plan: Plan, store: Store, backends: Backends, *, workdir: Path, workers: int = 2,
              progress: Progress | None = None, on_result: Callable[[JobResult], None] | None = None) -> list[JobResult]:
-    """Execute every job once its dependencies are done. Failures skip their dependents, never the rest."""
+    """Execute every job once its dependencies are done. Failures skip their dependents, never the rest.
+
+    Clips wait briefly to fill a batch (up to the video backend's `max_batch`) while more clips of the same
+    model are only waiting for prompts or images, so a GPU backend loads its model once for many clips."""
     ctx = TaskContext(plan=plan, store=store, backends=backends, workdir=workdir)
     results: dict[str, JobResult] = {}
     remaining = {j.id: j for j in plan.jobs}
     running: dict[Future[list[JobResult]], list[Job]] = {}
+    held: dict[tuple[str, bool], list[Job]] = {}
     max_batch = max(1, int(getattr(backends.video, "max_batch", 1)))
 
     def finish(job: Job, res: JobResult) -> None:
@@ -82,9 +94,14 @@ def run_plan(plan: Plan, store: Store, backends: Backends, *, workdir: Path, wor
         if on_result:
             on_result(res)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="job") as pool:
-        while remaining or running:
-            ready: list[Job] = []
+    def more_coming(group: tuple[str, bool]) -> bool:
+        """Another clip of this group waits only on prompt or image jobs, so it will be ready soon."""
+        return any(j.kind == "clip" and _group(j) == group
+                   and all(d in results or plan.job(d).kind != "clip" for d in j.deps) for j in remaining.values())
+
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="job")
+    try:
+        while remaining or running or held:
             for job in list(remaining.values()):
                 if any(d not in results for d in job.deps):
                     continue
@@ -92,18 +109,20 @@ def run_plan(plan: Plan, store: Store, backends: Backends, *, workdir: Path, wor
                 del remaining[job.id]
                 if bad:
                     finish(job, failure(job, DependencyFailed(f"needs {bad[0]}, which {results[bad[0]].status}")))
+                elif job.kind == "clip":
+                    held.setdefault(_group(job), []).append(job)
                 else:
-                    ready.append(job)
-            if remaining and not ready and not running and not any(
-                    all(d in results for d in j.deps) for j in remaining.values()):
-                raise RuntimeError(f"job graph is stuck: {sorted(remaining)}")  # a planner bug, not user input
-            clips = [j for j in ready if j.kind == "clip"]
-            for job in ready:
-                if job.kind != "clip":
                     running[pool.submit(_run_one, job, ctx)] = [job]
-            for batch in _batches(clips, max_batch):
-                running[pool.submit(run_clip_batch, batch, ctx)] = batch
+            for group in list(held):
+                jobs = held[group]
+                while len(jobs) >= max_batch or (jobs and (not more_coming(group) or not running)):
+                    batch, jobs[:] = jobs[:max_batch], jobs[max_batch:]
+                    running[pool.submit(run_clip_batch, batch, ctx)] = batch
+                if not jobs:
+                    del held[group]
             if not running:
+                if remaining and not held:  # nothing runs and nothing can start: a planner bug, not user input
+                    raise RuntimeError(f"job graph is stuck: {sorted(remaining)}")
                 continue
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for fut in finished:
@@ -114,19 +133,19 @@ def run_plan(plan: Plan, store: Store, backends: Backends, *, workdir: Path, wor
                     batch_results = [failure(j, exc) for j in jobs]
                 for job, res in zip(jobs, batch_results, strict=True):
                     finish(job, res)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)  # queued jobs never start; running ones finish and are kept
+        raise RunInterrupted([results[j.id] for j in plan.jobs if j.id in results]) from None
+    pool.shutdown(wait=True)
     return [results[j.id] for j in plan.jobs]
+
+
+def _group(job: Job) -> tuple[str, bool]:
+    return job.params["model"], job.params["i2v"]
 
 
 def _run_one(job: Job, ctx: TaskContext) -> list[JobResult]:
     return [run_job(job, ctx)]
-
-
-def _batches(clips: list[Job], max_batch: int) -> list[list[Job]]:
-    """Clips of one model (and T2V/I2V variant) share a batch: one model load serves them all."""
-    groups: dict[tuple[str, bool], list[Job]] = {}
-    for j in clips:
-        groups.setdefault((j.params["model"], j.params["i2v"]), []).append(j)
-    return [g[i:i + max_batch] for g in groups.values() for i in range(0, len(g), max_batch)]
 
 
 def run_local(plan: Plan, backends: Backends, *, out_dir: Path, workers: int = 2, show_progress: bool = True,
@@ -143,6 +162,11 @@ def run_local(plan: Plan, backends: Backends, *, out_dir: Path, workers: int = 2
     work = Path(tempfile.mkdtemp(prefix=f".work-{os.getpid()}-", dir=out_dir))
     try:
         results = run_plan(plan, store, backends, workdir=work, workers=workers, progress=progress)
+    except RunInterrupted as stop:  # still write what was done, then let the CLI say so
+        progress.close()
+        write_run(plan, stop.results, store, run_id=run_id, started=started, finished=time.time(), cost=cost,
+                  interrupted=True)
+        raise KeyboardInterrupt from None
     finally:
         progress.close()
         shutil.rmtree(work, ignore_errors=True)

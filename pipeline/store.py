@@ -101,6 +101,10 @@ class LocalStore:
         tmp = Path(name)
         try:
             yield tmp
+            if key.startswith("cache/"):
+                # content-addressed outputs never change in place; the run folders hard-link them, so a
+                # read-only mode keeps an edit of a delivered file from silently changing the cache
+                os.chmod(tmp, 0o444)
             os.replace(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -199,3 +203,9 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
         raise ValueError(f"not an s3:// address: {uri!r}")
     bucket, _, key = uri[5:].partition("/")
     return bucket, key
+
+
+def s3_etag(client: Any, uri: str) -> str:
+    """The ETag (without quotes) of an s3:// object: what an asset's cache keys are made from."""
+    bucket, key = parse_s3_uri(uri)
+    return str(client.head_object(Bucket=bucket, Key=key).get("ETag", "")).strip('"')

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -59,6 +61,7 @@ class TaskContext:
     backends: Backends
     workdir: Path
     s3_client: Any = None  # for s3:// assets; created lazily
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def asset_path(self, asset_id: str) -> Path:
         asset = self.plan.assets[asset_id]
@@ -70,15 +73,26 @@ class TaskContext:
         assert asset.uri is not None
         dest = self.workdir / "assets" / f"{asset.digest}-{Path(asset.uri).name}"
         if not dest.is_file():
-            if self.s3_client is None:
-                import boto3
+            with self._lock:  # one boto3 client, made once: client creation is not thread-safe
+                if self.s3_client is None:
+                    import boto3
 
-                self.s3_client = boto3.client("s3")
+                    self.s3_client = boto3.client("s3")
             bucket, key = parse_s3_uri(asset.uri)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(dest.name + ".part")
-            self.s3_client.download_file(bucket, key, str(tmp))
-            tmp.replace(dest)
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+            os.close(fd)
+            try:
+                # the version planned is the version used: a changed object fails here instead of feeding
+                # new bytes into outputs keyed by the old ETag
+                condition = {"IfMatch": f'"{asset.etag}"'} if asset.etag else {}
+                body = self.s3_client.get_object(Bucket=bucket, Key=key, **condition)["Body"]
+                with open(tmp, "wb") as fh:
+                    for chunk in iter(lambda: body.read(1 << 20), b""):
+                        fh.write(chunk)
+                os.replace(tmp, dest)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
         return dest
 
 
@@ -148,7 +162,10 @@ def _cached_result(job: Job, ctx: TaskContext) -> JobResult | None:
     if not is_done(ctx.store, job):
         return None
     prov = read_provenance(ctx.store, job.kind, job.key) or {}
-    return JobResult(job.id, job.kind, job.key, "cached", job.output_key, 0.0, info=prov.get("info", {}))
+    info = prov.get("info", {})
+    if job.kind == "image" and "chain" in info:  # image provenance is per step; the job's view is its chain
+        info = _image_info(job, info["chain"])
+    return JobResult(job.id, job.kind, job.key, "cached", job.output_key, 0.0, info=info)
 
 
 def _check_deps(job: Job, ctx: TaskContext) -> None:
@@ -187,7 +204,7 @@ def enhanced_text(ctx: TaskContext, enhance_job_id: str) -> str:
 # --- images ---------------------------------------------------------------------------------------
 
 
-def _load_image(path: Path) -> Image.Image:
+def _load_image(path: Path | io.BytesIO) -> Image.Image:
     with Image.open(path) as im:
         im.load()
         has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
@@ -211,9 +228,19 @@ def resolve_image(ctx: TaskContext, ref: dict[str, str]) -> Path:
             frame = last_frame(ctx.store.materialize(clip.output_key, ctx.workdir))
             if first is not None:  # keep a long continuity video in the first clip's look
                 frame = match_colors(frame, last_frame(ctx.store.materialize(first.output_key, ctx.workdir)))
-            frame.save(dest)
+            _save_atomic(frame, dest)  # another thread may want the same frame (identical first shots)
         return dest
     raise JobFailed(f"unknown image reference {ref!r}")
+
+
+def _save_atomic(image: Image.Image, dest: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".png", dir=dest.parent)
+    os.close(fd)
+    try:
+        image.save(tmp, "PNG")
+        os.replace(tmp, dest)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _encode(image: Image.Image, ext: str) -> bytes:
@@ -251,9 +278,12 @@ def _run_image(job: Job, ctx: TaskContext) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - t0, 3), **({"extra": outcome.extra} if outcome.extra else {}),
         }
         chain.append(step_info)
+        data = _encode(current, step["ext"])
         _write_done(ctx.store, "image", step["key"], step["ext"],
-                    provenance(ctx, job, info={"step": step_info, "chain": list(chain)}),
-                    data=_encode(current, step["ext"]))
+                    provenance(ctx, job, info={"step": step_info, "chain": list(chain)}), data=data)
+        # the next step reads exactly what is stored (a lossy format changes pixels, jpeg drops alpha), so a
+        # chain resumed from the cache makes the same bytes under the same keys as one run in a single pass
+        current = _load_image(io.BytesIO(data))
     return _image_info(job, chain)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,13 +147,13 @@ def _convert(node: yaml.Node, path: Path, src: Source, budget: list[int], depth:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, path + (i,), src, budget, depth + 1) for i, item in enumerate(node.value)]
-    return _scalar(node, src)
+    return _scalar(node, src, path)
 
 
 _constructor = yaml.SafeLoader("")
 
 
-def _scalar(node: yaml.Node, src: Source) -> Any:
+def _scalar(node: yaml.Node, src: Source, path: Path) -> Any:
     try:
         value = _constructor.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
@@ -160,4 +161,7 @@ def _scalar(node: yaml.Node, src: Source) -> Any:
     # Dates and timestamps are not manifest types; keep the text so the schema can say what it expected.
     if not isinstance(value, (str, int, float, bool, type(None))):
         return str(node.value)
+    if isinstance(value, float) and not math.isfinite(value):  # .nan / .inf compare false against every range
+        raise ManifestInvalid([Problem(src.file, node.start_mark.line + 1, node.start_mark.column + 1,
+                                       format_path(path), f"{node.value!r} is not a finite number")])
     return value

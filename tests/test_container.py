@@ -307,7 +307,7 @@ def test_diffusers_backend_runs_generate_in_process_and_loads_once(models, tmp_p
         assert outcome.timings["denoise_decode_s"] > 0
     assert outcomes[4].path is None and "gone.png" in outcomes[4].error and outcomes[4].error_type == "JobError"
     identity = backend.identity("cogvideox-5b")
-    assert re.fullmatch(r"diffusers/cogvideox-5b@[0-9a-f]{16}\+i2v@[0-9a-f]{16}", identity)
+    assert re.fullmatch(r"diffusers/cogvideox-5b@[0-9a-f]{16}\+i2v@[0-9a-f]{16}/cpu-fp32", identity)
 
 
 # --- SageMaker: the request, batching, names --------------------------------------------------------

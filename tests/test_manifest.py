@@ -73,9 +73,10 @@ def test_validate_many_files_exit_code(example_manifest: Path, capsys: pytest.Ca
         (b"a: &a [x]\nb: {<<: *a}\n", "merge keys"),
         (b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nests too deeply"),
         (b"campaign: x\n---\ncampaign: y\n", "invalid YAML"),
+        (b"campaign: nan-guidance\ndefaults:\n  video: {guidance: .nan}\n", "3:21: error: defaults.video.guidance: '.nan' is not a finite number"),
     ],
     ids=["empty", "comment-only", "list", "scalar", "binary", "nul", "syntax", "duplicate-key", "merge-key", "deep",
-         "two-documents"],
+         "two-documents", "nan"],
 )
 def test_hostile_or_broken_input_is_a_clear_error(tmp_path: Path, content: bytes, message: str,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
@@ -118,19 +119,32 @@ def test_missing_file_and_directory(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "is a directory" in out
 
 
-def test_crossfade_longer_than_half_a_clip(write_campaign) -> None:  # type: ignore[no-untyped-def]
+def test_crossfade_longer_than_a_middle_clip_can_give(write_campaign) -> None:  # type: ignore[no-untyped-def]
     path = write_campaign("""\
         campaign: xfade
         videos:
           - id: v
             transition: {crossfade: 2.0}
-            shots: [{prompt: a, frames: 25}, {prompt: b}]
+            shots: [{prompt: a}, {prompt: b, frames: 25}, {prompt: c}]
         """)
     with pytest.raises(ManifestInvalid) as exc:
         load_manifest(path)
     [p] = exc.value.problems
     assert (p.line, p.path) == (4, "videos[0].transition.crossfade")
-    assert "at most 1.5625 s fits" in p.message
+    assert "a 2 s crossfade is 16 frames at 8 fps" in p.message and "at most 1.5 s fits" in p.message
+
+
+def test_crossfade_is_checked_in_whole_frames_as_assembly_counts_them(write_campaign) -> None:  # type: ignore[no-untyped-def]
+    text = """\
+        campaign: xfade-frames
+        videos:
+          - id: v
+            transition: {crossfade: XF}
+            shots: [{prompt: a, frames: 9}, {prompt: b, frames: 9}, {prompt: c, frames: 9}]
+        """
+    load_manifest(write_campaign(text.replace("XF", "0.5")))  # 4 frames a side of the 9-frame middle clip
+    with pytest.raises(ManifestInvalid, match="at most 0.5 s fits"):
+        load_manifest(write_campaign(text.replace("XF", "0.5625")))  # rounds to 5 frames: 10 > 9
 
 
 def test_continuity_forbids_explicit_start_image_after_first_shot(write_campaign) -> None:  # type: ignore[no-untyped-def]
@@ -177,3 +191,16 @@ def test_ids_that_are_unsafe_for_paths_are_rejected(write_campaign) -> None:  # 
 )
 def test_schedule_expressions(expr: str, ok: bool) -> None:
     assert (schedule_problem(expr) is None) is ok, schedule_problem(expr)
+
+
+def test_blank_prompt_is_a_validation_error(write_campaign) -> None:  # type: ignore[no-untyped-def]
+    path = write_campaign("""\
+        campaign: blank
+        videos:
+          - id: v
+            shots: [{prompt: "   "}]
+        """)
+    with pytest.raises(ManifestInvalid) as exc:
+        load_manifest(path)
+    assert [(p.path, p.message) for p in exc.value.problems] == [
+        ("videos[0].shots[0].prompt", "the prompt is blank; describe what the clip shows")]

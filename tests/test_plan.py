@@ -127,3 +127,9 @@ def test_identical_shots_and_chains_are_made_once(write_campaign, tmp_path: Path
     status = {r["job"]: r["status"] for r in report["job_results"]}
     assert status["clip:two/01"] == "cached" and status["image:b"] == "cached"
     assert status["clip:one/01"] == "executed" and status["image:a"] == "executed"
+
+
+def test_text_without_spaces_is_trimmed_by_characters() -> None:
+    text = "日本語の長いプロンプト" * 40
+    fitted = fit_prompt(text, 226)
+    assert fitted.trimmed and fitted.text and text.startswith(fitted.text) and fitted.tokens <= 226

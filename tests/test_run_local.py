@@ -184,3 +184,33 @@ def test_kill_9_mid_run_then_resume(example_manifest: Path, tmp_path: Path) -> N
     assert report["jobs"]["cached"] >= 2 and report["jobs"]["executed"] >= 1
     assert len(finished_before) >= 2
     assert not list(out.rglob(f"*{TMP_MARK}*")) and not list(out.glob(".work-*"))
+
+
+def test_s3_assets_are_keyed_by_their_version(write_campaign, tmp_path: Path, offline_aws: None,  # type: ignore[no-untyped-def]
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    sofa = (Path(__file__).resolve().parents[1] / "manifests" / "assets" / "sofa.png").read_bytes()
+    path = write_campaign("""\
+        campaign: s3-assets
+        assets: {sofa: s3://campaign-assets/products/sofa.png}
+        images:
+          - {id: big, from: sofa, edits: [{upscale-fast: {}}]}
+        """)
+    out = tmp_path / "out"
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="campaign-assets")
+        s3.put_object(Bucket="campaign-assets", Key="products/sofa.png", Body=sofa)
+        assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+        assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+        report, _ = read_report(out, "s3-assets")
+        assert report["jobs"]["cached"] == 1  # unchanged object: nothing re-made
+        s3.put_object(Bucket="campaign-assets", Key="products/sofa.png", Body=sofa + b"\0")  # a new version
+        assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+        report, run_dir = read_report(out, "s3-assets")
+        assert report["jobs"]["executed"] == 1
+        with Image.open(run_dir / report["images"][0]["path"]) as im:
+            assert im.size == (2560, 1708)

@@ -51,3 +51,14 @@ def test_sweep_removes_temp_files_of_dead_processes_only(tmp_path: Path) -> None
     live.write_bytes(b"in progress")
     assert LocalStore(tmp_path).sweep_temp() == 1
     assert not stale.exists() and live.exists()
+
+
+def test_cache_outputs_are_read_only_and_run_copies_share_them(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.write_bytes("cache/video/k.mp4", b"video")
+    store.copy("cache/video/k.mp4", "runs/c/r/videos/v.mp4")
+    delivered = tmp_path / "runs/c/r/videos/v.mp4"
+    assert not os.access(tmp_path / "cache/video/k.mp4", os.W_OK) or os.geteuid() == 0
+    assert (delivered.stat().st_mode & 0o222) == 0  # editing it in place fails instead of changing the cache
+    store.write_bytes("cache/video/k.mp4", b"video again")  # the store itself can still replace an entry
+    assert store.read_bytes("cache/video/k.mp4") == b"video again"

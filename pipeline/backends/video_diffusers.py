@@ -7,6 +7,7 @@ so the dependency points this way), which loads each pipeline folder once per `r
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import sys
@@ -47,13 +48,25 @@ def load_generate_module() -> ModuleType:
         return module
 
 
+def _precision() -> str:
+    """What numbers the model will run in here: bf16 models fall back to fp16 on GPUs without bf16, and to
+    fp32 on a CPU, and the clips differ accordingly."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu-fp32"
+    return "cuda-bf16" if torch.cuda.is_bf16_supported() else "cuda-fp16"
+
+
 class DiffusersVideoBackend:
     """Renders clips in-process from `models_dir/<model>` and `models_dir/<model>-i2v` pipeline folders."""
 
     name = "diffusers"
 
-    def __init__(self, models_dir: Path, *, compile_transformer: bool = False, memory_mode: str | None = None) -> None:
+    def __init__(self, models_dir: Path, *, compile_transformer: bool = False, memory_mode: str | None = None,
+                 max_batch: int = 16) -> None:
         self.models_dir = Path(models_dir)
+        self.max_batch = max_batch  # clips per render call: the runner fills batches so the model loads once
         self.compile_transformer = compile_transformer
         self.memory_mode = memory_mode
         self._lock = threading.Lock()  # one GPU: batches from a thread pool run one after another
@@ -65,12 +78,18 @@ class DiffusersVideoBackend:
         for folder, label in ((model, ""), (model + I2V_SUFFIX, "i2v")):
             path = self.models_dir / folder
             if (path / "model_index.json").is_file():
-                digest = generate.folder_identity(path)["sha256"][:16]
-                parts.append(f"{label}@{digest}" if label else f"@{digest}")
+                digest = hashlib.sha256(generate.folder_identity(path)["sha256"].encode())
+                # the weights themselves: name, size and modification time of every weights file (hashing
+                # gigabytes per run would cost more than it saves; replacing weights re-makes the clips)
+                for weights in sorted(p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt")):
+                    st = weights.stat()
+                    digest.update(f"{weights.relative_to(path).as_posix()}:{st.st_size}:{st.st_mtime_ns}".encode())
+                tag = digest.hexdigest()[:16]
+                parts.append(f"{label}@{tag}" if label else f"@{tag}")
         if not parts:
             raise BackendUnavailable(f"no pipeline folder for model {model!r} in {self.models_dir} "
                                      f"(expected {self.models_dir / model}/model_index.json)")
-        return f"diffusers/{model}" + "+".join(parts)
+        return f"diffusers/{model}" + "+".join(parts) + f"/{_precision()}"
 
     def render(self, requests: Sequence[ClipRequest], out_dir: Path) -> list[ClipOutcome]:
         if not requests:
