@@ -8,6 +8,7 @@ first use from the standard AWS configuration (profile, AWS_REGION, AWS_ENDPOINT
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -81,18 +82,20 @@ class SageMakerVideoBackend:
         self.poll_s = poll_s
         self._session = session
         self._clients: dict[str, Any] = {}
+        self._client_lock = threading.Lock()
         self.log = log
 
     # Clients on first use, never at import or construction: a missing region or credential shows up
     # where it is needed, with boto3's own message.
     def _client(self, service: str) -> Any:
-        if service not in self._clients:
-            if self._session is None:
-                import boto3
+        with self._client_lock:  # the runner's threads may ask at once; boto3 sessions are not thread-safe
+            if service not in self._clients:
+                if self._session is None:
+                    import boto3
 
-                self._session = boto3.session.Session()
-            self._clients[service] = self._session.client(service)
-        return self._clients[service]
+                    self._session = boto3.session.Session()
+                self._clients[service] = self._session.client(service)
+            return self._clients[service]
 
     @property
     def sagemaker(self) -> Any:
