@@ -226,14 +226,26 @@ def run_batch(
         loads.append({"folder": folder, "ok": True, "load_s": loaded.load_s, "memory_mode": loaded.memory_mode,
                       "jobs": len(group), "identity": loaded.identity})
 
-        # 4. Render its jobs one by one; each writes <key>.mp4 + <key>.json or its failure.
+        # 4. Render its jobs one by one; each writes <key>.mp4 + <key>.json or its failure. The memory mode
+        #    was chosen from estimates: a clip that runs out of GPU memory steps the mode down once (tiling,
+        #    then model offload) and is tried again, and the clips after it keep the safer mode.
         for job in group:
-            try:
-                results.append(render_clip(loaded, job, out_dir, environment, log=log))
-            except Exception as exc:  # noqa: BLE001 - one failed clip never stops the batch
-                results.append(record_failure(job, exc, out_dir, environment, stage="render", log=log,
-                                              loaded=loaded))
-                release_memory()  # after a CUDA out-of-memory the next clip starts from a clean cache
+            while True:
+                try:
+                    results.append(render_clip(loaded, job, out_dir, environment, log=log))
+                except torch.cuda.OutOfMemoryError as exc:
+                    release_memory()
+                    before = loaded.memory_mode
+                    if step_down_memory_mode(loaded):
+                        log(f"{job.key}: out of GPU memory in memory mode {before}; retrying in {loaded.memory_mode}")
+                        continue
+                    results.append(record_failure(job, exc, out_dir, environment, stage="render", log=log,
+                                                  loaded=loaded))
+                except Exception as exc:  # noqa: BLE001 - one failed clip never stops the batch
+                    results.append(record_failure(job, exc, out_dir, environment, stage="render", log=log,
+                                                  loaded=loaded))
+                    release_memory()  # the next clip starts from a clean cache
+                break
 
         # 5. Release the pipeline before the next folder loads.
         del loaded
@@ -403,6 +415,27 @@ def setup_pipeline(
                           memory_mode=mode, compiled=compile_transformer, identity=identity, load_s=0.0,
                           setup={"memory": memory, "scheduler": scheduler_class.__name__,
                                  "use_dynamic_cfg": settings.dynamic_cfg})
+
+
+# After a CUDA out-of-memory error: the next safer placement (sequential offload is left to --memory-mode:
+# switching an offloaded pipeline's hooks mid-batch is not something diffusers promises to support).
+SAFER_MODE = {"none": "vae-tiling", "vae-tiling": "model-offload"}
+
+
+def step_down_memory_mode(loaded: LoadedPipeline) -> bool:
+    """Move `loaded` to the next safer memory mode; False when there is none to move to."""
+    safer = SAFER_MODE.get(loaded.memory_mode)
+    if safer is None:
+        return False
+    pipe = loaded.pipe
+    if safer == "vae-tiling":
+        pipe.vae.enable_tiling()
+        pipe.vae.enable_slicing()
+    else:
+        pipe.enable_model_cpu_offload()
+    loaded.setup.setdefault("memory_mode_changes", []).append(f"{loaded.memory_mode} -> {safer} after out of memory")
+    loaded.memory_mode = safer
+    return True
 
 
 def choose_memory_mode(pipe: Any, *, device: str, jobs: Sequence[Job], requested: str | None) -> tuple[str, dict[str, Any]]:

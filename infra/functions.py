@@ -37,7 +37,8 @@ class TaskSpec:
 
 
 TASKS = (
-    TaskSpec("plan", "Plan campaign: manifest from S3, validate, plan, write the plan", 1024, 120),
+    # plan hashes every relative asset: room for a large asset folder and a slow read
+    TaskSpec("plan", "Plan campaign: manifest from S3, validate, plan, write the plan", 1024, 600, ephemeral_mb=4096),
     TaskSpec("enhance", "Enhance prompt: one prompt through Claude on Bedrock", 512, 300),
     TaskSpec("image", "Edit image: one image's Stability edit chain on Bedrock", 2048, 900),
     TaskSpec("prepare_batch", "Prepare clip batch: jobs file, start images, processing job request", 2048, 300,
@@ -46,7 +47,8 @@ TASKS = (
              media=True, ephemeral_mb=4096),
     TaskSpec("assemble", "Assemble video: clips, transitions and audio into one video", 3008, 900,
              media=True, ephemeral_mb=4096),
-    TaskSpec("report", "Write report: every job's result into report.json and report.html", 1024, 300),
+    # a few thousand results read and outputs copied (in parallel) for a large campaign
+    TaskSpec("report", "Write report: every job's result into report.json and report.html", 1024, 900),
     TaskSpec("starter", "Start one execution per manifest version; keep its schedule in step", 256, 60),
 )
 

@@ -21,7 +21,8 @@ from infra.workflow import CampaignStateMachine, ClipRenderer
 
 ROOT = Path(__file__).resolve().parents[1]
 # which task functions touch which bucket (infra/functions.py TASKS keys)
-READS_INPUT = ("plan", "image", "prepare_batch", "collect_batch", "assemble")  # manifests and their assets
+READS_INPUT = ("plan", "image", "prepare_batch", "collect_batch", "assemble", "report")  # manifests and assets
+# (the report copies each edited image's source asset beside it)
 USES_OUTPUT = ("plan", "enhance", "image", "prepare_batch", "collect_batch", "assemble", "report")
 
 
@@ -87,7 +88,8 @@ class CampaignStack(Stack):
         }
         optional = {"CAMPAIGN_ENHANCER_MODEL": s.enhancer_model, "CAMPAIGN_STABILITY_REGION": s.stability_region,
                     "CAMPAIGN_SAGEMAKER_INSTANCE_TYPE": s.instance_type, "CAMPAIGN_SAGEMAKER_VOLUME_GB": s.volume_gb,
-                    "CAMPAIGN_SAGEMAKER_MAX_RUNTIME_S": s.max_runtime_s, "CAMPAIGN_CLIPS_PER_BATCH": s.clips_per_batch}
+                    "CAMPAIGN_SAGEMAKER_MAX_RUNTIME_S": s.max_runtime_s, "CAMPAIGN_CLIPS_PER_BATCH": s.clips_per_batch,
+                    "CAMPAIGN_ALLOWED_ENHANCER_MODELS": ",".join(s.allowed_enhancer_models) or None}
         env.update({k: str(v) for k, v in optional.items() if v is not None})
         return env
 

@@ -20,6 +20,7 @@ import posixpath
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +65,7 @@ RENDER_REQUEST_FIELDS = ("ProcessingJobName", "RoleArn", "AppSpecification", "Pr
 PLAN_SUMMARY_FIELDS = ("valid", "ref", "report", "problems", "enhance", "image_waves", "clip_batches",
                        "clip_waves", "videos", "stages")
 
+PARALLEL_S3_READS = 16  # the report step reads one result per job: in parallel, a few thousand fit its timeout
 
 # --- names and keys --------------------------------------------------------------------------------
 
@@ -182,6 +184,7 @@ ENV_NAMES = {
     "images": "CAMPAIGN_IMAGES",
     "video": "CAMPAIGN_VIDEO",
     "enhancer_model": "CAMPAIGN_ENHANCER_MODEL",
+    "allowed_enhancer_models": "CAMPAIGN_ALLOWED_ENHANCER_MODELS",  # comma-separated, beside enhancer_model
     "clips_per_batch": "CAMPAIGN_CLIPS_PER_BATCH",
     "sagemaker_role_arn": "CAMPAIGN_SAGEMAKER_ROLE_ARN",
     "sagemaker_image_uri": "CAMPAIGN_SAGEMAKER_IMAGE_URI",
@@ -206,6 +209,7 @@ class CloudSettings:
     images: str | None = None
     video: str | None = None
     enhancer_model: str | None = None
+    allowed_enhancer_models: str | None = None
     clips_per_batch: int | None = None
     sagemaker_role_arn: str | None = None
     sagemaker_image_uri: str | None = None
@@ -526,6 +530,10 @@ def plan_run(source: Mapping[str, Any], *, run_id: str, started: float | str, st
         campaign = load_manifest_text(text, file=uri, base_dir=local_dir, check_files=False)
     except ManifestInvalid as exc:
         problems = exc.problems + problems
+    if campaign is not None and src is not None and campaign.enhancer_model:
+        problem = _enhancer_model_problem(campaign.enhancer_model, settings)
+        if problem:
+            problems.append(src.problem(("defaults", "enhancer_model"), problem))
     ref = RunRef(campaign.name if campaign else campaign_name_of(text, key), run_id)
     report_uri = store.location(f"{ref.prefix}/report.json")
     if problems or campaign is None:
@@ -594,6 +602,21 @@ def _fetch_relative_asset(s3: Any, bucket: str, manifest_key: str, loc: str, roo
         return f"asset file {loc!r} not found (looked for s3://{bucket}/{asset_key}: {_client_error_code(exc)})"
     found[aid] = asset_key
     return None
+
+
+def _enhancer_model_problem(model: str, settings: CloudSettings) -> str | None:
+    """The stack grants InvokeModel on its enhancer model and the allowed alternatives only: a manifest that
+    names another would fail every enhance job with AccessDenied, so it is refused at planning."""
+    if settings.enhancer != "bedrock":
+        return None
+    from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL
+
+    allowed = [settings.enhancer_model or DEFAULT_ENHANCER_MODEL]
+    allowed += [m.strip() for m in (settings.allowed_enhancer_models or "").split(",") if m.strip()]
+    if model in allowed:
+        return None
+    return (f"enhancer model {model!r} is not enabled in this deployment (allowed: {', '.join(allowed)}); "
+            "add it to the stack's allowed_enhancer_models context and deploy again")
 
 
 def _head_asset(s3: Any, uri: str, etags: dict[str, str], aid: str) -> str | None:
@@ -721,20 +744,28 @@ class BatchOutputs:
         return str(self.identity_of(model))
 
     def render(self, requests: Sequence[ClipRequest], out_dir: Path) -> list[ClipOutcome]:
-        if self.failure is not None:
-            error_type, message = self.failure
-            raise JobFailed(f"the clip batch failed before its outputs were written: {error_type}: {message}")
         if self.output_s3_uri is None:
+            if self.failure is not None:
+                error_type, message = self.failure
+                raise JobFailed(f"the clip batch failed before its outputs were written: {error_type}: {message}")
             raise JobFailed("the clip was not part of the rendered batch (it became ready after the batch was prepared)")
-        return [self._fetch(r, Path(out_dir)) for r in requests]
+        outcomes = [self._fetch(r, Path(out_dir)) for r in requests]
+        if self.failure is None:
+            return outcomes
+        # the job failed or was stopped: keep every clip it finished, and give the job's error to the rest
+        error_type, message = self.failure
+        return [o if o.path is not None or o.extra.get("has_provenance") else
+                replace(o, error=f"the clip batch failed: {error_type}: {message}", error_type="JobFailed")
+                for o in outcomes]
 
     def _fetch(self, request: ClipRequest, out_dir: Path) -> ClipOutcome:
         from pipeline.sagemaker import fetch_clip_output
 
-        extra: dict[str, Any] = {"processing_job": self.job_name}
+        extra: dict[str, Any] = {"processing_job": self.job_name, "has_provenance": False}
         assert self.output_s3_uri is not None
         fetched = fetch_clip_output(request, self.output_s3_uri, Path(out_dir), s3=self.s3)
         provenance = fetched.provenance or {}
+        extra["has_provenance"] = fetched.provenance is not None  # the container's own word on this clip
         for k in ("model", "settings", "notes", "image"):
             if provenance.get(k):
                 extra[k] = provenance[k]
@@ -855,10 +886,10 @@ def collect_results(store: Store, ref: RunRef, plan: Plan, *, stage_error: tuple
     prefix = f"{ref.prefix}/results/"
     by_job: dict[str, Any] = {}
     batch_failures: dict[str, tuple[str, str]] = {}
-    for key in _list_keys(store, prefix):
-        if not key.endswith(".json"):
-            continue
-        doc = json.loads(store.read_bytes(key))
+    keys = [k for k in _list_keys(store, prefix) if k.endswith(".json")]
+    with ThreadPoolExecutor(max_workers=PARALLEL_S3_READS) as pool:  # thousands of small reads for a big run
+        docs = list(pool.map(lambda k: json.loads(store.read_bytes(k)), keys))
+    for key, doc in zip(keys, docs, strict=True):
         failure = doc.get("error") if isinstance(doc.get("error"), Mapping) else None
         if key.startswith(prefix + "batches/"):
             for job_id in doc.get("jobs", []):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -13,6 +14,7 @@ from pipeline.store import Store
 from pipeline.tasks import JobResult
 
 REPORT_VERSION = 1
+PARALLEL_COPIES = 16
 
 
 def run_prefix(campaign: str, run_id: str) -> str:
@@ -188,11 +190,16 @@ def write_run(plan: Plan, results: list[JobResult], store: Store, *, run_id: str
     prefix = report["prefix"]
     copies = report.pop("_copies")
     asset_copies = report.pop("_asset_copies")
-    for src, dst in copies:
+    def give_name(copy: tuple[str, str]) -> dict[str, str] | None:
+        src, dst = copy
         try:
             store.copy(src, f"{prefix}/{dst}")
         except Exception as exc:  # a missing output must not stop the report from being written
-            report["errors"].append({"job": "report", "error": "OutputMissing", "message": f"{dst}: {exc}"})
+            return {"job": "report", "error": "OutputMissing", "message": f"{dst}: {exc}"}
+        return None
+
+    with ThreadPoolExecutor(max_workers=PARALLEL_COPIES) as pool:  # S3 copies are round trips: overlap them
+        report["errors"].extend(e for e in pool.map(give_name, copies) if e)
     for asset, dst in asset_copies:
         try:
             if asset.path:

@@ -336,3 +336,29 @@ def test_stages_without_jobs_pass_through_and_a_rerun_is_all_cached(cloud: Cloud
     again = cloud.run("manifests/bare.yaml", name="bare-run-again", container=counting)
     assert again.status == "SUCCEEDED" and jobs_started == []
     assert again.output["jobs"] == {"total": 2, "executed": 0, "cached": 2, "failed": 0, "skipped": 0}
+
+
+def test_clips_a_stopped_processing_job_finished_are_kept(cloud: Cloud, tmp_path: Path) -> None:
+    folder = tmp_path / "stopped"
+    shutil.copytree(EXAMPLE.parent / "assets", folder / "assets")
+    (folder / "stopped.yaml").write_text(textwrap.dedent("""\
+        campaign: stopped-batch
+        defaults:
+          enhance: false
+          video: {steps: 2, frames: 9}
+        videos:
+          - id: a
+            shots: [{prompt: A bee on a flower.}, {prompt: A flower in the rain.}]
+          - id: b
+            shots: [{prompt: A tree in the wind.}]
+        """))
+    cloud.upload_folder(folder)
+    run = cloud.run("manifests/stopped.yaml", name="stopped-run", container=preview_container(cloud.s3, stop_after=2))
+    assert run.status == "SUCCEEDED", run.described
+    report = cloud.json("runs/stopped-batch/stopped-run/report.json")
+    assert report["status"] == "partial"
+    status = {r["job"]: r["status"] for r in report["job_results"]}
+    assert status["clip:a/01"] == status["clip:a/02"] == "executed"  # finished before the stop: kept
+    assert status["clip:b/01"] == "failed" and status["video:a"] == "executed" and status["video:b"] == "skipped"
+    [error] = [e for e in report["errors"] if e["job"] == "clip:b/01"]
+    assert error["error"] == "JobFailed" and "MaxRuntimeExceeded" in error["message"]

@@ -225,3 +225,16 @@ def test_small_stages_stay_inline_until_the_state_budgets_move_the_largest_to_s3
     assert sorted(modes.values()) == ["distributed", "distributed", "inline"], modes  # 40 inline jobs <= 50
     [inline] = [name for name, mode in modes.items() if mode == "inline"]
     assert summary["stages"][inline] == {"mode": "inline", "count": 40}
+
+
+def test_a_manifest_may_only_name_enhancer_models_the_stack_can_invoke() -> None:
+    from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL
+    from pipeline.cloud import CloudSettings, _enhancer_model_problem
+
+    settings = CloudSettings.from_env({"CAMPAIGN_ENHANCER": "bedrock",
+                                       "CAMPAIGN_ALLOWED_ENHANCER_MODELS": "us.anthropic.claude-sonnet-4-5, other"})
+    assert _enhancer_model_problem(DEFAULT_ENHANCER_MODEL, settings) is None
+    assert _enhancer_model_problem("us.anthropic.claude-sonnet-4-5", settings) is None
+    problem = _enhancer_model_problem("anthropic.claude-v2", settings)
+    assert problem and "not enabled in this deployment" in problem and "allowed_enhancer_models" in problem
+    assert _enhancer_model_problem("anything", CloudSettings.from_env({"CAMPAIGN_ENHANCER": "passthrough"})) is None

@@ -252,6 +252,36 @@ def test_compile_flag_compiles_the_transformer_in_place(models, monkeypatch):
     assert compiled == ["CogVideoXTransformer3DModel"] and loaded.compiled
 
 
+def test_out_of_gpu_memory_steps_the_memory_mode_down_and_retries(models, tmp_path, monkeypatch):
+    """A clip that runs out of GPU memory is tried again with VAE tiling, and the next clip keeps it."""
+    real_load = gen.load_pipeline
+
+    def load_as_if_on_a_gpu(*args, **kwargs):
+        loaded = real_load(*args, **kwargs)
+        loaded.memory_mode = "none"  # what choose_memory_mode picks when the estimate says it fits
+        return loaded
+
+    calls = []
+    real_call = gen.CogVideoXPipeline.__call__
+
+    def oom_once(self, *args, **kwargs):
+        calls.append(self.vae.use_tiling)
+        if len(calls) == 1:
+            raise gen.torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(gen, "load_pipeline", load_as_if_on_a_gpu)
+    monkeypatch.setattr(gen.CogVideoXPipeline, "__call__", oom_once)
+    jobs = write_jobs(tmp_path / "jobs.jsonl", [tiny.job("first"), tiny.job("second", seed=9)])
+    lines: list[str] = []
+    result = gen.run_batch(jobs, models, tmp_path / "out", log=lines.append)
+    assert result.succeeded == 2 and calls == [False, True, True]
+    settings = json.loads((tmp_path / "out" / "first.json").read_text())["settings"]
+    assert settings["memory_mode"] == "vae-tiling"
+    assert settings["memory_mode_changes"] == ["none -> vae-tiling after out of memory"]
+    assert any("out of GPU memory in memory mode none; retrying in vae-tiling" in line for line in lines)
+
+
 def _fake_5b_pipe():
     """Components with CogVideoX-5b's parameter counts in bf16, on the meta device (no memory)."""
     import torch

@@ -21,9 +21,11 @@ from pipeline.store import parse_s3_uri
 
 def preview_container(s3: Any, *, fail_job: Callable[[dict[str, Any]], str | None] = lambda request: None,
                       fail_clip: Callable[[dict[str, Any]], str | None] = lambda line: None,
+                      stop_after: int | None = None,
                       ) -> Callable[[dict[str, Any]], tuple[str, str | None]]:
     """`fail_job(request)` -> a FailureReason fails the whole job (nothing written); `fail_clip(line)` -> an
-    error message fails that clip only (its JSON says so, as generate.py's record_failure does)."""
+    error message fails that clip only (its JSON says so, as generate.py's record_failure does);
+    `stop_after=N` -> the job is stopped (MaxRuntimeExceeded) after writing its first N clips."""
 
     def run(request: dict[str, Any]) -> tuple[str, str | None]:
         reason = fail_job(request)
@@ -36,7 +38,9 @@ def preview_container(s3: Any, *, fail_job: Callable[[dict[str, Any]], str | Non
         with tempfile.TemporaryDirectory(prefix="fake-container-") as tmp:
             work = Path(tmp)
             body = s3.get_object(Bucket=jobs_bucket, Key=jobs_prefix + "jobs.jsonl")["Body"].read().decode()
-            for raw in body.splitlines():
+            for n, raw in enumerate(body.splitlines()):
+                if stop_after is not None and n >= stop_after:
+                    return "Stopped", "MaxRuntimeExceeded: the job ran past its stopping condition"
                 line = json.loads(raw)
                 error = fail_clip(line)
                 if error:
