@@ -30,6 +30,10 @@ SAGEMAKER_SYNC_RULE = "StepFunctionsGetEventsForSageMakerProcessingJobsRule"
 # ResultWriter puts each Map Run's manifest and result files (the ASL's ResultWriter Prefix).
 STAGE_FILES = "runs/*/stages/*"
 MAP_RESULTS_PREFIX = "map-runs/"
+# A clip batch's processing job that SageMaker could not start (FailureReason `CapacityError: ...` or
+# `InternalServerError: ...`) is prepared again under a new name after this wait, up to this many jobs in all.
+CAPACITY_WAIT_S = 60
+RENDER_ATTEMPTS = 3
 
 
 class ClipRenderer(Construct):
@@ -70,14 +74,16 @@ class CampaignStateMachine(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, functions: Mapping[str, lambda_.IFunction],
                  output_bucket: s3.IBucket, renderer: ClipRenderer, job_concurrency: int, gpu_concurrency: int,
-                 distributed_map_threshold: int, log_retention: logs.RetentionDays) -> None:
+                 distributed_map_threshold: int, log_retention: logs.RetentionDays,
+                 capacity_wait_s: int = CAPACITY_WAIT_S, render_attempts: int = RENDER_ATTEMPTS) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         self.log_group = logs.LogGroup(self, "Logs", log_group_name=f"/aws/vendedlogs/states/{stack.stack_name}-campaign",
                                        retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
         substitutions = {placeholder: functions[key].function_arn for placeholder, key in FUNCTION_PLACEHOLDERS.items()}
         substitutions.update(OutputBucket=output_bucket.bucket_name, JobConcurrency=str(job_concurrency),
-                             GpuConcurrency=str(gpu_concurrency), DistributedMapThreshold=str(distributed_map_threshold))
+                             GpuConcurrency=str(gpu_concurrency), DistributedMapThreshold=str(distributed_map_threshold),
+                             CapacityWaitSeconds=str(capacity_wait_s), RenderAttempts=str(render_attempts))
         self.state_machine = sfn.StateMachine(
             self, "StateMachine", state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_string(ASL_PATH.read_text()),

@@ -676,10 +676,14 @@ def save_result(store: Store, ref: RunRef, result: Any) -> None:
 
 
 def prepare_clip_batch(batch_id: str, job_ids: Sequence[str], ref: RunRef, *, store: Store, s3: Any,
-                       settings: CloudSettings, workdir: Path) -> dict[str, Any]:
+                       settings: CloudSettings, workdir: Path, attempt: int = 1) -> dict[str, Any]:
     """Write the batch's jobs file and start images to S3 and render its CreateProcessingJob request
     (pipeline/sagemaker.py builds it; the state passes it on whole). Clips already cached, waiting on a
-    failed job or whose request cannot be built are left out: the collect step records them."""
+    failed job or whose request cannot be built are left out: the collect step records them.
+
+    Safe to run again for the same batch: the state machine does so after a job SageMaker could not start
+    (no capacity), with `attempt` counting up. Each attempt gets a job name (and inputs/outputs folder) of
+    its own, since SageMaker never reuses a name; clips cached meanwhile are left out."""
     from pipeline.sagemaker import (
         DEFAULT_INSTANCE_TYPE,
         DEFAULT_MAX_RUNTIME_S,
@@ -709,6 +713,8 @@ def prepare_clip_batch(batch_id: str, job_ids: Sequence[str], ref: RunRef, *, st
 
     bucket = settings.need("output_bucket")
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    if attempt > 1:  # a retry within the same second still gets a new name
+        stamp += f"-a{attempt}"
     job_name = processing_job_name(f"{ref.campaign}-{batch_id}", [r.key for r in todo], suffix=stamp)
     base = batch_s3_uri(bucket, ref, batch_id, job_name)
     jobs_uri = upload_batch_inputs(todo, f"{base}/input/", s3=s3)

@@ -151,10 +151,13 @@ def test_placeholders_only_inside_parameters_and_the_stack_fills_each() -> None:
     placeholders = set(re.findall(r"\$\{(\w+)\}", json.dumps(ASL)))
     infra_workflow = pytest.importorskip("infra.workflow", reason="aws-cdk-lib is not installed")
     assert placeholders == set(infra_workflow.FUNCTION_PLACEHOLDERS) | {"OutputBucket", "JobConcurrency", "GpuConcurrency",
-                                                                        "DistributedMapThreshold"}
+                                                                        "DistributedMapThreshold", "RenderAttempts",
+                                                                        "CapacityWaitSeconds"}
     limits = TOP["Read settings"]["Parameters"]["limits"]
     assert limits == {"jobs.$": "States.StringToJson('${JobConcurrency}')",
                       "gpu_batches.$": "States.StringToJson('${GpuConcurrency}')",
+                      "render_attempts.$": "States.StringToJson('${RenderAttempts}')",
+                      "capacity_wait_s.$": "States.StringToJson('${CapacityWaitSeconds}')",
                       "distributed_over.$": "States.StringToJson('${DistributedMapThreshold}')",
                       "tolerated_failure_percentage": 100}
     # the plan step gets the threshold with the limits
@@ -181,6 +184,39 @@ def test_contracts_shared_with_pipeline_cloud() -> None:
                         else cloud.result_key(ref, "clip:teaser/02"))
             assert key == expected, name
             assert state["Parameters"]["Bucket"] == "${OutputBucket}"
+
+
+RENDER_PATHS = [("Render clips", "clip batch"), ("Render clip wave", "waiting clip batch")]
+
+
+@pytest.mark.parametrize(("map_name", "what"), RENDER_PATHS)
+def test_a_batch_sagemaker_could_not_start_is_prepared_again_under_a_new_name(map_name: str, what: str) -> None:
+    """A processing job that failed for want of an instance (FailureReason `CapacityError: ...`) or an
+    internal error cannot be retried as is (SageMaker never reuses a name): a Choice on the error's cause
+    waits and goes back to the prepare step, which names a new job, until the attempt limit; then, and on
+    any other failure, the collect step fails the batch's clips as before."""
+    state_map = BY_NAME[map_name]
+    states = state_map["ItemProcessor"]["States"]
+    prepare, render, collect = f"Prepare {what}", f"Render {what} on GPU", f"Collect {what}"
+    choice, wait, again = (states[f"{what[0].upper()}{what[1:]} lacked capacity?"],
+                           states[f"Wait for capacity for {what}"], states[f"Prepare {what} again"])
+    # every iteration starts at attempt 1 with the stack's limits; the prepare step hears the attempt
+    assert state_map["ItemSelector"]["render"] == {"attempt": 1, "attempts.$": "$.limits.render_attempts",
+                                                   "wait_s.$": "$.limits.capacity_wait_s"}
+    assert states[prepare]["Parameters"]["Payload"]["attempt.$"] == "$.render.attempt"
+    [catch] = states[render]["Catch"]
+    assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": f"{what[0].upper()}{what[1:]} lacked capacity?"}
+    # no cause: collect; a capacity or internal failure with attempts left: wait; anything else: collect
+    no_cause, retry = choice["Choices"]
+    assert no_cause == {"Not": {"Variable": "$.error.Cause", "IsPresent": True}, "Next": collect}
+    assert retry["Next"] == f"Wait for capacity for {what}" and choice["Default"] == collect
+    rules = json.dumps(retry["And"])
+    assert '"NumericLessThanPath": "$.render.attempts"' in rules
+    assert "*CapacityError:*" in rules and "*InternalServerError:*" in rules
+    assert wait["SecondsPath"] == "$.render.wait_s" and wait["Next"] == f"Prepare {what} again"
+    # the next attempt starts clean: no error, no old request, one more attempt counted
+    assert again["Next"] == prepare and set(again["Parameters"]) == {"batch.$", "jobs.$", "run.$", "render"}
+    assert again["Parameters"]["render"]["attempt.$"] == "States.MathAdd($.render.attempt, 1)"
 
 
 def test_the_execution_output_is_the_report_summary() -> None:

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 from fake_aws.cloud import INPUT_BUCKET, OUTPUT_BUCKET, Cloud, lambda_env, moto_cloud
-from fake_aws.container import preview_container
+from fake_aws.container import CAPACITY_REASON, preview_container
+from fake_aws.stepfunctions import ContainerRun
 
 from pipeline import cloud as cloud_runner
 from pipeline.cli import main as campaign_cli
@@ -194,6 +195,8 @@ def test_a_failed_clip_batch_gives_a_partial_report(cloud: Cloud, small_campaign
     assert videos["roomtour"]["status"] == "executed" and videos["roomtour"]["path"] == "videos/roomtour.mp4"
     assert videos["intro"]["path"] is None
     assert report["jobs"]["failed"] == 1 and report["jobs"]["skipped"] == 1
+    # a failure other than capacity is not tried again: each batch was prepared once
+    assert len(run.calls.named("campaign-prepare-batch")) == 3
 
     # `campaign status` reads the same execution back
     [row] = cloud_runner.status("small-launch", state_machine_arn=cloud.state_machine_arn, sfn=cloud.sfn)
@@ -201,6 +204,66 @@ def test_a_failed_clip_batch_gives_a_partial_report(cloud: Cloud, small_campaign
     assert row["report"] == "s3://campaign-output/runs/small-launch/small-partial/report.json"
     assert row["console_url"].endswith(":execution:campaign:small-partial")
     assert cloud_runner.status("another-campaign", state_machine_arn=cloud.state_machine_arn, sfn=cloud.sfn) == []
+
+
+def recording(container: ContainerRun, jobs: dict[str, list[str]]) -> ContainerRun:
+    """The container, noting each processing job's name under its batch, in the order they ran."""
+
+    def run(request: dict[str, Any]) -> tuple[str, str | None]:
+        jobs.setdefault(request["Environment"]["CAMPAIGN_BATCH"], []).append(request["ProcessingJobName"])
+        return container(request)
+
+    return run
+
+
+WAVES = {"w0-cogvideox-5b-01": ["clip:intro/01"], "w0-cogvideox-5b-i2v-01": ["clip:roomtour/01"],
+         "w1-cogvideox-5b-i2v-01": ["clip:intro/02", "clip:roomtour/02"]}
+
+
+@pytest.mark.parametrize("mode", ["inline", "distributed"])
+def test_a_batch_sagemaker_had_no_capacity_for_is_prepared_again_and_rendered(
+        request: pytest.FixtureRequest, small_campaign: Path, mode: str) -> None:
+    """Each batch's first processing job fails with `CapacityError: ...` (SageMaker could not get the
+    instance): the batch is prepared again, a second job with a new name renders it, every clip is made.
+    Inline Maps and Distributed Maps (the child workflows of both render paths) alike."""
+    cloud: Cloud = request.getfixturevalue("cloud" if mode == "inline" else "distributed_cloud")
+    cloud.upload_folder(small_campaign)
+    name = f"small-capacity-{mode}"
+    jobs: dict[str, list[str]] = {}
+    run = cloud.run("manifests/small.yaml", name=name,
+                    container=recording(preview_container(cloud.s3, no_capacity=1), jobs))
+    assert run.status == "SUCCEEDED", run.described
+    assert run.output["status"] == "succeeded" and run.output["jobs"]["failed"] == 0
+    prepared = [(e["batch"], e.get("attempt")) for _, e, _ in run.calls.named("campaign-prepare-batch")]
+    assert sorted(prepared) == sorted((batch, n) for batch in WAVES for n in (1, 2))
+    assert set(jobs) == set(WAVES)
+    for batch, names in jobs.items():
+        assert len(names) == len(set(names)) == 2, (batch, names)
+        assert names[1].endswith("-a2"), names
+    # each batch collected once, after its second job; the report has no error
+    assert sorted(e["batch"] for _, e, _ in run.calls.named("campaign-collect-batch")) == sorted(WAVES)
+    report = cloud.json(f"runs/small-launch/{name}/report.json")
+    assert report["errors"] == []
+    assert {r["job"]: r["status"] for r in report["job_results"] if r["job"].startswith("clip:")} == dict.fromkeys(
+        [j for jobs_of in WAVES.values() for j in jobs_of], "executed")
+
+
+def test_capacity_that_never_comes_fails_the_batch_after_the_attempt_limit(cloud: Cloud, small_campaign: Path) -> None:
+    cloud.upload_folder(small_campaign)
+    jobs: dict[str, list[str]] = {}
+    run = cloud.run("manifests/small.yaml", name="small-no-capacity",
+                    container=recording(preview_container(cloud.s3, no_capacity=1_000), jobs))
+    assert run.status == "SUCCEEDED", run.described
+    assert run.output["status"] == "partial"  # the images were made
+    # three jobs per batch (RenderAttempts), each its own name; roomtour/02 waits on the failed roomtour/01
+    assert {batch: len(set(names)) for batch, names in jobs.items()} == dict.fromkeys(WAVES, 3)
+    report = cloud.json("runs/small-launch/small-no-capacity/report.json")
+    errors = {e["job"]: e for e in report["errors"]}
+    for job in ("clip:intro/01", "clip:roomtour/01", "clip:intro/02"):
+        assert errors[job]["error"] == "JobFailed" and CAPACITY_REASON in errors[job]["message"], errors[job]
+    assert errors["clip:roomtour/02"]["error"] == "DependencyFailed"
+    assert {errors[v]["error"] for v in ("video:intro", "video:roomtour")} == {"DependencyFailed"}
+    assert report["jobs"]["failed"] == 3
 
 
 def flaky_handlers(attempts: list[str]) -> dict[str, Any]:

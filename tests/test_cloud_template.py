@@ -153,6 +153,7 @@ def test_each_placeholder_is_filled_with_the_function_that_runs_that_task(synth:
     assert subs["OutputBucket"] == output_lid
     assert subs["JobConcurrency"] == "8" and subs["GpuConcurrency"] == "2"  # cdk.json context
     assert subs["DistributedMapThreshold"] == "500"  # infra/settings.py default (cdk.json leaves it out)
+    assert subs["CapacityWaitSeconds"] == "60" and subs["RenderAttempts"] == "3"  # infra/workflow.py
 
 
 def test_state_machine_role_can_run_processing_jobs_with_only_the_renderer_role(synth: tuple[Any, Template, Path]) -> None:

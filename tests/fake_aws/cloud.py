@@ -33,11 +33,14 @@ FUNCTIONS = {"Plan": "plan", "Enhance": "enhance", "Image": "image", "Assemble":
 
 
 def substitutions(*, job_concurrency: int = 4, gpu_concurrency: int = 2,
-                  distributed_over: int = DEFAULT_DISTRIBUTED_THRESHOLD) -> dict[str, str]:
+                  distributed_over: int = DEFAULT_DISTRIBUTED_THRESHOLD, render_attempts: int = 3,
+                  capacity_wait_s: int = 0) -> dict[str, str]:
+    """The stack's substitutions; the wait for GPU capacity is 0 s here (the stack's is infra/workflow.py's)."""
     subs = {f"{name}FunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:campaign-{module.replace('_', '-')}"
             for name, module in FUNCTIONS.items()}
     subs.update(OutputBucket=OUTPUT_BUCKET, JobConcurrency=str(job_concurrency), GpuConcurrency=str(gpu_concurrency),
-                DistributedMapThreshold=str(distributed_over))
+                DistributedMapThreshold=str(distributed_over), RenderAttempts=str(render_attempts),
+                CapacityWaitSeconds=str(capacity_wait_s))
     return subs
 
 
@@ -122,7 +125,7 @@ class Cloud:
 
 @contextmanager
 def moto_cloud(*, job_concurrency: int = 4, gpu_concurrency: int = 2,
-               distributed_over: int = DEFAULT_DISTRIBUTED_THRESHOLD) -> Iterator[Cloud]:
+               distributed_over: int = DEFAULT_DISTRIBUTED_THRESHOLD, render_attempts: int = 3) -> Iterator[Cloud]:
     """Buckets and the state machine on moto; the caller sets lambda_env() and resets tasks._runtime.
     `distributed_over` is the stack's `distributed_map_threshold`: 0 runs every stage that has items as a
     Distributed Map reading its items from S3 (moto runs those as shipped, see test_cloud_moto_canary.py)."""
@@ -136,7 +139,8 @@ def moto_cloud(*, job_concurrency: int = 4, gpu_concurrency: int = 2,
         sfn = boto3.client("stepfunctions", region_name=REGION)
         definition = substitute(ASL_PATH.read_text(), substitutions(job_concurrency=job_concurrency,
                                                                     gpu_concurrency=gpu_concurrency,
-                                                                    distributed_over=distributed_over))
+                                                                    distributed_over=distributed_over,
+                                                                    render_attempts=render_attempts))
         arn = sfn.create_state_machine(name="campaign", definition=definition,
                                        roleArn=f"arn:aws:iam::{ACCOUNT}:role/campaign-states")["stateMachineArn"]
         yield Cloud(s3, sfn, arn)

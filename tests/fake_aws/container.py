@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,16 +19,29 @@ from pipeline.backends.base import ClipRequest
 from pipeline.backends.video_preview import PreviewVideoBackend
 from pipeline.store import parse_s3_uri
 
+# What SageMaker reports when it cannot get the instance for a job it accepted (the job fails, never starts).
+CAPACITY_REASON = ("CapacityError: Unable to provision requested ML compute capacity. "
+                   "Please retry using a different ML instance type.")
+
 
 def preview_container(s3: Any, *, fail_job: Callable[[dict[str, Any]], str | None] = lambda request: None,
                       fail_clip: Callable[[dict[str, Any]], str | None] = lambda line: None,
-                      stop_after: int | None = None,
+                      stop_after: int | None = None, no_capacity: int = 0,
                       ) -> Callable[[dict[str, Any]], tuple[str, str | None]]:
     """`fail_job(request)` -> a FailureReason fails the whole job (nothing written); `fail_clip(line)` -> an
     error message fails that clip only (its JSON says so, as generate.py's record_failure does);
-    `stop_after=N` -> the job is stopped (MaxRuntimeExceeded) after writing its first N clips."""
+    `stop_after=N` -> the job is stopped (MaxRuntimeExceeded) after writing its first N clips;
+    `no_capacity=N` -> the first N jobs of each batch fail with CAPACITY_REASON (nothing written), the next
+    ones run."""
+    lock = threading.Lock()
+    jobs_per_batch: dict[str, int] = {}
 
     def run(request: dict[str, Any]) -> tuple[str, str | None]:
+        batch = request.get("Environment", {}).get("CAMPAIGN_BATCH", "")
+        with lock:
+            jobs_per_batch[batch] = seen = jobs_per_batch.get(batch, 0) + 1
+        if seen <= no_capacity:
+            return "Failed", CAPACITY_REASON
         reason = fail_job(request)
         if reason:
             return "Failed", reason
