@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import catalog
 from pipeline.keys import content_key, file_digest
 from pipeline.manifest import Campaign, Shot
 
@@ -298,7 +297,3 @@ def expected_duration(plan: Plan, video_job: Job) -> float:
         if video_job.params.get(card):
             total += video_job.params[card]["duration"]
     return total
-
-
-def model_of(job: Job) -> catalog.VideoModel:
-    return catalog.VIDEO_MODELS[job.params["model"]]
