@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import os
 import re
 import shutil
@@ -41,6 +40,7 @@ from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from pipeline.errors import InputRejected, JobFailed
 from pipeline.manifest import Card
+from pipeline.timeline import timeline
 
 # --- the shared H.264 encoding --------------------------------------------------------------------------
 
@@ -759,21 +759,20 @@ def assemble_video(req: AssemblyRequest, out_path: Path, poster_path: Path) -> A
     first = infos[0]
     width, height, rate = first.width, first.height, first.rate
     notes: list[str] = []
-    k = math.floor(req.crossfade * rate + 0.5) if len(infos) > 1 else 0
-    if len(infos) > 1 and abs(k - req.crossfade * rate) > 1e-6:
+    tl = timeline([(i.frames, i.rate) for i in infos], crossfade_s=req.crossfade,
+                  title_s=req.title.duration if req.title else None,
+                  end_card_s=req.end_card.duration if req.end_card else None)
+    k = tl.crossfade_frames
+    if k and abs(k - req.crossfade * rate) > 1e-6:
         notes.append(f"crossfade {req.crossfade:g} s is {k} frames ({float(k / rate):g} s) at {float(rate):g} fps")
-    card_frames = []
-    for card in (req.title, req.end_card):
-        n = max(1, math.floor(card.duration * rate + 0.5)) if card else 0
+    card_frames = [tl.title_frames, tl.end_card_frames]
+    for card, n in zip((req.title, req.end_card), card_frames, strict=True):
         if card and abs(n - card.duration * rate) > 1e-6:
             notes.append(f"card {card.text!r}: {card.duration:g} s is {n} frames ({float(n / rate):g} s)")
-        card_frames.append(n)
-    counts = []
-    for info in infos:
-        n = info.frames if info.rate == rate else max(1, math.floor(info.frames * rate / info.rate + Fraction(1, 2)))
+    counts = list(tl.clip_frames)
+    for info, n in zip(infos, counts, strict=True):
         if n * info.rate != info.frames * rate:
             notes.append(f"clip {info.path.name}: {info.frames} frames at {info.fps:g} fps become {n} at {float(rate):g} fps")
-        counts.append(n)
     for i, (info, n) in enumerate(zip(infos, counts, strict=True)):
         need = k * ((i > 0) + (i < len(infos) - 1))
         if need > n:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ import jsonschema
 from pipeline import catalog
 from pipeline.errors import ManifestInvalid, Problem
 from pipeline.schema import load_schema
+from pipeline.timeline import crossfade_problem
 from pipeline.yamlsrc import Source, load_file, load_text
 
 DEFAULT_ENHANCE = True
@@ -419,28 +419,6 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
             elif isinstance(assets[ref], str) and not assets[ref].lower().endswith(AUDIO_EXTENSIONS):
                 problems.append(src.problem(vpath + ("audio", "asset"), f"{ref!r} is not an audio file ({', '.join(AUDIO_EXTENSIONS)})"))
     return problems
-
-
-def _half_up(x: float) -> int:
-    return math.floor(x + 0.5)
-
-
-def crossfade_problem(seconds: float, clips: list[tuple[int, int]]) -> str | None:
-    """Whether a crossfade fits every clip, counted in whole frames the way assembly counts them: the video
-    runs at the first clip's fps, a crossfade is round-half-up(seconds * fps) frames, and a middle clip gives
-    frames to two crossfades."""
-    rate = clips[0][1]
-    k = _half_up(seconds * rate)
-    room = []
-    for i, (frames, fps) in enumerate(clips):
-        n = frames if fps == rate else max(1, _half_up(frames * rate / fps))
-        sides = (i > 0) + (i < len(clips) - 1)
-        room.append(n // sides)
-    fits = min(room)
-    if k <= fits:
-        return None
-    return (f"a {seconds:g} s crossfade is {k} frames at {rate} fps, more than the shortest clip can give "
-            f"({fits} frames a side); at most {fits / rate:g} s fits")
 
 
 def _cycles(deps: dict[str, list[str]]) -> list[list[str]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from pipeline.keys import content_key, file_digest
 from pipeline.manifest import Campaign, Shot
+from pipeline.timeline import timeline
 
 ASSEMBLER_VERSION = "assemble:v1"
 
@@ -289,11 +290,8 @@ def _short(text: str, n: int = 60) -> str:
 
 
 def expected_duration(plan: Plan, video_job: Job) -> float:
-    """Sum of the clips (and cards) minus the crossfade overlaps between neighbouring clips."""
+    """The video's length as assembly makes it: clips and cards in whole frames, minus the crossfade overlaps."""
     clips = [plan.job(c) for c in video_job.params["clips"]]
-    total = sum(c.params["frames"] / c.params["fps"] for c in clips)
-    total -= video_job.params["crossfade"] * max(0, len(clips) - 1)
-    for card in ("title", "end_card"):
-        if video_job.params.get(card):
-            total += video_job.params[card]["duration"]
-    return total
+    cards = {name: (video_job.params.get(name) or {}).get("duration") for name in ("title", "end_card")}
+    return timeline([(c.params["frames"], c.params["fps"]) for c in clips], crossfade_s=video_job.params["crossfade"],
+                    title_s=cards["title"], end_card_s=cards["end_card"]).duration_s
