@@ -243,9 +243,9 @@ def cmd_enhance(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     if not args.bucket:
         raise BackendUnavailable("submit needs --bucket or CAMPAIGN_INPUT_BUCKET (the stack's InputBucketName output)")
-    from pipeline import cloud
+    from pipeline.cloud import commands
 
-    result = cloud.submit(args.manifest, bucket=args.bucket, state_machine_arn=args.state_machine_arn)
+    result = commands.submit(args.manifest, bucket=args.bucket, state_machine_arn=args.state_machine_arn)
     for k, v in result.items():
         print(f"{k}: {v}")
     return EXIT_OK
@@ -254,9 +254,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     if not args.state_machine_arn:
         raise BackendUnavailable("status needs --state-machine-arn or CAMPAIGN_STATE_MACHINE_ARN (a stack output)")
-    from pipeline import cloud
+    from pipeline.cloud import commands
 
-    rows = cloud.status(args.campaign, state_machine_arn=args.state_machine_arn, limit=args.limit)
+    rows = commands.status(args.campaign, state_machine_arn=args.state_machine_arn, limit=args.limit)
     if not rows:
         print("no executions")
     for row in rows:

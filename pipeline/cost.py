@@ -35,17 +35,16 @@ def estimate_cost(plan: Plan, *, instance_type: str | None = None, cached: dict[
 
     for job in plan.jobs:
         if job.kind == "enhance":
-            add("prompt enhancement (Claude)", pricing.enhance_cost(len(job.params["prompt"])),
+            add("prompt enhancement (Claude)", pricing.enhance_cost(len(job.enhance.prompt)),
                 f"${pricing.CLAUDE_INPUT_PER_MTOK}/${pricing.CLAUDE_OUTPUT_PER_MTOK} per M tokens in/out", job.id)
         elif job.kind == "image":
-            for step in job.params["steps"]:
-                add(f"image edit {step['tool']}", pricing.image_edit_cost(step["tool"]),
-                    f"${pricing.image_edit_cost(step['tool']):.2f} per request", job.id)
+            for step in job.image.steps:
+                add(f"image edit {step.tool}", pricing.image_edit_cost(step.tool),
+                    f"${pricing.image_edit_cost(step.tool):.2f} per request", job.id)
         elif job.kind == "clip":
-            p = job.params
-            secs = pricing.clip_gpu_seconds(p["model"], p["frames"], p["steps"],
-                                            gpu=pricing.SAGEMAKER_INSTANCES[instance_type].gpu)
-            add(f"clip {p['model']} on {instance_type}", pricing.clip_cost(p["model"], p["frames"], p["steps"], instance_type),
+            c = job.clip
+            secs = pricing.clip_gpu_seconds(c.model, c.frames, c.steps, gpu=pricing.SAGEMAKER_INSTANCES[instance_type].gpu)
+            add(f"clip {c.model} on {instance_type}", pricing.clip_cost(c.model, c.frames, c.steps, instance_type),
                 f"~{secs:.0f} GPU-s per clip at ${pricing.SAGEMAKER_INSTANCES[instance_type].hourly}/h", job.id)
     orchestration = pricing.orchestration_cost(
         transitions=TRANSITIONS_PER_JOB * len(plan.jobs) + 10,

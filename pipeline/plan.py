@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.jobs import (
+    AssetImage,
+    AudioSpec,
+    ClipLastFrame,
+    ClipSpec,
+    EditedImage,
+    EditStep,
+    EnhanceSpec,
+    ImageRef,
+    ImageSpec,
+    Job,
+    VideoSpec,
+)
 from pipeline.keys import content_key, file_digest
 from pipeline.manifest import Campaign, Shot
 from pipeline.timeline import timeline
@@ -19,39 +33,6 @@ STAGE_NAMES = {
     3: "clips that wait for images or earlier clips",
     4: "assemble videos",
 }
-
-
-@dataclass(frozen=True)
-class Job:
-    """One unit of work. `params` is plain JSON: everything the task function needs besides the store."""
-
-    id: str
-    kind: str  # enhance | image | clip | video
-    key: str
-    stage: int
-    deps: tuple[str, ...]
-    params: dict[str, Any]
-    label: str
-
-    @property
-    def ext(self) -> str:
-        return str(self.params.get("ext", {"enhance": "txt", "clip": "mp4", "video": "mp4"}.get(self.kind, "bin")))
-
-    @property
-    def output_key(self) -> str:
-        return output_key(self.kind, self.key, self.ext)
-
-    @property
-    def provenance_key(self) -> str:
-        return provenance_key(self.kind, self.key)
-
-
-def output_key(kind: str, key: str, ext: str) -> str:
-    return f"cache/{kind}/{key}.{ext}"
-
-
-def provenance_key(kind: str, key: str) -> str:
-    return f"cache/{kind}/{key}.json"
 
 
 @dataclass(frozen=True)
@@ -99,7 +80,7 @@ class Plan:
             "campaign": self.campaign, "manifest_file": self.manifest_file, "backends": self.backends,
             "schedule": self.schedule, "description": self.description,
             "assets": {k: asdict(v) for k, v in self.assets.items()},
-            "jobs": [asdict(j) for j in self.jobs],
+            "jobs": [j.to_json() for j in self.jobs],
         }
 
     def to_json(self) -> str:
@@ -111,14 +92,14 @@ class Plan:
             campaign=d["campaign"], manifest_file=d["manifest_file"], backends=dict(d["backends"]),
             schedule=d.get("schedule"), description=d.get("description", ""),
             assets={k: AssetRef(**v) for k, v in d["assets"].items()},
-            jobs=tuple(Job(**{**j, "deps": tuple(j["deps"])}) for j in d["jobs"]),
+            jobs=tuple(Job.from_json(j) for j in d["jobs"]),
         )
 
 
 class KeySource:
     """The backend identities that go into keys; built from the selected backends (or given as strings)."""
 
-    def __init__(self, *, enhancer: str, images: Any, video: Any) -> None:
+    def __init__(self, *, enhancer: str, images: Callable[[str], str] | str, video: Callable[[str], str] | str) -> None:
         self.enhancer = enhancer
         self._images = images
         self._video = video
@@ -149,12 +130,12 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
     image_jobs: dict[str, Job] = {}
     first_by_key: dict[str, str] = {}  # content key -> the first job that makes it
 
-    def ref(ref_id: str) -> tuple[dict[str, str], str, str | None]:
-        """(reference as stored in params, its input key, the job id it waits for)."""
+    def ref(ref_id: str) -> tuple[ImageRef, str, str | None]:
+        """(the reference, its input key, the job id it waits for)."""
         if ref_id in assets:
-            return {"asset": ref_id}, f"asset:{assets[ref_id].digest}", None
+            return AssetImage(ref_id), f"asset:{assets[ref_id].digest}", None
         job = image_jobs[ref_id]
-        return {"image": ref_id}, job.key, job.id
+        return EditedImage(ref_id), job.key, job.id
 
     # images, in dependency order (an image may start from, or use as mask/style, another image)
     pending = list(campaign.images)
@@ -166,9 +147,9 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
                 continue
             source_ref, prev_key, source_dep = ref(spec.source)
             deps = [source_dep] if source_dep else []
-            steps = []
+            steps: list[EditStep] = []
             for edit in spec.edits:
-                refs: dict[str, dict[str, str]] = {}
+                refs: dict[str, ImageRef] = {}
                 inputs = [prev_key]
                 for fname, rid in sorted(edit.image_refs().items()):
                     r, rkey, rdep = ref(rid)
@@ -182,13 +163,13 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
                     ext = "png"  # keep the alpha the tool exists to make
                 step_key = content_key("image", params={"tool": edit.tool, "params": plain}, inputs=inputs,
                                        backend=keys.image(edit.tool))
-                steps.append({"tool": edit.tool, "params": plain, "refs": refs, "key": step_key, "ext": ext})
+                steps.append(EditStep(tool=edit.tool, params=plain, refs=refs, key=step_key, ext=ext))
                 prev_key = step_key
             if prev_key in first_by_key:  # the same chain on the same input: wait for it, then reuse its output
                 deps.append(first_by_key[prev_key])
             job = Job(
                 id=f"image:{spec.id}", kind="image", key=prev_key, stage=2, deps=tuple(dict.fromkeys(deps)),
-                params={"image_id": spec.id, "source": source_ref, "steps": steps, "ext": steps[-1]["ext"]},
+                spec=ImageSpec(image_id=spec.id, source=source_ref, steps=tuple(steps)),
                 label=f"{spec.id} ({' > '.join(e.tool for e in spec.edits)})",
             )
             image_jobs[spec.id] = job
@@ -209,7 +190,7 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
             return found
         key = content_key("enhance", params={"prompt": shot.prompt, "max_tokens": limit}, backend=keys.enhancer)
         job = Job(id=f"enhance:{key[:10]}", kind="enhance", key=key, stage=1, deps=(),
-                  params={"prompt": shot.prompt, "max_tokens": limit}, label=_short(shot.prompt))
+                  spec=EnhanceSpec(prompt=shot.prompt, max_tokens=limit), label=_short(shot.prompt))
         enhance_jobs[(shot.prompt, limit)] = job
         jobs.append(job)
         return job
@@ -225,12 +206,10 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
             if ej:
                 deps.append(ej.id)
                 inputs.append(ej.key)
-            start: dict[str, str] | None = None
+            start: ImageRef | None = None
             if video.continuity == "last-frame" and shot.index > 0:
                 prev = clip_jobs[-1]
-                start = {"clip": prev.id}
-                if video.color_match:
-                    start["color_match_to"] = clip_jobs[0].id
+                start = ClipLastFrame(prev.id, clip_jobs[0].id if video.color_match else None)
                 deps.append(prev.id)
                 inputs.append(prev.key)
             elif shot.image:
@@ -238,14 +217,14 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
                 inputs.append(skey)
                 if sdep:
                     deps.append(sdep)
-            settings = {
+            settings = {  # what decides the clip's pixels: its content key's parameters
                 "model": model.name, "i2v": start is not None, "frames": shot.frames, "fps": model.fps,
                 "width": model.width, "height": model.height, "steps": shot.steps, "guidance": shot.guidance,
                 "seed": shot.seed, "negative_prompt": shot.negative_prompt,
                 "max_tokens": model.max_prompt_tokens,
             }
             key_params = {**settings, "prompt": None if ej else shot.prompt,
-                          **({"color_match": True} if start and "color_match_to" in start else {})}
+                          **({"color_match": True} if isinstance(start, ClipLastFrame) and start.color_match_to else {})}
             key = content_key("clip", params=key_params, inputs=inputs, backend=keys.clip(model.name))
             if key in first_by_key:  # the same shot elsewhere in the campaign: render once, reuse the clip
                 deps.append(first_by_key[key])
@@ -253,8 +232,11 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
             job = Job(
                 id=f"clip:{video.id}/{shot.index + 1:02d}", kind="clip", key=key, stage=3 if waits else 2,
                 deps=tuple(deps),
-                params={**settings, "video_id": video.id, "shot": shot.index, "prompt": shot.prompt,
-                        "enhance_job": ej.id if ej else None, "start": start, "ext": "mp4"},
+                spec=ClipSpec(video_id=video.id, shot=shot.index, prompt=shot.prompt, enhance_job=ej.id if ej else None,
+                              model=model.name, i2v=start is not None, frames=shot.frames, fps=model.fps,
+                              width=model.width, height=model.height, steps=shot.steps, guidance=shot.guidance,
+                              seed=shot.seed, negative_prompt=shot.negative_prompt,
+                              max_tokens=model.max_prompt_tokens, start=start),
                 label=_short(shot.prompt),
             )
             first_by_key.setdefault(key, job.id)
@@ -263,18 +245,17 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
         audio = None
         video_inputs = [c.key for c in clip_jobs]
         if video.audio:
-            audio = {"asset": video.audio.asset, "fade_in": video.audio.fade_in, "fade_out": video.audio.fade_out,
-                     "volume": video.audio.volume}
+            audio = AudioSpec(asset=video.audio.asset, fade_in=video.audio.fade_in, fade_out=video.audio.fade_out,
+                              volume=video.audio.volume)
             video_inputs.append(f"asset:{assets[video.audio.asset].digest}")
-        cards = {name: (asdict(card) if card else None) for name, card in (("title", video.title), ("end_card", video.end_card))}
-        vparams = {"crossfade": video.crossfade, "audio": audio, **cards}
-        vkey = content_key("video", params=vparams, inputs=video_inputs, backend=ASSEMBLER_VERSION)
-        jobs.append(Job(
-            id=f"video:{video.id}", kind="video", key=vkey, stage=4, deps=tuple(c.id for c in clip_jobs),
-            params={"video_id": video.id, "clips": [c.id for c in clip_jobs], "continuity": video.continuity,
-                    **vparams, "ext": "mp4"},
-            label=f"{video.id} ({len(clip_jobs)} shots)",
-        ))
+        vspec = VideoSpec(video_id=video.id, clips=tuple(c.id for c in clip_jobs), continuity=video.continuity,
+                          crossfade=video.crossfade, audio=audio, title=video.title, end_card=video.end_card)
+        key_params = {"crossfade": video.crossfade, "audio": asdict(audio) if audio else None,
+                      **{name: (asdict(card) if card else None) for name, card in (("title", video.title),
+                                                                                   ("end_card", video.end_card))}}
+        vkey = content_key("video", params=key_params, inputs=video_inputs, backend=ASSEMBLER_VERSION)
+        jobs.append(Job(id=f"video:{video.id}", kind="video", key=vkey, stage=4, deps=tuple(c.id for c in clip_jobs),
+                        spec=vspec, label=f"{video.id} ({len(clip_jobs)} shots)"))
 
     jobs.sort(key=lambda j: (j.stage, _KIND_ORDER[j.kind]))
     return Plan(campaign=campaign.name, manifest_file=campaign.source_file, backends=dict(backends),
@@ -291,7 +272,8 @@ def _short(text: str, n: int = 60) -> str:
 
 def expected_duration(plan: Plan, video_job: Job) -> float:
     """The video's length as assembly makes it: clips and cards in whole frames, minus the crossfade overlaps."""
-    clips = [plan.job(c) for c in video_job.params["clips"]]
-    cards = {name: (video_job.params.get(name) or {}).get("duration") for name in ("title", "end_card")}
-    return timeline([(c.params["frames"], c.params["fps"]) for c in clips], crossfade_s=video_job.params["crossfade"],
-                    title_s=cards["title"], end_card_s=cards["end_card"]).duration_s
+    spec = video_job.video
+    clips = [plan.job(c).clip for c in spec.clips]
+    return timeline([(c.frames, c.fps) for c in clips], crossfade_s=spec.crossfade,
+                    title_s=spec.title.duration if spec.title else None,
+                    end_card_s=spec.end_card.duration if spec.end_card else None).duration_s

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipeline.errors import Problem
-from pipeline.plan import AssetRef, Plan, expected_duration, output_key
+from pipeline.jobs import AssetImage, EditedImage, output_key, ref_to_json
+from pipeline.plan import AssetRef, Plan, expected_duration
 from pipeline.store import Store
 from pipeline.tasks import JobResult
 
@@ -59,36 +61,38 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
     images = []
     for job in plan.by_kind("image"):
         res = by_id.get(job.id)
-        entry: dict[str, Any] = {"id": job.params["image_id"], "job": job.id, "key": job.key,
-                                 "source": job.params["source"], "edits": [s["tool"] for s in job.params["steps"]],
+        spec = job.image
+        entry: dict[str, Any] = {"id": spec.image_id, "job": job.id, "key": job.key,
+                                 "source": ref_to_json(spec.source), "edits": [s.tool for s in spec.steps],
                                  "status": res.status if res else "not-run", "path": None}
         info = (res.info if res else {}) or {}
         steps_info = {s["key"]: s for s in info.get("steps", [])}
         if res and res.ok:
-            path = rel(f"images/{job.params['image_id']}.{job.ext}")
+            path = rel(f"images/{spec.image_id}.{job.ext}")
             copies.append((job.output_key, path))
             entry["path"] = path
             entry["cached"] = res.status == "cached"
-        src = job.params["source"]
+        src = spec.source
         entry["source_path"] = None
         if res and res.ok:
-            if "image" in src:
-                sjob = plan.job(f"image:{src['image']}")
-                entry["source_path"] = rel(f"images/{job.params['image_id']}/step-0-source.{sjob.ext}")
+            if isinstance(src, EditedImage):
+                sjob = plan.job(f"image:{src.image}")
+                entry["source_path"] = rel(f"images/{spec.image_id}/step-0-source.{sjob.ext}")
                 copies.append((sjob.output_key, entry["source_path"]))
-            elif src.get("asset") in plan.assets:
-                asset = plan.assets[src["asset"]]
+            elif isinstance(src, AssetImage) and src.asset in plan.assets:
+                asset = plan.assets[src.asset]
                 ext = PurePosixPath(asset.location).suffix.lstrip(".") or "png"
-                entry["source_path"] = rel(f"images/{job.params['image_id']}/step-0-source.{ext}")
+                entry["source_path"] = rel(f"images/{spec.image_id}/step-0-source.{ext}")
                 asset_copies.append((asset, entry["source_path"]))
         steps = []
-        for i, step in enumerate(job.params["steps"]):
-            s_info = steps_info.get(step["key"], {})
+        for i, step in enumerate(spec.steps):
+            s_info = steps_info.get(step.key, {})
             s_path = None
             if res and res.ok:
-                s_path = rel(f"images/{job.params['image_id']}/step-{i + 1}-{step['tool']}.{step['ext']}")
-                copies.append((output_key("image", step["key"], step["ext"]), s_path))
-            steps.append({"tool": step["tool"], "params": step["params"], "refs": step["refs"], "path": s_path,
+                s_path = rel(f"images/{spec.image_id}/step-{i + 1}-{step.tool}.{step.ext}")
+                copies.append((output_key("image", step.key, step.ext), s_path))
+            steps.append({"tool": step.tool, "params": step.params,
+                          "refs": {f: ref_to_json(r) for f, r in step.refs.items()}, "path": s_path,
                           "backend": s_info.get("backend"), "placeholder": s_info.get("placeholder"),
                           "note": s_info.get("note"), "seconds": s_info.get("seconds")})
         entry["steps"] = steps
@@ -100,14 +104,15 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
     for vjob in plan.by_kind("video"):
         res = by_id.get(vjob.id)
         info = (res.info if res else {}) or {}
-        vid = vjob.params["video_id"]
+        vspec = vjob.video
+        vid = vspec.video_id
         entry = {"id": vid, "job": vjob.id, "key": vjob.key, "status": res.status if res else "not-run",
                  "path": None, "poster": None, "duration_s": info.get("duration_s"),
                  "expected_duration_s": round(expected_duration(plan, vjob), 6),
                  "width": info.get("width"), "height": info.get("height"), "fps": info.get("fps"),
                  "frames": info.get("frames"), "method": info.get("method"), "cached": res.status == "cached" if res else False,
-                 "crossfade": vjob.params["crossfade"], "continuity": vjob.params.get("continuity"),
-                 "audio": vjob.params.get("audio")}
+                 "crossfade": vspec.crossfade, "continuity": vspec.continuity,
+                 "audio": asdict(vspec.audio) if vspec.audio else None}
         if res and res.ok:
             entry["path"] = rel(f"videos/{vid}.mp4")
             copies.append((vjob.output_key, entry["path"]))
@@ -115,29 +120,30 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
                 entry["poster"] = rel(f"videos/{vid}.png")
                 copies.append((info["poster"], entry["poster"]))
         clips = []
-        for cid in vjob.params["clips"]:
+        for cid in vspec.clips:
             cjob = plan.job(cid)
+            cspec = cjob.clip
             cres = by_id.get(cid)
             cinfo = (cres.info if cres else {}) or {}
             c: dict[str, Any] = {
-                "job": cid, "key": cjob.key, "shot": cjob.params["shot"] + 1, "status": cres.status if cres else "not-run",
-                "prompt": cjob.params["prompt"], "enhanced_prompt": None, "model_prompt": cinfo.get("model_prompt"),
-                "enhance": cjob.params["enhance_job"] is not None, "seed": cjob.params["seed"],
-                "model": cjob.params["model"], "i2v": cjob.params["i2v"], "start": cjob.params["start"],
-                "frames": cjob.params["frames"], "fps": cjob.params["fps"], "width": cjob.params["width"],
-                "height": cjob.params["height"], "backend": cinfo.get("backend") or plan.backends.get("video"),
+                "job": cid, "key": cjob.key, "shot": cspec.shot + 1, "status": cres.status if cres else "not-run",
+                "prompt": cspec.prompt, "enhanced_prompt": None, "model_prompt": cinfo.get("model_prompt"),
+                "enhance": cspec.enhance_job is not None, "seed": cspec.seed,
+                "model": cspec.model, "i2v": cspec.i2v, "start": ref_to_json(cspec.start) if cspec.start else None,
+                "frames": cspec.frames, "fps": cspec.fps, "width": cspec.width,
+                "height": cspec.height, "backend": cinfo.get("backend") or plan.backends.get("video"),
                 "placeholder": cinfo.get("placeholder"), "cached": cres.status == "cached" if cres else False,
                 "prompt_trimmed": cinfo.get("prompt_trimmed"), "path": None,
                 "seconds": round(cres.seconds, 3) if cres else None,
             }
-            if cjob.params["enhance_job"]:
-                eres = by_id.get(cjob.params["enhance_job"])
+            if cspec.enhance_job:
+                eres = by_id.get(cspec.enhance_job)
                 einfo = (eres.info if eres else {}) or {}
                 c["enhanced_prompt"] = einfo.get("enhanced_prompt", cinfo.get("model_prompt"))
                 c["enhancer"] = einfo.get("backend")
                 c["enhance_trimmed"] = einfo.get("trimmed")
             if cres and cres.ok:
-                c["path"] = rel(f"clips/{vid}-{cjob.params['shot'] + 1:02d}.mp4")
+                c["path"] = rel(f"clips/{vid}-{cspec.shot + 1:02d}.mp4")
                 copies.append((cjob.output_key, c["path"]))
             clips.append(c)
         entry["clips"] = clips
@@ -159,7 +165,7 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
         "videos": videos,
         "images": images,
         "enhancements": [
-            {"job": j.id, "prompt": j.params["prompt"], **{k: (by_id[j.id].info or {}).get(k) for k in
+            {"job": j.id, "prompt": j.enhance.prompt, **{k: (by_id[j.id].info or {}).get(k) for k in
              ("enhanced_prompt", "backend", "tokens", "max_tokens", "trimmed", "changed")},
              "status": by_id[j.id].status if j.id in by_id else "not-run"}
             for j in plan.by_kind("enhance")

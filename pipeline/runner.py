@@ -15,8 +15,10 @@ from typing import Any, TextIO
 
 from pipeline.backends import Backends
 from pipeline.errors import DependencyFailed
-from pipeline.plan import STAGE_NAMES, Job, Plan
+from pipeline.jobs import Job
+from pipeline.plan import STAGE_NAMES, Plan
 from pipeline.report import new_run_id, write_run
+from pipeline.schedule import Readiness, batches, clip_group, readiness, waits_only_on_fast_jobs
 from pipeline.store import LocalStore, Store
 from pipeline.tasks import JobResult, TaskContext, failure, run_clip_batch, run_job
 
@@ -84,48 +86,54 @@ def run_plan(plan: Plan, store: Store, backends: Backends, *, workdir: Path, wor
     results: dict[str, JobResult] = {}
     remaining = {j.id: j for j in plan.jobs}
     running: dict[Future[list[JobResult]], list[Job]] = {}
-    held: dict[tuple[str, bool], list[Job]] = {}
-    max_batch = max(1, int(getattr(backends.video, "max_batch", 1)))
+    held: dict[str, list[Job]] = {}  # ready clips by group, waiting to fill a batch
+    max_batch = backends.video.max_batch
+
+    finished: dict[str, bool] = {}  # job id -> produced its output
 
     def finish(job: Job, res: JobResult) -> None:
         results[job.id] = res
+        finished[job.id] = res.ok
         if progress:
             progress.done(job, res)
         if on_result:
             on_result(res)
 
-    def more_coming(group: tuple[str, bool]) -> bool:
+    def more_coming(group: str) -> bool:
         """Another clip of this group waits only on prompt or image jobs, so it will be ready soon."""
-        return any(j.kind == "clip" and _group(j) == group
-                   and all(d in results or plan.job(d).kind != "clip" for d in j.deps) for j in remaining.values())
+        return any(j.kind == "clip" and clip_group(j) == group and waits_only_on_fast_jobs(plan, j, finished)
+                   for j in remaining.values())
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="job")
     try:
         while remaining or running or held:
             for job in list(remaining.values()):
-                if any(d not in results for d in job.deps):
+                state, failed = readiness(job, finished)
+                if state is Readiness.WAITING:
                     continue
-                bad = [d for d in job.deps if not results[d].ok]
                 del remaining[job.id]
-                if bad:
-                    finish(job, failure(job, DependencyFailed(f"needs {bad[0]}, which {results[bad[0]].status}")))
+                if state is Readiness.BLOCKED:
+                    assert failed is not None
+                    finish(job, failure(job, DependencyFailed(f"needs {failed}, which {results[failed].status}")))
                 elif job.kind == "clip":
-                    held.setdefault(_group(job), []).append(job)
+                    held.setdefault(clip_group(job), []).append(job)
                 else:
                     running[pool.submit(_run_one, job, ctx)] = [job]
             for group in list(held):
                 jobs = held[group]
-                while len(jobs) >= max_batch or (jobs and (not more_coming(group) or not running)):
-                    batch, jobs[:] = jobs[:max_batch], jobs[max_batch:]
+                for batch in batches(jobs, max_batch, group=clip_group):
+                    if len(batch) < max_batch and more_coming(group) and running:
+                        held[group] = batch  # the last, partial batch keeps waiting
+                        break
                     running[pool.submit(run_clip_batch, batch, ctx)] = batch
-                if not jobs:
+                else:
                     del held[group]
             if not running:
                 if remaining and not held:  # nothing runs and nothing can start: a planner bug, not user input
                     raise RuntimeError(f"job graph is stuck: {sorted(remaining)}")
                 continue
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for fut in finished:
+            done_futures, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in done_futures:
                 jobs = running.pop(fut)
                 try:
                     batch_results = fut.result()
@@ -138,10 +146,6 @@ def run_plan(plan: Plan, store: Store, backends: Backends, *, workdir: Path, wor
         raise RunInterrupted([results[j.id] for j in plan.jobs if j.id in results]) from None
     pool.shutdown(wait=True)
     return [results[j.id] for j in plan.jobs]
-
-
-def _group(job: Job) -> tuple[str, bool]:
-    return job.params["model"], job.params["i2v"]
 
 
 def _run_one(job: Job, ctx: TaskContext) -> list[JobResult]:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.backends.base import ClipRequest
+from pipeline import schedule
+from pipeline.backends.base import ClipOutcome, ClipRequest
 from pipeline.store import parse_s3_uri
 
 # Where the container reads and writes; container/generate.py's defaults name the same paths.
@@ -23,7 +24,6 @@ CONTAINER_ENTRYPOINT = ("python", "/opt/program/generate.py")
 JOBS_LOCAL_PATH = "/opt/ml/processing/input/jobs"
 MODELS_LOCAL_PATH = "/opt/ml/processing/input/models"
 OUTPUT_LOCAL_PATH = "/opt/ml/processing/output"
-I2V_SUFFIX = "-i2v"  # a shot with a start image runs in <models>/<model>-i2v
 
 # ml.g6e.2xlarge: 1x NVIDIA L40S, 48 GB, bf16 (AWS instance-type page). CogVideoX-5b in bf16 is ~19.7 GiB of
 # weights (reference/toolchain.md), so it runs without any offload there. The sample's ml.g5.4xlarge
@@ -40,18 +40,12 @@ JOB_NAME_MAX = 63  # SageMaker: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
 
 def pipeline_folder(request: ClipRequest) -> str:
     """The folder under the weights prefix that renders `request`: <model>, or <model>-i2v with a start image."""
-    return request.model + (I2V_SUFFIX if request.image is not None else "")
+    return schedule.pipeline_folder(request.model, i2v=request.image is not None)
 
 
 def batch_clips(requests: Iterable[ClipRequest], max_batch: int) -> list[list[ClipRequest]]:
-    """Group clips by pipeline folder (one model load per processing job), then split into batches of at most
-    `max_batch`. Folders keep their order of first appearance and clips their order within a folder."""
-    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-        raise ValueError(f"max_batch must be a positive integer, got {max_batch!r}")
-    by_folder: dict[str, list[ClipRequest]] = {}
-    for request in requests:
-        by_folder.setdefault(pipeline_folder(request), []).append(request)
-    return [group[i:i + max_batch] for group in by_folder.values() for i in range(0, len(group), max_batch)]
+    """Clips in batches of one pipeline folder (one model load per processing job), at most `max_batch` each."""
+    return schedule.batches(requests, max_batch, group=pipeline_folder)
 
 
 def processing_job_name(prefix: str, keys: Iterable[str], *, suffix: str = "") -> str:
@@ -113,13 +107,19 @@ def processing_job_request(
     else:
         inputs.append(_s3_input("models", models_s3_uri, MODELS_LOCAL_PATH))
 
+    # S3UploadMode Continuous: "upload the results of the processing job continuously" (API_ProcessingS3Output),
+    # so every clip the container finished is in S3 even when the job later fails, is stopped or runs out of
+    # time; whether EndOfJob uploads anything for a failed or stopped job is not documented. Which file events
+    # trigger an upload is not documented either (unverified): the container writes each clip under a temporary
+    # name and renames it, and writes <key>.json last, so a clip counts only when its provenance says succeeded
+    # and its mp4 can be fetched; anything less is rendered again.
     return {
         "ProcessingJobName": job_name,
         "ProcessingInputs": inputs,
         "ProcessingOutputConfig": {
             "Outputs": [{
                 "OutputName": "clips",
-                "S3Output": {"S3Uri": output_s3_uri, "LocalPath": OUTPUT_LOCAL_PATH, "S3UploadMode": "EndOfJob"},
+                "S3Output": {"S3Uri": output_s3_uri, "LocalPath": OUTPUT_LOCAL_PATH, "S3UploadMode": "Continuous"},
             }],
         },
         "ProcessingResources": {
@@ -210,3 +210,30 @@ def fetch_clip_output(request: ClipRequest, output_s3_uri: str, out_dir: Path, *
         return FetchedClip(None, provenance, f"{output_s3_uri}{request.key}.mp4 could not be fetched: {exc}", "JobFailed")
     os.replace(partial, target)
     return FetchedClip(target, provenance)
+
+
+# What a clip's record keeps of the container's provenance (container/generate.py writes <key>.json).
+PROVENANCE_KEPT = ("model", "settings", "notes", "image", "output", "prompt_tokens", "peak_memory")
+
+
+def clip_outcome(request: ClipRequest, fetched: FetchedClip, *, backend: str, job_name: str,
+                 job_failure: str | None = None) -> ClipOutcome:
+    """One clip's outcome from what its processing job left; the local `sagemaker` backend and the cloud's
+    collect step both record clips through here, so their provenance is the same. A clip the container
+    wrote provenance for carries its settings, notes and timings (and, when it failed, its own error); one
+    it wrote nothing for carries the job's failure (`job_failure`: how the job ended) or says it is missing."""
+    prov = fetched.provenance or {}
+    extra: dict[str, Any] = {"processing_job": job_name,
+                             **{k: prov[k] for k in PROVENANCE_KEPT if prov.get(k)}}
+    if fetched.path is None:
+        if fetched.provenance is not None:
+            error = str(fetched.error)
+        elif job_failure:
+            error = f"the clip batch failed: {job_failure}"
+        else:
+            error = f"{job_name} wrote no result for this clip ({fetched.error})"
+        return ClipOutcome(request.key, None, backend, error=error, error_type=fetched.error_type or "JobFailed",
+                           extra=extra)
+    timings = {k: float(v) for k, v in (prov.get("timings") or {}).items()}
+    return ClipOutcome(request.key, fetched.path, backend, placeholder=bool(prov.get("placeholder", False)),
+                       timings=timings, extra=extra)

@@ -39,6 +39,10 @@ class Store(Protocol):
         """Where a person finds the object: a path or an s3:// address."""
         ...
 
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key under `prefix` (a folder-like prefix ending in '/'), sorted."""
+        ...
+
 
 class LocalStore:
     """A folder. Writes go to a temporary sibling and are renamed into place, so a crash leaves no half file."""
@@ -91,6 +95,11 @@ class LocalStore:
 
     def location(self, key: str) -> str:
         return str(self.path(key))
+
+    def list_keys(self, prefix: str) -> list[str]:
+        base = self.path(prefix.rstrip("/")) if prefix.rstrip("/") else self.root
+        return sorted(str(p.relative_to(self.root)).replace(os.sep, "/") for p in base.rglob("*")
+                      if p.is_file() and TMP_MARK not in p.name)
 
     @contextlib.contextmanager
     def _atomic(self, key: str) -> Iterator[Path]:
@@ -196,6 +205,13 @@ class S3Store:
 
     def location(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
+
+    def list_keys(self, prefix: str) -> list[str]:
+        full = self._key(prefix)
+        keys: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+            keys += [o["Key"][len(full) - len(prefix):] for o in page.get("Contents", [])]
+        return sorted(keys)
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:

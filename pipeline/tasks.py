@@ -22,10 +22,10 @@ from typing import Any
 from PIL import Image
 
 from pipeline import __version__
-from pipeline.backends import Backends
-from pipeline.backends.base import ClipRequest
+from pipeline.backends.base import BackendSet, ClipRequest
 from pipeline.errors import DependencyFailed, JobFailed, PipelineError
-from pipeline.plan import Job, Plan, output_key, provenance_key
+from pipeline.jobs import AssetImage, ClipLastFrame, EditedImage, ImageRef, Job, output_key, provenance_key, ref_to_json
+from pipeline.plan import Plan
 from pipeline.prompts import fit_prompt
 from pipeline.store import Store, parse_s3_uri
 
@@ -41,24 +41,29 @@ class JobResult:
     error_type: str | None = None
     message: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # the exception a failed job raised, kept as it was (not stored): the cloud's job step raises a retryable
+    # one again, so the state machine's Retry sees its class
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
         return self.status in ("executed", "cached")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        del d["exception"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> JobResult:
-        return cls(**d)
+        return cls(**{k: v for k, v in d.items() if k != "exception"})
 
 
 @dataclass
 class TaskContext:
     plan: Plan
     store: Store
-    backends: Backends
+    backends: BackendSet
     workdir: Path
     s3_client: Any = None  # for s3:// assets; created lazily
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -155,7 +160,7 @@ def failure(job: Job, exc: BaseException, seconds: float = 0.0) -> JobResult:
         where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
         etype, msg = "JobFailed", f"{type(exc).__name__}: {exc}{where}"
     status = "skipped" if isinstance(exc, DependencyFailed) else "failed"
-    return JobResult(job.id, job.kind, job.key, status, None, seconds, etype, msg)
+    return JobResult(job.id, job.kind, job.key, status, None, seconds, etype, msg, exception=exc)
 
 
 def _cached_result(job: Job, ctx: TaskContext) -> JobResult | None:
@@ -180,7 +185,7 @@ def _check_deps(job: Job, ctx: TaskContext) -> None:
 
 def _run_enhance(job: Job, ctx: TaskContext) -> dict[str, Any]:
     enhancer = ctx.backends.enhancer
-    prompt, limit = job.params["prompt"], job.params["max_tokens"]
+    prompt, limit = job.enhance.prompt, job.enhance.max_tokens
     t0 = time.perf_counter()
     raw = enhancer.enhance(prompt).strip() or prompt
     fitted = fit_prompt(raw, limit)
@@ -211,18 +216,18 @@ def _load_image(path: Path | io.BytesIO) -> Image.Image:
         return im.convert("RGBA" if has_alpha else "RGB")
 
 
-def resolve_image(ctx: TaskContext, ref: dict[str, str]) -> Path:
-    """A local path for an image reference: {"asset": id} | {"image": id} | {"clip": job id} (last frame)."""
-    if "asset" in ref:
-        return ctx.asset_path(ref["asset"])
-    if "image" in ref:
-        job = ctx.plan.job(f"image:{ref['image']}")
+def resolve_image(ctx: TaskContext, ref: ImageRef) -> Path:
+    """A local path for an image reference: an asset, an edited image, or a clip's last frame."""
+    if isinstance(ref, AssetImage):
+        return ctx.asset_path(ref.asset)
+    if isinstance(ref, EditedImage):
+        job = ctx.plan.job(f"image:{ref.image}")
         return ctx.store.materialize(job.output_key, ctx.workdir)
-    if "clip" in ref:
+    if isinstance(ref, ClipLastFrame):
         from pipeline.assemble import last_frame, match_colors
 
-        clip = ctx.plan.job(ref["clip"])
-        first = ctx.plan.job(ref["color_match_to"]) if "color_match_to" in ref else None
+        clip = ctx.plan.job(ref.clip)
+        first = ctx.plan.job(ref.color_match_to) if ref.color_match_to else None
         dest = ctx.workdir / (f"lastframe-{clip.key}" + (f"-matched-{first.key}" if first else "") + ".png")
         if not dest.is_file():
             frame = last_frame(ctx.store.materialize(clip.output_key, ctx.workdir))
@@ -230,7 +235,7 @@ def resolve_image(ctx: TaskContext, ref: dict[str, str]) -> Path:
                 frame = match_colors(frame, last_frame(ctx.store.materialize(first.output_key, ctx.workdir)))
             _save_atomic(frame, dest)  # another thread may want the same frame (identical first shots)
         return dest
-    raise JobFailed(f"unknown image reference {ref!r}")
+    raise TypeError(f"unknown image reference {ref!r}")
 
 
 def _save_atomic(image: Image.Image, dest: Path) -> None:
@@ -256,30 +261,31 @@ def _encode(image: Image.Image, ext: str) -> bytes:
 
 def _run_image(job: Job, ctx: TaskContext) -> dict[str, Any]:
     editor = ctx.backends.images
-    current = _load_image(resolve_image(ctx, job.params["source"]))
+    spec = job.image
+    current = _load_image(resolve_image(ctx, spec.source))
     chain: list[dict[str, Any]] = []
-    for i, step in enumerate(job.params["steps"]):
-        okey = output_key("image", step["key"], step["ext"])
-        prov = read_provenance(ctx.store, "image", step["key"])
+    for i, step in enumerate(spec.steps):
+        okey = output_key("image", step.key, step.ext)
+        prov = read_provenance(ctx.store, "image", step.key)
         if prov and ctx.store.exists(okey):  # an unchanged prefix of the chain is reused
             current = _load_image(ctx.store.materialize(okey, ctx.workdir))
             chain.append(prov["info"]["step"])
             continue
-        refs = {f: _load_image(resolve_image(ctx, r)) for f, r in step["refs"].items()}
+        refs = {f: _load_image(resolve_image(ctx, r)) for f, r in step.refs.items()}
         t0 = time.perf_counter()
         before = current.size
-        outcome = editor.edit(step["tool"], current, step["params"], refs)
+        outcome = editor.edit(step.tool, current, step.params, refs)
         current = outcome.image
         step_info = {
-            "index": i, "tool": step["tool"], "params": step["params"], "refs": step["refs"], "key": step["key"],
-            "output": okey, "backend": outcome.backend, "identity": editor.identity(step["tool"]),
+            "index": i, "tool": step.tool, "params": step.params, "refs": {f: ref_to_json(r) for f, r in step.refs.items()},
+            "key": step.key, "output": okey, "backend": outcome.backend, "identity": editor.identity(step.tool),
             "placeholder": outcome.placeholder, "note": outcome.note, "seed": outcome.seed,
             "size_in": list(before), "size_out": list(current.size), "mode": current.mode,
             "seconds": round(time.perf_counter() - t0, 3), **({"extra": outcome.extra} if outcome.extra else {}),
         }
         chain.append(step_info)
-        data = _encode(current, step["ext"])
-        _write_done(ctx.store, "image", step["key"], step["ext"],
+        data = _encode(current, step.ext)
+        _write_done(ctx.store, "image", step.key, step.ext,
                     provenance(ctx, job, info={"step": step_info, "chain": list(chain)}), data=data)
         # the next step reads exactly what is stored (a lossy format changes pixels, jpeg drops alpha), so a
         # chain resumed from the cache makes the same bytes under the same keys as one run in a single pass
@@ -288,7 +294,7 @@ def _run_image(job: Job, ctx: TaskContext) -> dict[str, Any]:
 
 
 def _image_info(job: Job, chain: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"image_id": job.params["image_id"], "source": job.params["source"], "steps": chain,
+    return {"image_id": job.image.image_id, "source": ref_to_json(job.image.source), "steps": chain,
             "backend": ",".join(sorted({s["backend"] for s in chain})),
             "placeholder": any(s["placeholder"] for s in chain)}
 
@@ -298,22 +304,19 @@ def _image_info(job: Job, chain: list[dict[str, Any]]) -> dict[str, Any]:
 
 def clip_request(job: Job, ctx: TaskContext) -> tuple[ClipRequest, dict[str, Any]]:
     """The backend request for a clip job, with the prompt as the model will read it."""
-    p = job.params
-    if p["enhance_job"]:
-        prompt = enhanced_text(ctx, p["enhance_job"])
-        fitted = fit_prompt(prompt, p["max_tokens"])
-    else:
-        fitted = fit_prompt(p["prompt"], p["max_tokens"])
-    image = resolve_image(ctx, p["start"]) if p["start"] else None
+    c = job.clip
+    prompt = enhanced_text(ctx, c.enhance_job) if c.enhance_job else c.prompt
+    fitted = fit_prompt(prompt, c.max_tokens)
+    image = resolve_image(ctx, c.start) if c.start else None
     req = ClipRequest(
-        key=job.key, model=p["model"], prompt=fitted.text, frames=p["frames"], fps=p["fps"], width=p["width"],
-        height=p["height"], steps=p["steps"], guidance=p["guidance"], seed=p["seed"],
-        negative_prompt=p.get("negative_prompt"), image=image,
+        key=job.key, model=c.model, prompt=fitted.text, frames=c.frames, fps=c.fps, width=c.width, height=c.height,
+        steps=c.steps, guidance=c.guidance, seed=c.seed, negative_prompt=c.negative_prompt, image=image,
     )
-    info = {"prompt": p["prompt"], "enhanced_prompt": fitted.text if p["enhance_job"] else None,
+    info = {"prompt": c.prompt, "enhanced_prompt": fitted.text if c.enhance_job else None,
             "model_prompt": fitted.text, "prompt_tokens": fitted.tokens, "prompt_trimmed": fitted.trimmed,
-            "seed": p["seed"], "model": p["model"], "i2v": p["i2v"], "start": p["start"], "frames": p["frames"],
-            "fps": p["fps"], "width": p["width"], "height": p["height"], "steps": p["steps"], "guidance": p["guidance"]}
+            "seed": c.seed, "model": c.model, "i2v": c.i2v, "start": ref_to_json(c.start) if c.start else None,
+            "frames": c.frames, "fps": c.fps, "width": c.width, "height": c.height, "steps": c.steps,
+            "guidance": c.guidance}
     return req, info
 
 
@@ -367,28 +370,25 @@ def run_clip_batch(jobs: Sequence[Job], ctx: TaskContext) -> list[JobResult]:
 
 def _run_video(job: Job, ctx: TaskContext) -> dict[str, Any]:
     from pipeline.assemble import AssemblyRequest, assemble_video
-    from pipeline.manifest import Card
 
-    p = job.params
-    clips = tuple(ctx.store.materialize(ctx.plan.job(c).output_key, ctx.workdir) for c in p["clips"])
-    audio = p.get("audio")
+    v = job.video
+    clips = tuple(ctx.store.materialize(ctx.plan.job(c).output_key, ctx.workdir) for c in v.clips)
+    audio = v.audio
     req = AssemblyRequest(
-        clips=clips, crossfade=p["crossfade"],
-        audio=ctx.asset_path(audio["asset"]) if audio else None,
-        audio_fade_in=audio["fade_in"] if audio else 0.0, audio_fade_out=audio["fade_out"] if audio else 0.0,
-        audio_volume=audio["volume"] if audio else 1.0,
-        title=Card(**p["title"]) if p.get("title") else None,
-        end_card=Card(**p["end_card"]) if p.get("end_card") else None,
+        clips=clips, crossfade=v.crossfade,
+        audio=ctx.asset_path(audio.asset) if audio else None,
+        audio_fade_in=audio.fade_in if audio else 0.0, audio_fade_out=audio.fade_out if audio else 0.0,
+        audio_volume=audio.volume if audio else 1.0, title=v.title, end_card=v.end_card,
     )
     with tempfile.TemporaryDirectory(dir=ctx.workdir, prefix="video-") as tmp:
         out, poster = Path(tmp) / "video.mp4", Path(tmp) / "poster.png"
         result = assemble_video(req, out, poster)
         ctx.store.put_file(output_key("video", job.key, "png"), poster)
-        info = {"video_id": p["video_id"], "duration_s": result.duration_s, "width": result.width,
+        info = {"video_id": v.video_id, "duration_s": result.duration_s, "width": result.width,
                 "height": result.height, "fps": result.fps, "frames": result.frames, "method": result.method,
                 "timings": result.timings, "poster": output_key("video", job.key, "png"),
                 "frames_copied": result.frames_copied, "frames_encoded": result.frames_encoded,
                 "notes": list(result.notes),
-                "clips": [ctx.plan.job(c).key for c in p["clips"]]}
+                "clips": [ctx.plan.job(c).key for c in v.clips]}
         _write_done(ctx.store, "video", job.key, "mp4", provenance(ctx, job, info=info), src=out)
     return info

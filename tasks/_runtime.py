@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipeline.cloud import CloudSettings
+from pipeline.cloud.settings import CloudSettings
 from pipeline.store import S3Store
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.cloud import RunRef, run_job_step
+from pipeline.cloud.events import JobEvent
+from pipeline.cloud.job_step import run_job_step
 from tasks import _runtime
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     with _runtime.scratch() as work:
-        return run_job_step(event["job_id"], RunRef.from_dict(event["run"]), kind="image",
-                            store=_runtime.output_store(), s3=_runtime.client("s3"), settings=_runtime.settings(),
-                            workdir=work)
+        return run_job_step(JobEvent.from_event(event), kind="image", store=_runtime.output_store(),
+                            s3=_runtime.client("s3"), settings=_runtime.settings(), workdir=work)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.cloud import plan_run
+from pipeline.cloud.events import PlanEvent
+from pipeline.cloud.plan_step import plan_run
 from tasks import _runtime
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    limits = event.get("limits") or {}
     with _runtime.scratch() as work:
-        return plan_run(event["source"], run_id=event["run_id"], started=event["started"],
-                        store=_runtime.output_store(), s3=_runtime.client("s3"), settings=_runtime.settings(),
-                        workdir=work, distributed_over=limits.get("distributed_over"))
+        return plan_run(PlanEvent.from_event(event), store=_runtime.output_store(), s3=_runtime.client("s3"),
+                        settings=_runtime.settings(), workdir=work)

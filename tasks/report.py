@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from pipeline.cloud import finish_run
+from pipeline.cloud.events import FinishEvent
+from pipeline.cloud.report_step import finish_run
 from tasks import _runtime
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    return finish_run(event, store=_runtime.output_store(), settings=_runtime.settings())
+    return finish_run(FinishEvent.from_event(event, now=time.time()), store=_runtime.output_store(), settings=_runtime.settings())

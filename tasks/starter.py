@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.cloud import handle_manifest_event
+from pipeline.cloud.trigger import handle_manifest_event
 from tasks import _runtime
 
 

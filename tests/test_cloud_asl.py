@@ -1,5 +1,5 @@
 """state_machines/campaign.asl.json as data: states, transitions, Retry and Catch, what the state carries, and the
-contracts it shares with pipeline/cloud.py (no AWS involved)."""
+contracts it shares with pipeline/cloud/ (no AWS involved)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from pipeline import cloud
+from pipeline.cloud import names
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # infra/ lives at the repository root, outside the package
@@ -172,7 +173,7 @@ def test_contracts_shared_with_pipeline_cloud() -> None:
         assert state["Resource"] == "arn:aws:states:::sagemaker:createProcessingJob.sync"
         assert state["Parameters"] == {f"{k}.$": f"$.prepared.request.{k}" for k in cloud.RENDER_REQUEST_FIELDS}
     # the failure records land exactly where the tasks' results do
-    ref = cloud.RunRef("spring", "spring-0123")
+    ref = names.RunRef("spring", "spring-0123")
     for name, state, _ in ALL:
         if name.startswith("Record "):
             fmt = state["Parameters"]["Key.$"]
@@ -180,8 +181,8 @@ def test_contracts_shared_with_pipeline_cloud() -> None:
             values = {"$.run.campaign": ref.campaign, "$.run.run_id": ref.run_id, "$.job_id": "clip:teaser/02",
                       "$.batch": "w0-cogvideox-5b-01"}
             key = template.format(*(values[a.strip()] for a in args.split(",")))
-            expected = (cloud.batch_failure_key(ref, "w0-cogvideox-5b-01") if "batch" in name
-                        else cloud.result_key(ref, "clip:teaser/02"))
+            expected = (names.batch_failure_key(ref, "w0-cogvideox-5b-01") if "batch" in name
+                        else names.result_key(ref, "clip:teaser/02"))
             assert key == expected, name
             assert state["Parameters"]["Bucket"] == "${OutputBucket}"
 
@@ -274,7 +275,7 @@ def test_each_inline_stage_map_has_a_distributed_twin_with_the_same_child_workfl
 
 def test_distributed_maps_read_the_plan_steps_lists_and_write_results_to_s3() -> None:
     workflow = pytest.importorskip("infra.workflow", reason="aws-cdk-lib is not installed")
-    ref = cloud.RunRef("spring", "spring-0123")
+    ref = names.RunRef("spring", "spring-0123")
     stage_of = {"Enhance prompts (distributed)": "enhance", "Render clips (distributed)": "clips",
                 "Assemble videos (distributed)": "videos", "Edit image wave (distributed)": "images",
                 "Render clip wave (distributed)": "waiting_clips"}
@@ -291,7 +292,7 @@ def test_distributed_maps_read_the_plan_steps_lists_and_write_results_to_s3() ->
         else:
             assert reader["Parameters"]["Key.$"] == f"$.run.stages.{stage}.key"
         # the IAM policy's resources cover the keys the plan step writes and the ResultWriter's prefix
-        assert re.fullmatch(workflow.STAGE_FILES.replace("*", ".+"), cloud.stage_key(ref, stage, 1)), name
+        assert re.fullmatch(workflow.STAGE_FILES.replace("*", ".+"), names.stage_key(ref, stage, 1)), name
         assert state["ResultWriter"] == {"Resource": "arn:aws:states:::s3:putObject",
                                          "Parameters": {"Bucket": "${OutputBucket}",
                                                         "Prefix": workflow.MAP_RESULTS_PREFIX.rstrip("/")}}, name

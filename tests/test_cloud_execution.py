@@ -16,7 +16,7 @@ from fake_aws.cloud import INPUT_BUCKET, OUTPUT_BUCKET, Cloud, lambda_env, moto_
 from fake_aws.container import CAPACITY_REASON, preview_container
 from fake_aws.stepfunctions import ContainerRun
 
-from pipeline import cloud as cloud_runner
+from pipeline.cloud import STAGES, commands
 from pipeline.cli import main as campaign_cli
 from pipeline.errors import Throttled
 from tasks import _runtime
@@ -120,7 +120,7 @@ def test_example_campaign_through_distributed_maps_makes_the_same_outputs(distri
     summary = run.calls.named("campaign-report")[0][1]["run"]
     assert all(summary[k] == [] for k in ("enhance", "image_waves", "clip_batches", "clip_waves", "videos"))
     stages = summary["stages"]
-    assert {name: s["mode"] for name, s in stages.items()} == dict.fromkeys(cloud_runner.STAGES, "distributed")
+    assert {name: s["mode"] for name, s in stages.items()} == dict.fromkeys(STAGES, "distributed")
     run_doc = cloud.json(prefix + "plan.json")
     enhance_ids = [j["id"] for j in run_doc["plan"]["jobs"] if j["kind"] == "enhance"]
     assert stages["enhance"] == {"mode": "distributed", "count": len(enhance_ids), "key": prefix + "stages/enhance.json"}
@@ -199,11 +199,11 @@ def test_a_failed_clip_batch_gives_a_partial_report(cloud: Cloud, small_campaign
     assert len(run.calls.named("campaign-prepare-batch")) == 3
 
     # `campaign status` reads the same execution back
-    [row] = cloud_runner.status("small-launch", state_machine_arn=cloud.state_machine_arn, sfn=cloud.sfn)
+    [row] = commands.status("small-launch", state_machine_arn=cloud.state_machine_arn, sfn=cloud.sfn)
     assert row["name"] == "small-partial" and row["status"] == "SUCCEEDED (partial)" and row["failed_items"] == 2
     assert row["report"] == "s3://campaign-output/runs/small-launch/small-partial/report.json"
     assert row["console_url"].endswith(":execution:campaign:small-partial")
-    assert cloud_runner.status("another-campaign", state_machine_arn=cloud.state_machine_arn, sfn=cloud.sfn) == []
+    assert commands.status("another-campaign", state_machine_arn=cloud.state_machine_arn, sfn=cloud.sfn) == []
 
 
 def recording(container: ContainerRun, jobs: dict[str, list[str]]) -> ContainerRun:

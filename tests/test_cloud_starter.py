@@ -14,7 +14,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pipeline import cloud
+from pipeline.cloud import commands, names
+from pipeline.cloud.contract import EXECUTION_NAME_MAX
 from pipeline.errors import ManifestInvalid
 from tasks import _runtime, starter
 
@@ -54,7 +55,7 @@ class Fakes:
 
     def schedule(self, key: str) -> dict[str, Any] | None:
         try:
-            return self.scheduler.get_schedule(Name=cloud.schedule_name(bucket=BUCKET, key=key), GroupName=GROUP)
+            return self.scheduler.get_schedule(Name=names.schedule_name(bucket=BUCKET, key=key), GroupName=GROUP)
         except self.scheduler.exceptions.ResourceNotFoundException:
             return None
 
@@ -110,13 +111,13 @@ def test_a_new_version_of_the_manifest_starts_a_new_execution(fakes: Fakes) -> N
 
 def test_execution_names_are_deterministic_bounded_and_valid() -> None:
     long = "x" * 48
-    name = cloud.execution_name(long, bucket="b", key="manifests/a.yaml", version="v1")
-    assert name == cloud.execution_name(long, bucket="b", key="manifests/a.yaml", version="v1")
-    assert len(name) <= cloud.EXECUTION_NAME_MAX
-    assert name != cloud.execution_name(long, bucket="b", key="manifests/a.yaml", version="v2")
-    assert cloud.execution_name("Spring Launch!", bucket="b", key="k", version='"etag"').startswith("spring-launch-")
+    name = names.execution_name(long, bucket="b", key="manifests/a.yaml", version="v1")
+    assert name == names.execution_name(long, bucket="b", key="manifests/a.yaml", version="v1")
+    assert len(name) <= EXECUTION_NAME_MAX
+    assert name != names.execution_name(long, bucket="b", key="manifests/a.yaml", version="v2")
+    assert names.execution_name("Spring Launch!", bucket="b", key="k", version='"etag"').startswith("spring-launch-")
     with pytest.raises(ValueError, match="version id or ETag"):
-        cloud.execution_name("a", bucket="b", key="k", version="")
+        names.execution_name("a", bucket="b", key="k", version="")
 
 
 def test_a_manifest_with_a_schedule_registers_it_and_deleting_the_manifest_removes_it(fakes: Fakes) -> None:
@@ -167,7 +168,7 @@ def test_submit_uploads_assets_rewrites_their_paths_and_names_the_execution_like
     shutil.copytree(EXAMPLE_ASSETS, tmp_path / "assets")
     manifest = tmp_path / "spring.yaml"
     manifest.write_text(MANIFEST, encoding="utf-8")
-    out = cloud.submit(manifest, bucket=BUCKET, state_machine_arn=fakes.state_machine_arn, s3=fakes.s3)
+    out = commands.submit(manifest, bucket=BUCKET, state_machine_arn=fakes.state_machine_arn, s3=fakes.s3)
     assert out["manifest"] == f"s3://{BUCKET}/manifests/spring-teaser.yaml"
     assert out["assets_uploaded"] == "1 of 1"
     uploaded = fakes.s3.get_object(Bucket=BUCKET, Key="manifests/spring-teaser.yaml")
@@ -184,14 +185,14 @@ def test_submit_uploads_assets_rewrites_their_paths_and_names_the_execution_like
     assert out["console_url"].startswith(f"https://{REGION}.console.aws.amazon.com/states/home?region={REGION}#/v2/executions/details/")
     assert out["console_url"].endswith(f":execution:campaign:{out['execution_name']}")
     # unchanged assets are not sent again
-    assert cloud.submit(manifest, bucket=BUCKET, s3=fakes.s3)["assets_uploaded"] == "0 of 1"
+    assert commands.submit(manifest, bucket=BUCKET, s3=fakes.s3)["assets_uploaded"] == "0 of 1"
 
 
 def test_submit_refuses_an_invalid_manifest_before_uploading_anything(fakes: Fakes, tmp_path: Path) -> None:
     manifest = tmp_path / "bad.yaml"
     manifest.write_text(MANIFEST, encoding="utf-8")  # its asset file is missing
     with pytest.raises(ManifestInvalid, match="sofa.png"):
-        cloud.submit(manifest, bucket=BUCKET, s3=fakes.s3)
+        commands.submit(manifest, bucket=BUCKET, s3=fakes.s3)
     assert fakes.s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
 
 

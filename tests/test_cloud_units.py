@@ -1,4 +1,4 @@
-"""pipeline/cloud.py's small decisions, and that the light task functions fit their layer."""
+"""pipeline/cloud/'s small decisions, and that the light task functions fit their layer."""
 
 from __future__ import annotations
 
@@ -10,10 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import cloud, errors
+from pipeline import errors, schedule
+from pipeline.cloud import names, rundoc
+from pipeline.cloud.contract import ERROR_MESSAGE_MAX, PLAN_SUMMARY_FIELDS, SCHEDULE_NAME_MAX
+from pipeline.cloud.events import JobEvent, ManifestSource, PlanEvent, StepError
+from pipeline.cloud.failures import describe_failure
+from pipeline.cloud.job_step import run_job_step
+from pipeline.cloud.plan_step import _enhancer_model_problem, plan_run
+from pipeline.cloud.settings import CloudSettings
 from pipeline.errors import BackendUnavailable
 from pipeline.manifest import load_manifest
 from pipeline.plan import KeySource, Plan, build_plan
+from pipeline.store import LocalStore
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_ASSETS = ROOT / "manifests" / "assets"
@@ -52,8 +60,8 @@ def test_waves_follow_dependencies_and_batches_follow_pipeline_folders(tmp_path:
               - {prompt: c}
               - {prompt: d, model: cogvideox1.5-5b, frames: 17}
         """)
-    assert cloud.image_waves(plan) == (("image:base", "image:other"), ("image:cut",))
-    first, later = cloud.clip_waves(plan, max_batch=2)
+    assert schedule.image_waves(plan) == (("image:base", "image:other"), ("image:cut",))
+    first, later = schedule.clip_waves(plan, max_batch=2)
     assert [(b.id, b.jobs) for b in first] == [
         ("w0-cogvideox-5b-01", ("clip:chain/01", "clip:from-image/02")),
         ("w0-cogvideox-5b-02", ("clip:from-image/03",)),
@@ -68,45 +76,64 @@ def test_waves_follow_dependencies_and_batches_follow_pipeline_folders(tmp_path:
 
 
 def test_settings_come_from_the_environment_and_say_what_is_missing() -> None:
-    s = cloud.CloudSettings.from_env({"CAMPAIGN_OUTPUT_BUCKET": "out", "CAMPAIGN_CLIPS_PER_BATCH": "4"})
+    s = CloudSettings.from_env({"CAMPAIGN_OUTPUT_BUCKET": "out", "CAMPAIGN_CLIPS_PER_BATCH": "4"})
     assert s.output_bucket == "out" and s.clips_per_batch == 4 and s.instance_type is None
     with pytest.raises(BackendUnavailable, match="CAMPAIGN_SAGEMAKER_ROLE_ARN is not set"):
         s.need("sagemaker_role_arn")
     with pytest.raises(ValueError, match="CAMPAIGN_CLIPS_PER_BATCH must be an integer, got 'four'"):
-        cloud.CloudSettings.from_env({"CAMPAIGN_CLIPS_PER_BATCH": "four"})
+        CloudSettings.from_env({"CAMPAIGN_CLIPS_PER_BATCH": "four"})
 
 
 def test_failures_read_as_their_error_and_message() -> None:
     lambda_error = {"Error": "MemoryError", "Cause": json.dumps({"errorType": "MemoryError", "errorMessage": "killed",
                                                                  "stackTrace": []})}
-    assert cloud.describe_failure(lambda_error) == ("MemoryError", "killed")
+    assert describe_failure(StepError("MemoryError", lambda_error["Cause"])) == ("MemoryError", "killed")
     job = {"Error": "States.TaskFailed", "Cause": json.dumps({"ProcessingJobName": "j-1", "ProcessingJobStatus": "Failed",
                                                               "FailureReason": "AlgorithmError: CUDA out of memory"})}
-    assert cloud.describe_failure(job) == ("States.TaskFailed",
-                                           "processing job j-1 Failed: AlgorithmError: CUDA out of memory")
-    assert cloud.describe_failure({"Error": "States.Timeout", "Cause": "x" * 5000})[1] == "x" * cloud.ERROR_MESSAGE_MAX
+    assert describe_failure(StepError.from_state(job)) == ("States.TaskFailed",
+                                                           "processing job j-1 Failed: AlgorithmError: CUDA out of memory")
+    assert describe_failure(StepError("States.Timeout", "x" * 5000))[1] == "x" * ERROR_MESSAGE_MAX
 
 
-def test_only_transient_failures_are_raised_for_the_state_machine_to_retry() -> None:
-    with pytest.raises(errors.Throttled, match="slow down"):
-        cloud.raise_if_retryable("failed", "Throttled", "slow down")
-    with pytest.raises(errors.TransientError):
-        cloud.raise_if_retryable("failed", "TransientError", "503")
-    cloud.raise_if_retryable("failed", "ContentFiltered", "refused")  # a result, not a retry
-    cloud.raise_if_retryable("failed", "NotAnError", "x")
-    cloud.raise_if_retryable("executed", None, None)
+@pytest.mark.parametrize("raised, retried", [(errors.Throttled("slow down"), True), (errors.TransientError("503"), True),
+                                             (errors.ContentFiltered("refused"), False), (KeyError("bug"), False)])
+def test_only_transient_failures_are_raised_for_the_state_machine_to_retry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raised: BaseException, retried: bool) -> None:
+    """The job step raises a transient failure again as the very exception the backend raised (the state's
+    Retry matches its class name); any other failure is recorded as the job's result."""
+    summary, out = large_plan_run(tmp_path, videos=1, distributed_over=None)
+    settings = CloudSettings(enhancer="passthrough", images="local", video="preview", clips_per_batch=8)
+    ref = names.RunRef.from_dict(summary["ref"])
+    [job_id] = summary["enhance"]
+
+    def enhance(self: object, prompt: str) -> str:
+        raise raised
+
+    monkeypatch.setattr("pipeline.backends.PassThroughEnhancer.enhance", enhance)
+    event = JobEvent(job_id, ref)
+    store = LocalStore(out)
+    if retried:
+        with pytest.raises(type(raised)) as caught:
+            run_job_step(event, kind="enhance", store=store, s3=None, settings=settings, workdir=tmp_path / "w")
+        assert caught.value is raised
+        assert not (out / names.result_key(ref, job_id)).exists()
+    else:
+        answer = run_job_step(event, kind="enhance", store=store, s3=None, settings=settings, workdir=tmp_path / "w")
+        assert answer == {"job_id": job_id, "status": "failed"}
+        recorded = json.loads((out / names.result_key(ref, job_id)).read_text())
+        assert recorded["status"] == "failed" and recorded["error_type"] in (type(raised).__name__, "JobFailed")
 
 
 def test_names_and_console_links() -> None:
     arn = "arn:aws:states:eu-west-1:123456789012:stateMachine:campaign"
-    ex = cloud.execution_arn(arn, "spring-0123")
+    ex = names.execution_arn(arn, "spring-0123")
     assert ex == "arn:aws:states:eu-west-1:123456789012:execution:campaign:spring-0123"
-    assert cloud.execution_console_url(ex) == (
+    assert names.execution_console_url(ex) == (
         "https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1#/v2/executions/details/" + ex)
-    name = cloud.schedule_name(bucket="b", key="manifests/" + "very-long-name" * 10 + ".yaml")
-    assert len(name) <= cloud.SCHEDULE_NAME_MAX
-    assert cloud.is_manifest_key("manifests/a/b.yml") and not cloud.is_manifest_key("assets/a.yaml")
-    assert cloud.object_version({"etag": '"abc"', "version-id": "null"}) == "abc"
+    name = names.schedule_name(bucket="b", key="manifests/" + "very-long-name" * 10 + ".yaml")
+    assert len(name) <= SCHEDULE_NAME_MAX
+    assert names.is_manifest_key("manifests/a/b.yml") and not names.is_manifest_key("assets/a.yaml")
+    assert names.object_version({"etag": '"abc"', "version-id": "null"}) == "abc"
 
 
 def test_the_light_task_functions_need_nothing_beyond_their_layer() -> None:
@@ -124,7 +151,7 @@ def test_the_light_task_functions_need_nothing_beyond_their_layer() -> None:
         import tasks.plan, tasks.enhance, tasks.image, tasks.report, tasks.starter
         import pipeline.manifest, pipeline.report, pipeline.report_html, pipeline.cost, pipeline.sagemaker
         import pipeline.yamlsrc, pipeline.tasks
-        from pipeline.cloud import CloudBackends, CloudSettings
+        from pipeline.cloud.settings import CloudBackends, CloudSettings
         s = CloudSettings(output_bucket="o", sagemaker_role_arn="arn:aws:iam::1:role/r",
                           sagemaker_image_uri="1.dkr.ecr.us-east-1.amazonaws.com/x:1", models_s3_uri="s3://o/models/")
         b = CloudBackends({"enhancer": "bedrock", "images": "bedrock", "video": "sagemaker"}, enhancer_model=None, settings=s)
@@ -159,7 +186,7 @@ def test_clips_that_all_wait_for_images_never_run_with_the_images(tmp_path: Path
             shots:
               - {prompt: a, image: big}
         """)
-    first, later = cloud.clip_waves(plan, max_batch=8)
+    first, later = schedule.clip_waves(plan, max_batch=8)
     assert first == ()
     assert [[b.id for b in w] for w in later] == [["w1-cogvideox-5b-i2v-01"]]
 
@@ -178,21 +205,19 @@ class _ManifestBucket:
 
 def large_plan_run(tmp_path: Path, *, videos: int, distributed_over: int | None) -> tuple[dict, Path]:
     """plan_run on a generated campaign of `videos` one-shot videos: 3 jobs each (enhance, clip, video)."""
-    from pipeline.store import LocalStore
-
     shots = "\n".join(f"  - {{id: v{i:04d}, shots: [{{prompt: 'Shot number {i}.'}}]}}" for i in range(videos))
     text = f"campaign: large-launch\ndefaults: {{video: {{frames: 9, steps: 2}}}}\nvideos:\n{shots}\n"
-    settings = cloud.CloudSettings(enhancer="passthrough", images="local", video="preview", clips_per_batch=8)
+    settings = CloudSettings(enhancer="passthrough", images="local", video="preview", clips_per_batch=8)
     out = tmp_path / "out"
-    summary = cloud.plan_run({"bucket": "in", "key": "manifests/large.yaml"}, run_id="large-run", started=0.0,
-                             store=LocalStore(out), s3=_ManifestBucket(text), settings=settings, workdir=tmp_path / "w",
-                             distributed_over=distributed_over)
+    event = PlanEvent(ManifestSource("in", "manifests/large.yaml"), run_id="large-run", started=0.0,
+                      distributed_over=distributed_over)
+    summary = plan_run(event, store=LocalStore(out), s3=_ManifestBucket(text), settings=settings, workdir=tmp_path / "w")
     return summary, out
 
 
 def test_a_large_plan_writes_its_stage_lists_to_s3_and_the_state_carries_only_a_summary(tmp_path: Path) -> None:
     summary, out = large_plan_run(tmp_path, videos=1000, distributed_over=None)  # default threshold: 500
-    assert set(summary) == set(cloud.PLAN_SUMMARY_FIELDS)
+    assert set(summary) == set(PLAN_SUMMARY_FIELDS)
     state = json.dumps(summary)
     assert len(state) < 2_000, len(state)  # 3,000 jobs, not one id in the state
     assert "v0001" not in state
@@ -219,7 +244,7 @@ def test_small_stages_stay_inline_until_the_state_budgets_move_the_largest_to_s3
     assert {s["mode"] for s in summary["stages"].values()} == {"inline"}
     assert len(summary["enhance"]) == 40 and not (out / "runs/large-launch/large-run/stages").exists()
     # past the inline jobs budget (the history's 25,000 events), the largest stages go distributed first
-    monkeypatch.setattr(cloud, "INLINE_JOBS_BUDGET", 50)
+    monkeypatch.setattr(rundoc, "INLINE_JOBS_BUDGET", 50)
     summary, _ = large_plan_run(tmp_path, videos=40, distributed_over=500)
     modes = {name: s["mode"] for name, s in summary["stages"].items() if s["count"]}
     assert sorted(modes.values()) == ["distributed", "distributed", "inline"], modes  # 40 inline jobs <= 50
@@ -229,8 +254,6 @@ def test_small_stages_stay_inline_until_the_state_budgets_move_the_largest_to_s3
 
 def test_a_manifest_may_only_name_enhancer_models_the_stack_can_invoke() -> None:
     from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL
-    from pipeline.cloud import CloudSettings, _enhancer_model_problem
-
     settings = CloudSettings.from_env({"CAMPAIGN_ENHANCER": "bedrock",
                                        "CAMPAIGN_ALLOWED_ENHANCER_MODELS": "us.anthropic.claude-sonnet-4-5, other"})
     assert _enhancer_model_problem(DEFAULT_ENHANCER_MODEL, settings) is None

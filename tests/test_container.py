@@ -364,7 +364,7 @@ def test_processing_job_request_field_by_field():
         "S3Uri": "s3://weights/models/cogvideox-5b-i2v/", "LocalPath": "/opt/ml/processing/input/models/cogvideox-5b-i2v",
         "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}
     assert request["ProcessingOutputConfig"] == {"Outputs": [{"OutputName": "clips", "S3Output": {
-        "S3Uri": "s3://work/clips-spring/output/", "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}]}
+        "S3Uri": "s3://work/clips-spring/output/", "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "Continuous"}}]}
     assert request["ProcessingResources"] == {"ClusterConfig": {
         "InstanceCount": 1, "InstanceType": "ml.g6e.2xlarge", "VolumeSizeInGB": 100}}
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 14400}
@@ -512,7 +512,9 @@ def test_sagemaker_backend_uploads_starts_waits_and_downloads(aws, models, tmp_p
         assert by_key[key].error is None and by_key[key].backend == "sagemaker"
         meta, frames = read_video(by_key[key].path)
         assert frames.shape == (tiny.FRAMES, tiny.HEIGHT, tiny.WIDTH, 3) and meta["fps"] == tiny.FPS
-        assert by_key[key].extra["provenance"]["status"] == "succeeded"
+        # the same record of the container's provenance as the cloud's collect step keeps (clip_outcome)
+        assert by_key[key].extra["output"]["frames"] == tiny.FRAMES and by_key[key].extra["processing_job"]
+        assert by_key[key].extra["settings"]["device"] == "cpu"
     assert by_key["t2"].path is None and "4N+1" in by_key["t2"].error
     assert any("Completed" in m for m in messages) and any("started spring-" in m for m in messages)
 
@@ -528,7 +530,7 @@ def test_sagemaker_backend_reports_a_job_that_wrote_nothing(aws, tmp_path):
                                     log=lambda _: None)
     [outcome] = backend.render([_request("lost")], tmp_path)
     assert outcome.path is None and outcome.error_type == "JobFailed"
-    assert "ended Completed without output for this clip" in outcome.error
+    assert "wrote no result for this clip" in outcome.error
 
 
 def test_sagemaker_backend_from_cli_options():

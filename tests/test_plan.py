@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.jobs import ClipLastFrame
 from pipeline.manifest import load_manifest
 from pipeline.plan import KeySource, Plan, build_plan, expected_duration
 from pipeline.prompts import estimate_tokens, fit_prompt
@@ -29,8 +30,8 @@ def test_example_plan_stages_and_dependencies(example_manifest: Path) -> None:
     assert set(stages[4]) == {"video:teaser", "video:living-room"}
     assert plan.job("clip:teaser/02").deps == ("image:sofa-navy",)  # enhance: false, I2V from an edited image
     assert "clip:living-room/01" in plan.job("clip:living-room/02").deps  # continuity
-    assert plan.job("clip:living-room/02").params["start"] == {"clip": "clip:living-room/01",
-                                                                "color_match_to": "clip:living-room/01"}
+    assert plan.job("clip:living-room/02").clip.start == ClipLastFrame("clip:living-room/01",
+                                                                       color_match_to="clip:living-room/01")
 
 
 def test_plan_is_deterministic_and_round_trips_through_json(example_manifest: Path) -> None:
@@ -38,6 +39,7 @@ def test_plan_is_deterministic_and_round_trips_through_json(example_manifest: Pa
     assert a.to_json() == b.to_json()
     again = Plan.from_dict(__import__("json").loads(a.to_json()))
     assert again.to_json() == a.to_json() and again.job("video:teaser").deps == a.job("video:teaser").deps
+    assert again.jobs == a.jobs  # every typed spec (refs, steps, cards, audio) survives the round trip
 
 
 def test_editing_one_prompt_changes_only_what_depends_on_it(example_manifest: Path, write_campaign) -> None:  # type: ignore[no-untyped-def]
@@ -57,7 +59,7 @@ def test_editing_an_image_step_changes_that_chain_and_its_clip(example_manifest:
     b, a = keys_by_id(before_plan), keys_by_id(after_plan)
     assert {k for k in b if b[k] != a[k]} == {"image:sofa-navy", "clip:teaser/02", "video:teaser"}
     # the chain's first step (erase-object) keeps its key, so a re-run reuses it
-    assert before_plan.job("image:sofa-navy").params["steps"][0]["key"] == after_plan.job("image:sofa-navy").params["steps"][0]["key"]
+    assert before_plan.job("image:sofa-navy").image.steps[0].key == after_plan.job("image:sofa-navy").image.steps[0].key
 
 
 def test_backend_identity_is_part_of_the_key(example_manifest: Path) -> None:

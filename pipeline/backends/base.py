@@ -105,7 +105,15 @@ class ClipOutcome:
 
 
 class VideoBackend(Protocol):
-    name: str  # "preview" | "diffusers" | "sagemaker"
+    @property
+    def name(self) -> str:
+        """ "preview" | "diffusers" | "sagemaker" """
+        ...
+
+    @property
+    def max_batch(self) -> int:
+        """Clips per render call; the runner fills batches up to it, so a GPU backend loads its model once."""
+        ...
 
     def identity(self, model: str) -> str:
         ...
@@ -113,3 +121,19 @@ class VideoBackend(Protocol):
     def render(self, requests: Sequence[ClipRequest], out_dir: Path) -> list[ClipOutcome]:
         """Render a batch; write out_dir/<key>.mp4 for each success. One failure never stops the batch."""
         ...
+
+
+class BackendSet(Protocol):
+    """One backend per capability, as the task functions use them (the local runner's `Backends`, or the
+    cloud's, built on first use)."""
+
+    @property
+    def enhancer(self) -> Enhancer: ...
+
+    @property
+    def images(self) -> ImageEditor: ...
+
+    @property
+    def video(self) -> VideoBackend: ...
+
+    def names(self) -> dict[str, str]: ...

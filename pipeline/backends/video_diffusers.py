@@ -20,7 +20,7 @@ from typing import Any
 
 from pipeline.backends.base import ClipOutcome, ClipRequest
 from pipeline.errors import BackendUnavailable
-from pipeline.sagemaker import I2V_SUFFIX
+from pipeline.schedule import I2V_SUFFIX
 
 GENERATE_PY = Path(__file__).resolve().parents[2] / "container" / "generate.py"
 _MODULE_NAME = "campaign_container_generate"

@@ -31,6 +31,7 @@ class PreviewVideoBackend:
     """VideoBackend that draws animatics instead of running a model (outcomes are marked placeholder)."""
 
     name = "preview"
+    max_batch = 1  # nothing to share between clips: each renders as soon as it is ready
 
     def identity(self, model: str) -> str:
         return f"preview:{VERSION}:{model}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from pipeline.sagemaker import (
     DEFAULT_MAX_RUNTIME_S,
     DEFAULT_VOLUME_GB,
     batch_clips,
+    clip_outcome,
     fetch_clip_output,
     pipeline_folder,
     processing_job_name,
@@ -193,21 +194,13 @@ class SageMakerVideoBackend:
             time.sleep(self.poll_s)
 
     def _fetch(self, job: _Submitted, request: ClipRequest, out_dir: Path, *, wall_s: float) -> ClipOutcome:
-        extra: dict[str, Any] = {"processing_job": job.name, "status": job.status}
         if job.error is not None:
             return ClipOutcome(key=request.key, path=None, backend=self.name, error=str(job.error),
-                               error_type=type(job.error).__name__, extra=extra)
-        fetched = fetch_clip_output(request, job.output_s3_uri, out_dir, s3=self.s3)
-        if fetched.provenance is not None:
-            extra["provenance"] = fetched.provenance
-        if fetched.path is None:
-            error = fetched.error
-            if fetched.provenance is None:  # the job wrote nothing for this clip: say how the job ended
-                error = f"{job.name} ended {job.status} without output for this clip"
-                if job.failure_reason:
-                    error += f": {job.failure_reason}"
-            return ClipOutcome(key=request.key, path=None, backend=self.name, error=error,
-                               error_type=fetched.error_type, extra=extra)
-        timings = {k: float(v) for k, v in (fetched.provenance or {}).get("timings", {}).items()}
-        timings["batch_wall_s"] = round(wall_s, 3)
-        return ClipOutcome(key=request.key, path=fetched.path, backend=self.name, timings=timings, extra=extra)
+                               error_type=type(job.error).__name__, extra={"processing_job": job.name})
+        ended = None if job.status == "Completed" else (
+            f"{job.name} ended {job.status}" + (f": {job.failure_reason}" if job.failure_reason else ""))
+        outcome = clip_outcome(request, fetch_clip_output(request, job.output_s3_uri, out_dir, s3=self.s3),
+                               backend=self.name, job_name=job.name, job_failure=ended)
+        if outcome.path is None:
+            return outcome
+        return replace(outcome, timings={**outcome.timings, "batch_wall_s": round(wall_s, 3)})

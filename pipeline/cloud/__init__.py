@@ -1,0 +1,34 @@
+"""The cloud runner's side of the pipeline, one module per Step Functions concern.
+
+`state_machines/campaign.asl.json` (built by `state_machines/build.py`) walks the plan's stages; each Lambda
+task in `tasks/` parses its event into a typed event (`events`) and calls one step function here, which calls
+the same task functions as the local runner (`pipeline.tasks`) with an `S3Store` on the output bucket:
+
+  contract      what the ASL and the code agree on (stage names, state budgets, request fields)
+  names         execution/schedule names, S3 keys of a run, ARNs and console links
+  settings      the Lambda environment the stack writes, and the backends it selects
+  events        the typed events each step receives
+  rundoc        the run document in S3 (plan, waves, clip batches) and the summary the state carries
+  plan_step     `Plan campaign`
+  job_step      `Enhance prompt`, `Edit image`, `Assemble video`
+  batches       `Prepare clip batch`, `Collect clip batch`
+  report_step   `Write report`
+  trigger       the S3 trigger and the manifests' schedules
+  commands      `campaign submit` and `campaign status`
+
+The state carries ids only: the plan and every job's result live in S3 under `runs/<campaign>/<run-id>/`
+(run id = execution name). No AWS client is created at import; callers pass them in. This file imports only
+the contract, so importing one step never loads another's dependencies.
+"""
+
+from pipeline.cloud.contract import (
+    DEFAULT_DISTRIBUTED_THRESHOLD,
+    ERROR_MESSAGE_MAX,
+    PLAN_SUMMARY_FIELDS,
+    RENDER_REQUEST_FIELDS,
+    STAGES,
+    WAVE_STAGES,
+)
+
+__all__ = ["DEFAULT_DISTRIBUTED_THRESHOLD", "ERROR_MESSAGE_MAX", "PLAN_SUMMARY_FIELDS", "RENDER_REQUEST_FIELDS",
+           "STAGES", "WAVE_STAGES"]

@@ -1,0 +1,39 @@
+"""What the state machine and the cloud's Lambda steps agree on: stage names, state budgets, the fields of the
+render request and of the plan summary. The ASL builder (state_machines/build.py) reads these; no imports."""
+
+from __future__ import annotations
+
+RUN_DOCUMENT_VERSION = 1
+EXECUTION_NAME_MAX = 80  # Step Functions
+SCHEDULE_NAME_MAX = 64  # EventBridge Scheduler
+NAME_HASH_CHARS = 16
+MANIFEST_PREFIX = "manifests/"
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+SUBMITTED_ASSETS_PREFIX = "assets/"
+ERROR_MESSAGE_MAX = 2000
+# Inline or Distributed Map, per stage. An inline Map item adds about 8 events to the execution's history
+# (25,000 at most) and its id to the state (256 KB at most); a Distributed Map's items are child executions
+# with their own histories, read from S3. A stage runs distributed when it has more jobs than the threshold
+# (the state machine passes the stack's `distributed_map_threshold`), and the largest stages also go
+# distributed while the inline ones together pass either budget below.
+DEFAULT_DISTRIBUTED_THRESHOLD = 500
+INLINE_JOBS_BUDGET = 2000
+INLINE_SUMMARY_BYTES = 64 * 1024
+# With every stage distributed the state holds one small entry per dependency wave; past this it is refused.
+MAX_SUMMARY_BYTES = 128 * 1024
+# The stages as the state machine names them (its `... inline or distributed?` Choices read
+# `$.run.stages.<name>.mode`); images and waiting_clips run in waves, one Distributed Map per wave.
+STAGES = ("enhance", "images", "clips", "waiting_clips", "videos")
+WAVE_STAGES = ("images", "waiting_clips")
+
+# The fields of the CreateProcessingJob request that the state's `Render ... clip batch on GPU` Task passes
+# on (its Parameters name exactly these); prepare_clip_batch refuses a request with any other field.
+RENDER_REQUEST_FIELDS = ("ProcessingJobName", "RoleArn", "AppSpecification", "ProcessingResources",
+                         "ProcessingInputs", "ProcessingOutputConfig", "StoppingCondition", "Environment",
+                         "NetworkConfig")
+# What the `Plan campaign` Task keeps of the plan step's answer (its ResultSelector names exactly these).
+PLAN_SUMMARY_FIELDS = ("valid", "ref", "report", "problems", "enhance", "image_waves", "clip_batches",
+                       "clip_waves", "videos", "stages")
+
+PARALLEL_S3_READS = 16  # the report step reads one result per job: in parallel, a few thousand fit its timeout
+

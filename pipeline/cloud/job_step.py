@@ -1,0 +1,37 @@
+"""Lambda steps `Enhance prompt`, `Edit image`, `Assemble video`: one job by the local runner's task function,
+its result recorded in S3."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pipeline.cloud.events import JobEvent
+from pipeline.cloud.names import RunRef, result_key
+from pipeline.cloud.rundoc import load_run
+from pipeline.cloud.settings import CloudSettings
+from pipeline.errors import TransientError
+from pipeline.jobs import JobKind
+from pipeline.store import Store
+from pipeline.tasks import JobResult, run_job
+
+
+def run_job_step(event: JobEvent, *, kind: JobKind, store: Store, s3: Any, settings: CloudSettings,
+                 workdir: Path) -> dict[str, Any]:
+    """Run one enhance, image or video job and record its result. A retryable failure (TransientError and
+    its kinds) is raised again as the exception it was, so the state's Retry (which matches on its class
+    name) backs off and tries again; any other failure is a result like a success."""
+    run = load_run(store, event.run)
+    job = run.plan.job(event.job_id)
+    if job.kind != kind:
+        raise ValueError(f"job {event.job_id!r} is a {job.kind} job; this task runs {kind} jobs")
+    result = run_job(job, run.task_context(store=store, settings=settings, s3=s3, workdir=workdir))
+    if isinstance(result.exception, TransientError):
+        raise result.exception
+    save_result(store, event.run, result)
+    return {"job_id": job.id, "status": result.status}
+
+
+def save_result(store: Store, ref: RunRef, result: JobResult) -> None:
+    store.write_bytes(result_key(ref, result.job_id), json.dumps(result.to_dict(), default=str).encode())

@@ -1,0 +1,155 @@
+"""Lambda step `Plan campaign`: the manifest from the input bucket -> a validated plan in the output bucket
+-> the small summary the state carries (ids per inline stage; where a distributed stage's items are)."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL
+from pipeline.cloud.contract import DEFAULT_DISTRIBUTED_THRESHOLD, MAX_SUMMARY_BYTES
+from pipeline.cloud.events import PlanEvent
+from pipeline.cloud.failures import client_error_code
+from pipeline.cloud.names import RunRef, campaign_name_of, run_document_key
+from pipeline.cloud.rundoc import CloudRun, choose_distributed, empty_stages
+from pipeline.cloud.settings import CloudBackends, CloudSettings
+from pipeline.errors import JobFailed, ManifestInvalid, Problem
+from pipeline.manifest import load_manifest_text
+from pipeline.plan import build_plan
+from pipeline.report import write_invalid
+from pipeline.sagemaker import DEFAULT_MAX_BATCH
+from pipeline.schedule import clip_waves, image_waves
+from pipeline.store import Store, s3_etag
+from pipeline.yamlsrc import load_text
+
+
+def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings, workdir: Path) -> dict[str, Any]:
+    """Read the manifest (and its relative assets) from the input bucket, validate, plan, write the run
+    document and the item lists of the stages that run distributed (more Map items than `distributed_over`,
+    or over the state's budgets); answer the summary the state carries. An invalid manifest writes its
+    report and answers valid=false, so the execution ends before any job starts."""
+    # 1. Where the manifest is, and its text (this exact version when the event named one).
+    source, run_id, started_s = event.source, event.run_id, event.started
+    bucket, key, version, uri = source.bucket, source.key, source.version_id, source.uri
+    get_args = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
+    text = s3.get_object(**get_args)["Body"].read().decode("utf-8")
+
+    # 2. Assets: relative paths resolve against the manifest's folder in the bucket and are fetched, so
+    #    their keys are content hashes exactly as in a local run; s3:// assets are keyed by their ETag.
+    root = Path(workdir) / "input"  # a mirror of the input bucket's part that the manifest uses
+    local_dir = root / posixpath.dirname(key)
+    local_dir.mkdir(parents=True, exist_ok=True)
+    problems: list[Problem] = []
+    etags: dict[str, str] = {}
+    relative: dict[str, str] = {}
+    try:
+        src = load_text(text, uri)
+    except ManifestInvalid as exc:
+        src, problems = None, list(exc.problems)
+    if src is not None:
+        assets = src.data.get("assets") if isinstance(src.data, dict) else None
+        for aid, loc in (assets.items() if isinstance(assets, dict) else ()):
+            if not isinstance(loc, str) or not loc:
+                continue
+            if loc.startswith("s3://"):
+                problem = _head_asset(s3, loc, etags, aid)
+            elif "://" in loc:
+                continue  # validation reports it
+            else:
+                problem = _fetch_relative_asset(s3, bucket, key, loc, root, relative, aid)
+            if problem:
+                problems.append(src.problem(("assets", aid), problem))
+
+    # 3. Validate (every problem at once, with lines and columns of the manifest in S3).
+    campaign = None
+    try:
+        campaign = load_manifest_text(text, file=uri, base_dir=local_dir, check_files=False)
+    except ManifestInvalid as exc:
+        problems = exc.problems + problems
+    if campaign is not None and src is not None and campaign.enhancer_model:
+        problem = _enhancer_model_problem(campaign.enhancer_model, settings)
+        if problem:
+            problems.append(src.problem(("defaults", "enhancer_model"), problem))
+    ref = RunRef(campaign.name if campaign else campaign_name_of(text, key), run_id)
+    report_uri = store.location(f"{ref.prefix}/report.json")
+    if problems or campaign is None:
+        problems = sorted(_dedupe(problems), key=lambda p: (p.line, p.col, p.message))
+        write_invalid(campaign=ref.campaign, manifest=uri, problems=problems, store=store, run_id=run_id,
+                      started=started_s)
+        return {"valid": False, "ref": ref.to_dict(), "report": report_uri, "problems": len(problems),
+                "enhance": [], "image_waves": [], "clip_batches": [], "clip_waves": [], "videos": [],
+                "stages": empty_stages()}
+
+    # 4. Plan with the deployment's backends; the manifest's enhancer model wins over the stack's default.
+    enhancer_model = campaign.enhancer_model or settings.enhancer_model
+    backends = CloudBackends(settings.backend_names(), enhancer_model=enhancer_model, settings=settings)
+    plan = build_plan(campaign, backends.key_source(), backends=backends.names(), s3_etags=etags)
+    # Other tasks run elsewhere: they read relative assets from the input bucket (same bytes, same digest).
+    plan = replace(plan, assets={
+        aid: replace(a, path=None, uri=f"s3://{bucket}/{relative[aid]}") if aid in relative else a
+        for aid, a in plan.assets.items()
+    })
+    first, later = clip_waves(plan, max_batch=settings.clips_per_batch or DEFAULT_MAX_BATCH)
+    run = CloudRun(ref=ref, plan=plan, source=source.to_json(),
+                   started=started_s, enhancer_model=enhancer_model, image_waves=image_waves(plan),
+                   clip_batches=first, clip_waves=later)
+    threshold = DEFAULT_DISTRIBUTED_THRESHOLD if event.distributed_over is None else event.distributed_over
+    distributed = choose_distributed(run, threshold=threshold, report_uri=report_uri)
+    summary = run.summary(report_uri=report_uri, distributed=distributed)
+    size = len(json.dumps(summary))
+    if size > MAX_SUMMARY_BYTES:  # every stage with items is distributed by now: only waves are left
+        waves = len(run.image_waves) + len(run.clip_waves)
+        raise JobFailed(f"the plan's {waves} dependency waves take {size} bytes of state, more than the "
+                        f"{MAX_SUMMARY_BYTES} kept for them in the execution's 256 KB; split the campaign into "
+                        "several manifests or shorten its chains of images made from images / shots continuing shots")
+    for stage_file, body in run.stage_files(distributed).items():
+        store.write_bytes(stage_file, body)
+    store.write_bytes(run_document_key(ref), run.to_json().encode())
+    return summary
+
+
+def _fetch_relative_asset(s3: Any, bucket: str, manifest_key: str, loc: str, root: Path,
+                          found: dict[str, str], aid: str) -> str | None:
+    """Download a manifest-relative asset to the same relative place under `root` (a mirror of the bucket)."""
+    asset_key = posixpath.normpath(posixpath.join(posixpath.dirname(manifest_key), loc))
+    if loc.startswith("/") or asset_key == ".." or asset_key.startswith("../"):
+        return f"asset path {loc!r} leaves the bucket (relative to s3://{bucket}/{manifest_key})"
+    dest = root / asset_key
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, asset_key, str(dest))
+    except Exception as exc:  # noqa: BLE001 - reported as a located manifest problem
+        return f"asset file {loc!r} not found (looked for s3://{bucket}/{asset_key}: {client_error_code(exc)})"
+    found[aid] = asset_key
+    return None
+
+
+def _enhancer_model_problem(model: str, settings: CloudSettings) -> str | None:
+    """The stack grants InvokeModel on its enhancer model and the allowed alternatives only: a manifest that
+    names another would fail every enhance job with AccessDenied, so it is refused at planning."""
+    if settings.enhancer != "bedrock":
+        return None
+    allowed = [settings.enhancer_model or DEFAULT_ENHANCER_MODEL]
+    allowed += [m.strip() for m in (settings.allowed_enhancer_models or "").split(",") if m.strip()]
+    if model in allowed:
+        return None
+    return (f"enhancer model {model!r} is not enabled in this deployment (allowed: {', '.join(allowed)}); "
+            "add it to the stack's allowed_enhancer_models context and deploy again")
+
+
+def _head_asset(s3: Any, uri: str, etags: dict[str, str], aid: str) -> str | None:
+    try:
+        etags[aid] = s3_etag(s3, uri)
+    except Exception as exc:  # noqa: BLE001 - reported as a located manifest problem
+        return f"asset {uri} cannot be read by the pipeline ({client_error_code(exc)})"
+    return None
+
+
+def _dedupe(problems: Iterable[Problem]) -> list[Problem]:
+    return list(dict.fromkeys(problems))
+
+

@@ -1,0 +1,134 @@
+"""A deployment's settings (the Lambda environment the CDK stack writes) and the backends they select."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.backends import make_enhancer, make_image_editor, make_video_backend
+from pipeline.backends.base import Enhancer, ImageEditor, VideoBackend
+from pipeline.backends.video_sagemaker import SageMakerVideoBackend
+from pipeline.errors import BackendUnavailable
+from pipeline.plan import KeySource
+from pipeline.sagemaker import DEFAULT_INSTANCE_TYPE, DEFAULT_MAX_BATCH, DEFAULT_MAX_RUNTIME_S, DEFAULT_VOLUME_GB
+
+ENV_NAMES = {
+    "output_bucket": "CAMPAIGN_OUTPUT_BUCKET",
+    "state_machine_arn": "CAMPAIGN_STATE_MACHINE_ARN",
+    "enhancer": "CAMPAIGN_ENHANCER",
+    "images": "CAMPAIGN_IMAGES",
+    "video": "CAMPAIGN_VIDEO",
+    "enhancer_model": "CAMPAIGN_ENHANCER_MODEL",
+    "allowed_enhancer_models": "CAMPAIGN_ALLOWED_ENHANCER_MODELS",  # comma-separated, beside enhancer_model
+    "clips_per_batch": "CAMPAIGN_CLIPS_PER_BATCH",
+    "sagemaker_role_arn": "CAMPAIGN_SAGEMAKER_ROLE_ARN",
+    "sagemaker_image_uri": "CAMPAIGN_SAGEMAKER_IMAGE_URI",
+    "instance_type": "CAMPAIGN_SAGEMAKER_INSTANCE_TYPE",
+    "volume_gb": "CAMPAIGN_SAGEMAKER_VOLUME_GB",
+    "max_runtime_s": "CAMPAIGN_SAGEMAKER_MAX_RUNTIME_S",
+    "models_s3_uri": "CAMPAIGN_MODELS_S3_URI",
+    "scheduler_role_arn": "CAMPAIGN_SCHEDULER_ROLE_ARN",
+    "schedule_group": "CAMPAIGN_SCHEDULE_GROUP",
+}
+_INT_SETTINGS = ("clips_per_batch", "volume_gb", "max_runtime_s")
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    """What a task needs to know about its deployment. Unset values are None; `need` says which variable
+    is missing. Values left unset fall back to the defaults in pipeline/sagemaker.py."""
+
+    output_bucket: str | None = None
+    state_machine_arn: str | None = None
+    enhancer: str | None = None
+    images: str | None = None
+    video: str | None = None
+    enhancer_model: str | None = None
+    allowed_enhancer_models: str | None = None
+    clips_per_batch: int | None = None
+    sagemaker_role_arn: str | None = None
+    sagemaker_image_uri: str | None = None
+    instance_type: str | None = None
+    volume_gb: int | None = None
+    max_runtime_s: int | None = None
+    models_s3_uri: str | None = None
+    scheduler_role_arn: str | None = None
+    schedule_group: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CloudSettings:
+        values: dict[str, Any] = {}
+        for name, var in ENV_NAMES.items():
+            raw = env.get(var, "").strip()
+            if not raw:
+                continue
+            if name in _INT_SETTINGS:
+                try:
+                    values[name] = int(raw)
+                except ValueError:
+                    raise ValueError(f"{var} must be an integer, got {raw!r}") from None
+                if values[name] < 1:
+                    raise ValueError(f"{var} must be at least 1, got {raw!r}")
+            else:
+                values[name] = raw
+        return cls(**values)
+
+    def need(self, name: str) -> Any:
+        value = getattr(self, name)
+        if value is None:
+            raise BackendUnavailable(f"{ENV_NAMES[name]} is not set in this function's environment "
+                                     "(the CDK stack sets it; is the function wired to this task?)")
+        return value
+
+    def backend_names(self) -> dict[str, str]:
+        return {"enhancer": self.need("enhancer"), "images": self.need("images"), "video": self.need("video")}
+
+
+class CloudBackends:
+    """The plan's backends by name, each constructed when first used, so a light task never builds (or
+    imports the heavy modules of) a capability it does not touch. `with_video` swaps the video capability,
+    as the collect step does with a batch's outputs."""
+
+    def __init__(self, names: Mapping[str, str], *, enhancer_model: str | None, settings: CloudSettings,
+                 video: VideoBackend | None = None) -> None:
+        self._names = dict(names)
+        self._enhancer_model = enhancer_model
+        self._settings = settings
+        if video is not None:
+            self.__dict__["video"] = video  # what the cached property would have made
+
+    def names(self) -> dict[str, str]:
+        return dict(self._names)
+
+    def with_video(self, video: VideoBackend) -> CloudBackends:
+        return CloudBackends(self._names, enhancer_model=self._enhancer_model, settings=self._settings, video=video)
+
+    @functools.cached_property
+    def enhancer(self) -> Enhancer:
+        name = self._names["enhancer"]
+        if name not in ("bedrock", "passthrough"):
+            raise BackendUnavailable(f"enhancer {name!r} cannot run in the cloud runner (use bedrock or passthrough)")
+        return make_enhancer(name, model=self._enhancer_model)
+
+    @functools.cached_property
+    def images(self) -> ImageEditor:
+        return make_image_editor(self._names["images"])
+
+    @functools.cached_property
+    def video(self) -> VideoBackend:
+        name = self._names["video"]
+        if name == "preview":  # the offline tests' stand-in for the container
+            return make_video_backend(name)
+        if name != "sagemaker":
+            raise BackendUnavailable(f"video backend {name!r} cannot run in the cloud runner (use sagemaker)")
+        s = self._settings
+        return SageMakerVideoBackend(
+            image_uri=s.need("sagemaker_image_uri"), role_arn=s.need("sagemaker_role_arn"),
+            models_s3_uri=s.need("models_s3_uri"), work_s3_uri=f"s3://{s.need('output_bucket')}/runs",
+            instance_type=s.instance_type or DEFAULT_INSTANCE_TYPE, volume_gb=s.volume_gb or DEFAULT_VOLUME_GB,
+            max_runtime_s=s.max_runtime_s or DEFAULT_MAX_RUNTIME_S, max_batch=s.clips_per_batch or DEFAULT_MAX_BATCH)
+
+    def key_source(self) -> KeySource:
+        return KeySource(enhancer=self.enhancer.identity(), images=self.images.identity, video=self.video.identity)
