@@ -143,7 +143,7 @@ def show_job(config: StudioConfig, job: jobs.StudioJob) -> None:
             if not video.get("path"):
                 continue
             path = config.out_dir / Path(job.report or "").parent / video["path"]
-            st.video(str(path))
+            st.video(str(path), width=640)
             st.download_button("Download", data=path.read_bytes(), file_name=f"{job.campaign}-{job.id}-{video['id']}.mp4",
                                mime="video/mp4", key=f"download-{job.id}-{video['id']}")
             st.caption(f"{video.get('duration_s')} s · {video.get('width')}×{video.get('height')} · "
@@ -206,13 +206,13 @@ def show_report(run: runs.RunSummary) -> None:
     for video in report.get("videos", []):
         st.subheader(f"video {video['id']}")
         if video.get("path"):
-            st.video(str(run.folder / video["path"]))
+            st.video(str(run.folder / video["path"]), width=640)
             st.caption(f"{video.get('duration_s')} s (expected {video.get('expected_duration_s')} s) · "
                        f"{video.get('width')}×{video.get('height')} · {video.get('fps')} fps · {video.get('method')}")
-        st.dataframe([{"shot": c.get("shot"), "prompt": c.get("prompt"),
+        st.table([{"shot": c.get("shot"), "prompt": c.get("prompt"),
                        "enhanced prompt": c.get("enhanced_prompt") or "not enhanced", "model": c.get("model"),
                        "frames": c.get("frames"), "seed": c.get("seed"), "backend": c.get("backend"),
-                       "status": c.get("status")} for c in video.get("clips", [])], hide_index=True)
+                  "status": c.get("status")} for c in video.get("clips", [])])
     for image in report.get("images", []):
         st.subheader(f"image {image['id']}")
         if image.get("path"):
@@ -221,7 +221,7 @@ def show_report(run: runs.RunSummary) -> None:
     cost = report.get("cost") or {}
     if cost:
         st.subheader(f"estimated AWS cost: ${cost.get('total_usd', 0):.2f}")
-        st.dataframe(cost.get("items", []), hide_index=True)
+        st.table(cost.get("items", []))
     html = run.folder / "report.html"
     if html.is_file():
         st.download_button("Download report.html", data=html.read_bytes(), file_name=f"{run.campaign}-{run.run_id}.html",

@@ -29,11 +29,11 @@ def backend_argv(args: argparse.Namespace) -> tuple[str, ...]:
 
 def streamlit_command(*, port: int, address: str) -> list[str]:
     # headless: no browser is opened and no e-mail prompt; no usage statistics; the script is not watched
-    # for changes (it is installed code, not a notebook being edited)
+    # for changes (it is installed code, not a notebook being edited); no "Deploy" button in the toolbar
     return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port),
             "--server.address", address, "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--server.fileWatcherType", "none", "--global.developmentMode", "false",
-            "--server.maxUploadSize", "50"]
+            "--server.maxUploadSize", "50", "--client.toolbarMode", "minimal"]
 
 
 def serve(config: StudioConfig, *, port: int, address: str) -> int:
