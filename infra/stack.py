@@ -16,6 +16,7 @@ from constructs import Construct
 from infra.functions import TaskFunctions
 from infra.settings import StackSettings
 from infra.storage import CampaignBuckets
+from infra.studio import CampaignStudio, StudioSettings
 from infra.triggers import ManifestTriggers
 from infra.workflow import CampaignStateMachine, ClipRenderer
 
@@ -75,6 +76,13 @@ class CampaignStack(Stack):
         CfnOutput(self, "ScheduleGroupName", value=self.triggers.schedule_group.ref)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.triggers.dead_letters.queue_url,
                   description="S3 events the starter could not take")
+        # 5. The studio, when context studio=true (behind a load balancer only allowed_ips reach).
+        studio = StudioSettings.from_context(self.node)
+        if studio.enabled:
+            self.studio = CampaignStudio(self, "Studio", settings=studio, input_bucket=self.buckets.input,
+                                         output_bucket=self.buckets.output, log_retention=retention)
+            CfnOutput(self, "StudioUrl", value=f"http://{self.studio.load_balancer.load_balancer_dns_name}",
+                      description="campaign studio (reachable from allowed_ips only)")
         self._acknowledge_nag_findings()
 
     def _environment(self) -> dict[str, str]:

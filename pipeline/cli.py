@@ -1,4 +1,4 @@
-"""`campaign`: validate, plan, run, enhance, submit, status, models — thin over the pipeline functions."""
+"""`campaign`: validate, plan, run, enhance, submit, status, models, studio — thin over the pipeline functions."""
 
 from __future__ import annotations
 
@@ -77,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--state-machine-arn", default=os.environ.get("CAMPAIGN_STATE_MACHINE_ARN"),
                     help="(or CAMPAIGN_STATE_MACHINE_ARN)")
     st.add_argument("--limit", type=int, default=20)
+
+    sd = sub.add_parser("studio", help="the studio web page: make and watch a clip, review runs, edit manifests")
+    sd.add_argument("--out", type=Path, default=Path("out"), help="output folder (default ./out)")
+    sd.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    sd.add_argument("--address", default="localhost", help="address to listen on (default localhost)")
+    sd.add_argument("--workers", type=int, default=2, help="jobs each generation runs in parallel")
+    sd.add_argument("--bucket", default=os.environ.get("CAMPAIGN_INPUT_BUCKET"),
+                    help="input bucket for Submit (or CAMPAIGN_INPUT_BUCKET)")
+    sd.add_argument("--state-machine-arn", default=os.environ.get("CAMPAIGN_STATE_MACHINE_ARN"))
+    _backend_flags(sd)
 
     m = sub.add_parser("models", help="model weights: pull once into S3 or a folder")
     msub = m.add_subparsers(dest="models_command", required=True)
@@ -272,8 +282,23 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_studio(args: argparse.Namespace) -> int:
+    try:
+        import streamlit  # noqa: F401
+
+        from pipeline.studio.server import backend_argv, serve
+    except ImportError as exc:
+        raise BackendUnavailable(f"the studio needs streamlit (pip install -e .): {exc}") from exc
+    from pipeline.studio.config import StudioConfig
+
+    _backends(args)  # a bad backend choice fails here, with its message, not later in the page
+    config = StudioConfig(out_dir=args.out.resolve(), backend_argv=backend_argv(args), input_bucket=args.bucket,
+                          state_machine_arn=args.state_machine_arn, workers=args.workers)
+    return serve(config, port=args.port, address=args.address)
+
+
 _COMMANDS = {"validate": cmd_validate, "plan": cmd_plan, "run": cmd_run, "enhance": cmd_enhance,
-             "submit": cmd_submit, "status": cmd_status, "models": cmd_models}
+             "submit": cmd_submit, "status": cmd_status, "models": cmd_models, "studio": cmd_studio}
 
 
 if __name__ == "__main__":

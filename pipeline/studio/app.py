@@ -1,0 +1,273 @@
+"""The studio's Streamlit script (started by `campaign studio`): thin widgets over pipeline.studio's functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from pipeline import catalog
+from pipeline.studio import engine, jobs, runs, shots
+from pipeline.studio.config import DEFAULT_CAMPAIGN, StudioConfig
+
+PAGES = ("Shot", "Runs", "Manifest")
+
+
+@st.cache_resource
+def _backends(raw_config: str) -> Any:
+    """Built once per server: the smollm enhancer loads its model on first use and keeps it."""
+    return engine.make_backends(StudioConfig.from_env({"CAMPAIGN_STUDIO_CONFIG": raw_config}))
+
+
+def main() -> None:
+    config = StudioConfig.from_env()
+    st.set_page_config(page_title="campaign studio", layout="wide")
+    page = st.sidebar.radio("Page", PAGES, key="page", bind="query-params")  # in the URL: kept on refresh
+    st.sidebar.caption(f"output folder: `{config.out_dir}`")
+    if page == "Shot":
+        shot_page(config)
+    elif page == "Runs":
+        runs_page(config)
+    else:
+        manifest_page(config)
+
+
+# --- Shot ---------------------------------------------------------------------------------------------
+
+
+def shot_page(config: StudioConfig) -> None:
+    st.title("Shot")
+    backends = _backends(config.to_env())
+    model_hint = st.session_state.get("model", catalog.DEFAULT_VIDEO_MODEL)
+    prompt = st.text_area("Prompt", key="prompt", placeholder="A bee on a flower, early morning light",
+                          on_change=_prompt_changed)
+    if st.button("Enhance", disabled=not prompt.strip()):
+        with st.spinner(f"enhancing with {backends.enhancer.name}"):
+            result = engine.enhance_prompt(prompt, model=model_hint, enhancer=backends.enhancer)
+        st.session_state["final_prompt"] = result.text
+        st.session_state["typed_prompt"] = prompt
+        st.session_state["enhance_note"] = (
+            "passthrough enhancer: your prompt as written (start the studio with --enhancer smollm or bedrock)"
+            if result.enhancer == "passthrough" else
+            f"enhanced by {result.enhancer}" + (f"; trimmed from ~{result.original_tokens} tokens" if result.trimmed else ""))
+    st.session_state.setdefault("final_prompt", prompt)
+    if st.session_state.get("enhance_note"):
+        st.caption(st.session_state["enhance_note"])
+    final = st.text_area("Prompt sent to the model (edit freely)", key="final_prompt")
+
+    source = st.radio("Start image", ("none", "upload", "an edited image of a past run"), horizontal=True, key="image_source")
+    image: Path | None = None
+    if source == "upload":
+        upload = st.file_uploader("Start image", type=["png", "jpg", "jpeg", "webp"], key="upload")
+        if upload is not None:
+            image = shots.store_upload(upload.getvalue(), name=upload.name, studio_dir=config.studio_dir)
+    elif source != "none":
+        choices = runs.edited_images(config.out_dir)
+        if not choices:
+            st.info("no edited images yet: run a campaign with images (make demo) first")
+        else:
+            label = st.selectbox("Edited image", [c[0] for c in choices], key="past_image")
+            image = shots.store_existing(dict(choices)[label], studio_dir=config.studio_dir)
+    if image is not None:
+        st.image(str(image), width=240)
+
+    cols = st.columns(3)
+    models = shots.models_for(image=image is not None)
+    model = cols[0].selectbox("Model", models, key="model",
+                              index=models.index(catalog.DEFAULT_VIDEO_MODEL) if catalog.DEFAULT_VIDEO_MODEL in models else 0)
+    options = shots.frame_options(model)
+    labels = dict(options)
+    default = catalog.VIDEO_MODELS[model].default_frames
+    frames = cols[1].selectbox("Frames", [f for f, _ in options], format_func=labels.__getitem__, key=f"frames-{model}",
+                               index=[f for f, _ in options].index(default))
+    seed = cols[2].number_input("Seed", min_value=0, max_value=catalog.VIDEO_SEED_MAX, value=catalog.DEFAULT_SEED,
+                                step=1, key="seed")
+    tokens, limit = engine.token_count(final, model=model)
+    (st.warning if tokens > limit else st.caption)(
+        f"~{tokens} / {limit} tokens for {model}" + (" — it will be trimmed at a word boundary" if tokens > limit else ""))
+
+    if st.button("Generate video", type="primary", disabled=not final.strip()):
+        spec = shots.ShotSpec(prompt=final, model=model, frames=int(frames), seed=int(seed),
+                              image=str(image) if image else None, typed_prompt=st.session_state.get("typed_prompt"),
+                              enhancer=backends.enhancer.name if st.session_state.get("typed_prompt") else None)
+        job = jobs.start_job(config, campaign=DEFAULT_CAMPAIGN, shot=spec)
+        st.session_state["current_job"] = job.id
+    generations(config)
+    save_manifest_form(config)
+
+
+def _prompt_changed() -> None:
+    """A new prompt replaces the text for the model until it is enhanced again."""
+    st.session_state["final_prompt"] = st.session_state["prompt"]
+    for key in ("typed_prompt", "enhance_note"):
+        st.session_state.pop(key, None)
+
+
+def _any_active(config: StudioConfig) -> bool:
+    return any(j.active for j in jobs.list_jobs(config))
+
+
+def generations(config: StudioConfig) -> None:
+    """The studio's runs, newest first; refreshes itself while one is queued or running."""
+    run_every = 1.0 if _any_active(config) else None
+
+    @st.fragment(run_every=run_every)
+    def panel() -> None:
+        st.subheader("Generations")
+        listed = jobs.list_jobs(config)[:10]
+        if not listed:
+            st.caption("nothing generated yet")
+        for job in listed:
+            show_job(config, job)
+        if run_every and not any(j.active for j in listed):
+            st.rerun()  # the last one just finished: redraw the page once, without the timer
+
+    panel()
+
+
+def show_job(config: StudioConfig, job: jobs.StudioJob) -> None:
+    with st.container(border=True):
+        title = job.shot.prompt[:90] if job.shot else job.manifest
+        st.markdown(f"**{job.state}** · `{job.id}` · {title}")
+        if job.active:
+            st.progress(job.fraction, text=f"{job.done}/{job.total or '?'} job(s) · {job.message}")
+            if st.button("Cancel", key=f"cancel-{job.id}"):
+                jobs.cancel_job(config, job.id)
+                st.rerun()
+            return
+        if job.message and job.state != "succeeded":
+            st.error(job.message)
+        report = runs.load_report(config.out_dir / job.report) if job.report else None
+        for video in (report or {}).get("videos", []):
+            if not video.get("path"):
+                continue
+            path = config.out_dir / Path(job.report or "").parent / video["path"]
+            st.video(str(path), width=640)
+            st.download_button("Download", data=path.read_bytes(), file_name=f"{job.campaign}-{job.id}-{video['id']}.mp4",
+                               mime="video/mp4", key=f"download-{job.id}-{video['id']}")
+            st.caption(f"{video.get('duration_s')} s · {video.get('width')}×{video.get('height')} · "
+                       f"{video.get('fps')} fps · report: runs/{job.campaign}/{job.id}/report.html")
+
+
+def save_manifest_form(config: StudioConfig) -> None:
+    made = [j for j in jobs.list_jobs(config) if j.shot is not None and j.state == "succeeded"]
+    if not made:
+        return
+    with st.expander("Save as manifest"):
+        picked = st.multiselect("Shots", [j.id for j in made], default=[made[0].id], key="save_shots",
+                                format_func=lambda i: f"{i}: {next(j for j in made if j.id == i).shot.prompt[:60]}")  # type: ignore[union-attr]
+        name = st.text_input("Campaign name", value="my-campaign", key="save_campaign")
+        path = Path(st.text_input("Manifest file", value=str(config.studio_dir / "manifests" / "my-campaign.yaml"),
+                                  key="save_path"))
+        one = st.checkbox("Join the shots into one video", key="save_one_video")
+        if st.button("Save as manifest", disabled=not picked):
+            specs = [j.shot for j in made if j.id in picked and j.shot is not None]
+            result = engine.save_manifest(specs, campaign=name, path=path, one_video=one)
+            if result.problems:
+                for p in result.problems:
+                    st.error(f"line {p.line}, column {p.col}: {p.path}: {p.message}")
+            else:
+                st.success(f"saved {path} ({len(specs)} shot(s)): `campaign run {path}`")
+
+
+# --- Runs ---------------------------------------------------------------------------------------------
+
+
+def runs_page(config: StudioConfig) -> None:
+    st.title("Runs")
+    cols = st.columns(2)
+    picked_campaigns = cols[0].multiselect("Campaign", runs.campaigns(config.out_dir), key="runs_campaigns")
+    picked_status = cols[1].multiselect("Status", runs.STATUSES, key="runs_status")
+    found = runs.list_runs(config.out_dir, campaigns=picked_campaigns, statuses=picked_status)
+    if not found:
+        st.info(f"no runs under {config.out_dir}/runs yet")
+        return
+    st.dataframe([{"started": r.started, "campaign": r.campaign, "run": r.run_id, "status": r.status,
+                   "videos": r.videos, "images": r.images, "errors": r.errors, "cost (USD, est.)": r.cost_usd}
+                  for r in found], hide_index=True)
+    labels = {f"{r.campaign} / {r.run_id} — {r.status}": r for r in found}
+    chosen = labels[st.selectbox("Open a run", list(labels), key="run")]
+    show_report(chosen)
+
+
+def show_report(run: runs.RunSummary) -> None:
+    report = runs.load_report(run.report_path) or {}
+    st.header(f"{run.campaign} / {run.run_id}")
+    st.markdown(f"**{report.get('status')}** · backends: "
+                + ", ".join(f"{k}={v}" for k, v in (report.get("backends") or {}).items()))
+    if report.get("description"):
+        st.caption(report["description"])
+    for err in report.get("errors", []):  # errors first
+        st.error(f"{err.get('job')}: {err.get('error')}: {err.get('message')}")
+    j = report.get("jobs", {})
+    st.caption(f"jobs: {j.get('executed', 0)} executed, {j.get('cached', 0)} cached, {j.get('failed', 0)} failed, "
+               f"{j.get('skipped', 0)} skipped of {j.get('total', 0)}")
+    for video in report.get("videos", []):
+        st.subheader(f"video {video['id']}")
+        if video.get("path"):
+            st.video(str(run.folder / video["path"]), width=640)
+            st.caption(f"{video.get('duration_s')} s (expected {video.get('expected_duration_s')} s) · "
+                       f"{video.get('width')}×{video.get('height')} · {video.get('fps')} fps · {video.get('method')}")
+        st.table([{"shot": c.get("shot"), "prompt": c.get("prompt"),
+                       "enhanced prompt": c.get("enhanced_prompt") or "not enhanced", "model": c.get("model"),
+                       "frames": c.get("frames"), "seed": c.get("seed"), "backend": c.get("backend"),
+                  "status": c.get("status")} for c in video.get("clips", [])])
+    for image in report.get("images", []):
+        st.subheader(f"image {image['id']}")
+        if image.get("path"):
+            st.image(str(run.folder / image["path"]), width=320)
+        st.caption(" → ".join(s["tool"] for s in image.get("steps", [])) + f" · {image.get('backend')}")
+    cost = report.get("cost") or {}
+    if cost:
+        st.subheader(f"estimated AWS cost: ${cost.get('total_usd', 0):.2f}")
+        st.table(cost.get("items", []))
+    html = run.folder / "report.html"
+    if html.is_file():
+        st.download_button("Download report.html", data=html.read_bytes(), file_name=f"{run.campaign}-{run.run_id}.html",
+                           mime="text/html", key=f"report-{run.run_id}")
+    with st.expander("report.json"):
+        st.json(report, expanded=False)
+
+
+# --- Manifest -----------------------------------------------------------------------------------------
+
+
+def manifest_page(config: StudioConfig) -> None:
+    st.title("Manifest")
+    default_path = str(config.studio_dir / "manifests" / "campaign.yaml")
+    path = Path(st.text_input("Manifest file", value=default_path, key="manifest_path"))
+    if st.button("Load") and path.is_file():
+        st.session_state["manifest_text"] = path.read_text()
+    st.session_state.setdefault("manifest_text", path.read_text() if path.is_file() else engine.STARTER_MANIFEST)
+    text = st.text_area("YAML (checked on every change: Ctrl+Enter or click outside the box)", key="manifest_text",
+                        height=420)
+    check = engine.check_manifest(text, file=path.name, base_dir=path.parent, config=config)
+    if check.problems:
+        st.error(f"{len(check.problems)} problem(s)")
+        for p in check.problems:
+            st.markdown(f"- line {p.line}, column {p.col}: `{p.path or '<document>'}`: {p.message}")
+    elif check.error:
+        st.error(check.error)
+    else:
+        st.success(f"valid: {len(check.jobs)} job(s)")
+        if check.cost:
+            st.caption(f"estimated cost if run on AWS: ${check.cost['total_usd']:.2f} · {check.cost['note']}")
+        st.dataframe(list(check.jobs), hide_index=True)
+    cols = st.columns(3)
+    if cols[0].button("Save"):
+        shots.write_text_atomic(path, text)
+        st.success(f"saved {path}")
+    if cols[1].button("Run locally", disabled=not check.ok):
+        shots.write_text_atomic(path, text)
+        job = jobs.start_job(config, campaign=check.campaign.name if check.campaign else DEFAULT_CAMPAIGN, manifest=path)
+        st.success(f"started run {job.id}: follow it below and under Runs")
+    if cols[2].button("Submit to AWS", disabled=not (check.ok and config.input_bucket),
+                      help="uploads to the input bucket (set --bucket or CAMPAIGN_INPUT_BUCKET)"):
+        shots.write_text_atomic(path, text)
+        result = engine.submit(path, config=config)
+        st.success(" · ".join(f"{k}: {v}" for k, v in result.items()))
+    generations(config)
+
+
+main()

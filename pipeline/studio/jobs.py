@@ -1,0 +1,143 @@
+"""Background generation: each run is a worker process with a status file, so it survives a browser refresh
+(and a studio restart), shows progress, and can be cancelled; several preview runs go at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.report import new_run_id
+from pipeline.studio.config import ENV_VAR, StudioConfig
+from pipeline.studio.shots import ShotSpec, manifest_text, write_text_atomic
+
+JOBS_DIR = "jobs"
+ACTIVE_STATES = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class StudioJob:
+    """One background run as the page shows it. `report` is relative to the output folder."""
+
+    id: str
+    campaign: str
+    manifest: str
+    state: str  # queued | running | succeeded | partial | failed | cancelled | lost
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    report: str | None = None
+    shot: ShotSpec | None = None
+    pid: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+
+def jobs_dir(config: StudioConfig) -> Path:
+    return config.studio_dir / JOBS_DIR
+
+
+def start_job(config: StudioConfig, *, campaign: str, manifest: Path | None = None,
+              shot: ShotSpec | None = None) -> StudioJob:
+    """Start a worker that runs `manifest` like `campaign run`; given a shot instead, its one-video manifest is
+    written into the job's folder first. The job id is the run id: the report lands at runs/<campaign>/<id>/."""
+    job_id = new_run_id()
+    folder = jobs_dir(config) / job_id
+    folder.mkdir(parents=True)
+    if shot is not None and manifest is None:
+        manifest = folder / "manifest.yaml"
+        write_text_atomic(manifest, manifest_text([shot], campaign=campaign, manifest_dir=folder, video_ids=["shot"]))
+    if manifest is None:
+        raise ValueError("start_job needs a manifest or a shot")
+    request = {"id": job_id, "campaign": campaign, "manifest": str(Path(manifest).resolve()),
+               "shot": shot.to_dict() if shot else None}
+    write_text_atomic(folder / "request.json", json.dumps(request, indent=1))
+    env = dict(os.environ, **{ENV_VAR: config.to_env()})
+    with open(folder / "worker.log", "ab") as log:
+        # its own session: a Ctrl-C meant for the studio's server does not cancel renders in flight
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.studio.worker", str(folder)], env=env,
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    write_text_atomic(folder / "pid", str(proc.pid))
+    return read_job(folder)
+
+
+def read_job(folder: Path) -> StudioJob:
+    """The request merged with the worker's latest status; an active job whose worker is gone is `lost`."""
+    request = _read_json(folder / "request.json") or {"id": folder.name, "campaign": "?", "manifest": ""}
+    status = _read_json(folder / "status.json") or {"state": "queued", "message": "starting"}
+    pid = _read_pid(folder)
+    state = str(status.get("state", "queued"))
+    message = str(status.get("message", ""))
+    if state in ACTIVE_STATES and pid is not None and not _alive(pid):
+        status = _read_json(folder / "status.json") or status  # it may have finished between the two reads
+        state = str(status.get("state", state))
+        if state in ACTIVE_STATES:
+            state, message = "lost", "the worker stopped without a result (killed?); see worker.log"
+    shot = request.get("shot")
+    return StudioJob(id=str(request["id"]), campaign=str(request["campaign"]), manifest=str(request["manifest"]),
+                     state=state, done=int(status.get("done", 0)), total=int(status.get("total", 0)),
+                     message=message, report=status.get("report"),
+                     shot=ShotSpec.from_dict(shot) if shot else None, pid=pid)
+
+
+def list_jobs(config: StudioConfig) -> list[StudioJob]:
+    """Every studio job, newest first (job ids start with their UTC start time)."""
+    root = jobs_dir(config)
+    if not root.is_dir():
+        return []
+    return [read_job(d) for d in sorted(root.iterdir(), key=lambda d: d.name, reverse=True)
+            if (d / "request.json").is_file()]
+
+
+def cancel_job(config: StudioConfig, job_id: str) -> bool:
+    """Ask the worker to stop, as Ctrl-C stops `campaign run`: queued jobs never start, finished outputs stay
+    in the cache, and a report of what finished is written. False when it had already ended."""
+    folder = jobs_dir(config) / job_id
+    job = read_job(folder)
+    if not job.active or job.pid is None:
+        return False
+    try:
+        os.kill(job.pid, signal.SIGINT)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _read_pid(folder: Path) -> int | None:
+    try:
+        return int((folder / "pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:  # reap it first if it is our own finished child, or it would look alive as a zombie
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,228 @@
+"""The studio's pages through Streamlit's AppTest (the real script, real workers, real preview renders) and
+its plain functions: shot -> manifest, background jobs (GPU lock, cancel), run history, manifest checks."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from pipeline import catalog
+from pipeline.cli import main
+from pipeline.errors import ManifestInvalid
+from pipeline.manifest import load_manifest, load_manifest_text
+from pipeline.studio import engine, jobs, runs, shots
+from pipeline.studio.config import ENV_VAR, StudioConfig
+from pipeline.studio.worker import gpu_locks
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+APP = Path(__file__).resolve().parents[1] / "pipeline" / "studio" / "app.py"
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], *, what: str, timeout: float = 240.0) -> T:
+    """Wait until `condition()` is truthy (a generous limit only guards against a hang; nothing is timed)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.2)
+    return value
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StudioConfig]:
+    cfg = StudioConfig(out_dir=tmp_path / "out")
+    monkeypatch.setenv(ENV_VAR, cfg.to_env())
+    yield cfg
+    for job in jobs.list_jobs(cfg):  # never leave a worker behind
+        if job.active:
+            jobs.cancel_job(cfg, job.id)
+            wait_for(lambda j=job: not jobs.read_job(jobs.jobs_dir(cfg) / j.id).active, what="worker to stop")
+
+
+def app() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def finished(config: StudioConfig, job_id: str) -> jobs.StudioJob | None:
+    job = jobs.read_job(jobs.jobs_dir(config) / job_id)
+    return None if job.active else job
+
+
+def test_shot_page_enhance_edit_generate_play_and_save_as_manifest(config: StudioConfig, tmp_path: Path) -> None:
+    at = app()
+    at.text_area(key="prompt").input("A bee on a flower").run()
+    [enhance] = [b for b in at.button if b.label == "Enhance"]
+    enhance.click().run()
+    # the passthrough enhancer returns the prompt as written, held to the model's limit, and says so
+    assert at.text_area(key="final_prompt").value == "A bee on a flower"
+    assert any("passthrough" in c.value for c in at.caption)
+    edited = "A honey bee lands on a yellow flower, macro lens, early morning light"
+    at.text_area(key="final_prompt").input(edited).run()
+    tokens, limit = engine.token_count(edited, model=catalog.DEFAULT_VIDEO_MODEL)
+    assert any(c.value.startswith(f"~{tokens} / {limit} tokens") for c in at.caption)
+    at.selectbox(key=f"frames-{catalog.DEFAULT_VIDEO_MODEL}").set_value(17).run()
+    at.number_input(key="seed").set_value(7).run()
+    [generate] = [b for b in at.button if b.label == "Generate video"]
+    generate.click().run()
+    assert not at.exception, at.exception
+    job_id = at.session_state["current_job"]
+    job = wait_for(lambda: finished(config, job_id), what="the shot to render")
+    assert job.state == "succeeded", job.message
+
+    # the shot is a real run: its report, its cached clip, and what the model received
+    report = json.loads((config.out_dir / str(job.report)).read_text())
+    [video] = report["videos"]
+    [clip] = video["clips"]
+    assert (clip["prompt"], clip["frames"], clip["seed"], clip["model"]) == (edited, 17, 7, catalog.DEFAULT_VIDEO_MODEL)
+    assert video["duration_s"] == pytest.approx(17 / 8, abs=1e-3)
+    assert list((config.out_dir / "cache" / "clip").glob(f"{clip['key']}.mp4"))
+
+    at.run()  # the page shows the player and the download of that video
+    videos = at.get("video")
+    assert len(videos) == 1
+    downloads = [d for d in at.get("download_button")]
+    assert len(downloads) == 1
+
+    # Save as manifest: a valid campaign whose clip is the one just made (a re-run executes no clip)
+    at.text_input(key="save_campaign").input("bee-teaser").run()
+    target = tmp_path / "saved" / "bee.yaml"
+    at.text_input(key="save_path").input(str(target)).run()
+    [save] = [b for b in at.button if b.label == "Save as manifest"]
+    save.click().run()
+    assert not at.exception, at.exception
+    campaign = load_manifest(target)
+    assert campaign.name == "bee-teaser" and campaign.videos[0].shots[0].prompt == edited
+    out = config.out_dir
+    assert main(["run", str(target), "--out", str(out), "--quiet", "--json"]) == 0
+    [rerun] = list((out / "runs" / "bee-teaser").glob("*/report.json"))
+    clips = [c for v in json.loads(rerun.read_text())["videos"] for c in v["clips"]]
+    assert [c["cached"] for c in clips] == [True]
+
+
+def test_runs_page_lists_runs_newest_first_filters_and_opens_a_report(config: StudioConfig,
+                                                                       write_campaign: Callable[..., Path]) -> None:
+    for name in ("alpha-run", "beta-run"):
+        manifest = write_campaign(f"""
+            campaign: {name}
+            videos:
+              - id: v
+                shots:
+                  - prompt: A {name} shot
+                    frames: 9
+                    enhance: false
+            """, name=f"{name}.yaml")
+        main(["run", str(manifest), "--out", str(config.out_dir), "--quiet"])
+    listed = runs.list_runs(config.out_dir)
+    assert [r.campaign for r in listed] == ["beta-run", "alpha-run"]  # newest first
+    assert [r.campaign for r in runs.list_runs(config.out_dir, campaigns=["alpha-run"])] == ["alpha-run"]
+    assert runs.list_runs(config.out_dir, statuses=["failed"]) == []
+
+    at = app()
+    at.sidebar.radio(key="page").set_value("Runs").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="run").value.startswith("beta-run / ")
+    at.multiselect(key="runs_campaigns").set_value(["alpha-run"]).run()
+    assert at.selectbox(key="run").options == [f"alpha-run / {listed[1].run_id} — succeeded"]
+    assert [h.value for h in at.header] == [f"alpha-run / {listed[1].run_id}"]
+    assert len(at.get("video")) == 1  # the run's video with a player, in place
+    at.multiselect(key="runs_status").set_value(["partial"]).run()
+    assert any("no runs" in i.value for i in at.info)
+
+
+def test_manifest_page_shows_each_problem_with_line_and_column_then_plans_and_runs(config: StudioConfig) -> None:
+    bad = "campaign: Bad Name\nvideos:\n  - id: v\n    shots:\n      - prompt: hi\n        frames: 10\n"
+    with pytest.raises(ManifestInvalid) as exc:
+        load_manifest_text(bad, file="campaign.yaml", base_dir=config.studio_dir / "manifests")
+    at = app()
+    at.sidebar.radio(key="page").set_value("Manifest").run()
+    at.text_area(key="manifest_text").input(bad).run()
+    shown = [m.value for m in at.markdown]
+    for p in exc.value.problems:
+        assert any(f"line {p.line}, column {p.col}:" in m and p.message in m for m in shown), (p, shown)
+    assert {p.line for p in exc.value.problems} >= {1, 6}
+
+    at.text_area(key="manifest_text").input(engine.STARTER_MANIFEST).run()
+    assert not at.exception, at.exception
+    assert any(s.value.startswith("valid:") for s in at.success)
+    [run] = [b for b in at.button if b.label == "Run locally"]
+    run.click().run()
+    [job] = jobs.list_jobs(config)
+    done = wait_for(lambda: finished(config, job.id), what="the manifest's run")
+    assert done.state == "succeeded" and done.campaign == "my-campaign", done.message
+    assert [r.campaign for r in runs.list_runs(config.out_dir)] == ["my-campaign"]
+    submit = [b for b in at.button if b.label == "Submit to AWS"]
+    assert submit[0].disabled  # no input bucket configured
+
+
+def test_a_gpu_backend_renders_one_job_per_model_and_a_waiting_job_can_be_cancelled(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    models = tmp_path / "models"
+    (models / "cogvideox-5b").mkdir(parents=True)
+    (models / "cogvideox-5b" / "model_index.json").write_text(json.dumps({"_class_name": "CogVideoXPipeline"}))
+    config = StudioConfig(out_dir=tmp_path / "out", backend_argv=("--video", "diffusers", "--models", str(models)))
+    lock = config.studio_dir / "locks" / "diffusers-cogvideox-5b.lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a") as held:  # another renderer of this model holds the GPU
+        fcntl.flock(held, fcntl.LOCK_EX)
+        job = jobs.start_job(config, campaign="studio", shot=shots.ShotSpec(prompt="A bee", frames=9))
+        waiting = wait_for(lambda: (j := jobs.read_job(jobs.jobs_dir(config) / job.id)).message.startswith("waiting")
+                           and j, what="the job to wait for the renderer")
+        assert waiting.state == "queued" and "cogvideox-5b" in waiting.message
+        assert jobs.cancel_job(config, job.id)
+        done = wait_for(lambda: finished(config, job.id), what="the cancelled worker to stop")
+    assert done.state == "cancelled"
+    assert not list((config.out_dir / "cache").glob("clip/*.mp4"))  # it never rendered
+
+
+def test_previews_take_no_lock(tmp_path: Path) -> None:
+    with gpu_locks(tmp_path, backend="preview", models=["cogvideox-5b"], on_wait=lambda m: None):
+        assert not (tmp_path / "locks").exists()
+    seen: list[str] = []
+    with gpu_locks(tmp_path, backend="diffusers", models=["cogvideox-5b"], on_wait=seen.append):
+        assert (tmp_path / "locks" / "diffusers-cogvideox-5b.lock").is_file() and seen == []
+
+
+def test_shots_become_a_manifest_with_start_images_relative_to_it(tmp_path: Path) -> None:
+    studio = tmp_path / "out" / "studio"
+    image = shots.store_upload((Path(__file__).parents[1] / "manifests/assets/sofa.png").read_bytes(), name="sofa.png",
+                               studio_dir=studio)
+    specs = [shots.ShotSpec(prompt="A sofa in a loft", image=str(image), frames=17, seed=3),
+             shots.ShotSpec(prompt="A bee", model="cogvideox1.5-5b", frames=33)]
+    target = tmp_path / "elsewhere" / "two.yaml"
+    saved = engine.save_manifest(specs, campaign="two-shots", path=target, one_video=True)
+    assert saved.problems == ()
+    campaign = load_manifest(target)
+    [video] = campaign.videos
+    first, second = video.shots
+    assert campaign.assets[str(first.image)].path == image.resolve()
+    assert (first.prompt, first.frames, first.seed, first.enhance) == ("A sofa in a loft", 17, 3, False)
+    assert (second.model, second.frames, second.image) == ("cogvideox1.5-5b", 33, None)
+    bad = engine.save_manifest(specs[:1], campaign="No", path=tmp_path / "bad.yaml")
+    assert bad.problems and bad.problems[0].line == 1 and not (tmp_path / "bad.yaml").exists()
+
+
+def test_only_image_to_video_models_are_offered_with_a_start_image() -> None:
+    with_image = shots.models_for(image=True)
+    assert with_image and all(catalog.VIDEO_MODELS[m].i2v_repo for m in with_image)
+    assert set(shots.models_for(image=False)) == set(catalog.VIDEO_MODELS)
+    frames = dict(shots.frame_options("cogvideox-5b"))
+    assert frames[49] == "49 frames (6.125 s)"
+
+
+def test_studio_command_rejects_a_bad_backend_before_serving(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["studio", "--out", str(tmp_path), "--video", "diffusers"]) == 1
+    assert "--models" in capsys.readouterr().err
+
+

@@ -1,0 +1,145 @@
+"""`campaign studio` in a real headless Chromium: prompt -> enhance -> edit -> generate (preview backend) ->
+the <video> plays with the clip's length -> download; the run under Runs; a bad manifest's problems with
+their lines. A screenshot of each page is kept in the test's folder (printed at the end)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline import catalog
+from pipeline.errors import ManifestInvalid
+from pipeline.manifest import load_manifest_text
+from pipeline.studio import jobs, runs
+from pipeline.studio.config import StudioConfig
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
+                                                   "(make test installs it with apt-get when run as root)")]
+LONG = 240_000  # ms: a generous guard against a hang, never a measurement
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def studio(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    out = tmp_path / "out"
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    log = open(tmp_path / "studio.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "studio", "--out", str(out), "--port", str(port),
+                             "--address", "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + LONG / 1000
+        while not healthy(url):
+            assert proc.poll() is None, (tmp_path / "studio.log").read_text()
+            assert time.monotonic() < deadline, "the studio did not come up"
+            time.sleep(0.3)
+        yield url, out
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in its terminal
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def test_make_watch_and_download_a_clip_then_find_it_under_runs(studio: tuple[str, Path], tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    url, out = studio
+    shots_dir = tmp_path / "screenshots"
+    shots_dir.mkdir()
+    model = catalog.VIDEO_MODELS[catalog.DEFAULT_VIDEO_MODEL]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"])
+        page = browser.new_page(viewport={"width": 1300, "height": 1000}, accept_downloads=True)
+        page.goto(url, wait_until="load", timeout=LONG)
+
+        # 1. prompt -> Enhance (passthrough: the prompt as written) -> edit
+        prompt = page.get_by_label("Prompt", exact=True)
+        prompt.fill("A bee on a flower")
+        prompt.press("Control+Enter")
+        page.get_by_role("button", name="Enhance").click()
+        final = page.get_by_label("Prompt sent to the model (edit freely)")
+        expect(final).to_have_value("A bee on a flower", timeout=LONG)
+        expect(page.get_by_text("passthrough enhancer", exact=False)).to_be_visible(timeout=LONG)
+        edited = "A honey bee lands on a yellow flower, macro lens, morning light"
+        final.fill(edited)
+        final.press("Control+Enter")
+        expect(page.get_by_text(f"/ {model.max_prompt_tokens} tokens for {model.name}", exact=False)).to_be_visible(timeout=LONG)
+
+        # 2. Generate -> progress -> player: the clip plays and lasts the model's default frames at its fps
+        page.get_by_role("button", name="Generate video").click()
+        video = page.locator("video").first
+        video.wait_for(state="attached", timeout=LONG)
+        duration = video.evaluate("""v => new Promise((ok, fail) => {
+            if (v.readyState >= 1) return ok(v.duration);
+            v.addEventListener('loadedmetadata', () => ok(v.duration));
+            v.addEventListener('error', () => fail(new Error('video failed to load'))); })""")
+        assert duration == pytest.approx(model.default_frames / model.fps, abs=0.05)
+        video.evaluate("v => { v.muted = true; return v.play(); }")
+        page.wait_for_function("v => v.currentTime > 0", arg=video.element_handle(), timeout=LONG)
+        page.screenshot(path=str(shots_dir / "shot.png"), full_page=True)
+
+        # 3. Download: the very file the run wrote
+        with page.expect_download(timeout=LONG) as info:
+            page.get_by_role("button", name="Download").click()
+        saved = tmp_path / "download.mp4"
+        info.value.save_as(saved)
+        [run] = runs.list_runs(out)
+        [job] = jobs.list_jobs(StudioConfig(out_dir=out))
+        assert job.state == "succeeded" and run.run_id == job.id
+        assert saved.read_bytes() == (run.folder / "videos" / "shot.mp4").read_bytes()
+
+        # 4. Runs: the shot is there, opened in place with its player
+        page.get_by_text("Runs", exact=True).click()
+        expect(page.get_by_role("heading", name=f"studio / {run.run_id}")).to_be_visible(timeout=LONG)
+        expect(page.locator("video")).to_have_count(1, timeout=LONG)
+        page.screenshot(path=str(shots_dir / "runs.png"), full_page=True)
+
+        # 5. Manifest: a bad manifest shows each problem with its line and column
+        bad = "campaign: Bad Name\nvideos:\n  - id: v\n    shots:\n      - prompt: hi\n        frames: 10\n"
+        with pytest.raises(ManifestInvalid) as exc:
+            load_manifest_text(bad, file="campaign.yaml", base_dir=out / "studio" / "manifests")
+        page.get_by_text("Manifest", exact=True).click()
+        editor = page.get_by_label("YAML", exact=False)
+        editor.fill(bad)
+        editor.press("Control+Enter")
+        for problem in exc.value.problems:
+            expect(page.get_by_text(f"line {problem.line}, column {problem.col}:", exact=False).first).to_be_visible(
+                timeout=LONG)
+        page.screenshot(path=str(shots_dir / "manifest.png"), full_page=True)
+        browser.close()
+    for name in ("shot", "runs", "manifest"):
+        assert (shots_dir / f"{name}.png").stat().st_size > 20_000
+    print(f"screenshots: {shots_dir}")
