@@ -17,7 +17,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.aws_ecr_assets import Platform
 from constructs import Construct, Node
 
-from pipeline.cloud import MANIFEST_PREFIX, SUBMITTED_ASSETS_PREFIX
+from pipeline.cloud.contract import MANIFEST_PREFIX, SUBMITTED_ASSETS_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 PORT = 8501

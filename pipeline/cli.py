@@ -141,7 +141,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return status
 
 
-def _backends(args: argparse.Namespace, *, enhancer_model: str | None = None) -> Any:
+def backends_from_args(args: argparse.Namespace, *, enhancer_model: str | None = None) -> Any:
     from pipeline.backends import select_backends
 
     aws = getattr(args, "backend", "local") == "aws"
@@ -160,7 +160,7 @@ def _plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from pipeline.plan import KeySource, build_plan
 
     campaign = load_manifest(args.manifest)
-    backends = _backends(args, enhancer_model=campaign.enhancer_model)
+    backends = backends_from_args(args, enhancer_model=campaign.enhancer_model)
     keys = KeySource(enhancer=backends.enhancer.identity(), images=backends.images.identity, video=backends.video.identity)
     plan = build_plan(campaign, keys, backends=backends.names(), s3_etags=_s3_etags(campaign))
     return campaign, backends, plan
@@ -168,21 +168,9 @@ def _plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 def _s3_etags(campaign: Any) -> dict[str, str]:
     """The current version of each s3:// asset: its outputs are keyed by it, so a changed object is re-made."""
-    uris = {a.id: a.uri for a in campaign.assets.values() if a.uri}
-    if not uris:
-        return {}
-    import boto3
+    from pipeline.store import current_etags
 
-    from pipeline.store import s3_etag
-
-    client = boto3.client("s3")
-    etags = {}
-    for aid, uri in uris.items():
-        try:
-            etags[aid] = s3_etag(client, uri)
-        except Exception as exc:
-            raise BackendUnavailable(f"asset {aid!r}: cannot read {uri}: {exc}") from exc
-    return etags
+    return current_etags({a.id: a.uri for a in campaign.assets.values() if a.uri})
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -291,7 +279,7 @@ def cmd_studio(args: argparse.Namespace) -> int:
         raise BackendUnavailable(f"the studio needs streamlit (pip install -e .): {exc}") from exc
     from pipeline.studio.config import StudioConfig
 
-    _backends(args)  # a bad backend choice fails here, with its message, not later in the page
+    backends_from_args(args)  # a bad backend choice fails here, with its message, not later in the page
     config = StudioConfig(out_dir=args.out.resolve(), backend_argv=backend_argv(args), input_bucket=args.bucket,
                           state_machine_arn=args.state_machine_arn, workers=args.workers)
     return serve(config, port=args.port, address=args.address)

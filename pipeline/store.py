@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -225,3 +225,23 @@ def s3_etag(client: Any, uri: str) -> str:
     """The ETag (without quotes) of an s3:// object: what an asset's cache keys are made from."""
     bucket, key = parse_s3_uri(uri)
     return str(client.head_object(Bucket=bucket, Key=key).get("ETag", "")).strip('"')
+
+
+def current_etags(uris: Mapping[str, str], *, client: Any = None) -> dict[str, str]:
+    """The current version (ETag) of each s3:// asset by id: outputs are keyed by it, so a changed object is
+    re-made. The S3 client is made only when there is an s3:// asset."""
+    from pipeline.errors import BackendUnavailable
+
+    if not uris:
+        return {}
+    if client is None:
+        import boto3
+
+        client = boto3.client("s3")
+    etags = {}
+    for aid, uri in uris.items():
+        try:
+            etags[aid] = s3_etag(client, uri)
+        except Exception as exc:
+            raise BackendUnavailable(f"asset {aid!r}: cannot read {uri}: {exc}") from exc
+    return etags

@@ -16,8 +16,8 @@ from fake_aws.cloud import INPUT_BUCKET, OUTPUT_BUCKET, Cloud, lambda_env, moto_
 from fake_aws.container import CAPACITY_REASON, preview_container
 from fake_aws.stepfunctions import ContainerRun
 
-from pipeline.cloud import STAGES, commands
 from pipeline.cli import main as campaign_cli
+from pipeline.cloud import STAGES, commands
 from pipeline.errors import Throttled
 from tasks import _runtime
 

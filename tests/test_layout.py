@@ -20,8 +20,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline.tasks",),
     ("pipeline.report", "pipeline.report_html", "pipeline.cost"),
     ("pipeline.runner",),
-    ("pipeline.cloud", "pipeline.studio"),
-    ("pipeline.cli",),
+    ("pipeline.cloud",),
+    ("pipeline.cli", "pipeline.studio"),  # the entry points
 )
 MAX_LINES = 600
 

@@ -24,9 +24,9 @@ def run_args(config: StudioConfig, manifest: Path) -> argparse.Namespace:
 
 def make_backends(config: StudioConfig, *, enhancer_model: str | None = None) -> Any:
     """The backends `campaign run` would use with these flags."""
-    from pipeline.cli import _backends
+    from pipeline.cli import backends_from_args
 
-    return _backends(run_args(config, Path("studio.yaml")), enhancer_model=enhancer_model)
+    return backends_from_args(run_args(config, Path("studio.yaml")), enhancer_model=enhancer_model)
 
 
 @dataclass(frozen=True)
@@ -85,13 +85,13 @@ def check_manifest(text: str, *, file: str, base_dir: Path, config: StudioConfig
 
 def plan_campaign(campaign: Campaign, config: StudioConfig) -> tuple[Any, Any]:
     """(backends, plan): `campaign plan`'s plan of a loaded campaign, keyed by the configured backends."""
-    from pipeline.cli import _s3_etags
     from pipeline.plan import KeySource, build_plan
+    from pipeline.store import current_etags
 
     backends = make_backends(config, enhancer_model=campaign.enhancer_model)
     keys = KeySource(enhancer=backends.enhancer.identity(), images=backends.images.identity,
                      video=backends.video.identity)
-    return backends, build_plan(campaign, keys, backends=backends.names(), s3_etags=_s3_etags(campaign))
+    return backends, build_plan(campaign, keys, backends=backends.names(), s3_etags=current_etags({a.id: a.uri for a in campaign.assets.values() if a.uri}))
 
 
 STARTER_MANIFEST = """\
@@ -130,8 +130,8 @@ def save_manifest(shots: list[Any], *, campaign: str, path: Path, one_video: boo
 
 def submit(path: Path, *, config: StudioConfig) -> dict[str, str]:
     """`campaign submit`: upload the manifest and its assets to the input bucket, which starts the cloud run."""
-    from pipeline import cloud
+    from pipeline.cloud import commands
 
     if not config.input_bucket:
         raise PipelineError("no input bucket configured (campaign studio --bucket, or CAMPAIGN_INPUT_BUCKET)")
-    return cloud.submit(path, bucket=config.input_bucket, state_machine_arn=config.state_machine_arn)
+    return commands.submit(path, bucket=config.input_bucket, state_machine_arn=config.state_machine_arn)

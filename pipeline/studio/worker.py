@@ -100,7 +100,7 @@ def run_job(folder: Path, config: StudioConfig) -> int:
     try:
         campaign = load_manifest(request["manifest"])
         backends, plan = plan_campaign(campaign, config)
-        models = sorted({j.params.get("model", "") for j in plan.jobs if j.kind == "clip"})
+        models = sorted({j.clip.model for j in plan.jobs if j.kind == "clip"})
         status.update(total=len(plan.jobs), backends=backends.names())
         with gpu_locks(config.studio_dir, backend=backends.video.name, models=models,
                        on_wait=lambda m: status.update(message=f"waiting for the {backends.video.name} {m} renderer")):
