@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 # What the pipeline's code decides and the ASL must agree with, imported in one place. `pipeline/cloud.py`
 # is becoming the package `pipeline/cloud/`; these names stay importable as `from pipeline.cloud import ...`.
@@ -27,6 +27,7 @@ DISTRIBUTED = " (distributed)"  # the suffix of every state of a Distributed Map
 
 State = dict[str, Any]
 States = dict[str, State]
+Mode = Literal["inline", "distributed"]
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 S3_PUT_OBJECT = "arn:aws:states:::aws-sdk:s3:putObject"
@@ -54,7 +55,8 @@ def error_names(base: type[BaseException]) -> list[str]:
     return names
 
 
-# Lambda's own transient failures (Step Functions best practice: retry Lambda.ServiceException and friends).
+# Lambda's own transient failures, which Step Functions asks production code to handle ("Handling errors in Step
+# Functions workflows": https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html).
 LAMBDA_SERVICE_RETRY = retrier(["Lambda.TooManyRequestsException", "Lambda.ServiceException", "Lambda.AWSLambdaException",
                                 "Lambda.SdkClientException", "Lambda.ClientExecutionTimeoutException"],
                                interval_s=2, attempts=6, max_delay_s=60)
@@ -68,16 +70,23 @@ TRANSIENT_RETRY = retrier([n for n in error_names(TransientError) if n not in er
 LAMBDA_RETRY = [LAMBDA_SERVICE_RETRY, THROTTLED_RETRY, TRANSIENT_RETRY]
 # Writing a failure record to S3: anything, a few times; past that the report shows the job without a result.
 RECORD_RETRY = [retrier(["States.ALL"], interval_s=1, attempts=3)]
-RENDER_RETRY = [
-    retrier(["SageMaker.ThrottlingException", "ThrottlingException"], interval_s=5, attempts=5, max_delay_s=300),
-    retrier(["SageMaker.ResourceLimitExceeded", "SageMaker.ResourceLimitExceededException"],
-            interval_s=60, attempts=6, max_delay_s=1800),
-]
+# CreateProcessingJob through the optimized SageMaker integration. Step Functions reports the API's errors as
+# `SageMaker.AmazonSageMakerException` (any API error: throttling, an internal error, but also a validation
+# error, so only a few attempts) and a quota as `SageMaker.ResourceLimitExceededException` (wait for running
+# jobs to end). These are the names the integration's page retries in its CreateTrainingJob example:
+# https://docs.aws.amazon.com/step-functions/latest/dg/connect-sagemaker.html ("SageMaker AI Training Job Example").
+# A job that started and failed is not an API error: it is `States.TaskFailed`, caught below.
+SAGEMAKER_QUOTA_RETRY = retrier(["SageMaker.ResourceLimitExceededException"], interval_s=60, attempts=6, max_delay_s=1800)
+SAGEMAKER_API_RETRY = retrier(["SageMaker.AmazonSageMakerException"], interval_s=5, attempts=4, max_delay_s=60)
+RENDER_RETRY = [SAGEMAKER_QUOTA_RETRY, SAGEMAKER_API_RETRY]
 
 
 def placeholder(name: str) -> str:
     """`${Name}`: filled by the stack (infra/workflow.py definition_substitutions) and by the moto tests."""
     return "${" + name + "}"
+
+
+OUTPUT_BUCKET = placeholder("OutputBucket")
 
 
 def catch_all(next_state: str, *, result_path: str = "$.error") -> list[State]:
@@ -106,15 +115,16 @@ def record_failure(noun: str, *, key: str, key_arg: str, suffix: str) -> tuple[s
     `error`), where the report reads results; if even that fails, the report shows no result."""
     record, lost = f"Record {noun} failure{suffix}", f"{noun[0].upper()}{noun[1:]} failure not recorded{suffix}"
     return record, {
-        record: {
+        record: then({
             "Type": "Task", "Resource": S3_PUT_OBJECT,
             "Comment": "The task failed past its retries: its error becomes this job's result in S3, the campaign goes on",
-            "Parameters": {"Bucket": "${OutputBucket}",
+            "Parameters": {"Bucket": OUTPUT_BUCKET,
                            "Key.$": f"States.Format('runs/{{}}/{{}}/{key}', $.run.campaign, $.run.run_id, {key_arg})",
                            "Body.$": "States.JsonToString($)", "ContentType": "application/json"},
-            "ResultPath": None, "Retry": RECORD_RETRY, "Catch": catch_all(lost), "End": True,
-        },
-        lost: {"Type": "Pass", "Comment": f"The report shows the {noun} as failed with no recorded result", "End": True},
+            "ResultSelector": {"status": "failed", "recorded": True}, "ResultPath": "$", "Retry": RECORD_RETRY,
+        }, None, catch_all(lost)),
+        lost: then({"Type": "Pass", "Comment": f"The report shows the {noun} as failed with no recorded result",
+                    "Result": {"status": "failed", "recorded": False}}, None),
     }
 
 
@@ -125,8 +135,8 @@ def job_processor(*, task: str, function: str, noun: str) -> Processor:
         name = task + suffix
         record, failure = record_failure(noun, key="results/{}.json", key_arg="$.job_id", suffix=suffix)
         run = lambda_task(function, {"job_id.$": "$.job_id", "run.$": "$.run"},
-                          selector={"status.$": "$.Payload.status"}, result_path="$.result")
-        return name, {name: run | {"Catch": catch_all(record), "End": True}, **failure}
+                          selector={"status.$": "$.Payload.status"}, result_path="$")
+        return name, {name: then(run, None, catch_all(record)), **failure}
 
     return states
 
@@ -188,11 +198,11 @@ def clip_batch_processor(prefix: str) -> Processor:
                                           "attempts.$": "$.render.attempts", "wait_s.$": "$.render.wait_s"}},
                 "Next": prepare,
             },
-            collect: lambda_task(
-                "CollectBatchFunctionArn", "$", selector={"status.$": "$.Payload.status"}, result_path="$.collected",
+            collect: then(lambda_task(
+                "CollectBatchFunctionArn", "$", selector={"status.$": "$.Payload.status"}, result_path="$",
                 comment="Copies each clip into the cache with its provenance and records every clip's result (also "
                         "after a failed render)",
-            ) | {"Catch": catch_all(record), "End": True},
+            ), None, catch_all(record)),
             **failure,
         }
 
@@ -252,7 +262,7 @@ VIDEOS = Stage(name="videos", label="Videos", map_name="Assemble videos",
 STAGE_SPECS = (ENHANCE, IMAGES, CLIPS, WAITING_CLIPS, VIDEOS)
 
 
-def job_map(stage: Stage, processor: Processor, mode: str) -> State:
+def job_map(stage: Stage, processor: Processor, mode: Mode) -> State:
     """The Map over a stage's items (a wave stage: one wave's), without its transitions. `inline`: the items
     are in the state; `distributed`: the plan step wrote them to S3, each is a child execution, and no item
     ever fails the Map Run (a failed job is recorded as its result and the report lists it)."""
@@ -272,7 +282,7 @@ def job_map(stage: Stage, processor: Processor, mode: str) -> State:
         key = f"$.{stage.loop}.wave.key" if stage.in_waves else f"$.run.stages.{stage.name}.key"
         state |= {"Comment": f"{stage.comment}, read from S3 (a child execution per {stage.unit})",
                   "ItemReader": {"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {"InputType": "JSON"},
-                                 "Parameters": {"Bucket": "${OutputBucket}", "Key.$": key}}}
+                                 "Parameters": {"Bucket": OUTPUT_BUCKET, "Key.$": key}}}
     else:
         state |= {"Comment": stage.comment,
                   "ItemsPath": f"$.wave.{'batches' if stage.batches else 'jobs'}" if stage.in_waves else f"$.run.{stage.items}"}
@@ -284,15 +294,39 @@ def job_map(stage: Stage, processor: Processor, mode: str) -> State:
                               else {"Mode": "INLINE"}, "StartAt": start, "States": states}
     if distributed:
         state["ResultWriter"] = {"Resource": "arn:aws:states:::s3:putObject",
-                                 "Parameters": {"Bucket": "${OutputBucket}", "Prefix": "map-runs"}}
+                                 "Parameters": {"Bucket": OUTPUT_BUCKET, "Prefix": "map-runs"}}
     state["ResultPath"] = None
     return state
 
 
+# Step Functions ends a run with States.DataLimitExceeded, which no Catch can catch (not even States.ALL), when a
+# state's input or output passes 256 KiB ("Handling errors in Step Functions workflows",
+# https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html). A Map's result is the list of
+# its iterations' outputs and a Parallel's the list of its branches', so whatever ends a child workflow or a branch
+# returns a few bytes, never the state it was given (whose error Cause alone may be 32 KiB).
+def ending(state: State) -> State:
+    """`state` as the last of a child workflow or a Parallel branch: its output is a small summary."""
+    if state["Type"] == "Task":
+        if state.get("ResultPath") != "$" or "ResultSelector" not in state:
+            raise ValueError(f"a task that ends a child workflow must return only its ResultSelector: {state}")
+        return state
+    if state["Type"] == "Pass":
+        summary: State = {"Result": state.get("Result", {"status": "done"})}
+    elif state["Type"] == "Map" and "ItemReader" in state:  # its results went to S3 (ResultWriter)
+        summary = {"ResultSelector": {"status": "done"}}
+    elif state["Type"] == "Map":
+        summary = {"ResultSelector": {"status": "done", "items.$": "States.ArrayLength($)"}}
+    else:
+        raise ValueError(f"no small output for a {state['Type']} state")
+    return {k: v for k, v in state.items() if k not in ("Result", "ResultPath")} | summary | {"ResultPath": "$"}
+
+
 def then(state: State, next_state: str | None, catch: list[State] | None = None) -> State:
     """`state` followed by `next_state` (None: it ends its branch or child workflow), with its Catch."""
-    state = state | ({"Next": next_state} if next_state else {"End": True})
-    return state | {"Catch": catch} if catch else state
+    state = state | {"Next": next_state} if next_state else ending(state) | {"End": True}
+    if catch:
+        state["Catch"] = catch
+    return state
 
 
 def choice_name(stage: Stage) -> str:
@@ -345,7 +379,7 @@ def stage_states(stage: Stage, *, after: str | None, catch: list[State]) -> Stat
                 "ResultPath": loop, "Next": more},
     }
     if after is None:
-        states[done] = {"Type": "Pass", "End": True}
+        states[done] = then({"Type": "Pass"}, None)
     return states
 
 
@@ -353,12 +387,12 @@ def branch(stage: Stage, *, ended_early: str) -> State:
     """A Parallel branch running one stage. A Parallel stops its other branches when one fails (and with them
     the GPU jobs they run), so the branch catches its own failure and ends quietly."""
     states = stage_states(stage, after=None, catch=catch_all(ended_early, result_path="$.branch_error"))
-    states[ended_early] = {
+    states[ended_early] = then({
         "Type": "Pass",
         "Comment": "A failure of this whole branch must not cancel the other one (a Parallel stops its other branches "
                    "when one fails, and with them running GPU jobs): its jobs without a result are reported as not run",
-        "End": True,
-    }
+        "Result": {"status": "ended early"},
+    }, None)
     return {"StartAt": choice_name(stage), "States": states}
 
 

@@ -120,7 +120,10 @@ def test_map_iterations_carry_their_job_ids_and_results_stay_out_of_the_state() 
                          "Render clip wave", "Assemble videos"}
     for name, state in maps.items():
         assert state["ItemProcessor"]["ProcessorConfig"] == {"Mode": "INLINE"}, name
-        assert state["ResultPath"] is None, name
+        if state.get("End"):  # it ends a Parallel branch or a wave's iteration: a summary (tests/test_asl_limits.py)
+            assert state["ResultPath"] == "$" and set(state["ResultSelector"]) == {"status", "items.$"}, name
+        else:  # the iterations' results are in S3: the state goes on unchanged
+            assert state["ResultPath"] is None, name
         selector = json.dumps(state["ItemSelector"])
         assert "$$.Map.Item.Value" in selector, name
         assert ("MaxConcurrencyPath" in state) != ("MaxConcurrency" in state), name
@@ -184,6 +187,31 @@ def test_contracts_shared_with_pipeline_cloud() -> None:
                         else cloud.result_key(ref, "clip:teaser/02"))
             assert key == expected, name
             assert state["Parameters"]["Bucket"] == "${OutputBucket}"
+
+
+# https://docs.aws.amazon.com/step-functions/latest/dg/connect-sagemaker.html (its CreateTrainingJob example's Retry)
+SAGEMAKER_API_ERROR = "SageMaker.AmazonSageMakerException"
+SAGEMAKER_QUOTA_ERROR = "SageMaker.ResourceLimitExceededException"
+
+
+def test_sagemaker_api_errors_are_retried_by_their_documented_names_a_few_times() -> None:
+    """Step Functions reports CreateProcessingJob's API errors (throttling and validation alike) as
+    SageMaker.AmazonSageMakerException and a quota as SageMaker.ResourceLimitExceededException; a name it never
+    reports (SageMaker.ThrottlingException) would leave a throttled request failing the whole batch."""
+    renders = [(n, s) for n, s, _ in ALL if s.get("Resource") == "arn:aws:states:::sagemaker:createProcessingJob.sync"]
+    assert len(renders) == 4  # clips and waiting clips, inline and distributed
+    for name, state in renders:
+        by_error = {e: r for r in state["Retry"] for e in r["ErrorEquals"]}
+        assert set(by_error) == {SAGEMAKER_API_ERROR, SAGEMAKER_QUOTA_ERROR}, name
+        api, quota = by_error[SAGEMAKER_API_ERROR], by_error[SAGEMAKER_QUOTA_ERROR]
+        # a request SageMaker rejects as invalid is retried a few times only, then fails its batch's clips
+        assert 2 <= api["MaxAttempts"] <= 5 and api["MaxDelaySeconds"] <= 120, name
+        # a quota frees up when running jobs end: longer waits, still a bounded number
+        assert quota["IntervalSeconds"] >= 30 and quota["MaxAttempts"] <= 10, name
+        for retrier in (api, quota):
+            assert retrier["BackoffRate"] > 1 and retrier["JitterStrategy"] == "FULL", name
+        assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": state["Catch"][0]["Next"]}]
+        assert " lacked capacity?" in state["Catch"][0]["Next"], name  # then the batch's clips fail
 
 
 RENDER_PATHS = [("Render clips", "clip batch"), ("Render clip wave", "waiting clip batch")]
