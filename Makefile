@@ -32,13 +32,13 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/campaign run manifests/spring-sofa-launch.yaml --out out
 
 test: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check pipeline tasks container infra tests benchmarks cdk_app.py
-	$(VENV)/bin/mypy pipeline tasks
+	$(VENV)/bin/ruff check pipeline tasks container infra tests benchmarks state_machines cdk_app.py
+	$(VENV)/bin/mypy pipeline tasks state_machines
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check pipeline tasks container infra tests benchmarks cdk_app.py
-	$(VENV)/bin/mypy pipeline tasks
+	$(VENV)/bin/ruff check pipeline tasks container infra tests benchmarks state_machines cdk_app.py
+	$(VENV)/bin/mypy pipeline tasks state_machines
 
 synth: $(VENV)/.installed-test
 	$(PY) infra/build_layer.py

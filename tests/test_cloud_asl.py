@@ -121,7 +121,10 @@ def test_map_iterations_carry_their_job_ids_and_results_stay_out_of_the_state() 
                          "Render clip wave", "Assemble videos"}
     for name, state in maps.items():
         assert state["ItemProcessor"]["ProcessorConfig"] == {"Mode": "INLINE"}, name
-        assert state["ResultPath"] is None, name
+        if state.get("End"):  # it ends a Parallel branch or a wave's iteration: a summary (tests/test_asl_limits.py)
+            assert state["ResultPath"] == "$" and set(state["ResultSelector"]) == {"status", "items.$"}, name
+        else:  # the iterations' results are in S3: the state goes on unchanged
+            assert state["ResultPath"] is None, name
         selector = json.dumps(state["ItemSelector"])
         assert "$$.Map.Item.Value" in selector, name
         assert ("MaxConcurrencyPath" in state) != ("MaxConcurrency" in state), name
@@ -187,6 +190,31 @@ def test_contracts_shared_with_pipeline_cloud() -> None:
             assert state["Parameters"]["Bucket"] == "${OutputBucket}"
 
 
+# https://docs.aws.amazon.com/step-functions/latest/dg/connect-sagemaker.html (its CreateTrainingJob example's Retry)
+SAGEMAKER_API_ERROR = "SageMaker.AmazonSageMakerException"
+SAGEMAKER_QUOTA_ERROR = "SageMaker.ResourceLimitExceededException"
+
+
+def test_sagemaker_api_errors_are_retried_by_their_documented_names_a_few_times() -> None:
+    """Step Functions reports CreateProcessingJob's API errors (throttling and validation alike) as
+    SageMaker.AmazonSageMakerException and a quota as SageMaker.ResourceLimitExceededException; a name it never
+    reports (SageMaker.ThrottlingException) would leave a throttled request failing the whole batch."""
+    renders = [(n, s) for n, s, _ in ALL if s.get("Resource") == "arn:aws:states:::sagemaker:createProcessingJob.sync"]
+    assert len(renders) == 4  # clips and waiting clips, inline and distributed
+    for name, state in renders:
+        by_error = {e: r for r in state["Retry"] for e in r["ErrorEquals"]}
+        assert set(by_error) == {SAGEMAKER_API_ERROR, SAGEMAKER_QUOTA_ERROR}, name
+        api, quota = by_error[SAGEMAKER_API_ERROR], by_error[SAGEMAKER_QUOTA_ERROR]
+        # a request SageMaker rejects as invalid is retried a few times only, then fails its batch's clips
+        assert 2 <= api["MaxAttempts"] <= 5 and api["MaxDelaySeconds"] <= 120, name
+        # a quota frees up when running jobs end: longer waits, still a bounded number
+        assert quota["IntervalSeconds"] >= 30 and quota["MaxAttempts"] <= 10, name
+        for retrier in (api, quota):
+            assert retrier["BackoffRate"] > 1 and retrier["JitterStrategy"] == "FULL", name
+        assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": state["Catch"][0]["Next"]}]
+        assert " lacked capacity?" in state["Catch"][0]["Next"], name  # then the batch's clips fail
+
+
 RENDER_PATHS = [("Render clips", "clip batch"), ("Render clip wave", "waiting clip batch")]
 
 
@@ -231,31 +259,16 @@ def test_the_execution_output_is_the_report_summary() -> None:
 # --- Distributed Maps -------------------------------------------------------------------------------------------------
 
 DISTRIBUTED = {n: s for n, s, _ in ALL if s["Type"] == "Map" and "ItemReader" in s}
-SUFFIX = " (distributed)"
 
 
-def _strip_suffix(node: Any) -> Any:
-    """A child workflow with its state names (and transitions) as in its inline twin."""
-    if isinstance(node, dict):
-        return {(k.removesuffix(SUFFIX) if isinstance(k, str) else k): _strip_suffix(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_strip_suffix(v) for v in node]
-    return node.removesuffix(SUFFIX) if isinstance(node, str) else node
-
-
-def test_each_inline_stage_map_has_a_distributed_twin_with_the_same_child_workflow() -> None:
+def test_each_stage_has_a_distributed_map_that_never_fails_on_an_item() -> None:
+    """Inline and distributed Maps come from one `job_map` (state_machines/build.py): only what differs is here."""
     assert set(DISTRIBUTED) == {"Enhance prompts (distributed)", "Edit image wave (distributed)",
                                 "Render clips (distributed)", "Render clip wave (distributed)",
                                 "Assemble videos (distributed)"}
     for name, state in DISTRIBUTED.items():
-        twin = BY_NAME[name.removesuffix(SUFFIX)]
-        processor = dict(state["ItemProcessor"])
-        assert processor.pop("ProcessorConfig") == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, name
-        inline = dict(twin["ItemProcessor"])
-        assert inline.pop("ProcessorConfig") == {"Mode": "INLINE"}
-        # same Tasks, Retry, Catch and failure records, state for state
-        assert _strip_suffix(processor) == inline, name
-        # the same concurrency setting; the same item fields, read from the S3 list's small objects
+        assert state["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, name
+        twin = BY_NAME[name.removesuffix(" (distributed)")]
         assert state["MaxConcurrencyPath"] == twin["MaxConcurrencyPath"], name
         assert set(state["ItemSelector"]) == set(twin["ItemSelector"]), name
         assert state["ItemSelector"]["run.$"] == "$.run.ref", name
@@ -265,7 +278,6 @@ def test_each_inline_stage_map_has_a_distributed_twin_with_the_same_child_workfl
         # no item ever fails the Map Run (a failed job is recorded as its result and the report lists it)
         assert state["ToleratedFailurePercentagePath"] == "$.limits.tolerated_failure_percentage", name
         assert TOP["Read settings"]["Parameters"]["limits"]["tolerated_failure_percentage"] == 100
-        assert state["ResultPath"] is None, name
         # a Map Run that fails as a whole (its list unreadable) ends the stage like its twin: the report is written
         if name in TOP:
             assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Write report"}]

@@ -1,0 +1,1 @@
+"""The campaign state machine: its ASL builder (build.py) and the committed output (campaign.asl.json)."""
