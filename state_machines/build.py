@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-# What the pipeline's code decides and the ASL must agree with, imported in one place. `pipeline/cloud.py`
-# is becoming the package `pipeline/cloud/`; these names stay importable as `from pipeline.cloud import ...`.
+# What the pipeline's code decides and the ASL must agree with, imported in one place (pipeline/cloud/contract.py).
 from pipeline.cloud import PLAN_SUMMARY_FIELDS, RENDER_REQUEST_FIELDS, STAGES, WAVE_STAGES
 from pipeline.errors import Throttled, TransientError
 

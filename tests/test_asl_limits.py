@@ -5,7 +5,7 @@ Catch catches it, not even `States.ALL` (https://docs.aws.amazon.com/step-functi
 such a run ends with no report. A Map's result is the list of its iterations' outputs and a Parallel's the list of
 its branches' outputs, so these tests evaluate the ASL's own input/output processing (ResultSelector, ResultPath,
 OutputPath) of every state that ends an iteration or a branch, on the largest inputs the code allows, and build
-the largest Map result at the inline budget of pipeline/cloud.py.
+the largest Map result at the inline budget of pipeline/cloud/contract.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import botocore.session
 
-from pipeline import cloud
+from pipeline.cloud import contract as cloud
 
 ROOT = Path(__file__).resolve().parents[1]
 ASL = json.loads((ROOT / "state_machines" / "campaign.asl.json").read_text())

@@ -77,7 +77,8 @@ def prepare_clip_batch(event: PrepareBatchEvent, *, store: Store, s3: Any, setti
     )
     if set(request) != set(RENDER_REQUEST_FIELDS):  # the render state passes exactly these fields on
         raise ValueError(f"the CreateProcessingJob request has fields {sorted(request)}, the state machine passes "
-                         f"{sorted(RENDER_REQUEST_FIELDS)}: change RENDER_REQUEST_FIELDS and the ASL's render states together")
+                         f"{sorted(RENDER_REQUEST_FIELDS)}: add the field to RENDER_REQUEST_FIELDS and rebuild the ASL "
+                         "(python -m state_machines.build --write)")
     return {"render": True, "request": request, "clips": len(todo)}
 
 
