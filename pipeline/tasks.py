@@ -173,11 +173,16 @@ def _cached_result(job: Job, ctx: TaskContext) -> JobResult | None:
     return JobResult(job.id, job.kind, job.key, "cached", job.output_key, 0.0, info=info)
 
 
+def missing_dependency(job: Job, store: Store, plan: Plan) -> str | None:
+    """The first job `job` needs whose output is not stored (it failed, was skipped or has not run), if any:
+    readiness as the store sees it, for steps that run apart from the scheduler (the cloud's tasks)."""
+    return next((d for d in job.deps if not is_done(store, plan.job(d))), None)
+
+
 def _check_deps(job: Job, ctx: TaskContext) -> None:
-    for dep_id in job.deps:
-        dep = ctx.plan.job(dep_id)
-        if not is_done(ctx.store, dep):
-            raise DependencyFailed(f"needs {dep_id}, which has no output (it failed or was skipped)")
+    missing = missing_dependency(job, ctx.store, ctx.plan)
+    if missing:
+        raise DependencyFailed(f"needs {missing}, which has no output (it failed or was skipped)")
 
 
 # --- enhance --------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from pipeline.sagemaker import (
     upload_batch_inputs,
 )
 from pipeline.store import Store
-from pipeline.tasks import clip_request, is_done, run_clip_batch
+from pipeline.tasks import clip_request, is_done, missing_dependency, run_clip_batch
 
 
 def prepare_clip_batch(event: PrepareBatchEvent, *, store: Store, s3: Any, settings: CloudSettings,
@@ -48,7 +48,7 @@ def prepare_clip_batch(event: PrepareBatchEvent, *, store: Store, s3: Any, setti
     ctx = run.task_context(store=store, settings=settings, s3=s3, workdir=workdir)
     todo: list[ClipRequest] = []
     for job in (plan.job(j) for j in event.jobs):
-        if is_done(store, job) or not all(is_done(store, plan.job(d)) for d in job.deps):
+        if is_done(store, job) or missing_dependency(job, store, plan):
             continue
         try:
             clip, _ = clip_request(job, ctx)
