@@ -219,7 +219,7 @@ def resolve_image(ctx: TaskContext, ref: dict[str, str]) -> Path:
         job = ctx.plan.job(f"image:{ref['image']}")
         return ctx.store.materialize(job.output_key, ctx.workdir)
     if "clip" in ref:
-        from pipeline.assemble import last_frame, match_colors
+        from pipeline.media.frames import last_frame, match_colors
 
         clip = ctx.plan.job(ref["clip"])
         first = ctx.plan.job(ref["color_match_to"]) if "color_match_to" in ref else None
@@ -366,11 +366,15 @@ def run_clip_batch(jobs: Sequence[Job], ctx: TaskContext) -> list[JobResult]:
 
 
 def _run_video(job: Job, ctx: TaskContext) -> dict[str, Any]:
-    from pipeline.assemble import AssemblyRequest, assemble_video
     from pipeline.manifest import Card
+    from pipeline.media.assemble import AssemblyRequest, assemble_video
+    from pipeline.media.probe import clip_info_from_provenance
 
     p = job.params
     clips = tuple(ctx.store.materialize(ctx.plan.job(c).output_key, ctx.workdir) for c in p["clips"])
+    # what each clip's provenance says about it (size, rate, frames, encoding): joined without probing the files
+    known = tuple(clip_info_from_provenance((read_provenance(ctx.store, "clip", ctx.plan.job(c).key) or {}).get("info", {}))
+                  for c in p["clips"])
     audio = p.get("audio")
     req = AssemblyRequest(
         clips=clips, crossfade=p["crossfade"],
@@ -378,7 +382,7 @@ def _run_video(job: Job, ctx: TaskContext) -> dict[str, Any]:
         audio_fade_in=audio["fade_in"] if audio else 0.0, audio_fade_out=audio["fade_out"] if audio else 0.0,
         audio_volume=audio["volume"] if audio else 1.0,
         title=Card(**p["title"]) if p.get("title") else None,
-        end_card=Card(**p["end_card"]) if p.get("end_card") else None,
+        end_card=Card(**p["end_card"]) if p.get("end_card") else None, clip_info=known,
     )
     with tempfile.TemporaryDirectory(dir=ctx.workdir, prefix="video-") as tmp:
         out, poster = Path(tmp) / "video.mp4", Path(tmp) / "poster.png"
