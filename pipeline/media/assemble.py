@@ -322,13 +322,33 @@ def _audio_layout(path: Path) -> tuple[int, int]:
     return min(channels, 2), int(m.group(1))
 
 
+def _poster_index(segments: list[_Segment], infos: Sequence[ClipInfo], total: int, rate: Fraction) -> int:
+    """About a third in; moved to a keyframe up to half a second away when that frame is copied (one frame to
+    decode instead of a run)."""
+    target = min(total - 1, int(total * POSTER_POSITION))
+    pos = 0
+    for seg in segments:
+        if pos + seg.frames > target:
+            if seg.clip is None:
+                return target
+            local = seg.start + target - pos
+            near = [kf for kf in infos[seg.clip].keyframes if seg.start <= kf < seg.stop and abs(kf - local) <= rate / 2]
+            return pos + min(near, key=lambda kf: (abs(kf - local), kf)) - seg.start if near else target
+        pos += seg.frames
+    return target
+
+
 def _poster(path: Path, index: int) -> np.ndarray:
-    """Frame `index` of a clip in the profile, decoded in-process by OpenCV (short clips: read up to it)."""
+    """Frame `index` of a clip, decoded in-process by OpenCV: a seek when the decoder lands exactly there (a
+    keyframe), else read up to it from the start (the product's clips are seconds long)."""
     cap = cv2.VideoCapture(str(path))
     try:
-        for _ in range(index):
-            if not cap.grab():
-                break
+        if index and not (cap.set(cv2.CAP_PROP_POS_FRAMES, index) and int(cap.get(cv2.CAP_PROP_POS_FRAMES)) == index):
+            cap.release()
+            cap = cv2.VideoCapture(str(path))
+            for _ in range(index):
+                if not cap.grab():
+                    break
         ok, bgr = cap.read()
     finally:
         cap.release()
@@ -383,7 +403,7 @@ def assemble_video(req: AssemblyRequest, out_path: Path, poster_path: Path) -> A
         raise InputRejected(f"clip {paths[0]} is {width}x{height}: crossfades, cards and normalised clips are "
                             "encoded as H.264 4:2:0, which needs an even width and height")
     duration = float(total / rate)
-    poster_index = min(total - 1, int(total * POSTER_POSITION))
+    poster_index = _poster_index(segments, infos, total, rate)
     timings["inspect_s"] = time.perf_counter() - t0
 
     work = Path(tempfile.mkdtemp(prefix="assemble-"))
@@ -446,25 +466,27 @@ def assemble_video(req: AssemblyRequest, out_path: Path, poster_path: Path) -> A
         # -progress reports what was muxed (key=value lines, last `frame=` is the count): the plan is checked
         # without reading the result back (https://ffmpeg.org/ffmpeg.html#Advanced-options, -progress)
         cmd += ["-progress", "pipe:1", "-f", "mp4", str(tmp_out)]
-        join = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
-        if join.returncode != 0:
-            what = f"audio {req.audio} or clips" if req.audio is not None else "clips"
-            raise JobFailed(f"ffmpeg could not join the {what}: {join.stderr.strip()[-1500:]}")
-        muxed = [int(v) for key, _, v in (line.partition("=") for line in join.stdout.splitlines()) if key == "frame"]
-        if not muxed or muxed[-1] != total:
-            raise JobFailed(f"assembled video has {muxed[-1] if muxed else 'no'} frames; the plan was {total}")
-        timings["join_s"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        if poster is None:  # a copied frame: decode it from its clip
+        join = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                errors="replace")
+        t_poster = time.perf_counter()
+        if poster is None:  # a copied frame: decode it from its clip while ffmpeg joins
             pos = 0
             for seg in segments:
                 if seg.clip is not None and pos <= poster_index < pos + seg.frames:
                     poster = _poster(paths[seg.clip], seg.start + poster_index - pos)
                 pos += seg.frames
+        timings["poster_s"] = time.perf_counter() - t_poster
+        join_out, join_err = join.communicate()
+        if join.returncode != 0:
+            what = f"audio {req.audio} or clips" if req.audio is not None else "clips"
+            raise JobFailed(f"ffmpeg could not join the {what}: {join_err.strip()[-1500:]}")
+        muxed = [int(v) for key, _, v in (line.partition("=") for line in join_out.splitlines()) if key == "frame"]
+        if not muxed or muxed[-1] != total:
+            raise JobFailed(f"assembled video has {muxed[-1] if muxed else 'no'} frames; the plan was {total}")
+        timings["join_s"] = time.perf_counter() - t
+
         assert poster is not None
         tmp_poster.write_bytes(_png(poster))
-        timings["poster_s"] = time.perf_counter() - t
         os.replace(tmp_out, out_path)
         os.replace(tmp_poster, poster_path)
     finally:
