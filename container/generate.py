@@ -618,14 +618,23 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(frames, dtype=np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
+# The product's one H.264 profile, a copy of pipeline/media/encode.py's H264_PROFILE (this file cannot import
+# `pipeline`; tests/test_media_encode.py keeps the two identical): CRF 17, a keyframe every 4 frames, no B-frames,
+# stitchable headers, tagged, so assembly joins these clips by stream copy outside its crossfade windows.
+H264_PROFILE: tuple[str, ...] = (
+    "-preset", "veryfast", "-crf", "17", "-g", "4", "-keyint_min", "4", "-sc_threshold", "0", "-bf", "0",
+    "-x264-params", "stitchable=1", "-metadata", "comment=campaign-h264/1",
+)
+
+
 def write_mp4(frames: np.ndarray, path: Path, *, fps: int) -> None:
-    """H.264/yuv420p at exactly the frames' size; a temp name until complete, then os.replace."""
+    """H.264/yuv420p in H264_PROFILE at exactly the frames' size; a temp name until complete, then os.replace."""
     count, height, width, _ = frames.shape
     partial = path.with_name(f".{path.stem}.partial.mp4")  # ffmpeg picks the container from the extension
     writer = imageio_ffmpeg.write_frames(
         str(partial), (width, height), fps=fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
         macro_block_size=1, quality=None, ffmpeg_log_level="error",
-        output_params=["-crf", "17", "-movflags", "+faststart"],
+        output_params=[*H264_PROFILE, "-movflags", "+faststart"],
     )
     try:
         writer.send(None)

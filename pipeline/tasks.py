@@ -229,7 +229,7 @@ def resolve_image(ctx: TaskContext, ref: ImageRef) -> Path:
         job = ctx.plan.job(f"image:{ref.image}")
         return ctx.store.materialize(job.output_key, ctx.workdir)
     if isinstance(ref, ClipLastFrame):
-        from pipeline.assemble import last_frame, match_colors
+        from pipeline.media.frames import last_frame, match_colors
 
         clip = ctx.plan.job(ref.clip)
         first = ctx.plan.job(ref.color_match_to) if ref.color_match_to else None
@@ -374,16 +374,20 @@ def run_clip_batch(jobs: Sequence[Job], ctx: TaskContext) -> list[JobResult]:
 
 
 def _run_video(job: Job, ctx: TaskContext) -> dict[str, Any]:
-    from pipeline.assemble import AssemblyRequest, assemble_video
+    from pipeline.media.assemble import AssemblyRequest, assemble_video
+    from pipeline.media.probe import clip_info_from_provenance
 
     v = job.video
     clips = tuple(ctx.store.materialize(ctx.plan.job(c).output_key, ctx.workdir) for c in v.clips)
+    # what each clip's provenance says about it (size, rate, frames, encoding): joined without probing the files
+    known = tuple(clip_info_from_provenance((read_provenance(ctx.store, "clip", ctx.plan.job(c).key) or {}).get("info", {}))
+                  for c in v.clips)
     audio = v.audio
     req = AssemblyRequest(
         clips=clips, crossfade=v.crossfade,
         audio=ctx.asset_path(audio.asset) if audio else None,
         audio_fade_in=audio.fade_in if audio else 0.0, audio_fade_out=audio.fade_out if audio else 0.0,
-        audio_volume=audio.volume if audio else 1.0, title=v.title, end_card=v.end_card,
+        audio_volume=audio.volume if audio else 1.0, title=v.title, end_card=v.end_card, clip_info=known,
     )
     with tempfile.TemporaryDirectory(dir=ctx.workdir, prefix="video-") as tmp:
         out, poster = Path(tmp) / "video.mp4", Path(tmp) / "poster.png"

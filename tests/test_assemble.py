@@ -12,13 +12,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import pipeline.assemble as assemble
-from pipeline.assemble import AssemblyRequest, assemble_video, last_frame, match_colors, probe_video
-from pipeline.backends.base import ClipRequest
+import pipeline.media.assemble as assemble
+import pipeline.media.probe as probe
+from pipeline.backends.base import ClipOutcome, ClipRequest
 from pipeline.backends.video_preview import PreviewVideoBackend
 from pipeline.catalog import VIDEO_MODELS
 from pipeline.errors import InputRejected, JobFailed
 from pipeline.manifest import Card
+from pipeline.media.assemble import AssemblyRequest, assemble_video
+from pipeline.media.encode import KEYFRAME_INTERVAL
+from pipeline.media.frames import last_frame, match_colors
+from pipeline.media.probe import ClipInfo, clip_info_from_provenance, probe_video
 
 
 def read_frames(path: Path) -> list[np.ndarray]:
@@ -69,6 +73,14 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {o.key: o.path for o in outcomes if o.path}
 
 
+def known(outcome: ClipOutcome, req: ClipRequest) -> ClipInfo:
+    """What tasks.run_clip_batch stores for a clip (the request's geometry and the backend's extra), read back."""
+    info = clip_info_from_provenance({"width": req.width, "height": req.height, "frames": req.frames, "fps": req.fps,
+                                      "extra": outcome.extra})
+    assert info is not None and info.stitchable
+    return info
+
+
 @pytest.fixture(scope="module")
 def foreign(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Small clips written the way diffusers' export_to_video writes them (imageio defaults: B-frames, long GOP)."""
@@ -91,14 +103,26 @@ def only_outputs(folder: Path, *names: str) -> None:
     assert sorted(p.name for p in folder.iterdir()) == sorted(names)  # no temp files left behind
 
 
-def test_hard_cuts_are_a_pure_stream_copy(clips: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_encoding(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the hard-cut path must not encode video")
+def test_hard_cuts_of_described_clips_are_a_pure_stream_copy_without_probing(
+        clips: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reqs = [ClipRequest(key=k, model="cogvideox-5b", prompt=f"Shot {k}", frames=49, fps=8, width=720, height=480,
+                        steps=50, guidance=6.0, seed=seed) for seed, k in enumerate("abc")]
+    outcomes = PreviewVideoBackend().render(reqs, tmp_path / "clips")
+    info = tuple(known(o, r) for o, r in zip(outcomes, reqs, strict=True))
+    paths = tuple(o.path for o in outcomes if o.path)
 
-    monkeypatch.setattr(assemble, "H264Writer", no_encoding)
-    monkeypatch.setattr(assemble, "canonical_signature", no_encoding)
-    out, poster = tmp_path / "video.mp4", tmp_path / "poster.png"
-    result = assemble_video(AssemblyRequest(clips=(clips["a"], clips["b"], clips["c"])), out, poster)
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("hard cuts of clips the product described must not encode or probe")
+
+    monkeypatch.setattr(assemble, "SegmentWriter", forbidden)
+    monkeypatch.setattr(probe, "ffmpeg_parse_infos", forbidden)
+    monkeypatch.setattr(probe, "probe_video", forbidden)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out, poster = out_dir / "video.mp4", out_dir / "poster.png"
+    result = assemble_video(AssemblyRequest(clips=paths, clip_info=info), out, poster)
+    monkeypatch.undo()
+    assert digests(paths[0]) == digests(clips["a"])  # the same request makes the same clip
 
     assert result.method == "stream-copy" and result.frames_encoded == 0
     assert (result.frames, result.duration_s, result.fps) == (147, 18.375, 8.0)
@@ -106,7 +130,7 @@ def test_hard_cuts_are_a_pure_stream_copy(clips: dict[str, Path], tmp_path: Path
     assert counted(out) == 147
     # copied, not re-encoded: every decoded frame is bit-identical to its source
     assert digests(out) == digests(clips["a"]) + digests(clips["b"]) + digests(clips["c"])
-    only_outputs(tmp_path, "video.mp4", "poster.png")
+    only_outputs(out_dir, "video.mp4", "poster.png")
 
 
 def test_crossfades_are_frame_exact_and_re_encode_only_the_windows(clips: dict[str, Path], tmp_path: Path) -> None:
@@ -118,7 +142,7 @@ def test_crossfades_are_frame_exact_and_re_encode_only_the_windows(clips: dict[s
     info = probe_video(out)
     assert (info.frames, info.duration, info.fps) == (139, 17.375, 8.0)
     assert result.method == "stream-copy+crossfade-windows"
-    assert result.frames_encoded <= 2 * (4 + 2 * (assemble.KEYFRAME_INTERVAL - 1))
+    assert result.frames_encoded <= 2 * (4 + 2 * (KEYFRAME_INTERVAL - 1))
     video, a, b = read_frames(out), read_frames(clips["a"]), read_frames(clips["b"])
     # outside the windows frames are copied bit for bit: a[0:44] and b[4:44] (b[j] sits at 45 + j)
     assert all(np.array_equal(video[i], a[i]) for i in range(44))
@@ -162,9 +186,8 @@ def test_audio_is_trimmed_faded_and_muxed_without_touching_the_video(clips: dict
     result = assemble_video(req, out, out_dir / "poster.png")
 
     assert result.method == "stream-copy" and result.duration_s == 12.25
-    info = probe_video(out)
-    assert info.has_audio and info.audio_duration == pytest.approx(12.25, abs=0.03)
-    assert "Audio: aac" in assemble._ffmpeg_info(out)["stderr"]
+    assert probe_video(out).has_audio
+    assert len(audio_samples(out)) / 44100 == pytest.approx(12.25, abs=0.03)
     assert digests(out) == digests(clips["a"]) + digests(clips["b"])
     pcm = audio_samples(out)
     rms = lambda x: float(np.sqrt(np.mean(x**2)))  # noqa: E731
@@ -175,7 +198,7 @@ def test_audio_is_trimmed_faded_and_muxed_without_touching_the_video(clips: dict
 
     short = write_tone(tmp_path / "short.wav", 3.0)
     assemble_video(AssemblyRequest(clips=(clips["a"],), audio=short), out, out_dir / "poster.png")
-    assert probe_video(out).audio_duration == pytest.approx(3.0, abs=0.03)  # shorter audio just ends
+    assert len(audio_samples(out)) / 44100 == pytest.approx(3.0, abs=0.03)  # shorter audio just ends
     assert probe_video(out).frames == 49
 
 
@@ -211,13 +234,19 @@ def test_poster_is_the_frame_a_third_in(clips: dict[str, Path], tmp_path: Path) 
         assert np.abs(np.asarray(image.convert("RGB")).astype(int) - expected).mean() < 2
 
 
-def test_foreign_clips_copy_among_themselves_and_re_encode_when_they_must(
+def test_foreign_clips_are_normalised_into_the_profile(
         foreign: dict[str, Path], clips: dict[str, Path], tmp_path: Path) -> None:
     x, y = foreign["x"], foreign["y"]
-    assert probe_video(x).reorders  # B-frames: not cuttable by copy, but whole files still join
+    assert probe_video(x).encoding is None  # not the product's profile: its headers and keyframes are unknown
     hard = assemble_video(AssemblyRequest(clips=(x, y)), tmp_path / "hard.mp4", tmp_path / "hard.png")
-    assert hard.method == "stream-copy" and hard.frames == 34 and counted(tmp_path / "hard.mp4") == 34
-    assert digests(tmp_path / "hard.mp4") == digests(x) + digests(y)
+    assert hard.method == "re-encode" and hard.frames == 34 and counted(tmp_path / "hard.mp4") == 34
+    made, sources = read_frames(tmp_path / "hard.mp4"), read_frames(x) + read_frames(y)
+    assert all(np.abs(m.astype(int) - s).mean() < 2 for m, s in zip(made, sources, strict=True))
+    # a clip whose provenance does not name its encoding is checked by its tag: here it has none, so normalised
+    described = ClipInfo(160, 96, probe_video(x).rate, 17)
+    again = assemble_video(AssemblyRequest(clips=(x, y), clip_info=(described, None)), tmp_path / "hard.mp4",
+                           tmp_path / "hard.png")
+    assert again.method == "re-encode" and again.frames == 34
 
     faded = assemble_video(AssemblyRequest(clips=(x, y), crossfade=0.25), tmp_path / "fade.mp4", tmp_path / "fade.png")
     assert faded.method == "re-encode" and faded.frames == 32 and faded.duration_s == 4.0

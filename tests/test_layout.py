@@ -16,7 +16,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "pipeline.pricing", "pipeline.store", "pipeline.yamlsrc", "pipeline.schedule"),
     ("pipeline.schema", "pipeline.manifest"),
     ("pipeline.jobs", "pipeline.plan"),
-    ("pipeline.backends", "pipeline.sagemaker", "pipeline.media", "pipeline.assemble", "pipeline.models_pull"),
+    ("pipeline.backends", "pipeline.sagemaker", "pipeline.media", "pipeline.models_pull"),
     ("pipeline.tasks",),
     ("pipeline.report", "pipeline.report_html", "pipeline.cost"),
     ("pipeline.runner",),

@@ -20,6 +20,7 @@ from typing import Any
 
 from pipeline.backends.base import ClipOutcome, ClipRequest
 from pipeline.errors import BackendUnavailable
+from pipeline.media.encode import H264_PROFILE, PROFILE_ID
 from pipeline.schedule import I2V_SUFFIX
 
 GENERATE_PY = Path(__file__).resolve().parents[2] / "container" / "generate.py"
@@ -119,5 +120,9 @@ class DiffusersVideoBackend:
         if not result.ok:
             return ClipOutcome(key=request.key, path=None, backend=self.name, error=result.error,
                                error_type=result.error_type, extra={"provenance": provenance})
+        # the container's writer encodes in the product's profile while its copy matches ours (a test keeps it so):
+        # saying so in the outcome lets assembly join the clip without probing it
+        same = tuple(getattr(load_generate_module(), "H264_PROFILE", ())) == H264_PROFILE
         return ClipOutcome(key=request.key, path=result.mp4, backend=self.name,
-                           timings=dict(provenance.get("timings", {})), extra={"provenance": provenance})
+                           timings=dict(provenance.get("timings", {})),
+                           extra={"provenance": provenance, **({"encoding": PROFILE_ID} if same else {})})

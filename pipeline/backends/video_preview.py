@@ -1,8 +1,8 @@
 """The local `preview` video backend: an animatic per clip at exactly the requested size, frame count and fps.
 
 Image-to-video shots become a slow pan and zoom over the start image; text-to-video shots a title card with the
-prompt over a slowly moving gradient whose colours come from the seed. Clips are written with the assembler's
-H.264 settings, so assembly joins them by stream copy. Output is a pure function of the request.
+prompt over a slowly moving gradient whose colours come from the seed. Clips are written in the product's one
+H.264 profile (pipeline.media.encode), so assembly joins them by stream copy. Output is a pure function of the request.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from pipeline.assemble import draw_text_block, font, write_h264
 from pipeline.backends.base import ClipOutcome, ClipRequest
 from pipeline.errors import InputRejected, JobFailed, PipelineError
+from pipeline.media.compose import draw_text_block, font
+from pipeline.media.encode import PROFILE_ID, write_clip
 
-VERSION = "v2"  # bump when the pictures change: it is part of every preview clip's cache key
+VERSION = "v3"  # bump when the pictures or their encoding change: it is part of every preview clip's cache key
 ZOOM = 1.12  # Ken Burns: how far the frame zooms in (or out) over a clip
 GRADIENT_SPEED = 0.06  # gradient drift, in frame diagonals per second
 TRANSPARENT_FILL = (32, 32, 32)  # what shows through a start image's transparent parts
@@ -47,7 +48,7 @@ class PreviewVideoBackend:
             _check(req)
             frames = _ken_burns(req) if req.image is not None else _title_card(req)
             path = out_dir / f"{req.key}.mp4"
-            written = write_h264(path, frames, width=req.width, height=req.height, fps=req.fps)
+            written = write_clip(path, frames, width=req.width, height=req.height, fps=req.fps)
             if written != req.frames:  # cannot happen by construction; never leave a wrong clip under its key
                 path.unlink(missing_ok=True)
                 raise JobFailed(f"clip {req.key}: wrote {written} frames, expected {req.frames}")
@@ -60,7 +61,7 @@ class PreviewVideoBackend:
         return ClipOutcome(
             req.key, path, self.name, placeholder=True, timings={"render_s": round(time.perf_counter() - t0, 4)},
             extra={"mode": mode, "frames": req.frames, "fps": req.fps, "width": req.width, "height": req.height,
-                   "note": f"preview animatic ({mode}), not {req.model}"},
+                   "encoding": PROFILE_ID, "note": f"preview animatic ({mode}), not {req.model}"},
         )
 
 
