@@ -201,3 +201,35 @@ def test_schema_is_generated_from_the_catalog() -> None:
     shot = json.loads(render_schema())["$defs"]["shot"]["properties"]
     assert shot["model"]["enum"] == catalog.all_video_model_names()
     assert shot["duration"]["enum"] == [5, 9] and shot["aspect_ratio"]["enum"] == list(catalog.RAY2_ASPECT_RATIOS)
+
+
+class _ManifestBucket:
+    """The one S3 call the plan step makes for a manifest without assets."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def get_object(self, **_: object) -> dict[str, object]:
+        import io
+
+        return {"Body": io.BytesIO(self.text.encode())}
+
+
+def test_the_cloud_plan_step_refuses_ray2_shots_located(tmp_path: Path) -> None:
+    """The state machine has no Bedrock branch yet: a Ray2 shot is a located problem at planning, not a GPU
+    batch that fails."""
+    from pipeline.cloud.events import ManifestSource, PlanEvent
+    from pipeline.cloud.plan_step import plan_run
+    from pipeline.cloud.settings import CloudSettings
+    from pipeline.store import LocalStore
+
+    text = "campaign: cloud-ray2\nvideos:\n  - id: v\n    shots:\n      - prompt: A bee.\n      - prompt: A cat.\n        model: luma-ray2\n"
+    settings = CloudSettings(enhancer="passthrough", images="local", video="sagemaker", clips_per_batch=8)
+    out = tmp_path / "out"
+    summary = plan_run(PlanEvent(ManifestSource("in", "manifests/r.yaml"), run_id="r1", started=0.0),
+                       store=LocalStore(out), s3=_ManifestBucket(text), settings=settings, workdir=tmp_path / "w")
+    assert summary["valid"] is False and summary["problems"] == 1
+    report = json.loads((out / "runs" / "cloud-ray2" / "r1" / "report.json").read_text())
+    (error,) = report["errors"]
+    assert (error["error"], error["line"], error["col"], error["path"]) == ("ManifestInvalid", 6, 9, "videos[0].shots[1]")
+    assert "luma-ray2 shots cannot run in the cloud runner yet" in error["message"]
