@@ -1,4 +1,4 @@
-"""The one place that knows the Stability edit tools and the CogVideoX models: ids, fields, ranges, sizes.
+"""The one place that knows the Stability edit tools and the video models (CogVideoX, Luma Ray2): ids, fields, ranges, sizes.
 
 Facts from ../shared/reference/models-and-services.md (sections 1 and 2). The JSON Schema in
 `pipeline/schema/campaign.schema.json` is generated from these tables (`python -m pipeline.schema`).
@@ -209,3 +209,90 @@ DEFAULT_SEED = 42
 STEPS_RANGE = (1, 200)
 GUIDANCE_RANGE = (0.0, 30.0)
 VIDEO_SEED_MAX = 2**32 - 1
+
+
+# --- Luma Ray2 on Amazon Bedrock (a managed video model: no GPU quota, no weights) ------------------------
+# Request fields, their ranges and the async API: the Bedrock user guide's "Luma AI models" page
+# (docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-luma.html): prompt 1..5000 characters,
+# aspect_ratio, loop, duration "5s"|"9s", resolution "540p"|"720p", sent to StartAsyncInvoke as `modelInput`.
+# That page documents no start-image field (the model card lists Image as an input), so image-to-video is
+# refused for this model rather than guessed. Lifecycle Active, launched 2025-01-23, billed through AWS
+# Marketplace (model-card-luma-ai-ray2).
+RAY2_ASPECT_RATIOS: tuple[str, ...] = ("1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21")
+RAY2_RESOLUTIONS: tuple[str, ...] = ("540p", "720p")
+RAY2_DURATIONS_S: tuple[int, ...] = (5, 9)
+RAY2_PROMPT_MAX_CHARS = 5000
+# The output's frame rate and pixel size are not on the Bedrock page [unverified]: third-party write-ups give
+# 24 fps and 960x540 / 1280x720 for 16:9; other ratios are assumed to keep the short side at the resolution's
+# height. The bedrock backend checks the clip it gets back (aspect ratio and duration) and records the
+# measured size, and assembly normalises a clip of another size, so a wrong guess here costs a letterbox.
+RAY2_FPS = 24
+RAY2_SHORT_SIDE: dict[str, int] = {"540p": 540, "720p": 720}
+
+
+@dataclass(frozen=True)
+class Ray2Settings:
+    """One Ray2 shot's request settings (the Bedrock `modelInput` fields other than the prompt)."""
+
+    duration_s: int
+    resolution: str
+    aspect_ratio: str
+    loop: bool
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the clip [unverified, see RAY2_SHORT_SIDE]: the short side is the resolution."""
+        short = RAY2_SHORT_SIDE[self.resolution]
+        w, h = (int(x) for x in self.aspect_ratio.split(":"))
+        long_side = 2 * round(short * max(w, h) / min(w, h) / 2)  # even, for H.264 4:2:0
+        return (long_side, short) if w >= h else (short, long_side)
+
+    @property
+    def width(self) -> int:
+        return self.size[0]
+
+    @property
+    def height(self) -> int:
+        return self.size[1]
+
+    @property
+    def fps(self) -> int:
+        return RAY2_FPS
+
+    @property
+    def frames(self) -> int:
+        return self.duration_s * RAY2_FPS
+
+    def model_input(self, prompt: str) -> dict[str, Any]:
+        """The documented `modelInput` body; every field is sent, so no service default decides a pixel."""
+        return {"prompt": prompt, "aspect_ratio": self.aspect_ratio, "loop": self.loop,
+                "duration": f"{self.duration_s}s", "resolution": self.resolution}
+
+
+@dataclass(frozen=True)
+class ManagedVideoModel:
+    """A video model a service runs for us (no weights, no GPU): its manifest name and Bedrock id."""
+
+    name: str
+    model_id: str
+    max_prompt_chars: int
+    # The enhance job holds the prompt to a token budget (pipeline/prompts.py, an over-estimate): 1,000
+    # estimated tokens keep any text at or under 5,000 characters (a token covers at most 4 letters and one
+    # separator), so enhancement is bounded by the service's own limit, not by CogVideoX's 226 tokens.
+    max_prompt_tokens: int
+    defaults: Ray2Settings
+
+
+RAY2 = ManagedVideoModel(
+    name="luma-ray2", model_id="luma.ray-v2:0", max_prompt_chars=RAY2_PROMPT_MAX_CHARS, max_prompt_tokens=1000,
+    # the documented example's values; every field is always sent (Bedrock's own defaults are not documented)
+    defaults=Ray2Settings(duration_s=5, resolution="720p", aspect_ratio="16:9", loop=False),
+)
+MANAGED_VIDEO_MODELS: dict[str, ManagedVideoModel] = {RAY2.name: RAY2}
+# The shot keys only Ray2 reads, and the CogVideoX ones it has no use for (refused on a Ray2 shot).
+RAY2_SHOT_KEYS: tuple[str, ...] = ("duration", "resolution", "aspect_ratio", "loop")
+COGVIDEOX_ONLY_SHOT_KEYS: tuple[str, ...] = ("frames", "steps", "guidance", "seed", "negative_prompt")
+
+
+def all_video_model_names() -> list[str]:
+    return [*VIDEO_MODELS, *MANAGED_VIDEO_MODELS]

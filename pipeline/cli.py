@@ -20,11 +20,15 @@ def _backend_flags(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("backends (local defaults: passthrough enhancer, local images, preview video)")
     g.add_argument("--backend", choices=["local", "aws"], default="local",
-                   help="aws = --enhancer bedrock --images bedrock --video sagemaker")
+                   help="aws = --enhancer bedrock --images bedrock --video sagemaker+bedrock")
     g.add_argument("--enhancer", choices=ENHANCERS, help="prompt enhancement backend")
     g.add_argument("--enhancer-model", help="Bedrock model or inference profile id for --enhancer bedrock")
     g.add_argument("--images", choices=IMAGE_BACKENDS, help="image edit backend")
-    g.add_argument("--video", choices=VIDEO_BACKENDS, help="video clip backend")
+    g.add_argument("--video", metavar="BACKEND[+BACKEND]",
+                   help=f"video clip backend(s): {', '.join(VIDEO_BACKENDS)}; join with '+' to mix models "
+                        "(sagemaker+bedrock: CogVideoX on SageMaker, Luma Ray2 on Bedrock)")
+    g.add_argument("--bedrock-output", metavar="S3URI",
+                   help="where Bedrock writes Luma Ray2 clips, for --video bedrock (or CAMPAIGN_BEDROCK_OUTPUT_S3_URI)")
     g.add_argument("--models", type=Path, help="folder of diffusers pipelines, for --video diffusers")
     g.add_argument("--sagemaker-option", action="append", default=[], metavar="KEY=VALUE",
                    help="settings for --video sagemaker (role_arn, image_uri, bucket, models_s3_uri, instance_type, ...)")
@@ -49,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--json", action="store_true", help="print the plan as JSON")
     pl.add_argument("--out", type=Path, default=Path("out"), help="output folder whose cache is checked (default ./out)")
     pl.add_argument("--instance-type", default=None, help="SageMaker instance type for the cost estimate")
+    pl.add_argument("--check-models", action="store_true",
+                    help="ask Bedrock (GetFoundationModel) for each model the campaign calls: Legacy or retired "
+                         "models and missing access are reported before anything runs")
     _backend_flags(pl)
 
     r = sub.add_parser("run", help="run a campaign on this machine")
@@ -145,23 +152,29 @@ def backends_from_args(args: argparse.Namespace, *, enhancer_model: str | None =
     from pipeline.backends import select_backends
 
     aws = getattr(args, "backend", "local") == "aws"
+    from pipeline.backends import AWS_VIDEO
+
     options = dict(kv.split("=", 1) for kv in getattr(args, "sagemaker_option", []) if "=" in kv)
+    if getattr(args, "bedrock_output", None):
+        options["bedrock_output_s3_uri"] = args.bedrock_output
     return select_backends(
         enhancer=args.enhancer or ("bedrock" if aws else "passthrough"),
         images=args.images or ("bedrock" if aws else "local"),
-        video=args.video or ("sagemaker" if aws else "preview"),
+        video=args.video or (AWS_VIDEO if aws else "preview"),
         enhancer_model=args.enhancer_model or enhancer_model,
         models_dir=args.models, options=options,
     )
 
 
 def _plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    from pipeline.backends import check_video_models
     from pipeline.manifest import load_manifest
     from pipeline.plan import KeySource, build_plan
 
     campaign = load_manifest(args.manifest)
     backends = backends_from_args(args, enhancer_model=campaign.enhancer_model)
     keys = KeySource(enhancer=backends.enhancer.identity(), images=backends.images.identity, video=backends.video.identity)
+    check_video_models(backends.video, {s.model for v in campaign.videos for s in v.shots})
     plan = build_plan(campaign, keys, backends=backends.names(), s3_etags=_s3_etags(campaign))
     return campaign, backends, plan
 
@@ -179,13 +192,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from pipeline.store import LocalStore
     from pipeline.tasks import is_done
 
-    _, _, plan = _plan(args)
+    campaign, _, plan = _plan(args)
+    problems = _check_models(args, campaign, plan) if args.check_models else 0
     store = LocalStore(args.out)
     cost = estimate_cost(plan, instance_type=args.instance_type)
     cached = {j.id: is_done(store, j) for j in plan.jobs}
     if args.json:
         print(json.dumps({"plan": plan.to_dict(), "cached": cached, "cost": cost}, indent=1))
-        return EXIT_OK
+        return EXIT_FAILED if problems else EXIT_OK
     print(f"campaign {plan.campaign}: {len(plan.jobs)} job(s), {sum(cached.values())} already in {args.out}/cache")
     print(f"backends: {', '.join(f'{k}={v}' for k, v in plan.backends.items())}")
     for stage, jobs in plan.stages().items():
@@ -199,7 +213,24 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for item in cost["items"]:
         print(f"  {item['what']:<44} x{item['count']:<4} ${item['usd']:.4f}  ({item['basis']})")
     print(f"  {cost['note']}")
-    return EXIT_OK
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def _check_models(args: argparse.Namespace, campaign: Any, plan: Any) -> int:
+    """Print each model finding located in the manifest (FILE:LINE:COL: error|warning: PATH: MESSAGE) on
+    stderr; the number of errors."""
+    from pipeline.backends.lifecycle import check_models, models_used
+    from pipeline.yamlsrc import load_file
+
+    src = load_file(str(args.manifest))
+    uses = models_used(campaign, plan.backends, enhancer_model=args.enhancer_model or campaign.enhancer_model)
+    findings = check_models(uses)
+    for f in findings:
+        p = src.problem(f.use.path, f.message)
+        print(f"{p.file}:{p.line}:{p.col}: {f.level}: {p.path}: {f.message}", file=sys.stderr)
+    checked = ", ".join(sorted({u.model_id for u in uses})) or "none (no Bedrock backend chosen)"
+    print(f"models checked: {checked}", file=sys.stderr)
+    return sum(f.level == "error" for f in findings)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -41,6 +41,11 @@ def estimate_cost(plan: Plan, *, instance_type: str | None = None, cached: dict[
             for step in job.image.steps:
                 add(f"image edit {step.tool}", pricing.image_edit_cost(step.tool),
                     f"${pricing.image_edit_cost(step.tool):.2f} per request", job.id)
+        elif job.kind == "clip" and job.clip.ray2 is not None:
+            r = job.clip.ray2
+            add(f"clip {job.clip.model} {r.resolution} {r.duration_s}s (Bedrock)",
+                pricing.ray2_clip_cost(r.resolution, r.duration_s),
+                f"${pricing.RAY2_PER_SECOND[r.resolution]:.2f} per second of video [unverified]", job.id)
         elif job.kind == "clip":
             c = job.clip
             secs = pricing.clip_gpu_seconds(c.model, c.frames, c.steps, gpu=pricing.SAGEMAKER_INSTANCES[instance_type].gpu)
@@ -58,5 +63,5 @@ def estimate_cost(plan: Plan, *, instance_type: str | None = None, cached: dict[
         "items": [dict(i, usd=round(i["usd"], 4)) for i in items.values()],
         "prices_as_of": pricing.PRICES_AS_OF,
         "note": f"list prices as of {pricing.PRICES_AS_OF}, some estimated (see pipeline/pricing.py); "
-                "GPU time from THUDM's published timings; model loading excluded",
+                "GPU time from THUDM's published timings; model loading excluded; Luma Ray2 per second of video",
     }

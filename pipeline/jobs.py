@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypeVar
 
+from pipeline.catalog import Ray2Settings
 from pipeline.manifest import Card
 
 JobKind = Literal["enhance", "image", "clip", "video"]
@@ -105,6 +106,7 @@ class ClipSpec:
     negative_prompt: str | None
     max_tokens: int
     start: ImageRef | None  # the start image of an image-to-video clip
+    ray2: Ray2Settings | None = None  # a Luma Ray2 clip's request settings (then steps/guidance/seed are unused)
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,8 @@ def spec_from_json(kind: str, d: dict[str, Any]) -> Spec:
         steps = tuple(EditStep(**{**s, "refs": {f: ref_from_json(r) for f, r in s["refs"].items()}}) for s in d["steps"])
         return ImageSpec(image_id=d["image_id"], source=ref_from_json(d["source"]), steps=steps)
     if kind == "clip":
-        return ClipSpec(**{**d, "start": ref_from_json(d["start"]) if d.get("start") else None})
+        return ClipSpec(**{**d, "start": ref_from_json(d["start"]) if d.get("start") else None,
+                           "ray2": Ray2Settings(**d["ray2"]) if d.get("ray2") else None})
     if kind == "video":
         return VideoSpec(**{**d, "clips": tuple(d["clips"]),
                             "audio": AudioSpec(**d["audio"]) if d.get("audio") else None,

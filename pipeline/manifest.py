@@ -12,6 +12,7 @@ import jsonschema
 
 from pipeline import catalog
 from pipeline.errors import ManifestInvalid, Problem
+from pipeline.manifest_ray2 import cogvideox_shot_problems, ray2_problems, ray2_settings
 from pipeline.schema import load_schema
 from pipeline.timeline import crossfade_problem
 from pipeline.yamlsrc import Source, load_file, load_text
@@ -76,6 +77,7 @@ class Shot:
     guidance: float
     seed: int
     negative_prompt: str | None
+    ray2: catalog.Ray2Settings | None = None  # set exactly when model is luma-ray2 (steps..seed then unused)
 
     @property
     def video_model(self) -> catalog.VideoModel:
@@ -83,7 +85,7 @@ class Shot:
 
     @property
     def duration_s(self) -> float:
-        return self.frames / self.video_model.fps
+        return self.ray2.duration_s if self.ray2 else self.frames / self.video_model.fps
 
 
 @dataclass(frozen=True)
@@ -382,9 +384,14 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
                 continue
             spath = vpath + ("shots", j)
             model_name = shot.get("model", dv.get("model", catalog.DEFAULT_VIDEO_MODEL))
+            if str(model_name) in catalog.MANAGED_VIDEO_MODELS:  # Luma Ray2: its own rules (manifest_ray2.py)
+                clip_frames += ray2_problems(src, spath, shot, dv, continuity=continuity and j > 0,
+                                             check_ref=check_image_ref, problems=problems)
+                continue
             model = catalog.VIDEO_MODELS.get(model_name) if isinstance(model_name, str) else None
             if model is None:
                 continue
+            problems += cogvideox_shot_problems(src, spath, shot, model.name)
             frames = shot.get("frames", dv.get("frames", model.default_frames))
             if isinstance(frames, int) and frames not in model.frame_choices:
                 where = spath + ("frames",) if "frames" in shot else ("defaults", "video", "frames")
@@ -553,7 +560,15 @@ def _build(src: Source, base_dir: Path) -> Campaign:
     for vid in data.get("videos", []):
         shots = []
         for j, s in enumerate(vid["shots"]):
-            model = catalog.VIDEO_MODELS[s.get("model", dv.get("model", catalog.DEFAULT_VIDEO_MODEL))]
+            model_name = s.get("model", dv.get("model", catalog.DEFAULT_VIDEO_MODEL))
+            if model_name in catalog.MANAGED_VIDEO_MODELS:
+                ray2 = ray2_settings(s, dv)
+                shots.append(Shot(index=j, prompt=s["prompt"].strip(), image=None,
+                                  enhance=bool(s.get("enhance", enhance_default)), model=model_name,
+                                  frames=ray2.frames, steps=catalog.DEFAULT_STEPS, guidance=catalog.DEFAULT_GUIDANCE,
+                                  seed=catalog.DEFAULT_SEED, negative_prompt=None, ray2=ray2))
+                continue
+            model = catalog.VIDEO_MODELS[model_name]
             shots.append(Shot(
                 index=j,
                 prompt=s["prompt"].strip(),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline import catalog
 from pipeline.jobs import (
     AssetImage,
     AudioSpec,
@@ -184,7 +185,7 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
     enhance_jobs: dict[tuple[str, int], Job] = {}
 
     def enhance_job(shot: Shot) -> Job:
-        limit = shot.video_model.max_prompt_tokens
+        limit = catalog.RAY2.max_prompt_tokens if shot.ray2 else shot.video_model.max_prompt_tokens
         found = enhance_jobs.get((shot.prompt, limit))
         if found:
             return found
@@ -199,6 +200,14 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
     for video in campaign.videos:
         clip_jobs: list[Job] = []
         for shot in video.shots:
+            if shot.ray2:
+                job = _ray2_clip_job(video.id, shot, enhance_job(shot) if shot.enhance else None, keys)
+                if job.key in first_by_key:  # the same shot elsewhere in the campaign: make it once
+                    job = replace(job, deps=(*job.deps, first_by_key[job.key]))
+                first_by_key.setdefault(job.key, job.id)
+                clip_jobs.append(job)
+                jobs.append(job)
+                continue
             model = shot.video_model
             deps = []
             inputs = []
@@ -263,6 +272,26 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
 
 
 _KIND_ORDER = {"enhance": 0, "image": 1, "clip": 2, "video": 3}
+
+
+def _ray2_clip_job(video_id: str, shot: Shot, ej: Job | None, keys: KeySource) -> Job:
+    """A Luma Ray2 clip: keyed on its Bedrock request settings and output geometry only (it has no steps,
+    guidance or seed), so CogVideoX clips keep exactly the keys they had before Ray2 existed."""
+    ray2 = shot.ray2
+    assert ray2 is not None
+    model = catalog.RAY2
+    settings = {"model": model.name, "i2v": False, "frames": ray2.frames, "fps": ray2.fps, "width": ray2.width,
+                "height": ray2.height, "max_tokens": model.max_prompt_tokens, "ray2": asdict(ray2)}
+    key = content_key("clip", params={**settings, "prompt": None if ej else shot.prompt},
+                      inputs=[ej.key] if ej else [], backend=keys.clip(model.name))
+    return Job(
+        id=f"clip:{video_id}/{shot.index + 1:02d}", kind="clip", key=key, stage=2, deps=(ej.id,) if ej else (),
+        spec=ClipSpec(video_id=video_id, shot=shot.index, prompt=shot.prompt, enhance_job=ej.id if ej else None,
+                      model=model.name, i2v=False, frames=ray2.frames, fps=ray2.fps, width=ray2.width,
+                      height=ray2.height, steps=shot.steps, guidance=shot.guidance, seed=shot.seed,
+                      negative_prompt=None, max_tokens=model.max_prompt_tokens, start=None, ray2=ray2),
+        label=_short(shot.prompt),
+    )
 
 
 def _short(text: str, n: int = 60) -> str:

@@ -63,6 +63,13 @@ SAGEMAKER_INSTANCES: dict[str, GpuInstance] = {
     "ml.p5.48xlarge": GpuInstance(113.07, 8, "h100"),  # 8x H100 80 GB
 }
 
+# --- Luma Ray2 on Bedrock, per second of output video ---------------------------------------------------------
+# $0.75 per second at 540p and $1.50 at 720p, as this project remembers the Bedrock pricing page's Luma AI table
+# (aws.amazon.com/bedrock/pricing, read 2025) [unverified: the page renders its prices client-side and no copy
+# with the figures was found on 2026-11-22]. Billed through AWS Marketplace (Bedrock model card
+# model-card-luma-ai-ray2). A 5 s 720p clip is then $7.50; a failed or filtered job is not billed [unverified].
+RAY2_PER_SECOND: dict[str, float] = {"540p": 0.75, "720p": 1.50}  # [unverified]
+
 # --- orchestration -------------------------------------------------------------------------------------
 STEP_FUNCTIONS_PER_TRANSITION = 0.025 / 1000  # Standard workflows (reference §4; aws.amazon.com/step-functions/pricing)
 LAMBDA_PER_GB_SECOND = 0.0000166667  # x86, us-east-1, first tier (aws.amazon.com/lambda/pricing) [unverified]
@@ -139,3 +146,14 @@ def orchestration_cost(*, transitions: int, lambda_gb_seconds: float = 0.0, lamb
     """Step Functions Standard transitions plus Lambda compute and requests."""
     return (transitions * STEP_FUNCTIONS_PER_TRANSITION + lambda_gb_seconds * LAMBDA_PER_GB_SECOND
             + lambda_requests * LAMBDA_PER_REQUEST)
+
+
+def ray2_clip_cost(resolution: str, duration_s: int) -> float:
+    """Price of one Luma Ray2 clip on Bedrock: per second of output at the clip's resolution [unverified]."""
+    try:
+        per_second = RAY2_PER_SECOND[resolution]
+    except KeyError:
+        raise ValueError(f"no Ray2 price for resolution {resolution!r} (known: {', '.join(RAY2_PER_SECOND)})") from None
+    if duration_s <= 0:
+        raise ValueError(f"duration_s must be > 0, got {duration_s!r}")
+    return per_second * duration_s

@@ -315,13 +315,13 @@ def clip_request(job: Job, ctx: TaskContext) -> tuple[ClipRequest, dict[str, Any
     image = resolve_image(ctx, c.start) if c.start else None
     req = ClipRequest(
         key=job.key, model=c.model, prompt=fitted.text, frames=c.frames, fps=c.fps, width=c.width, height=c.height,
-        steps=c.steps, guidance=c.guidance, seed=c.seed, negative_prompt=c.negative_prompt, image=image,
+        steps=c.steps, guidance=c.guidance, seed=c.seed, negative_prompt=c.negative_prompt, image=image, ray2=c.ray2,
     )
     info = {"prompt": c.prompt, "enhanced_prompt": fitted.text if c.enhance_job else None,
             "model_prompt": fitted.text, "prompt_tokens": fitted.tokens, "prompt_trimmed": fitted.trimmed,
             "seed": c.seed, "model": c.model, "i2v": c.i2v, "start": ref_to_json(c.start) if c.start else None,
             "frames": c.frames, "fps": c.fps, "width": c.width, "height": c.height, "steps": c.steps,
-            "guidance": c.guidance}
+            "guidance": c.guidance, **({"ray2": asdict(c.ray2)} if c.ray2 else {})}
     return req, info
 
 

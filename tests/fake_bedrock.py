@@ -131,6 +131,9 @@ class FakeBedrock:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def do_GET(self) -> None:  # noqa: N802 - GetAsyncInvoke, GetFoundationModel
+                self.do_POST()
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length) if length else b""
@@ -188,6 +191,12 @@ class FakeBedrock:
         operation, model_id = "?", ""
         if len(parts) == 3 and parts[0] == "model":
             model_id, operation = unquote(parts[1]), parts[2]
+        elif parts == ["async-invoke"] and method == "POST":  # StartAsyncInvoke (bedrock-runtime)
+            operation, model_id = "start-async-invoke", str((body or {}).get("modelId", ""))
+        elif len(parts) == 2 and parts[0] == "async-invoke" and method == "GET":  # GetAsyncInvoke: the ARN
+            operation, model_id = "get-async-invoke", unquote(parts[1])
+        elif len(parts) == 2 and parts[0] == "foundation-models" and method == "GET":  # GetFoundationModel (bedrock)
+            operation, model_id = "get-foundation-model", unquote(parts[1])
         req = Recorded(method, path, operation, model_id, {k.lower(): v for k, v in headers.items()}, body)
         with self._lock:
             self.requests.append(req)

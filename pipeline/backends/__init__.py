@@ -1,17 +1,30 @@
-"""Backend selection: names on the command line (or in a Lambda's environment) -> backend objects."""
+"""Backend selection: names on the command line (or in a Lambda's environment) -> backend objects.
+
+Video backends make different models: `preview` makes every model (an animatic), `diffusers` and `sagemaker`
+make CogVideoX, `bedrock` makes Luma Ray2. A campaign that mixes models names one backend per family joined
+by `+` (`--video sagemaker+bedrock`, what `--backend aws` picks): each clip goes to the first named backend
+that makes its model, and a model none of them makes is refused before any job runs."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.backends.base import Enhancer, ImageEditor, VideoBackend
+from pipeline.backends.base import ClipOutcome, ClipRequest, Enhancer, ImageEditor, VideoBackend
+from pipeline.catalog import MANAGED_VIDEO_MODELS, VIDEO_MODELS
 from pipeline.errors import BackendUnavailable
 
 ENHANCERS = ("passthrough", "smollm", "bedrock")
 IMAGE_BACKENDS = ("local", "bedrock")
-VIDEO_BACKENDS = ("preview", "diffusers", "sagemaker")
+VIDEO_BACKENDS = ("preview", "diffusers", "sagemaker", "bedrock")
+# Which models each video backend makes (None: every model).
+VIDEO_BACKEND_MODELS: dict[str, tuple[str, ...] | None] = {
+    "preview": None, "diffusers": tuple(VIDEO_MODELS), "sagemaker": tuple(VIDEO_MODELS),
+    "bedrock": tuple(MANAGED_VIDEO_MODELS),
+}
+AWS_VIDEO = "sagemaker+bedrock"  # `--backend aws`: CogVideoX on SageMaker, Ray2 on Bedrock
 
 
 @dataclass
@@ -65,9 +78,77 @@ def make_image_editor(name: str) -> ImageEditor:
     raise BackendUnavailable(f"unknown image backend {name!r} (choose from {', '.join(IMAGE_BACKENDS)})")
 
 
+def video_backend_names(name: str) -> list[str]:
+    """`sagemaker+bedrock` -> ["sagemaker", "bedrock"], each checked."""
+    names = [n.strip() for n in name.split("+")]
+    for n in names:
+        if n not in VIDEO_BACKENDS:
+            raise BackendUnavailable(f"unknown video backend {n!r} (choose from {', '.join(VIDEO_BACKENDS)}, "
+                                     "or several joined by '+', e.g. sagemaker+bedrock)")
+    if len(set(names)) != len(names):
+        raise BackendUnavailable(f"video backend {name!r} names one backend twice")
+    return names
+
+
+def makes(backend_name: str, model: str) -> bool:
+    models = VIDEO_BACKEND_MODELS[backend_name]
+    return models is None or model in models
+
+
+class RoutingVideoBackend:
+    """Several video backends as one: each clip goes to the first that makes its model. Its identity for a
+    model is that backend's, so a clip's key is the same as with that backend alone."""
+
+    def __init__(self, backends: Sequence[VideoBackend]) -> None:
+        self.backends = list(backends)
+
+    @property
+    def name(self) -> str:
+        return "+".join(b.name for b in self.backends)
+
+    @property
+    def max_batch(self) -> int:
+        return max(b.max_batch for b in self.backends)
+
+    def backend_for(self, model: str) -> VideoBackend:
+        for backend in self.backends:
+            if makes(backend.name, model):
+                return backend
+        raise BackendUnavailable(f"no video backend of {self.name} makes {model} clips")
+
+    def identity(self, model: str) -> str:
+        return self.backend_for(model).identity(model)
+
+    def render(self, requests: Sequence[ClipRequest], out_dir: Path) -> list[ClipOutcome]:
+        outcomes: dict[str, ClipOutcome] = {}
+        for backend in self.backends:
+            mine = [r for r in requests if r.key not in outcomes and self.backend_for(r.model) is backend]
+            if mine:
+                outcomes |= {o.key: o for o in backend.render(mine, out_dir)}
+        return [outcomes[r.key] for r in requests]
+
+
+def check_video_models(video: VideoBackend, models: Iterable[str]) -> None:
+    """Refuse a plan whose clips use a model the chosen video backend(s) cannot make, before any job runs."""
+    missing = sorted({m for m in models if not any(makes(n, m) for n in video_backend_names(video.name))})
+    if missing:
+        for_ray2 = any(m in MANAGED_VIDEO_MODELS for m in missing)
+        hint = f"{video.name}+bedrock" if for_ray2 else f"sagemaker+{video.name}"
+        raise BackendUnavailable(f"--video {video.name} cannot make {', '.join(missing)} clips; name a backend for "
+                                 f"them too, e.g. --video {hint} (or --video preview for animatics of every model)")
+
+
 def make_video_backend(name: str, *, models_dir: Path | None = None,
                        options: Mapping[str, str] | None = None) -> VideoBackend:
-    """`options` are the sagemaker backend's settings (the CLI's --sagemaker-option KEY=VALUE)."""
+    """`options` are the sagemaker and bedrock backends' settings (--sagemaker-option KEY=VALUE,
+    --bedrock-output); `name` may join several backends with '+'."""
+    names = video_backend_names(name)
+    if len(names) > 1:
+        return RoutingVideoBackend([make_video_backend(n, models_dir=models_dir, options=options) for n in names])
+    if name == "bedrock":
+        from pipeline.backends.video_bedrock import BedrockVideoBackend
+
+        return BedrockVideoBackend.from_options(options or {}, os.environ)
     if name == "preview":
         from pipeline.backends.video_preview import PreviewVideoBackend
 
@@ -83,7 +164,8 @@ def make_video_backend(name: str, *, models_dir: Path | None = None,
     if name == "sagemaker":
         from pipeline.backends.video_sagemaker import SageMakerVideoBackend
 
-        return SageMakerVideoBackend.from_options(options or {})
+        return SageMakerVideoBackend.from_options({k: v for k, v in (options or {}).items()
+                                                   if not k.startswith("bedrock_")})
     raise BackendUnavailable(f"unknown video backend {name!r} (choose from {', '.join(VIDEO_BACKENDS)})")
 
 

@@ -9,6 +9,8 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from pipeline.catalog import Ray2Settings
+
 # --- prompt enhancement -------------------------------------------------------------------------
 
 
@@ -78,6 +80,7 @@ class ClipRequest:
     seed: int
     negative_prompt: str | None = None
     image: Path | None = None  # start image for image-to-video
+    ray2: Ray2Settings | None = None  # a Luma Ray2 clip's Bedrock settings (video_bedrock.py); never sent to the container
 
     def to_job(self) -> dict[str, Any]:
         job: dict[str, Any] = {

@@ -74,6 +74,8 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
         problem = _enhancer_model_problem(campaign.enhancer_model, settings)
         if problem:
             problems.append(src.problem(("defaults", "enhancer_model"), problem))
+    if campaign is not None and src is not None and settings.video != "preview":
+        problems += _ray2_problems(campaign, src)
     ref = RunRef(campaign.name if campaign else campaign_name_of(text, key), run_id)
     report_uri = store.location(f"{ref.prefix}/report.json")
     if problems or campaign is None:
@@ -139,6 +141,14 @@ def _enhancer_model_problem(model: str, settings: CloudSettings) -> str | None:
         return None
     return (f"enhancer model {model!r} is not enabled in this deployment (allowed: {', '.join(allowed)}); "
             "add it to the stack's allowed_enhancer_models context and deploy again")
+
+
+def _ray2_problems(campaign: Any, src: Any) -> list[Problem]:
+    """The state machine renders clips on SageMaker only (issue 13's Step Functions branch for Bedrock async
+    jobs is not built yet): a Ray2 shot is refused at planning, located, instead of failing its GPU batch."""
+    return [src.problem(("videos", i, "shots", j), f"{shot.model} shots cannot run in the cloud runner yet (it renders "
+                        "clips on SageMaker only); run this campaign locally with --video bedrock")
+            for i, video in enumerate(campaign.videos) for j, shot in enumerate(video.shots) if shot.ray2 is not None]
 
 
 def _head_asset(s3: Any, uri: str, etags: dict[str, str], aid: str) -> str | None:

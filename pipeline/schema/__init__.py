@@ -17,7 +17,7 @@ SCHEMA_ID = "https://github.com/campaign-pipeline/campaign/pipeline/schema/campa
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 CAMPAIGN_PATTERN = r"^[a-z0-9][a-z0-9-]{1,46}[a-z0-9]$"
-MAX_SHOT_PROMPT_CHARS = 4000
+MAX_SHOT_PROMPT_CHARS = 4000  # CogVideoX shots (manifest.py holds them to it); Ray2's limit is the catalog's
 MAX_CROSSFADE_S = 10.0
 
 
@@ -38,22 +38,28 @@ def _tool_schema(tool: catalog.EditTool) -> dict[str, Any]:
 
 
 def build_schema() -> dict[str, Any]:
-    models = list(catalog.VIDEO_MODELS)
+    models = catalog.all_video_model_names()
     lo_steps, hi_steps = catalog.STEPS_RANGE
     lo_g, hi_g = catalog.GUIDANCE_RANGE
     video_settings = {
-        "model": {"enum": models, "description": "CogVideoX model; the I2V variant is used when a shot has `image`"},
+        "model": {"enum": models, "description": "CogVideoX model (the I2V variant is used when a shot has `image`), "
+                                                 f"or {catalog.RAY2.name} (Luma Ray2 on Amazon Bedrock)"},
         "steps": {"type": "integer", "minimum": lo_steps, "maximum": hi_steps, "description": "denoising steps"},
         "guidance": {"type": "number", "minimum": lo_g, "maximum": hi_g, "description": "classifier-free guidance scale"},
         "seed": {"type": "integer", "minimum": 0, "maximum": catalog.VIDEO_SEED_MAX, "description": "generation seed"},
         "negative_prompt": {"type": "string", "maxLength": MAX_SHOT_PROMPT_CHARS},
+        # Luma Ray2 only (manifest.py refuses them on a CogVideoX shot)
+        "duration": {"enum": list(catalog.RAY2_DURATIONS_S), "description": f"{catalog.RAY2.name}: clip length in seconds"},
+        "resolution": {"enum": list(catalog.RAY2_RESOLUTIONS), "description": f"{catalog.RAY2.name}: output resolution"},
+        "aspect_ratio": {"enum": list(catalog.RAY2_ASPECT_RATIOS), "description": f"{catalog.RAY2.name}: output aspect ratio"},
+        "loop": {"type": "boolean", "description": f"{catalog.RAY2.name}: whether the clip loops seamlessly"},
     }
     all_frames = sorted({f for m in catalog.VIDEO_MODELS.values() for f in m.frame_choices})
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": "Campaign manifest",
-        "description": "A batch of Stability image edits and CogVideoX clips joined into videos.",
+        "description": "A batch of Stability image edits and CogVideoX or Luma Ray2 clips joined into videos.",
         "type": "object",
         "additionalProperties": False,
         "required": ["campaign"],
@@ -113,7 +119,8 @@ def build_schema() -> dict[str, Any]:
                 "additionalProperties": False,
                 "required": ["prompt"],
                 "properties": {
-                    "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_SHOT_PROMPT_CHARS},
+                    "prompt": {"type": "string", "minLength": 1,
+                               "maxLength": max(MAX_SHOT_PROMPT_CHARS, catalog.RAY2_PROMPT_MAX_CHARS)},
                     "image": {"$ref": "#/$defs/ref", "description": "start image: image-to-video"},
                     "enhance": {"type": "boolean"},
                     "frames": {"type": "integer", "minimum": min(all_frames), "maximum": max(all_frames),
