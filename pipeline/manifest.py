@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import jsonschema
 
 from pipeline import catalog
 from pipeline.errors import ManifestInvalid, Problem
+from pipeline.inputs import file_problem, is_blank, outside_problem, undrawable
 from pipeline.schema import load_schema
 from pipeline.timeline import crossfade_problem
 from pipeline.yamlsrc import Source, load_file, load_text
@@ -134,21 +136,24 @@ class Campaign:
 # --- loading ---------------------------------------------------------------------------------------
 
 
-def load_manifest(path: str | Path) -> Campaign:
-    """Load, validate and resolve a manifest file; raise ManifestInvalid listing every problem."""
+def load_manifest(path: str | Path, *, allow_outside: Sequence[Path] = ()) -> Campaign:
+    """Load, validate and resolve a manifest file; raise ManifestInvalid listing every problem.
+    Local assets must resolve inside the manifest's folder or one of `allow_outside`."""
     src = load_file(str(path))
-    return _from_source(src, Path(path).resolve().parent)
+    return _from_source(src, Path(path).resolve().parent, allow_outside=allow_outside)
 
 
-def load_manifest_text(text: str, *, file: str, base_dir: Path, check_files: bool = True) -> Campaign:
-    """The same as load_manifest for text already in memory (S3, tests)."""
+def load_manifest_text(text: str, *, file: str, base_dir: Path, check_files: bool = True,
+                       allow_outside: Sequence[Path] = ()) -> Campaign:
+    """The same as load_manifest for text already in memory (S3, standard input, tests)."""
     src = load_text(text, file)
-    return _from_source(src, base_dir, check_files=check_files)
+    return _from_source(src, base_dir, check_files=check_files, allow_outside=allow_outside)
 
 
-def _from_source(src: Source, base_dir: Path, *, check_files: bool = True) -> Campaign:
+def _from_source(src: Source, base_dir: Path, *, check_files: bool = True,
+                 allow_outside: Sequence[Path] = ()) -> Campaign:
     problems = schema_problems(src)
-    problems += semantic_problems(src, base_dir, check_files=check_files)
+    problems += semantic_problems(src, base_dir, check_files=check_files, allow_outside=allow_outside)
     if problems:
         problems.sort(key=lambda p: (p.line, p.col, p.message))
         raise ManifestInvalid(_dedupe(problems))
@@ -269,7 +274,8 @@ def _pattern_message(path: tuple[Any, ...], value: Any) -> str:
 # --- semantic problems ---------------------------------------------------------------------------
 
 
-def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) -> list[Problem]:
+def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True,
+                      allow_outside: Sequence[Path] = ()) -> list[Problem]:
     data = src.data if isinstance(src.data, dict) else {}
     problems: list[Problem] = []
     assets: dict[str, Any] = data["assets"] if isinstance(data.get("assets"), dict) else {}
@@ -301,6 +307,10 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
             p = (base_dir / loc)
             if not p.is_file():
                 problems.append(src.problem(("assets", aid), f"asset file {loc!r} not found (looked in {p})"))
+            else:  # inside the folder (links followed), and really the image or audio its name says
+                msg = outside_problem(base_dir, loc, allow_outside=allow_outside) or file_problem(p, loc)
+                if msg:
+                    problems.append(src.problem(("assets", aid), msg))
 
     # ids: unique within images and videos; images and assets share one namespace of references
     image_index: dict[str, int] = {}
@@ -377,6 +387,13 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
         shots: list[Any] = vid["shots"] if isinstance(vid.get("shots"), list) else []
         continuity = vid.get("continuity") == "last-frame"
         clip_frames: list[tuple[int, int]] = []  # (frames, fps) per shot, when both are known
+        for card_key in ("title", "end_card"):
+            card = vid.get(card_key)
+            text = card.get("text") if isinstance(card, dict) else None
+            if isinstance(text, str) and is_blank(text):
+                problems.append(src.problem(vpath + (card_key, "text"), "the card text is blank (only spaces or invisible characters)"))
+            elif isinstance(text, str) and (bad := undrawable(text)):
+                problems.append(src.problem(vpath + (card_key, "text"), f"the card font cannot draw {bad}; emoji are not supported on cards"))
         for j, shot in enumerate(shots):
             if not isinstance(shot, dict):
                 continue
@@ -391,7 +408,7 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
                 problems.append(src.problem(where, f"{model.name} cannot make {frames} frames: the rule is {model.frames_rule()}"))
             elif isinstance(frames, int):
                 clip_frames.append((frames, model.fps))
-            if isinstance(shot.get("prompt"), str) and not shot["prompt"].strip():
+            if isinstance(shot.get("prompt"), str) and is_blank(shot["prompt"]):
                 problems.append(src.problem(spath + ("prompt",), "the prompt is blank; describe what the clip shows"))
             if "image" in shot:
                 check_image_ref(spath + ("image",), shot["image"])
