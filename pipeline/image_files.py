@@ -105,11 +105,11 @@ def to_rgb(im: Image.Image) -> Image.Image:
     if mode.startswith("I;16") or mode == "I":
         # a 16-bit PNG opens as I;16 (or I in older Pillow): full scale is 65535
         grey = np.asarray(im, dtype=np.float64) / 257.0
-        return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L").convert("RGB")
+        return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8)).convert("RGB")
     if mode == "F":
         grey = np.asarray(im, dtype=np.float64)
         scale = 255.0 if grey.size and float(grey.max()) <= 1.0 else 1.0  # a float image is usually 0..1
-        return Image.fromarray(np.clip(np.rint(grey * scale), 0, 255).astype(np.uint8), "L").convert("RGB")
+        return Image.fromarray(np.clip(np.rint(grey * scale), 0, 255).astype(np.uint8)).convert("RGB")
     has_alpha = mode in ("LA", "La", "PA", "RGBa") or (mode == "P" and "transparency" in im.info)
     return im.convert("RGBA" if has_alpha else "RGB")
 
