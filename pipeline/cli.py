@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +18,24 @@ from pipeline import __version__
 from pipeline.errors import BackendUnavailable, ManifestInvalid, PipelineError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM, as a shell reports them
+STDIN = "-"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of workers (at least 1)")
+    return value
+
+
+def _allow_outside_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-outside", action="append", type=Path, default=[], metavar="PATH",
+                   help="a folder outside the manifest's folder that assets may resolve into (symbolic links are "
+                        "followed); repeatable")
 
 
 def _backend_flags(p: argparse.ArgumentParser) -> None:
@@ -46,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     v = sub.add_parser("validate", help="check manifests; every problem as FILE:LINE:COL: error: PATH: MESSAGE")
-    v.add_argument("manifests", nargs="+", type=Path, metavar="MANIFEST")
+    v.add_argument("manifests", nargs="+", type=Path, metavar="MANIFEST", help="a file, or - for standard input")
+    _allow_outside_flag(v)
 
     pl = sub.add_parser("plan", help="show the jobs per stage, what is cached, and the estimated cloud cost")
     pl.add_argument("manifest", type=Path, metavar="MANIFEST")
@@ -56,12 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--check-models", action="store_true",
                     help="ask Bedrock (GetFoundationModel) for each model the campaign calls: Legacy or retired "
                          "models and missing access are reported before anything runs")
+    _allow_outside_flag(pl)
     _backend_flags(pl)
 
     r = sub.add_parser("run", help="run a campaign on this machine")
     r.add_argument("manifest", type=Path, metavar="MANIFEST")
     r.add_argument("--out", type=Path, default=Path("out"), help="output folder (default ./out)")
-    r.add_argument("--workers", type=int, default=max(2, os.cpu_count() or 2), help="jobs run in parallel")
+    r.add_argument("--workers", type=_positive_int, default=max(2, os.cpu_count() or 2), help="jobs run in parallel")
+    r.add_argument("--force", action="store_true",
+                   help="write into a non-empty --out folder that `campaign run` did not make (nothing in it is removed)")
+    r.add_argument("--verify", action="store_true",
+                   help="hash every cached output before reusing it (small ones always are; large ones get a size check)")
+    _allow_outside_flag(r)
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.add_argument("--json", action="store_true", help="print the report as JSON at the end")
     _backend_flags(r)
@@ -78,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("manifest", type=Path, metavar="MANIFEST")
     s.add_argument("--bucket", default=os.environ.get("CAMPAIGN_INPUT_BUCKET"), help="input bucket (or CAMPAIGN_INPUT_BUCKET)")
     s.add_argument("--state-machine-arn", default=os.environ.get("CAMPAIGN_STATE_MACHINE_ARN"))
+    _allow_outside_flag(s)
+
+    c = sub.add_parser("cache", help="check the local cache: every output against the size and hash in its provenance")
+    csub = c.add_subparsers(dest="cache_command", required=True)
+    cv = csub.add_parser("verify", help="hash every cached output; move damaged entries to quarantine/ (exit 1 if any)")
+    cv.add_argument("--out", type=Path, default=Path("out"), help="output folder whose cache is checked (default ./out)")
 
     st = sub.add_parser("status", help="recent cloud executions with status, failed items and console links")
     st.add_argument("campaign", nargs="?")
@@ -105,6 +141,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with _sigterm_as_interrupt() as terminated:
+        return _dispatch(args, terminated)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[list[bool]]:
+    """SIGTERM (timeout, container stop, CI cancel) stops a run the way Ctrl-C does: the queue is cancelled
+    and the report written; the exit code (143) tells the two apart. Only the main thread can set handlers."""
+    flag: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        flag.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(args: argparse.Namespace, terminated: list[bool]) -> int:
     try:
         return int(_COMMANDS[args.command](args))
     except ManifestInvalid as exc:
@@ -118,8 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"campaign: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print("campaign: interrupted; finished outputs are kept, run again to resume", file=sys.stderr)
-        return 130
+        how = "stopped by SIGTERM" if terminated else "interrupted"
+        print(f"campaign: {how}; finished outputs are kept, run again to resume", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    except OSError as exc:  # the user's environment (read-only folder, full disk), said plainly
+        print(f"campaign: {_os_problem(exc)}", file=sys.stderr)
+        return EXIT_FAILED
     except Exception as exc:
         if os.environ.get("CAMPAIGN_DEBUG"):
             raise
@@ -128,16 +193,42 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+_OS_HINTS = {
+    errno.EROFS: "the file system is read-only; choose another --out",
+    errno.EACCES: "permission denied; check the folder's permissions or choose another --out",
+    errno.EPERM: "permission denied; check the folder's permissions or choose another --out",
+    errno.ENOSPC: "no space left on the device; free some space (finished outputs are kept) and run again",
+    errno.EDQUOT: "disk quota exceeded; free some space and run again",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "this is a folder, where a file was expected",
+}
+
+
+def _os_problem(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    hint = _OS_HINTS.get(exc.errno or 0, exc.strerror or str(exc))
+    return f"{where}{hint}"
+
+
+def _load_campaign(path: Path, args: argparse.Namespace) -> Any:
+    """A manifest from a file, or from standard input for `-` (its asset paths then relative to the working
+    directory)."""
+    from pipeline.manifest import load_manifest, load_manifest_text
+
+    allow = tuple(getattr(args, "allow_outside", ()) or ())
+    if str(path) == STDIN:
+        return load_manifest_text(sys.stdin.read(), file="<stdin>", base_dir=Path.cwd(), allow_outside=allow)
+    return load_manifest(path, allow_outside=allow)
+
+
 # --- commands -----------------------------------------------------------------------------------------
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from pipeline.manifest import load_manifest
-
     status = EXIT_OK
     for path in args.manifests:
         try:
-            c = load_manifest(path)
+            c = _load_campaign(path, args)
         except ManifestInvalid as exc:
             for problem in exc.problems:
                 print(problem)
@@ -168,10 +259,9 @@ def backends_from_args(args: argparse.Namespace, *, enhancer_model: str | None =
 
 def _plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from pipeline.backends import check_video_models
-    from pipeline.manifest import load_manifest
     from pipeline.plan import KeySource, build_plan
 
-    campaign = load_manifest(args.manifest)
+    campaign = _load_campaign(args.manifest, args)
     backends = backends_from_args(args, enhancer_model=campaign.enhancer_model)
     keys = KeySource(enhancer=backends.enhancer.identity(), images=backends.images.identity, video=backends.video.identity)
     check_video_models(backends.video, {s.model for v in campaign.videos for s in v.shots})
@@ -239,7 +329,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _, backends, plan = _plan(args)
     outcome = run_local(plan, backends, out_dir=args.out, workers=args.workers, show_progress=not args.quiet,
-                        cost=estimate_cost(plan))
+                        cost=estimate_cost(plan), force=args.force, verify=args.verify)
     report = outcome.report
     if args.json:
         print(json.dumps(report, indent=1, default=str))
@@ -249,6 +339,8 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{jobs['skipped']} skipped of {jobs['total']} job(s) in {report['duration_s']:.1f} s")
         for err in report["errors"]:
             print(f"  error {err['job']}: {err['error']}: {err['message']}")
+        for fix in report.get("cache_repairs", []):
+            print(f"  repaired {fix['entry']}: {fix['problem']}; the damaged files are in {args.out / fix['moved_to']}")
         base = Path(outcome.report_path).parent
         print(f"report: {outcome.report_path}\n        {base / 'report.html'}")
     return EXIT_OK if report["status"] == "succeeded" else EXIT_FAILED
@@ -274,7 +366,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise BackendUnavailable("submit needs --bucket or CAMPAIGN_INPUT_BUCKET (the stack's InputBucketName output)")
     from pipeline.cloud import commands
 
-    result = commands.submit(args.manifest, bucket=args.bucket, state_machine_arn=args.state_machine_arn)
+    result = commands.submit(args.manifest, bucket=args.bucket, state_machine_arn=args.state_machine_arn,
+                             allow_outside=tuple(args.allow_outside))
     for k, v in result.items():
         print(f"{k}: {v}")
     return EXIT_OK
@@ -291,6 +384,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(str(row.get(k, "")) for k in ("name", "status", "started", "failed_items", "console_url")))
     return EXIT_OK
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from pipeline.errors import OutputFolderRefused
+    from pipeline.integrity import verify_cache
+    from pipeline.store import LocalStore
+
+    if not (args.out / "cache").is_dir():
+        raise OutputFolderRefused(f"--out {args.out}: there is no cache here (no {args.out / 'cache'} folder)")
+    report = verify_cache(LocalStore(args.out))
+    levels = report.by_level
+    print(f"{report.checked} cache entr{'y' if report.checked == 1 else 'ies'} in {args.out / 'cache'}: "
+          f"{levels.get('sha256', 0)} match their recorded sha256, {levels.get('legacy', 0)} have none recorded "
+          f"(made by an older version; checked non-empty), {len(report.repairs)} damaged")
+    for fix in report.repairs:
+        print(f"  damaged {fix.entry}: {fix.problem}; moved to {args.out / fix.moved_to} (the next run makes it again)")
+    return EXIT_FAILED if report.repairs else EXIT_OK
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -317,7 +427,8 @@ def cmd_studio(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"validate": cmd_validate, "plan": cmd_plan, "run": cmd_run, "enhance": cmd_enhance,
-             "submit": cmd_submit, "status": cmd_status, "models": cmd_models, "studio": cmd_studio}
+             "submit": cmd_submit, "status": cmd_status, "models": cmd_models, "studio": cmd_studio,
+             "cache": cmd_cache}
 
 
 if __name__ == "__main__":

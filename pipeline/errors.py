@@ -58,3 +58,11 @@ class Throttled(TransientError):
 
 class BackendUnavailable(PipelineError):
     """A backend was selected that cannot run here (missing extra, weights, credentials)."""
+
+
+class OutputFolderRefused(PipelineError):
+    """`--out` names a folder the product must not write into (not ours, a file, an unusable name)."""
+
+
+class AssetChanged(JobFailed):
+    """An input asset's bytes differ from the ones its outputs are keyed by (it was edited during the run)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ import jsonschema
 
 from pipeline import catalog
 from pipeline.errors import ManifestInvalid, Problem
+from pipeline.inputs import file_problem, is_blank, outside_problem, undrawable
 from pipeline.manifest_ray2 import cogvideox_shot_problems, ray2_problems, ray2_settings
+from pipeline.schedule_expr import schedule_problem
 from pipeline.schema import load_schema
 from pipeline.timeline import crossfade_problem
 from pipeline.yamlsrc import Source, load_file, load_text
@@ -136,21 +139,24 @@ class Campaign:
 # --- loading ---------------------------------------------------------------------------------------
 
 
-def load_manifest(path: str | Path) -> Campaign:
-    """Load, validate and resolve a manifest file; raise ManifestInvalid listing every problem."""
+def load_manifest(path: str | Path, *, allow_outside: Sequence[Path] = ()) -> Campaign:
+    """Load, validate and resolve a manifest file; raise ManifestInvalid listing every problem.
+    Local assets must resolve inside the manifest's folder or one of `allow_outside`."""
     src = load_file(str(path))
-    return _from_source(src, Path(path).resolve().parent)
+    return _from_source(src, Path(path).resolve().parent, allow_outside=allow_outside)
 
 
-def load_manifest_text(text: str, *, file: str, base_dir: Path, check_files: bool = True) -> Campaign:
-    """The same as load_manifest for text already in memory (S3, tests)."""
+def load_manifest_text(text: str, *, file: str, base_dir: Path, check_files: bool = True,
+                       allow_outside: Sequence[Path] = ()) -> Campaign:
+    """The same as load_manifest for text already in memory (S3, standard input, tests)."""
     src = load_text(text, file)
-    return _from_source(src, base_dir, check_files=check_files)
+    return _from_source(src, base_dir, check_files=check_files, allow_outside=allow_outside)
 
 
-def _from_source(src: Source, base_dir: Path, *, check_files: bool = True) -> Campaign:
+def _from_source(src: Source, base_dir: Path, *, check_files: bool = True,
+                 allow_outside: Sequence[Path] = ()) -> Campaign:
     problems = schema_problems(src)
-    problems += semantic_problems(src, base_dir, check_files=check_files)
+    problems += semantic_problems(src, base_dir, check_files=check_files, allow_outside=allow_outside)
     if problems:
         problems.sort(key=lambda p: (p.line, p.col, p.message))
         raise ManifestInvalid(_dedupe(problems))
@@ -271,7 +277,8 @@ def _pattern_message(path: tuple[Any, ...], value: Any) -> str:
 # --- semantic problems ---------------------------------------------------------------------------
 
 
-def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) -> list[Problem]:
+def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True,
+                      allow_outside: Sequence[Path] = ()) -> list[Problem]:
     data = src.data if isinstance(src.data, dict) else {}
     problems: list[Problem] = []
     assets: dict[str, Any] = data["assets"] if isinstance(data.get("assets"), dict) else {}
@@ -303,6 +310,10 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
             p = (base_dir / loc)
             if not p.is_file():
                 problems.append(src.problem(("assets", aid), f"asset file {loc!r} not found (looked in {p})"))
+            else:  # inside the folder (links followed), and really the image or audio its name says
+                msg = outside_problem(base_dir, loc, allow_outside=allow_outside) or file_problem(p, loc)
+                if msg:
+                    problems.append(src.problem(("assets", aid), msg))
 
     # ids: unique within images and videos; images and assets share one namespace of references
     image_index: dict[str, int] = {}
@@ -379,6 +390,13 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
         shots: list[Any] = vid["shots"] if isinstance(vid.get("shots"), list) else []
         continuity = vid.get("continuity") == "last-frame"
         clip_frames: list[tuple[int, int]] = []  # (frames, fps) per shot, when both are known
+        for card_key in ("title", "end_card"):
+            card = vid.get(card_key)
+            text = card.get("text") if isinstance(card, dict) else None
+            if isinstance(text, str) and is_blank(text):
+                problems.append(src.problem(vpath + (card_key, "text"), "the card text is blank (only spaces or invisible characters)"))
+            elif isinstance(text, str) and (bad := undrawable(text)):
+                problems.append(src.problem(vpath + (card_key, "text"), f"the card font cannot draw {bad}; emoji are not supported on cards"))
         for j, shot in enumerate(shots):
             if not isinstance(shot, dict):
                 continue
@@ -398,7 +416,7 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True) 
                 problems.append(src.problem(where, f"{model.name} cannot make {frames} frames: the rule is {model.frames_rule()}"))
             elif isinstance(frames, int):
                 clip_frames.append((frames, model.fps))
-            if isinstance(shot.get("prompt"), str) and not shot["prompt"].strip():
+            if isinstance(shot.get("prompt"), str) and is_blank(shot["prompt"]):
                 problems.append(src.problem(spath + ("prompt",), "the prompt is blank; describe what the clip shows"))
             if "image" in shot:
                 check_image_ref(spath + ("image",), shot["image"])
@@ -453,82 +471,6 @@ def _cycles(deps: dict[str, list[str]]) -> list[list[str]]:
         if state.get(n) is None:
             visit(n, [])
     return found
-
-
-# --- schedule expressions (EventBridge Scheduler) ----------------------------------------------------
-
-_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
-_AT = re.compile(r"^at\((\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\)$")
-_MONTHS = "JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC"
-_DAYS = "SUN|MON|TUE|WED|THU|FRI|SAT"
-
-
-def schedule_problem(expr: str) -> str | None:
-    """None when `expr` is a valid EventBridge Scheduler expression, else what is wrong with it."""
-    if expr.startswith("rate("):
-        m = _RATE.match(expr)
-        if not m:
-            return f"{expr!r}: a rate is rate(VALUE UNIT) with UNIT minute(s), hour(s) or day(s), e.g. rate(1 day)"
-        n, unit = int(m.group(1)), m.group(2)
-        if n < 1:
-            return f"{expr!r}: the rate must be at least 1"
-        if (n == 1) != (not unit.endswith("s")):
-            return f"{expr!r}: write '1 {unit.rstrip('s')}' or 'N {unit.rstrip('s')}s'"
-        return None
-    if expr.startswith("at("):
-        m = _AT.match(expr)
-        if not m:
-            return f"{expr!r}: a one-time schedule is at(yyyy-mm-ddThh:mm:ss)"
-        y, mo, d, h, mi, s = map(int, m.groups())
-        import datetime as _dt
-
-        try:
-            _dt.datetime(y, mo, d, h, mi, s)
-        except ValueError as exc:
-            return f"{expr!r}: {exc}"
-        return None
-    if expr.startswith("cron(") and expr.endswith(")"):
-        return _cron_problem(expr, expr[5:-1].split())
-    return f"{expr!r} must be cron(...), rate(...) or at(...)"
-
-
-def _cron_problem(expr: str, parts: list[str]) -> str | None:
-    if len(parts) != 6:
-        return f"{expr!r}: a cron expression has 6 fields (minutes hours day-of-month month day-of-week year), found {len(parts)}"
-    minutes, hours, dom, month, dow, year = parts
-    fields = [
-        ("minutes", minutes, 0, 59, ""), ("hours", hours, 0, 23, ""), ("day-of-month", dom, 1, 31, ""),
-        ("month", month, 1, 12, _MONTHS), ("day-of-week", dow, 1, 7, _DAYS), ("year", year, 1970, 2199, ""),
-    ]
-    for name, value, lo, hi, names in fields:
-        msg = _cron_field_problem(value, lo, hi, names, allow_q=name in ("day-of-month", "day-of-week"),
-                                  extra=name in ("day-of-month", "day-of-week"))
-        if msg:
-            return f"{expr!r}: {name} field {value!r}: {msg}"
-    if (dom == "?") == (dow == "?"):
-        return f"{expr!r}: exactly one of day-of-month and day-of-week must be '?'"
-    return None
-
-
-def _cron_field_problem(value: str, lo: int, hi: int, names: str, *, allow_q: bool, extra: bool) -> str | None:
-    if value == "?":
-        return None if allow_q else "'?' is only allowed in day-of-month or day-of-week"
-    if value == "*":
-        return None
-    if extra and re.fullmatch(r"L|LW|\d{1,2}W|\d#[1-5]|[A-Z]{3}#[1-5]|\dL|[A-Z]{3}L", value):
-        return None
-    atom = rf"(\d+|{names})" if names else r"(\d+)"
-    for item in value.split(","):
-        m = re.fullmatch(rf"{atom}(?:-{atom})?(?:/(\d+))?|\*/(\d+)", item)
-        if not m:
-            return "not a number, range (a-b), list (a,b) or increment (a/b)"
-        for tok in (m.group(1), m.group(2)):
-            if tok and tok.isdigit() and not lo <= int(tok) <= hi:
-                return f"{tok} is out of range {lo}-{hi}"
-    return None
-
-
-# --- building the typed campaign ------------------------------------------------------------------
 
 
 def _card(raw: dict[str, Any] | None) -> Card | None:

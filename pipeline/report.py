@@ -193,6 +193,8 @@ def write_run(plan: Plan, results: list[JobResult], store: Store, *, run_id: str
         report["errors"].insert(0, {"job": "run", "error": "Interrupted",
                                     "message": f"stopped after {len(results)} of {len(plan.jobs)} job(s); "
                                                "run again to finish (done work is kept)"})
+    # damaged cache entries this run found, moved to quarantine/ and made again (pipeline.integrity)
+    report["cache_repairs"] = [r.to_dict() for r in getattr(store, "repairs", [])]
     prefix = report["prefix"]
     copies = report.pop("_copies")
     asset_copies = report.pop("_asset_copies")

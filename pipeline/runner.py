@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -16,6 +14,7 @@ from typing import Any, TextIO
 from pipeline.backends import Backends
 from pipeline.errors import DependencyFailed
 from pipeline.jobs import Job
+from pipeline.outdir import acquire_lease, prepare_out_dir, sweep_work
 from pipeline.plan import STAGE_NAMES, Plan
 from pipeline.report import new_run_id, write_run
 from pipeline.schedule import Readiness, batches, clip_group, readiness, waits_only_on_fast_jobs
@@ -154,35 +153,38 @@ def _run_one(job: Job, ctx: TaskContext) -> list[JobResult]:
 
 def run_local(plan: Plan, backends: Backends, *, out_dir: Path, workers: int = 2, show_progress: bool = True,
               stream: TextIO | None = None, run_id: str | None = None,
-              cost: dict[str, Any] | None = None) -> RunOutcome:
-    """`campaign run`: execute the plan into out_dir (cache/ + runs/<campaign>/<run-id>/) and write the report."""
-    store = LocalStore(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    store.sweep_temp()
-    run_id = run_id or new_run_id()
-    started = time.time()
-    progress = Progress(plan, stream=stream or sys.stderr, enabled=show_progress)
+              cost: dict[str, Any] | None = None, force: bool = False, verify: bool = False) -> RunOutcome:
+    """`campaign run`: execute the plan into out_dir (cache/ + runs/<campaign>/<run-id>/) and write the report.
+
+    The folder must be ours (pipeline.outdir: marker file) unless `force`; the run holds a lock on its work
+    folder for its whole life, so concurrent runs, here or in another container, never sweep each other's."""
+    prepare_out_dir(out_dir, force=force)
     _sweep_workdirs(out_dir)
-    work = Path(tempfile.mkdtemp(prefix=f".work-{os.getpid()}-", dir=out_dir))
+    lease = acquire_lease(out_dir, folder=True)
     try:
-        results = run_plan(plan, store, backends, workdir=work, workers=workers, progress=progress)
-    except RunInterrupted as stop:  # still write what was done, then let the CLI say so
-        progress.close()
-        write_run(plan, stop.results, store, run_id=run_id, started=started, finished=time.time(), cost=cost,
-                  interrupted=True)
-        raise KeyboardInterrupt from None
+        store = LocalStore(out_dir, lease=lease, verify=verify)
+        store.sweep_temp()
+        run_id = run_id or new_run_id()
+        started = time.time()
+        progress = Progress(plan, stream=stream or sys.stderr, enabled=show_progress)
+        assert lease.folder is not None
+        work = lease.folder
+        try:
+            results = run_plan(plan, store, backends, workdir=work, workers=workers, progress=progress)
+        except RunInterrupted as stop:  # still write what was done, then let the CLI say so
+            progress.close()
+            write_run(plan, stop.results, store, run_id=run_id, started=started, finished=time.time(), cost=cost,
+                      interrupted=True)
+            raise KeyboardInterrupt from None
+        finally:
+            progress.close()
+            shutil.rmtree(work, ignore_errors=True)
+        report = write_run(plan, results, store, run_id=run_id, started=started, finished=time.time(), cost=cost)
     finally:
-        progress.close()
-        shutil.rmtree(work, ignore_errors=True)
-    report = write_run(plan, results, store, run_id=run_id, started=started, finished=time.time(), cost=cost)
+        lease.release()  # after the report: its temp files are alive only while the lock is held
     return RunOutcome(report, results, store.location(f"{report['prefix']}/report.json"))
 
 
 def _sweep_workdirs(out_dir: Path) -> None:
-    """Remove scratch folders of runs that were killed (their process is gone)."""
-    from pipeline.store import _pid_alive
-
-    for d in out_dir.glob(".work-*"):
-        pid = d.name.split("-")[1]
-        if d.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(d, ignore_errors=True)
+    """Remove work folders whose run is gone: its lock is free (pipeline.outdir), whatever host it ran on."""
+    sweep_work(out_dir)

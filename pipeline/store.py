@@ -11,6 +11,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipeline.outdir import delivered_mode
+
 TMP_MARK = ".tmp-"
 
 
@@ -47,8 +49,22 @@ class Store(Protocol):
 class LocalStore:
     """A folder. Writes go to a temporary sibling and are renamed into place, so a crash leaves no half file."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, lease: Any = None, verify: bool = False) -> None:
         self.root = Path(root)
+        # the lock (pipeline.outdir.WorkLease) that marks this writer's temp files as alive; made on the
+        # first write when the runner does not hand one over
+        self._lease = lease
+        self._lease_lock = threading.Lock()
+        self.verify = verify  # hash every cached output on a cache hit, not only small ones
+        self.repairs: list[Any] = []  # pipeline.integrity.Repair: damaged entries moved to quarantine/
+
+    def _owner(self) -> str:
+        with self._lease_lock:
+            if self._lease is None:
+                from pipeline.outdir import acquire_lease
+
+                self._lease = acquire_lease(self.root)
+            return str(self._lease.token)
 
     def path(self, key: str) -> Path:
         if key.startswith("/") or ".." in key.split("/"):
@@ -105,43 +121,38 @@ class LocalStore:
     def _atomic(self, key: str) -> Iterator[Path]:
         final = self.path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{final.name}{TMP_MARK}{os.getpid()}-", dir=final.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}{TMP_MARK}{self._owner()}-", dir=final.parent)
         os.close(fd)
         tmp = Path(name)
         try:
             yield tmp
-            if key.startswith("cache/"):
-                # content-addressed outputs never change in place; the run folders hard-link them, so a
-                # read-only mode keeps an edit of a delivered file from silently changing the cache
-                os.chmod(tmp, 0o444)
+            # content-addressed outputs never change in place; the run folders hard-link them, so a
+            # read-only mode keeps an edit of a delivered file from silently changing the cache. Either
+            # way the umask applies, as for any file a program creates (mkstemp's 0600 would not).
+            if tmp.stat().st_nlink == 1:  # a hard link into cache/ (copy) keeps the entry's mode
+                os.chmod(tmp, delivered_mode(0o444 if key.startswith("cache/") else 0o666))
             os.replace(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
 
     def sweep_temp(self) -> int:
-        """Remove temporary files left by a killed run (their process is gone). Returns how many."""
+        """Remove temporary files left by writers that are gone (their lock is free), in the store's own
+        folders only. Returns how many."""
+        from pipeline.outdir import lease_alive
+
         removed = 0
-        if not self.root.is_dir():
-            return 0
-        for p in self.root.rglob(f"*{TMP_MARK}*"):
-            pid_part = p.name.split(TMP_MARK, 1)[1].split("-", 1)[0]
-            if pid_part.isdigit() and _pid_alive(int(pid_part)) and int(pid_part) != os.getpid():
+        for folder in (self.root / "cache", self.root / "runs"):
+            if not folder.is_dir():
                 continue
-            with contextlib.suppress(OSError):
-                p.unlink()
-                removed += 1
+            for p in folder.rglob(f".*{TMP_MARK}*"):
+                token = p.name.split(TMP_MARK, 1)[1].split("-", 1)[0]
+                if not p.is_file() or lease_alive(self.root, token):
+                    continue
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed += 1
         return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class S3Store:

@@ -24,6 +24,15 @@ from PIL import Image
 from pipeline import __version__
 from pipeline.backends.base import BackendSet, ClipRequest
 from pipeline.errors import DependencyFailed, JobFailed, PipelineError
+from pipeline.image_files import load_image, upright_copy
+from pipeline.integrity import (
+    check_and_repair,
+    check_entry,
+    fingerprint_bytes,
+    fingerprint_file,
+    snapshot_asset,
+    with_fingerprint,
+)
 from pipeline.jobs import AssetImage, ClipLastFrame, EditedImage, ImageRef, Job, output_key, provenance_key, ref_to_json
 from pipeline.plan import Plan
 from pipeline.prompts import fit_prompt
@@ -74,7 +83,9 @@ class TaskContext:
             p = Path(asset.path)
             if not p.is_file():
                 raise JobFailed(f"asset {asset_id!r}: file {asset.path} is missing")
-            return p
+            # read once per run into the work folder, checked against the bytes the keys were made from, so
+            # an asset edited mid-run cannot feed new bytes into outputs stored under the old key
+            return snapshot_asset(p, digest=asset.digest, dest_dir=self.workdir / "assets", what=f"asset {asset_id!r}")
         assert asset.uri is not None
         dest = self.workdir / "assets" / f"{asset.digest}-{Path(asset.uri).name}"
         if not dest.is_file():
@@ -118,7 +129,7 @@ def read_provenance(store: Store, kind: str, key: str) -> dict[str, Any] | None:
 
 
 def is_done(store: Store, job: Job) -> bool:
-    return store.exists(job.provenance_key) and store.exists(job.output_key)
+    return check_entry(store, provenance_key=job.provenance_key, output_key=job.output_key).done
 
 
 def _write_done(store: Store, job_kind: str, key: str, ext: str, prov: dict[str, Any], *,
@@ -126,8 +137,10 @@ def _write_done(store: Store, job_kind: str, key: str, ext: str, prov: dict[str,
     okey = output_key(job_kind, key, ext)
     if data is not None:
         store.write_bytes(okey, data)
+        prov = with_fingerprint(prov, fingerprint_bytes(data))
     elif src is not None:
         store.put_file(okey, src)
+        prov = with_fingerprint(prov, fingerprint_file(src))
     store.write_bytes(provenance_key(job_kind, key), json.dumps(prov, indent=1, sort_keys=True, default=str).encode())
     return okey
 
@@ -164,9 +177,10 @@ def failure(job: Job, exc: BaseException, seconds: float = 0.0) -> JobResult:
 
 
 def _cached_result(job: Job, ctx: TaskContext) -> JobResult | None:
-    if not is_done(ctx.store, job):
+    check = check_and_repair(ctx.store, provenance_key=job.provenance_key, output_key=job.output_key)
+    if not check.done:  # absent, or damaged and now moved to quarantine/: the job runs again
         return None
-    prov = read_provenance(ctx.store, job.kind, job.key) or {}
+    prov = check.provenance or read_provenance(ctx.store, job.kind, job.key) or {}
     info = prov.get("info", {})
     if job.kind == "image" and "chain" in info:  # image provenance is per step; the job's view is its chain
         info = _image_info(job, info["chain"])
@@ -215,10 +229,8 @@ def enhanced_text(ctx: TaskContext, enhance_job_id: str) -> str:
 
 
 def _load_image(path: Path | io.BytesIO) -> Image.Image:
-    with Image.open(path) as im:
-        im.load()
-        has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-        return im.convert("RGBA" if has_alpha else "RGB")
+    src = path.getvalue() if isinstance(path, io.BytesIO) else path
+    return load_image(src, what=path.name if isinstance(path, Path) else "image").image
 
 
 def resolve_image(ctx: TaskContext, ref: ImageRef) -> Path:
@@ -267,12 +279,14 @@ def _encode(image: Image.Image, ext: str) -> bytes:
 def _run_image(job: Job, ctx: TaskContext) -> dict[str, Any]:
     editor = ctx.backends.images
     spec = job.image
-    current = _load_image(resolve_image(ctx, spec.source))
+    source = load_image(resolve_image(ctx, spec.source), what=f"{job.id}: source {ref_to_json(spec.source)}")
+    current = source.image
     chain: list[dict[str, Any]] = []
     for i, step in enumerate(spec.steps):
         okey = output_key("image", step.key, step.ext)
-        prov = read_provenance(ctx.store, "image", step.key)
-        if prov and ctx.store.exists(okey):  # an unchanged prefix of the chain is reused
+        check = check_and_repair(ctx.store, provenance_key=provenance_key("image", step.key), output_key=okey)
+        prov = check.provenance if check.done else None
+        if prov:  # an unchanged prefix of the chain is reused
             current = _load_image(ctx.store.materialize(okey, ctx.workdir))
             chain.append(prov["info"]["step"])
             continue
@@ -287,6 +301,7 @@ def _run_image(job: Job, ctx: TaskContext) -> dict[str, Any]:
             "placeholder": outcome.placeholder, "note": outcome.note, "seed": outcome.seed,
             "size_in": list(before), "size_out": list(current.size), "mode": current.mode,
             "seconds": round(time.perf_counter() - t0, 3), **({"extra": outcome.extra} if outcome.extra else {}),
+            **({"source_orientation": source.orientation, "source_mode": source.source_mode} if i == 0 else {}),
         }
         chain.append(step_info)
         data = _encode(current, step.ext)
@@ -313,6 +328,8 @@ def clip_request(job: Job, ctx: TaskContext) -> tuple[ClipRequest, dict[str, Any
     prompt = enhanced_text(ctx, c.enhance_job) if c.enhance_job else c.prompt
     fitted = fit_prompt(prompt, c.max_tokens)
     image = resolve_image(ctx, c.start) if c.start else None
+    if image is not None and isinstance(c.start, AssetImage):  # the video backends read the file: hand them it upright
+        image = upright_copy(image, ctx.workdir)
     req = ClipRequest(
         key=job.key, model=c.model, prompt=fitted.text, frames=c.frames, fps=c.fps, width=c.width, height=c.height,
         steps=c.steps, guidance=c.guidance, seed=c.seed, negative_prompt=c.negative_prompt, image=image, ray2=c.ray2,

@@ -14,6 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from pipeline.cli import main as cli_main
 from pipeline.cloud import commands, names
 from pipeline.cloud.contract import EXECUTION_NAME_MAX
 from pipeline.errors import ManifestInvalid
@@ -203,3 +204,40 @@ def test_an_url_encoded_key_in_the_event_is_decoded(fakes: Fakes) -> None:
     [execution] = fakes.executions()
     described = fakes.sfn.describe_execution(executionArn=execution["executionArn"])
     assert json.loads(described["input"])["key"] == "manifests/red flower.yaml"
+
+
+def _linked_campaign(tmp_path: Path) -> tuple[Path, Path]:
+    """A manifest whose assets/sofa.png is a symbolic link to a file outside its folder, named without an
+    extension (as /etc/passwd is)."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    target = outside / "secret"
+    shutil.copyfile(EXAMPLE_ASSETS / "sofa.png", target)
+    folder = tmp_path / "campaign"
+    (folder / "assets").mkdir(parents=True)
+    (folder / "assets" / "sofa.png").symlink_to(target)
+    manifest = folder / "spring.yaml"
+    manifest.write_text(MANIFEST, encoding="utf-8")
+    return manifest, outside
+
+
+def test_submit_refuses_an_asset_linked_outside_the_manifest_folder(fakes: Fakes, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    manifest, outside = _linked_campaign(tmp_path)
+    with pytest.raises(ManifestInvalid, match=r"assets.sofa: asset file 'assets/sofa.png' resolves to .*/elsewhere/secret, "
+                                              r"outside the manifest's folder"):
+        commands.submit(manifest, bucket=BUCKET, s3=fakes.s3)
+    assert fakes.s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0  # nothing was uploaded
+    assert cli_main(["validate", str(manifest)]) == 2  # validate says the same, located
+    assert f"{manifest}:3:9: error: assets.sofa:" in capsys.readouterr().out
+
+
+def test_submit_with_allow_outside_uploads_under_the_name_written_in_the_manifest(fakes: Fakes, tmp_path: Path) -> None:
+    manifest, outside = _linked_campaign(tmp_path)
+    assert cli_main(["validate", str(manifest), "--allow-outside", str(outside)]) == 0
+    out = commands.submit(manifest, bucket=BUCKET, s3=fakes.s3, allow_outside=[outside])
+    assert out["assets_uploaded"] == "1 of 1"
+    [key] = [o["Key"] for o in fakes.s3.list_objects_v2(Bucket=BUCKET, Prefix="assets/")["Contents"]]
+    assert key.endswith("/sofa.png") and "secret" not in key  # the link's name, not its target's
+    body = fakes.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert body == (EXAMPLE_ASSETS / "sofa.png").read_bytes()

@@ -136,24 +136,23 @@ def test_one_failed_job_gives_a_partial_run_and_keeps_the_rest(write_campaign, t
         campaign: partial
         assets:
           sofa: assets/sofa.png
-          broken: assets/broken.png
         images:
           - {id: good, from: sofa, edits: [{upscale-fast: {}}]}
-          - {id: bad, from: broken, edits: [{upscale-fast: {}}]}
+          - {id: bad, from: sofa, edits: [{inpaint: {prompt: a cat}}]}
         videos:
           - id: ok-video
             shots: [{prompt: A bee on a flower., frames: 9}]
           - id: needs-bad
             shots: [{prompt: A sofa, image: bad, frames: 9}]
         """)
-    (path.parent / "assets" / "broken.png").write_bytes(b"this is not a png")
+    # an opaque image and no mask: nothing to inpaint, found only when the job runs
     out = tmp_path / "out"
     assert main(["run", str(path), "--out", str(out), "--quiet"]) == 1
     report, run_dir = read_report(out, "partial")
     assert report["status"] == "partial"
     errors = {e["job"]: e for e in report["errors"]}
     assert set(errors) == {"image:bad", "clip:needs-bad/01", "video:needs-bad"}
-    assert "broken.png" in errors["image:bad"]["message"] or "identify" in errors["image:bad"]["message"]
+    assert errors["image:bad"]["error"] == "InputRejected" and "mask" in errors["image:bad"]["message"]
     assert errors["clip:needs-bad/01"]["error"] == "DependencyFailed"
     videos = {v["id"]: v for v in report["videos"]}
     assert videos["ok-video"]["path"] and (run_dir / videos["ok-video"]["path"]).is_file()

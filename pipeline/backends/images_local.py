@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pipeline.backends.base import EditOutcome
 from pipeline.catalog import EDIT_TOOLS, EditTool
 from pipeline.errors import InputRejected, JobFailed
+from pipeline.image_files import check_edit_size
 
 BACKEND = "local"
 
@@ -77,7 +78,21 @@ class LocalImageEditor:
     def edit(self, tool: str, image: Image.Image, params: Params, refs: Refs) -> EditOutcome:
         impl = _lookup(tool)
         _check_request(EDIT_TOOLS[tool], params, refs)
+        check_edit_size(tool, image.size, _output_size(tool, image.size, params))
         return impl.run(_normalise(image), params, refs)
+
+
+def _output_size(tool: str, size: tuple[int, int], params: Params) -> tuple[int, int]:
+    """The size a tool will make, known before any pixel work (so a limit is checked first)."""
+    w, h = size
+    if tool == "outpaint":
+        return (w + int(params.get("left", 0)) + int(params.get("right", 0)),
+                h + int(params.get("up", 0)) + int(params.get("down", 0)))
+    if tool == "upscale-fast":
+        return _upscale_size(size, None)
+    if tool in ("upscale-creative", "upscale-conservative"):
+        return _upscale_size(size, UPSCALE_MAX_PIXELS)
+    return size
 
 
 # --- request checks ---------------------------------------------------------------------------------

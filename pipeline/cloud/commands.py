@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,18 +16,20 @@ import yaml
 from pipeline.cloud.contract import MANIFEST_PREFIX, SUBMITTED_ASSETS_PREFIX
 from pipeline.cloud.failures import client_error_code
 from pipeline.cloud.names import execution_arn, execution_console_url, execution_name, object_version, region_of
+from pipeline.inputs import submit_name
 from pipeline.keys import file_digest
 from pipeline.manifest import load_manifest
 
 
 def submit(manifest_path: str | Path, *, bucket: str, state_machine_arn: str | None = None,
-           s3: Any = None) -> dict[str, str]:
+           s3: Any = None, allow_outside: Sequence[Path] = ()) -> dict[str, str]:
     """Validate the manifest here, upload its local assets (content-addressed: unchanged files are not sent
     again) and the manifest with those assets rewritten to their s3:// addresses; the upload's event
     starts the run. Returns the manifest's address, the execution's name and, given the state machine,
     its console URL."""
     path = Path(manifest_path)
-    campaign = load_manifest(path)  # ManifestInvalid lists every problem, as `campaign validate` does
+    # ManifestInvalid lists every problem, as `campaign validate` does, assets outside the folder included
+    campaign = load_manifest(path, allow_outside=allow_outside)
     if s3 is None:
         s3 = boto3.client("s3")
     addresses: dict[str, str] = {}
@@ -34,7 +37,7 @@ def submit(manifest_path: str | Path, *, bucket: str, state_machine_arn: str | N
     for asset in campaign.assets.values():
         if asset.path is None:
             continue  # s3:// assets stay as written
-        key = f"{SUBMITTED_ASSETS_PREFIX}{campaign.name}/{file_digest(asset.path)}/{asset.path.name}"
+        key = f"{SUBMITTED_ASSETS_PREFIX}{campaign.name}/{file_digest(asset.path)}/{submit_name(asset.location)}"
         if not _object_exists(s3, bucket, key):
             s3.upload_file(str(asset.path), bucket, key)
             uploaded += 1

@@ -1,0 +1,84 @@
+"""Checks on what a user hands in, for validation: asset files (inside the manifest's folder, and really the
+image or audio their name says) and text (blank when only invisible characters, drawable on a card)."""
+
+from __future__ import annotations
+
+import unicodedata
+import warnings
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.image_files import MAX_INPUT_PIXELS
+
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+AUDIO_EXTENSIONS = (".mp3", ".wav", ".m4a", ".aac", ".ogg", ".flac")
+
+
+def outside_problem(base_dir: Path, location: str, *, allow_outside: Sequence[Path] = ()) -> str | None:
+    """An asset must resolve (symlinks followed) inside the manifest's folder, or inside a folder the user
+    named with --allow-outside: otherwise `submit` would upload whatever a link points at."""
+    written = base_dir / location
+    real = written.resolve()
+    roots = [base_dir.resolve(), *(Path(p).expanduser().resolve() for p in allow_outside)]
+    if any(real.is_relative_to(root) for root in roots):
+        return None
+    return (f"asset file {location!r} resolves to {real}, outside the manifest's folder (symbolic links are "
+            f"followed); move it into {base_dir}, or pass "
+            f"--allow-outside {real.parent} if it is meant to be read")
+
+
+def file_problem(path: Path, location: str) -> str | None:
+    """Decode the header of an image (format matches the name, size within the limit) or an audio file."""
+    suffix = PurePosixPath(location.lower()).suffix
+    if suffix in IMAGE_FORMATS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            try:
+                with Image.open(path) as im:
+                    fmt, (w, h) = im.format, im.size
+            except Image.DecompressionBombError:
+                return f"{location!r} is far larger than the {MAX_INPUT_PIXELS / 1e6:.0f} MP accepted (by its header)"
+            except (UnidentifiedImageError, OSError):
+                return f"{location!r} is not a readable image (its content is not PNG, JPEG or WebP)"
+        if fmt not in IMAGE_FORMATS.values():
+            return f"{location!r} is a {fmt} image; use PNG, JPEG or WebP"
+        if w * h > MAX_INPUT_PIXELS:
+            return (f"{location!r} is {w}x{h} px ({w * h / 1e6:.1f} MP); images of at most "
+                    f"{MAX_INPUT_PIXELS / 1e6:.0f} MP are accepted")
+        return None
+    if suffix in AUDIO_EXTENSIONS:
+        from moviepy.video.io.ffmpeg_reader import ffmpeg_parse_infos
+
+        try:
+            found = bool(ffmpeg_parse_infos(str(path)).get("audio_found"))
+        except Exception:  # ffmpeg cannot read it at all
+            found = False
+        return None if found else f"{location!r} has no audio stream ffmpeg can read"
+    return None
+
+
+def submit_name(location: str) -> str:
+    """The file name an asset is uploaded under: the name written in the manifest, never a link target's
+    (a link to an extension-less file would otherwise lose the extension that says it is audio)."""
+    return PurePosixPath(location).name
+
+
+# Characters that draw nothing: format controls (zero-width space/joiners, BOM, bidi marks), separators,
+# controls. A prompt made only of these is blank.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Zs", "Zl", "Zp", "Mn", "Me"})
+
+
+def is_blank(text: str) -> bool:
+    return all(ch.isspace() or unicodedata.category(ch) in _INVISIBLE_CATEGORIES for ch in text)
+
+
+def undrawable(text: str) -> str | None:
+    """The first character the card font (DejaVu Sans, or Pillow's bundled font) cannot draw: emoji and other
+    characters past the Basic Multilingual Plane, and the emoji presentation selector. None when all draw."""
+    for ch in text:
+        if ord(ch) > 0xFFFF or ch in "\ufe0f\u200d":
+            name = unicodedata.name(ch, "unnamed character")
+            return f"{ch!r} (U+{ord(ch):04X} {name})"
+    return None
