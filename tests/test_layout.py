@@ -14,7 +14,7 @@ PIPELINE = ROOT / "pipeline"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline.errors", "pipeline.catalog", "pipeline.keys", "pipeline.timeline", "pipeline.prompts",
      "pipeline.pricing", "pipeline.store", "pipeline.yamlsrc", "pipeline.schedule"),
-    ("pipeline.schema", "pipeline.manifest"),
+    ("pipeline.schema", "pipeline.variants", "pipeline.manifest"),
     ("pipeline.jobs", "pipeline.plan"),
     ("pipeline.backends", "pipeline.sagemaker", "pipeline.media", "pipeline.assemble", "pipeline.models_pull"),
     ("pipeline.tasks",),
