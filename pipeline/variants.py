@@ -193,13 +193,17 @@ def expand(src: Source) -> tuple[Source, list[Problem]]:
             if not usable:
                 plans[(section, t)] = None if _uses_placeholders(item) else [{}]
                 continue
-            combos = _combinations(src, section, t, item, variables, problems)
+            try:
+                combos = _combinations(src, section, t, item, variables, problems)
+                count = len(combos) if combos else 0
+            except _TooMany as many:
+                combos, count = None, many.count
             plans[(section, t)] = combos
-            if combos:
-                shots = item.get("shots")
-                weight = len(combos) * (1 + (len(shots) if section == "videos" and isinstance(shots, list) else 0))
-                total += weight
-                weights.append((weight, f"{section}[{t}] ({item.get('id')!s}: {len(combos)} variant(s))"))
+            shots = item.get("shots")
+            weight = count * (1 + (len(shots) if section == "videos" and isinstance(shots, list) else 0))
+            total += weight
+            if weight:
+                weights.append((weight, f"{section}[{t}] ({item.get('id')!s}: {count} variant(s))"))
     if total > MAX_EXPANDED_JOBS:  # said before anything is built, let alone run
         largest = ", ".join(w for _, w in sorted(weights, reverse=True)[:3])
         line, col = src.where(("variables",), key=True)
@@ -386,7 +390,7 @@ def _combinations(src: Source, section: str, t: int, item: dict[str, Any], varia
                 picked = _pick(src, fpath + (n,), n, for_each[n], variables[n], problems)
                 if picked is None:
                     return None
-                chosen[n] = picked
+                chosen[n] = [v for v in variables[n] if v in picked]  # the variable's own order, once each
             elif n in used:
                 chosen[n] = variables[n]
         unknown = [n for n in for_each if n not in variables]
@@ -441,10 +445,18 @@ def _pick(src: Source, path: Path, name: str, wanted: Any, values: list[_Value],
     return out
 
 
+class _TooMany(Exception):
+    """A product of variables too large to enumerate: only its size is needed, to refuse it."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.count = count
+
+
 def _product(chosen: dict[str, list[_Value]]) -> list[dict[str, _Value]]:
-    if math.prod(len(v) for v in chosen.values()) > MAX_EXPANDED_JOBS:
-        # never enumerate a product that can only fail the limit: one sentinel per allowed job plus one
-        return [{}] * (MAX_EXPANDED_JOBS + 1)
+    count = math.prod(len(v) for v in chosen.values())
+    if count > MAX_EXPANDED_JOBS:
+        raise _TooMany(count)
     names = list(chosen)
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(chosen[n] for n in names))]
 
