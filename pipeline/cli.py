@@ -281,16 +281,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from pipeline.plan import STAGE_NAMES
     from pipeline.store import LocalStore
     from pipeline.tasks import is_done
+    from pipeline.variants import group_by_template
 
     campaign, _, plan = _plan(args)
     problems = _check_models(args, campaign, plan) if args.check_models else 0
     store = LocalStore(args.out)
     cost = estimate_cost(plan, instance_type=args.instance_type)
     cached = {j.id: is_done(store, j) for j in plan.jobs}
+    groups = group_by_template((j.kind, j.image.image_id if j.kind == "image" else j.video.video_id,
+                                j.image.variant if j.kind == "image" else j.video.variant)
+                               for j in plan.jobs if j.kind in ("image", "video"))
     if args.json:
-        print(json.dumps({"plan": plan.to_dict(), "cached": cached, "cost": cost}, indent=1))
+        print(json.dumps({"plan": plan.to_dict(), "cached": cached, "cost": cost,
+                          "variants": [g.to_json() for g in groups]}, indent=1))
         return EXIT_FAILED if problems else EXIT_OK
     print(f"campaign {plan.campaign}: {len(plan.jobs)} job(s), {sum(cached.values())} already in {args.out}/cache")
+    distinct = len({j.key for j in plan.jobs})
+    if distinct < len(plan.jobs):  # equal work (a shot every market shares) is made once and reused
+        print(f"distinct outputs: {distinct} (the other {len(plan.jobs) - distinct} job(s) reuse one of them)")
+    for g in groups:
+        print(f"{g.kind} template {g.template}: {len(g.ids)} variant(s) over {' x '.join(g.variables)}")
     print(f"backends: {', '.join(f'{k}={v}' for k, v in plan.backends.items())}")
     for stage, jobs in plan.stages().items():
         print(f"\nstage {stage} — {STAGE_NAMES[stage]} ({len(jobs)})")

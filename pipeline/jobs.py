@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar
 
 from pipeline.catalog import Ray2Settings
 from pipeline.manifest import Card
+from pipeline.variants import Variant
 
 JobKind = Literal["enhance", "image", "clip", "video"]
 
@@ -82,6 +83,7 @@ class ImageSpec:
     image_id: str
     source: ImageRef
     steps: tuple[EditStep, ...]
+    variant: Variant | None = None  # its template and combination, when expanded from `variables:` (not keyed)
 
     @property
     def ext(self) -> str:
@@ -126,6 +128,7 @@ class VideoSpec:
     audio: AudioSpec | None = None
     title: Card | None = None
     end_card: Card | None = None
+    variant: Variant | None = None  # its template and combination, when expanded from `variables:` (not keyed)
 
 
 Spec = EnhanceSpec | ImageSpec | ClipSpec | VideoSpec
@@ -203,6 +206,10 @@ def _as(job: Job, cls: type[_T]) -> _T:
 
 def spec_to_json(spec: Spec) -> dict[str, Any]:
     d = asdict(spec)
+    if isinstance(spec, (ImageSpec, VideoSpec)):  # absent unless expanded: plans without variables are unchanged
+        d.pop("variant")
+        if spec.variant:
+            d["variant"] = spec.variant.to_json()
     if isinstance(spec, ImageSpec):
         d["source"] = ref_to_json(spec.source)
         d["steps"] = [{**asdict(s), "refs": {f: ref_to_json(r) for f, r in s.refs.items()}} for s in spec.steps]
@@ -216,7 +223,8 @@ def spec_from_json(kind: str, d: dict[str, Any]) -> Spec:
         return EnhanceSpec(**d)
     if kind == "image":
         steps = tuple(EditStep(**{**s, "refs": {f: ref_from_json(r) for f, r in s["refs"].items()}}) for s in d["steps"])
-        return ImageSpec(image_id=d["image_id"], source=ref_from_json(d["source"]), steps=steps)
+        return ImageSpec(image_id=d["image_id"], source=ref_from_json(d["source"]), steps=steps,
+                         variant=Variant.from_json(d["variant"]) if d.get("variant") else None)
     if kind == "clip":
         return ClipSpec(**{**d, "start": ref_from_json(d["start"]) if d.get("start") else None,
                            "ray2": Ray2Settings(**d["ray2"]) if d.get("ray2") else None})
@@ -224,5 +232,6 @@ def spec_from_json(kind: str, d: dict[str, Any]) -> Spec:
         return VideoSpec(**{**d, "clips": tuple(d["clips"]),
                             "audio": AudioSpec(**d["audio"]) if d.get("audio") else None,
                             "title": Card(**d["title"]) if d.get("title") else None,
-                            "end_card": Card(**d["end_card"]) if d.get("end_card") else None})
+                            "end_card": Card(**d["end_card"]) if d.get("end_card") else None,
+                            "variant": Variant.from_json(d["variant"]) if d.get("variant") else None})
     raise ValueError(f"unknown job kind {kind!r}")

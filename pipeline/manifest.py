@@ -18,6 +18,7 @@ from pipeline.manifest_ray2 import cogvideox_shot_problems, ray2_problems, ray2_
 from pipeline.schedule_expr import schedule_problem
 from pipeline.schema import load_schema
 from pipeline.timeline import crossfade_problem
+from pipeline.variants import Variant, collapse, expand, template_data, variant_of
 from pipeline.yamlsrc import Source, load_file, load_text
 
 DEFAULT_ENHANCE = True
@@ -66,6 +67,7 @@ class ImageSpec:
     id: str
     source: str  # asset or image id (`from` in YAML)
     edits: tuple[Edit, ...]
+    variant: Variant | None = None  # the template and combination it was expanded from (`variables:`)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class VideoSpec:
     audio: Audio | None
     title: Card | None
     end_card: Card | None
+    variant: Variant | None = None  # the template and combination it was expanded from (`variables:`)
 
 
 @dataclass(frozen=True)
@@ -155,8 +158,10 @@ def load_manifest_text(text: str, *, file: str, base_dir: Path, check_files: boo
 
 def _from_source(src: Source, base_dir: Path, *, check_files: bool = True,
                  allow_outside: Sequence[Path] = ()) -> Campaign:
-    problems = schema_problems(src)
-    problems += semantic_problems(src, base_dir, check_files=check_files, allow_outside=allow_outside)
+    src, problems = expand(src)  # variables: every templated image and video, once per combination
+    problems += schema_problems(src)
+    problems = collapse(src, problems + semantic_problems(src, base_dir, check_files=check_files,
+                                                          allow_outside=allow_outside))
     if problems:
         problems.sort(key=lambda p: (p.line, p.col, p.message))
         raise ManifestInvalid(_dedupe(problems))
@@ -495,11 +500,12 @@ def _build(src: Source, base_dir: Path) -> Campaign:
         ImageSpec(
             id=img["id"], source=img["from"],
             edits=tuple(Edit(tool, dict(params or {})) for e in img["edits"] for tool, params in e.items()),
+            variant=variant_of(src, "images", i),
         )
-        for img in data.get("images", [])
+        for i, img in enumerate(data.get("images", []))
     )
     videos = []
-    for vid in data.get("videos", []):
+    for i, vid in enumerate(data.get("videos", [])):
         shots = []
         for j, s in enumerate(vid["shots"]):
             model_name = s.get("model", dv.get("model", catalog.DEFAULT_VIDEO_MODEL))
@@ -532,10 +538,10 @@ def _build(src: Source, base_dir: Path) -> Campaign:
             audio=Audio(audio["asset"], float(audio.get("fade_in", DEFAULT_AUDIO_FADE_IN)),
                         float(audio.get("fade_out", DEFAULT_AUDIO_FADE_OUT)),
                         float(audio.get("volume", DEFAULT_AUDIO_VOLUME))) if audio else None,
-            title=_card(vid.get("title")), end_card=_card(vid.get("end_card")),
+            title=_card(vid.get("title")), end_card=_card(vid.get("end_card")), variant=variant_of(src, "videos", i),
         ))
     return Campaign(
         name=data["campaign"], description=data.get("description", ""), schedule=data.get("schedule"),
         enhancer_model=defaults.get("enhancer_model"), assets=assets, images=images, videos=tuple(videos),
-        source_file=src.file, base_dir=base_dir, raw=data,
+        source_file=src.file, base_dir=base_dir, raw=template_data(src),
     )

@@ -170,7 +170,7 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
                 deps.append(first_by_key[prev_key])
             job = Job(
                 id=f"image:{spec.id}", kind="image", key=prev_key, stage=2, deps=tuple(dict.fromkeys(deps)),
-                spec=ImageSpec(image_id=spec.id, source=source_ref, steps=tuple(steps)),
+                spec=ImageSpec(image_id=spec.id, source=source_ref, steps=tuple(steps), variant=spec.variant),
                 label=f"{spec.id} ({' > '.join(e.tool for e in spec.edits)})",
             )
             image_jobs[spec.id] = job
@@ -258,7 +258,8 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
                               volume=video.audio.volume)
             video_inputs.append(f"asset:{assets[video.audio.asset].digest}")
         vspec = VideoSpec(video_id=video.id, clips=tuple(c.id for c in clip_jobs), continuity=video.continuity,
-                          crossfade=video.crossfade, audio=audio, title=video.title, end_card=video.end_card)
+                          crossfade=video.crossfade, audio=audio, title=video.title, end_card=video.end_card,
+                          variant=video.variant)
         key_params = {"crossfade": video.crossfade, "audio": asdict(audio) if audio else None,
                       **{name: (asdict(card) if card else None) for name, card in (("title", video.title),
                                                                                    ("end_card", video.end_card))}}

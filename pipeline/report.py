@@ -14,6 +14,7 @@ from pipeline.jobs import AssetImage, EditedImage, output_key, ref_to_json
 from pipeline.plan import AssetRef, Plan, expected_duration
 from pipeline.store import Store
 from pipeline.tasks import JobResult
+from pipeline.variants import Variant, group_by_template
 
 REPORT_VERSION = 1
 PARALLEL_COPIES = 16
@@ -52,6 +53,9 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
     """The report dict, and the list of (cache key -> run-relative path) copies that give outputs their names."""
     by_id = {r.job_id: r for r in results}
     prefix = run_prefix(plan.campaign, run_id)
+    errors = [{"job": r.job_id, "error": r.error_type or "JobFailed", "message": r.message or ""}
+              for r in results if not r.ok]
+    errors_of = {e["job"]: e for e in errors}
 
     def rel(path: str) -> str:
         return str(PurePosixPath(path))
@@ -98,6 +102,7 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
         entry["steps"] = steps
         entry["backend"] = info.get("backend") or plan.backends.get("images")
         entry["placeholder"] = bool(info.get("placeholder"))
+        entry.update(_variant_fields(spec.variant, [errors_of[job.id]] if job.id in errors_of else []))
         images.append(entry)
 
     videos = []
@@ -147,10 +152,8 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
                 copies.append((cjob.output_key, c["path"]))
             clips.append(c)
         entry["clips"] = clips
+        entry.update(_variant_fields(vspec.variant, [errors_of[j] for j in (*vspec.clips, vjob.id) if j in errors_of]))
         videos.append(entry)
-
-    errors = [{"job": r.job_id, "error": r.error_type or "JobFailed", "message": r.message or ""}
-              for r in results if not r.ok]
     report = {
         "report_version": REPORT_VERSION,
         "campaign": plan.campaign,
@@ -164,6 +167,7 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
         "backends": plan.backends,
         "videos": videos,
         "images": images,
+        "variants": _variant_groups(images, videos),
         "enhancements": [
             {"job": j.id, "prompt": j.enhance.prompt, **{k: (by_id[j.id].info or {}).get(k) for k in
              ("enhanced_prompt", "backend", "tokens", "max_tokens", "trimmed", "changed")},
@@ -180,6 +184,21 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
     report["_copies"] = copies
     report["_asset_copies"] = asset_copies
     return report
+
+
+def _variant_fields(variant: Variant | None, errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The template and combination an expanded image or video came from, and the errors of its own jobs."""
+    return {"template": variant.template if variant else None,
+            "combination": dict(variant.combination) if variant else None, "errors": errors}
+
+
+def _variant_groups(images: list[dict[str, Any]], videos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per template: its variants' ids and how many of them have errors."""
+    entries = [("image", e) for e in images] + [("video", e) for e in videos]
+    failed = {(kind, e["id"]) for kind, e in entries if e["errors"]}
+    groups = group_by_template((kind, e["id"], Variant(e["template"], tuple(e["combination"].items())) if e["template"]
+                                else None) for kind, e in entries)
+    return [{**g.to_json(), "failed": sum((g.kind, i) in failed for i in g.ids)} for g in groups]
 
 
 def write_run(plan: Plan, results: list[JobResult], store: Store, *, run_id: str, started: float,
@@ -244,7 +263,7 @@ def _write_unplanned(*, campaign: str, manifest: str, errors: list[dict[str, Any
     report = {
         "report_version": REPORT_VERSION, "campaign": campaign, "description": "", "run_id": run_id,
         "status": "failed", "manifest": manifest, "started": _iso(started or now), "finished": _iso(now),
-        "duration_s": round(now - (started or now), 3), "backends": {}, "videos": [], "images": [],
+        "duration_s": round(now - (started or now), 3), "backends": {}, "videos": [], "images": [], "variants": [],
         "enhancements": [], "jobs": {"total": 0, "executed": 0, "cached": 0, "failed": 0, "skipped": 0},
         "job_results": [], "errors": errors, "cost": {}, "prefix": run_prefix(campaign, run_id),
     }

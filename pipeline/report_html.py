@@ -26,6 +26,8 @@ figure{margin:0}figure img{width:100%;border-radius:8px;border:1px solid var(--l
 background:repeating-conic-gradient(#eee 0 25%,#fff 0 50%) 50%/16px 16px}
 figcaption{font-size:12px;color:var(--mute);margin-top:4px}table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}th{color:var(--mute);font-weight:600}
+.template{border-left:4px solid var(--accent);padding-left:12px;margin:0 0 20px}.template h3{margin:0 0 8px}
+.combo{background:#f2f4f7;color:var(--ink);font-weight:500}
 .prompt{white-space:pre-wrap}.mute{color:var(--mute)}code{font:12px ui-monospace,Menlo,Consolas,monospace}
 """
 
@@ -59,13 +61,11 @@ def render_html(report: dict[str, Any]) -> str:
 
     if report.get("videos"):
         parts.append("<section id=videos><h2>Videos</h2>")
-        for v in report["videos"]:
-            parts.append(_video(v))
+        parts.extend(_by_template(report["videos"], _video))
         parts.append("</section>")
     if report.get("images"):
         parts.append("<section id=images><h2>Images</h2>")
-        for im in report["images"]:
-            parts.append(_image(im))
+        parts.extend(_by_template(report["images"], _image))
         parts.append("</section>")
     cost = report.get("cost") or {}
     if cost.get("items"):
@@ -86,6 +86,36 @@ def render_html(report: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _by_template(items: list[dict[str, Any]], render: Any) -> list[str]:
+    """Items in report order; the variants of one template together under its heading, where the first stood."""
+    out: list[str] = []
+    done: set[str] = set()
+    for item in items:
+        template = item.get("template")
+        if not template:
+            out.append(render(item))
+            continue
+        if template in done:
+            continue
+        done.add(template)
+        members = [x for x in items if x.get("template") == template]
+        names = " × ".join(_e(k) for k in (members[0].get("combination") or {}))
+        failed = sum(bool(x.get("errors")) for x in members)
+        flag = _pill(f"{failed} with errors", "failed") if failed else _pill("all made", "succeeded")
+        out.append(f'<div class=template data-template="{_e(template)}"><h3><code>{_e(template)}</code> '
+                   f'<span class=mute>{len(members)} variant(s) over {names}</span> {flag}</h3>'
+                   + "".join(render(x) for x in members) + "</div>")
+    return out
+
+
+def _variant_head(item: dict[str, Any]) -> str:
+    """The combination as pills after the id, and the variant's own errors under it."""
+    combo = "".join(_pill(f"{k}={v}", "combo") for k, v in (item.get("combination") or {}).items())
+    errors = "".join(f"<li><code>{_e(e['job'])}</code> <b>{_e(e['error'])}</b>: {_e(e['message'])}</li>"
+                     for e in item.get("errors") or [])
+    return combo + (f"<ul class=errors>{errors}</ul>" if errors else "")
+
+
 def _cost_stat(cost: dict[str, Any]) -> str:
     if "total_usd" not in cost:
         return ""
@@ -96,7 +126,7 @@ def _video(v: dict[str, Any]) -> str:
     head = f"<h3>{_e(v['id'])} {_pill(v['status'], 'succeeded' if v['status'] in ('executed', 'cached') else 'failed')}"
     if v.get("cached"):
         head += _pill("cached", "cached")
-    head += "</h3>"
+    head += "</h3>" + _variant_head(v)
     player = ""
     if v.get("path"):
         poster = f' poster="{_e(v["poster"])}"' if v.get("poster") else ""
@@ -139,7 +169,7 @@ def _image(im: dict[str, Any]) -> str:
     head = f"<h3>{_e(im['id'])} {_pill(im['status'], 'succeeded' if im['status'] in ('executed', 'cached') else 'failed')}"
     if im.get("placeholder"):
         head += _pill("contains placeholder steps", "placeholder")
-    head += f"</h3><p class=mute>from {_e(_ref(im.get('source')))} · backend {_e(im.get('backend'))}</p>"
+    head += "</h3>" + _variant_head(im) + f"<p class=mute>from {_e(_ref(im.get('source')))} · backend {_e(im.get('backend'))}</p>"
     figs = []
     if im.get("source_path"):
         figs.append(f'<figure><img loading=lazy src="{_e(im["source_path"])}" alt="{_e(im["id"])} source">'

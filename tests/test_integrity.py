@@ -10,12 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from pipeline.media.probe import probe_video
 
 from pipeline import integrity
 from pipeline.backends import select_backends
 from pipeline.cli import main
 from pipeline.manifest import load_manifest
+from pipeline.media.probe import probe_video
 from pipeline.plan import KeySource, build_plan
 from pipeline.runner import run_plan
 from pipeline.store import LocalStore

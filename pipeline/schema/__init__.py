@@ -16,6 +16,12 @@ SCHEMA_PATH = Path(__file__).with_name("campaign.schema.json")
 SCHEMA_ID = "https://github.com/campaign-pipeline/campaign/pipeline/schema/campaign.schema.json"
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+# Variables (pipeline/variants.py): a name, and ids/references that may hold `{name}` / `{name.field}`
+# placeholders; an expanded id is checked against ID_PATTERN.
+VARIABLE_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_PLACEHOLDER = rf"\{{{VARIABLE_NAME}(?:\.{VARIABLE_NAME})?\}}"
+TEMPLATE_ID_PATTERN = rf"^(?:[a-z0-9]|{_PLACEHOLDER})(?:[a-z0-9_-]|{_PLACEHOLDER})*$"
+MAX_TEMPLATE_ID_CHARS = 200
 CAMPAIGN_PATTERN = r"^[a-z0-9][a-z0-9-]{1,46}[a-z0-9]$"
 MAX_SHOT_PROMPT_CHARS = 4000  # CogVideoX shots (manifest.py holds them to it); Ray2's limit is the catalog's
 MAX_CROSSFADE_S = 10.0
@@ -88,13 +94,36 @@ def build_schema() -> dict[str, Any]:
                 "propertyNames": {"pattern": ID_PATTERN},
                 "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 1024},
             },
+            "variables": {
+                "type": "object",
+                "description": "named lists of values; an image or video that uses {name} or {name.field} is made "
+                               "once per combination of the variables it uses ({{ and }} are literal braces)",
+                "additionalProperties": {
+                    "type": "array", "minItems": 1,
+                    "items": {
+                        "type": ["string", "number", "boolean", "object"],
+                        "description": "a plain value, or a mapping whose `id` names it and whose other fields "
+                                       "{name.field} reads",
+                        "required": ["id"],
+                        "additionalProperties": {"type": ["string", "number", "boolean"]},
+                    },
+                },
+            },
             "images": {"type": "array", "items": {"$ref": "#/$defs/image"}},
             "videos": {"type": "array", "items": {"$ref": "#/$defs/video"}},
         },
         "$defs": {
-            "id": {"type": "string", "pattern": ID_PATTERN,
-                   "description": "a-z, 0-9, '-' and '_', 1 to 63 characters, starting with a letter or digit"},
-            "ref": {"type": "string", "pattern": ID_PATTERN, "description": "an asset id or an image id"},
+            "id": {"type": "string", "pattern": TEMPLATE_ID_PATTERN, "maxLength": MAX_TEMPLATE_ID_CHARS,
+                   "description": "a-z, 0-9, '-' and '_', 1 to 63 characters, starting with a letter or digit; "
+                                  "may use {name} / {name.field} placeholders"},
+            "ref": {"type": "string", "pattern": TEMPLATE_ID_PATTERN, "maxLength": MAX_TEMPLATE_ID_CHARS,
+                    "description": "an asset id or an image id (placeholders allowed)"},
+            "for_each": {
+                "type": ["array", "object"],
+                "description": "which combinations this item is made for: variable names ([market, product]), "
+                               "variables narrowed to some values ({market: [de, fr]}), or explicit combinations "
+                               "([{market: de, product: sofa}])",
+            },
             "edit": {
                 "type": "object",
                 "description": "one Stability tool and its parameters, e.g. `upscale-fast: {}`",
@@ -110,6 +139,7 @@ def build_schema() -> dict[str, Any]:
                 "required": ["id", "from", "edits"],
                 "properties": {
                     "id": {"$ref": "#/$defs/id"},
+                    "for_each": {"$ref": "#/$defs/for_each"},
                     "from": {"$ref": "#/$defs/ref"},
                     "edits": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/edit"}},
                 },
@@ -134,6 +164,7 @@ def build_schema() -> dict[str, Any]:
                 "required": ["id", "shots"],
                 "properties": {
                     "id": {"$ref": "#/$defs/id"},
+                    "for_each": {"$ref": "#/$defs/for_each"},
                     "shots": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/shot"}},
                     "transition": {
                         "type": "object", "additionalProperties": False, "required": ["crossfade"],
