@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "build" / "lambda-layer"
-LAYER_PACKAGES = ("pyyaml", "jsonschema", "pillow")
+LAYER_PACKAGES = ("pyyaml", "jsonschema", "pillow", "numpy")  # numpy: images are read exactly (16-bit modes)
 PYTHON_VERSION = "3.12"  # the functions' runtime (infra/functions.py)
 PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")  # Amazon Linux 2023 (glibc 2.34) runs both
 STAMP = ".requirements.txt"

@@ -138,11 +138,11 @@ def test_names_and_console_links() -> None:
 
 def test_the_light_task_functions_need_nothing_beyond_their_layer() -> None:
     """plan, enhance, image (Bedrock), report and the starter run as zip functions whose layer holds only
-    pyyaml, jsonschema and pillow (infra/build_layer.py): importing them and building the cloud backends
-    must not pull numpy, OpenCV, moviepy or ffmpeg."""
+    pyyaml, jsonschema, pillow and numpy (infra/build_layer.py): importing them and building the cloud backends
+    must not pull OpenCV, moviepy or ffmpeg."""
     script = textwrap.dedent("""
         import importlib.abc, sys
-        HEAVY = ("numpy", "cv2", "moviepy", "imageio_ffmpeg", "imageio", "tqdm", "torch", "diffusers")
+        HEAVY = ("cv2", "moviepy", "imageio_ffmpeg", "imageio", "tqdm", "torch", "diffusers")
         class Block(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path=None, target=None):
                 if name.split(".")[0] in HEAVY:
