@@ -1,9 +1,10 @@
 """Cache integrity: each output's size and sha256 sit in its provenance; a cache hit is checked, a damaged entry
 is moved to quarantine/ (never deleted) so its job is made again, and `campaign cache verify` checks them all.
 
-The checks run on the local store, where a full disk, a killed copy or a careless edit can truncate a file.
-S3 objects are written in one PutObject and S3 checks their integrity itself, so an S3 entry counts as done
-when both objects exist, as before."""
+The same checks run on the local store and on S3: there a half-finished copy cannot happen (one PutObject),
+but a provenance or output edited or replaced by hand, or an object of a failed run, can be wrong. On S3 the
+output's size is checked on every hit (a HEAD) and its hash when asked (`--verify`: a read of the object), and
+a damaged entry is copied to quarantine/ (S3 has no rename) before its job overwrites it."""
 
 from __future__ import annotations
 
@@ -70,23 +71,20 @@ class EntryCheck:
 
 
 def check_entry(store: Store, *, provenance_key: str, output_key: str, full: bool = False) -> EntryCheck:
-    """Check one entry: provenance parses, output exists with the recorded size (and hash: small files, or
-    when `full`). An output without provenance is an unfinished write, not damage: its job simply runs."""
-    if not isinstance(store, LocalStore):
-        done = store.exists(provenance_key) and store.exists(output_key)
-        return EntryCheck(done, verified="none")
-    prov_path, out_path = store.path(provenance_key), store.path(output_key)
-    if not prov_path.is_file():
+    """Check one entry: provenance parses, output exists with the recorded size (and hash: when `full`, and on
+    a local store for small files). An output without provenance is an unfinished write, not damage: its job
+    simply runs."""
+    if store.size(provenance_key) is None:
         return EntryCheck(False)
     try:
-        doc = json.loads(prov_path.read_bytes())
+        doc = json.loads(store.read_bytes(provenance_key))
     except (ValueError, OSError) as exc:
         return EntryCheck(False, f"provenance {provenance_key} is unreadable ({type(exc).__name__})")
     if not isinstance(doc, dict):
         return EntryCheck(False, f"provenance {provenance_key} is not a JSON object")
-    if not out_path.is_file():
+    size = store.size(output_key)
+    if size is None:
         return EntryCheck(False, f"output {output_key} is missing", doc)
-    size = out_path.stat().st_size
     record = doc.get(CHECK_FIELD)
     if record is None:  # written by an older version: only emptiness can be judged
         if size == 0:
@@ -96,13 +94,19 @@ def check_entry(store: Store, *, provenance_key: str, output_key: str, full: boo
         return EntryCheck(False, f"provenance {provenance_key} has a malformed {CHECK_FIELD}", doc)
     if size != record["size"]:
         return EntryCheck(False, f"output {output_key} is {size} bytes; its provenance records {record['size']}", doc)
-    if full or size <= HASH_ON_HIT_MAX_BYTES:
-        actual = fingerprint_file(out_path).sha256
+    if full or (isinstance(store, LocalStore) and size <= HASH_ON_HIT_MAX_BYTES):
+        actual = _sha256(store, output_key)
         if actual != record["sha256"]:
             return EntryCheck(False, f"output {output_key} has sha256 {actual[:12]}…; its provenance records "
                                      f"{record['sha256'][:12]}…", doc)
         return EntryCheck(True, provenance=doc, verified="sha256")
     return EntryCheck(True, provenance=doc, verified="size")
+
+
+def _sha256(store: Store, key: str) -> str:
+    if isinstance(store, LocalStore):
+        return fingerprint_file(store.path(key)).sha256
+    return hashlib.sha256(store.read_bytes(key)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -123,10 +127,19 @@ _repairs_lock = threading.Lock()
 def quarantine(store: Store, *, provenance_key: str, output_key: str, problem: str) -> Repair | None:
     """Move an entry's files (and any sibling with the same key, e.g. a video's poster) to quarantine/, so
     the entry is absent and is made again; nothing is deleted. Records the repair on the store."""
-    if not isinstance(store, LocalStore):
-        return None
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     folder = f"{QUARANTINE_DIR}/{stamp}-{secrets.token_hex(3)}"
+    if not isinstance(store, LocalStore):  # S3: a copy; the job's new output then replaces the damaged one
+        copied = [k for k in (provenance_key, output_key) if store.size(k) is not None]
+        for key in copied:
+            store.copy(key, f"{folder}/{key}")
+        if not copied:
+            return None
+        store.write_bytes(f"{folder}/reason.txt", f"{provenance_key}: {problem}\n".encode())
+        repair = Repair(provenance_key, problem, folder)
+        with _repairs_lock:
+            store.repairs.append(repair)
+        return repair
     prov_path = store.path(provenance_key)
     stem = prov_path.name[: -len(".json")] if prov_path.name.endswith(".json") else prov_path.stem
     moved = False
@@ -150,10 +163,11 @@ def quarantine(store: Store, *, provenance_key: str, output_key: str, problem: s
     return repair
 
 
+
 def check_and_repair(store: Store, *, provenance_key: str, output_key: str) -> EntryCheck:
     """The check a cache hit gets: a damaged entry is quarantined and reported as not done."""
     check = check_entry(store, provenance_key=provenance_key, output_key=output_key,
-                        full=bool(getattr(store, "verify", False)))
+                        full=store.verify)
     if check.problem:
         quarantine(store, provenance_key=provenance_key, output_key=output_key, problem=check.problem)
     return check

@@ -19,7 +19,14 @@ TMP_MARK = ".tmp-"
 class Store(Protocol):
     """Key/value storage of files. Keys are '/'-separated relative paths (cache/clip/<key>.mp4)."""
 
+    verify: bool  # hash every cached output on a cache hit, not only check its size
+    repairs: list[Any]  # pipeline.integrity.Repair: damaged entries moved (or copied) to quarantine/ this run
+
     def exists(self, key: str) -> bool: ...
+
+    def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None when there is no such object."""
+        ...
 
     def read_bytes(self, key: str) -> bytes: ...
 
@@ -74,6 +81,10 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         p = self.path(key)
         return p.is_file() and p.stat().st_size > 0
+
+    def size(self, key: str) -> int | None:
+        p = self.path(key)
+        return p.stat().st_size if p.is_file() else None
 
     def read_bytes(self, key: str) -> bytes:
         return self.path(key).read_bytes()
@@ -163,6 +174,8 @@ class S3Store:
         self.prefix = prefix.strip("/")
         self._client = client
         self._lock = threading.Lock()
+        self.verify = False  # hash every cached output on a cache hit (reads it), not only check its size
+        self.repairs: list[Any] = []  # pipeline.integrity.Repair: damaged entries copied to quarantine/
 
     @property
     def client(self) -> Any:
@@ -177,15 +190,18 @@ class S3Store:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def exists(self, key: str) -> bool:
+        return bool(self.size(key))
+
+    def size(self, key: str) -> int | None:
         from botocore.exceptions import ClientError
 
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
+                return None
             raise
-        return int(head.get("ContentLength", 0)) > 0
+        return int(head.get("ContentLength", 0))
 
     def read_bytes(self, key: str) -> bytes:
         body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()

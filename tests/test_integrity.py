@@ -152,3 +152,36 @@ def test_each_asset_is_read_once_per_run_so_a_later_edit_changes_nothing(
     sofa.write_bytes(b"edited")
     assert ctx.asset_path("sofa") == first and first.read_bytes() == original
     assert first.parent.parent == work and os.path.samefile(first.parent, work / "assets")
+
+
+def test_an_s3_cache_entry_is_checked_and_a_damaged_one_copied_to_quarantine_before_it_is_remade() -> None:
+    """The cloud's store gets the same checks: the recorded size on every hit, the hash with verify, and a
+    damaged entry copied (S3 has no rename) to quarantine/ with its reason, then reported as not done."""
+    import boto3
+    from moto import mock_aws
+
+    from pipeline.store import S3Store
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="out")
+        store = S3Store("out", client=s3)
+        data = b"\x00\x01 a clip's bytes " * 100
+        prov = integrity.with_fingerprint({"job": "clip:v/01"}, integrity.fingerprint_bytes(data))
+        store.write_bytes("cache/clip/k1.mp4", data)
+        store.write_bytes("cache/clip/k1.json", json.dumps(prov).encode())
+        keys = {"provenance_key": "cache/clip/k1.json", "output_key": "cache/clip/k1.mp4"}
+
+        assert integrity.check_and_repair(store, **keys).verified == "size"
+        store.verify = True
+        assert integrity.check_and_repair(store, **keys).verified == "sha256"
+
+        store.write_bytes("cache/clip/k1.mp4", data[:1000])  # replaced by something shorter
+        check = integrity.check_and_repair(store, **keys)
+        assert not check.done and check.problem == f"output cache/clip/k1.mp4 is 1000 bytes; its provenance records {len(data)}"
+        [repair] = store.repairs
+        assert store.read_bytes(f"{repair.moved_to}/cache/clip/k1.mp4") == data[:1000]  # kept, not deleted
+        assert b"1000 bytes" in store.read_bytes(f"{repair.moved_to}/reason.txt")
+
+        store.write_bytes("cache/clip/k1.json", b"{")  # a provenance that is not JSON
+        assert integrity.check_and_repair(store, **keys).problem == "provenance cache/clip/k1.json is unreadable (JSONDecodeError)"
