@@ -29,9 +29,10 @@ ATTENTION_KERNELS = ("auto", "cudnn", "flash", "efficient", "math")
 FEATURE_CACHES = ("none", "fastercache", "pab", "firstblock")
 
 # Extra GPU memory a feature cache holds at the reference clip size (720x480x49), added to the memory-mode
-# estimate and scaled by the clip's size like the activations. FasterCache/PAB: "+16 GB" on CogVideoX-5b in
-# diffusers PR #10163 (reference/models-and-services.md §7, published). FirstBlockCache keeps one residual of
-# the hidden states per branch: an estimate (unverified), not a measurement.
+# estimate and scaled by the clip's size like the activations. FasterCache: "+16 GB" on CogVideoX-5b in
+# diffusers PR #10163 (reference/models-and-services.md §7, published). PAB caches the same attention outputs:
+# assumed the same (unverified). FirstBlockCache keeps one residual of the hidden states per branch: an
+# estimate (unverified), not a measurement.
 CACHE_HEADROOM_GIB = {"none": 0.0, "fastercache": 16.0, "pab": 16.0, "firstblock": 1.0}
 
 # The fused kernels in the order we prefer them; torch takes the first that supports the inputs
