@@ -103,3 +103,28 @@ def run_workers(
                     gpu=gpus[share.worker] if gpus is not None else None)
         summaries.append(data)
     return summaries
+
+
+def worker_count(text: str, *, gpu_count: int) -> int:
+    """--workers: "auto" is one per visible GPU (at least one)."""
+    if text == "auto":
+        return max(1, gpu_count)
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"--workers must be 'auto' or a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def strip_options(argv: list[str], names: set[str]) -> list[str]:
+    """argv without the named options (and their values): the parent sets those per worker."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in names:
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return out

@@ -34,16 +34,11 @@ import argparse  # noqa: E402
 import gc  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
-import re  # noqa: E402
-import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-import traceback  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from concurrent.futures import Future  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from importlib import metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -64,6 +59,17 @@ from transformers.utils import logging as transformers_logging  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import clip_speed  # noqa: E402
 import clip_workers  # noqa: E402
+from clip_jobs import (  # noqa: E402,F401 - re-exported: generate.Job etc. are the names callers know
+    I2V_SUFFIX,
+    KEY_PATTERN,
+    MODEL_SETTINGS,
+    Job,
+    JobError,
+    JobResult,
+    ModelSettings,
+    parse_job,
+)
+from clip_records import peak_memory, record_failure, runtime_environment, write_json  # noqa: E402
 from clip_speed import SpeedOptions  # noqa: E402
 from clip_writer import ClipWriter, dump_frames, frames_to_uint8  # noqa: E402
 
@@ -73,32 +79,9 @@ SAGEMAKER_JOBS = Path("/opt/ml/processing/input/jobs")
 SAGEMAKER_MODELS = Path("/opt/ml/processing/input/models")
 SAGEMAKER_OUT = Path("/opt/ml/processing/output")
 
-I2V_SUFFIX = "-i2v"
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-REQUIRED_FIELDS = {"key": str, "model": str, "prompt": str, "frames": int, "fps": int, "width": int,
-                   "height": int, "steps": int, "guidance": float, "seed": int}
-OPTIONAL_FIELDS = {"image": str, "negative_prompt": str}
-SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed's range
 MEMORY_MODES = ("none", "vae-tiling", "model-offload", "sequential-offload", "cpu")
 PROGRESS_LINES_PER_CLIP = 10  # CloudWatch gets a line about every tenth of the denoising steps
 
-
-@dataclass(frozen=True)
-class ModelSettings:
-    """THUDM's recommended precision and sampler for one model family (CogVideo README, cli_demo.py)."""
-
-    dtype: str
-    scheduler: str  # "dpm": CogVideoXDPMScheduler, "ddim": CogVideoXDDIMScheduler (both timestep_spacing="trailing")
-    dynamic_cfg: bool  # THUDM: use_dynamic_cfg=True with DPM only; DDIM needs False
-
-
-# Mirrors the dtype column of pipeline/catalog.py VIDEO_MODELS (this file cannot import `pipeline`);
-# tests/test_container.py checks the two agree.
-MODEL_SETTINGS: dict[str, ModelSettings] = {
-    "cogvideox-2b": ModelSettings("float16", "ddim", dynamic_cfg=False),
-    "cogvideox-5b": ModelSettings("bfloat16", "dpm", dynamic_cfg=True),
-    "cogvideox1.5-5b": ModelSettings("bfloat16", "dpm", dynamic_cfg=True),
-}
 
 # Memory-mode thresholds: GPU memory a 720x480x49 clip needs beyond the weights, scaled by the clip's
 # pixels x frames. Estimates, not measurements: the diffusers docs give CogVideoX-2b 33 GB with no
@@ -107,40 +90,6 @@ MODEL_SETTINGS: dict[str, ModelSettings] = {
 REFERENCE_CLIP_VOXELS = 720 * 480 * 49
 HEADROOM_UNTILED_GIB = 20.0
 HEADROOM_TILED_GIB = 4.0
-
-
-class JobError(ValueError):
-    """A job line that cannot run as written; the message quotes the offending value."""
-
-
-@dataclass(frozen=True)
-class Job:
-    key: str
-    model: str
-    prompt: str
-    frames: int
-    fps: int
-    width: int
-    height: int
-    steps: int
-    guidance: float
-    seed: int
-    image: Path | None = None
-    negative_prompt: str | None = None
-    source: str = ""  # "<jobs file>:<line>", for error messages
-
-    @property
-    def folder(self) -> str:
-        """The pipeline folder under the models directory that renders this job."""
-        return self.model + (I2V_SUFFIX if self.image is not None else "")
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {name: getattr(self, name) for name in REQUIRED_FIELDS}
-        if self.image is not None:
-            out["image"] = str(self.image)
-        if self.negative_prompt is not None:
-            out["negative_prompt"] = self.negative_prompt
-        return out
 
 
 @dataclass
@@ -160,16 +109,6 @@ class LoadedPipeline:
     setup: dict[str, Any] = field(default_factory=dict)
     speed: SpeedOptions = field(default_factory=SpeedOptions)
     attention_kernels: dict[tuple[int, int, int], str] = field(default_factory=dict)  # probed once per clip size
-
-
-@dataclass(frozen=True)
-class JobResult:
-    key: str | None  # None when the line was too broken to have a key
-    ok: bool
-    mp4: Path | None
-    provenance: dict[str, Any]
-    error: str | None = None
-    error_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -341,48 +280,6 @@ def read_jobs(jobs_path: Path, out_dir: Path, environment: dict[str, Any], log: 
                 rejected.append(record_failure(raw if isinstance(raw, dict) else {"line": text}, exc, out_dir,
                                                environment, stage="check", log=log, key=key, source=source))
     return jobs, rejected
-
-
-def parse_job(raw: Any, *, source: str, base_dir: Path) -> Job:
-    """Check one jobs line like a pipeline's check_inputs: every problem names the value and the line."""
-    if not isinstance(raw, dict):
-        raise JobError(f"{source}: a job is a JSON object, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS))
-    if unknown:
-        raise JobError(f"{source}: unknown field(s) {unknown}; known: {sorted({**REQUIRED_FIELDS, **OPTIONAL_FIELDS})}")
-    missing = sorted(set(REQUIRED_FIELDS) - set(raw))
-    if missing:
-        raise JobError(f"{source}: missing field(s) {missing}")
-    for name, kind in {**REQUIRED_FIELDS, **OPTIONAL_FIELDS}.items():
-        if name not in raw or (name in OPTIONAL_FIELDS and raw[name] is None):
-            continue
-        value = raw[name]
-        ok = (isinstance(value, (int, float)) if kind is float else isinstance(value, kind)) and not isinstance(value, bool)
-        if not ok:
-            raise JobError(f"{source}: {name} must be {kind.__name__}, got {value!r}")
-    key, model = raw["key"], raw["model"]
-    if not KEY_PATTERN.match(key):
-        raise JobError(f"{source}: key {key!r} must match {KEY_PATTERN.pattern} (it names the output files)")
-    if model not in MODEL_SETTINGS:
-        raise JobError(f"{source}: model {model!r} is not one of {sorted(MODEL_SETTINGS)}")
-    if not raw["prompt"].strip():
-        raise JobError(f"{source}: prompt is empty")
-    for name in ("frames", "fps", "width", "height", "steps"):
-        if raw[name] < 1:
-            raise JobError(f"{source}: {name} must be at least 1, got {raw[name]!r}")
-    if raw["guidance"] < 0:
-        raise JobError(f"{source}: guidance must be >= 0, got {raw['guidance']!r}")
-    if not 0 <= raw["seed"] <= SEED_MAX:
-        raise JobError(f"{source}: seed must be in 0..{SEED_MAX}, got {raw['seed']!r}")
-    image = None
-    if raw.get("image") is not None:
-        image = Path(raw["image"])
-        image = image if image.is_absolute() else base_dir / image
-        if not image.is_file():
-            raise JobError(f"{source}: image {raw['image']!r} not found (looked at {image})")
-    return Job(key=key, model=model, prompt=raw["prompt"], frames=raw["frames"], fps=raw["fps"],
-               width=raw["width"], height=raw["height"], steps=raw["steps"], guidance=float(raw["guidance"]),
-               seed=raw["seed"], image=image, negative_prompt=raw.get("negative_prompt"), source=source)
 
 
 # --- 3. load and place ------------------------------------------------------------------------------
@@ -753,71 +650,6 @@ def write_mp4(frames: np.ndarray, path: Path, *, fps: int) -> None:
 # --- failures, provenance, environment ------------------------------------------------------------
 
 
-def record_failure(
-    job: Job | dict[str, Any],
-    exc: BaseException,
-    out_dir: Path,
-    environment: dict[str, Any],
-    *,
-    stage: str,
-    log: Log,
-    key: str | None = None,
-    source: str = "",
-    loaded: LoadedPipeline | None = None,
-) -> JobResult:
-    if isinstance(job, Job):
-        key, source, as_dict = job.key, job.source, job.as_dict()
-    else:
-        as_dict = job
-    message = str(exc)
-    provenance: dict[str, Any] = {
-        "status": "failed", "key": key, "job": as_dict, "source": source, "stage": stage,
-        "error": message, "error_type": type(exc).__name__,
-        "traceback": traceback.format_exception_only(type(exc), exc)[-1].strip()
-        if isinstance(exc, JobError) else traceback.format_exc(limit=8),
-        "environment": environment,
-    }
-    if loaded is not None:
-        provenance["model"] = loaded.identity
-        provenance["settings"] = {"dtype": loaded.dtype, "device": loaded.device, "memory_mode": loaded.memory_mode}
-    if key is not None:
-        stale = out_dir / f"{key}.mp4"
-        if stale.exists():
-            stale.unlink()  # a failed re-run must not leave an older clip looking like this run's output
-        write_json(out_dir / f"{key}.json", provenance)
-    log(f"{key or source}: FAILED at {stage}: {type(exc).__name__}: {message}")
-    return JobResult(key=key, ok=False, mp4=None, provenance=provenance, error=message, error_type=type(exc).__name__)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(partial, path)
-
-
-def peak_memory(device: str) -> dict[str, Any]:
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux; the whole process so far
-    out: dict[str, Any] = {"process_rss_peak_gib": round(rss_kib / 2**20, 3)}
-    if device == "cuda":
-        out["gpu_allocated_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
-        out["gpu_reserved_peak_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 3)
-    return out
-
-
-def runtime_environment() -> dict[str, Any]:
-    versions: dict[str, str | None] = {}
-    for name in ("torch", "diffusers", "transformers", "accelerate", "tokenizers", "imageio-ffmpeg", "numpy", "pillow"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    env: dict[str, Any] = {"python": platform.python_version(), "libraries": versions, "ffmpeg": imageio_ffmpeg.get_ffmpeg_version(),
-                           "cuda": torch.version.cuda, "gpu": None}
-    if torch.cuda.is_available():
-        env["gpu"] = torch.cuda.get_device_name(0)
-    return env
-
-
 def quiet_libraries() -> None:
     """Our flushed lines carry the progress: no tqdm bars (\r garbles CloudWatch), no library chatter."""
     diffusers_logging.disable_progress_bar()
@@ -867,7 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         speed = SpeedOptions(compile=args.compile, compile_cache=args.compile_cache,
                              recompile_limit=args.recompile_limit, fp8=args.fp8, attention=args.attention,
                              cache=args.cache, cache_threshold=args.cache_threshold)
-        workers = worker_count(args.workers)
+        workers = clip_workers.worker_count(args.workers, gpu_count=torch.cuda.device_count())
     except ValueError as exc:
         parser.error(str(exc))
     quiet_libraries()
@@ -883,14 +715,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return batch.exit_code
 
 
-def worker_count(text: str) -> int:
-    if text == "auto":
-        return max(1, torch.cuda.device_count())
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"--workers must be 'auto' or a whole number >= 1, got {text!r}")
-    return int(text)
-
-
 def run_on_workers(args: argparse.Namespace, *, workers: int, argv: list[str]) -> int:
     """Step 0 on a multi-GPU instance: split the checked jobs over one child per GPU, merge their summaries."""
     out_dir: Path = args.out
@@ -902,7 +726,7 @@ def run_on_workers(args: argparse.Namespace, *, workers: int, argv: list[str]) -
     gpus = [str(i) for i in range(workers)] if torch.cuda.device_count() >= workers else None
     log_line(f"{len(jobs)} job(s) over {len(shares)} worker(s): " +
              ", ".join(f"worker {s.worker}: {len(s.keys)}" for s in shares))
-    forwarded = strip_options(argv, {"--jobs", "--models", "--out", "--workers", "--summary", "--compile-cache-out"})
+    forwarded = clip_workers.strip_options(argv, {"--jobs", "--models", "--out", "--workers", "--summary", "--compile-cache-out"})
     summaries = clip_workers.run_workers(generate_py=Path(__file__).resolve(), shares=shares, lines_by_key=lines,
                                          models_dir=args.models, out_dir=out_dir, forwarded_args=forwarded, gpus=gpus)
     results = [{"key": r.key, "ok": r.ok, "error": r.error, "error_type": r.error_type} for r in rejected]
@@ -919,22 +743,6 @@ def run_on_workers(args: argparse.Namespace, *, workers: int, argv: list[str]) -
     })
     log_line(f"done: {succeeded}/{len(results)} clip(s) written to {out_dir} by {len(shares)} worker(s)")
     return 2 if not results else (0 if succeeded else 1)
-
-
-def strip_options(argv: list[str], names: set[str]) -> list[str]:
-    """argv without the named options (and their values): the parent sets those per worker."""
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name in names:
-            skip = "=" not in arg
-            continue
-        out.append(arg)
-    return out
 
 
 if __name__ == "__main__":

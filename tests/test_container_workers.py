@@ -64,11 +64,12 @@ def test_split_is_deterministic_and_never_loses_or_repeats_a_clip():
 
 
 def test_worker_count_and_option_stripping():
-    assert gen.worker_count("3") == 3
+    count = gen.clip_workers.worker_count
+    assert (count("3", gpu_count=0), count("auto", gpu_count=8), count("auto", gpu_count=0)) == (3, 8, 1)
     with pytest.raises(ValueError, match="--workers must be 'auto' or a whole number"):
-        gen.worker_count("0")
+        count("0", gpu_count=8)
     argv = ["--jobs", "j", "--compile", "--out=o", "--workers", "2", "--cache", "pab", "--models", "m"]
-    assert gen.strip_options(argv, {"--jobs", "--out", "--workers", "--models"}) == ["--compile", "--cache", "pab"]
+    assert gen.clip_workers.strip_options(argv, {"--jobs", "--out", "--workers", "--models"}) == ["--compile", "--cache", "pab"]
 
 
 @pytest.fixture(scope="module")
