@@ -166,6 +166,21 @@ def test_regional_compile_equals_eager_and_compiles_every_block(models):
         torch.testing.assert_close(compiled(**inputs)[0], eager(**inputs)[0], rtol=1e-5, atol=1e-5)
 
 
+def test_inductor_compiled_block_equals_eager():
+    """The production backend (inductor, C++ codegen on CPU here): one block, so one graph to build."""
+    torch._dynamo.reset()
+    eager = tiny.tiny_components(i2v=False)["transformer"].eval()
+    compiled = tiny.tiny_components(i2v=False)["transformer"].eval()
+    info = speed.compile_regional(compiled, gen.SpeedOptions(compile="regional"), lambda _: None)
+    assert (info["backend"], info["fullgraph"], info["blocks"]) == ("inductor", True, "CogVideoXBlock")
+    inputs = transformer_inputs(eager)
+    try:
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(**inputs)[0], eager(**inputs)[0], rtol=1e-4, atol=1e-5)
+    finally:
+        torch._dynamo.reset()
+
+
 def test_a_recompile_past_the_limit_fails_loudly_and_is_logged(models):
     torch._dynamo.reset()
     lines: list[str] = []
