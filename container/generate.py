@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence  # noqa: E402
 from concurrent.futures import Future  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 from typing import Any  # noqa: E402
 
 import imageio_ffmpeg  # noqa: E402
@@ -177,7 +178,8 @@ def run_batch(
 
     # Clips are encoded and written by one background thread while the next one renders (clip_writer.py).
     writer = ClipWriter(background=background_write)
-    pending: list[tuple[Job, Future[JobResult], LoadedPipeline]] = []
+    # (job, its write, the placement a failed write records): never the pipeline, which step 5 releases
+    pending: list[tuple[Job, Future[JobResult], SimpleNamespace]] = []
     loads: list[dict[str, Any]] = []
     compiled_any = False
     for folder, group in groups.items():
@@ -204,8 +206,10 @@ def run_batch(
         for job in group:
             while True:
                 try:
+                    placement = SimpleNamespace(identity=loaded.identity, dtype=loaded.dtype, device=loaded.device,
+                                                memory_mode=loaded.memory_mode)
                     pending.append((job, render_clip(loaded, job, out_dir, environment, log=log, writer=writer,
-                                                     dump_raw_frames=dump_raw_frames), loaded))
+                                                     dump_raw_frames=dump_raw_frames), placement))
                 except torch.cuda.OutOfMemoryError as exc:
                     release_memory()
                     before = loaded.memory_mode
@@ -226,10 +230,10 @@ def run_batch(
 
     # 6. Wait for the writer; a clip whose encode failed is a failed job. Then the compile cache, the summary.
     writer.close()
-    for job, future, loaded in pending:
+    for job, future, placement in pending:
         error = future.exception()
         results.append(future.result() if error is None else
-                       record_failure(job, error, out_dir, environment, stage="encode", log=log, loaded=loaded))
+                       record_failure(job, error, out_dir, environment, stage="encode", log=log, loaded=placement))
     if compile_cache_out is not None and compiled_any:
         clip_speed.save_compile_cache(compile_cache_out, clip_speed.compile_key(device_kind()), log)
     batch = BatchResult(results=results, loads=loads)

@@ -118,3 +118,26 @@ def test_benchmark_builds_its_components_in_eval_mode():
     components = gpu_clip.build_components(tiny=True, device="cpu", dtype=torch.float32)
     assert not components["text_encoder"].training  # T5's dropout was active before
     assert not any(m.training for name in ("text_encoder", "vae", "transformer") for m in components[name].modules())
+
+
+def test_pending_writes_do_not_keep_a_released_pipeline_alive(models, tmp_path, monkeypatch):
+    """Step 5 releases each folder's pipeline before the next loads, while its clips may still be encoding."""
+    import gc
+    import weakref
+
+    real_load, earlier, alive_at_next_load = gen.load_pipeline, [], []
+
+    def load_and_watch(*args, **kwargs):
+        gc.collect()
+        alive_at_next_load.extend(ref() is not None for ref in earlier)
+        loaded = real_load(*args, **kwargs)
+        earlier.append(weakref.ref(loaded.pipe))
+        return loaded
+
+    monkeypatch.setattr(gen, "load_pipeline", load_and_watch)
+    tiny.start_image(tmp_path / "start.png")
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps(tiny.job("t")) + "\n" + json.dumps(tiny.job("i", image="start.png")) + "\n")
+    result = gen.run_batch(jobs, models, tmp_path / "out", background_write=True, log=lambda _: None)
+    assert result.succeeded == 2 and len(earlier) == 2
+    assert alive_at_next_load == [False]
