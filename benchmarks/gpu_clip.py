@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     eager = figures["eager"]["seconds_per_clip"]
     for config, f in figures.items():
         lines = {
-            "seconds_per_clip": f"{f['seconds_per_clip']:.2f}",
+            "seconds_per_clip": f"{f['seconds_per_clip']:.3f}",
             "ratio_vs_eager": f"{f['seconds_per_clip'] / eager:.3f}",
             "ratio_vs_thudm_h100": f"{f['seconds_per_clip'] / THUDM_H100_SECONDS_PER_CLIP:.3f} "
                                    f"(published {THUDM_H100_SECONDS_PER_CLIP:.0f} s; target <= {TARGET_RATIO})",

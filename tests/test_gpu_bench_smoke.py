@@ -24,9 +24,10 @@ def test_gpu_benchmark_tiny_smoke():
             assert f"{config}.{name}" in figures, (config, name, done.stdout)
         seconds = float(figures[f"{config}.seconds_per_clip"])
         ratio = float(figures[f"{config}.ratio_vs_thudm_h100"].split()[0])
-        assert seconds > 0 and abs(ratio - seconds / 90.0) < 1e-3
-        vs_eager = float(figures[f"{config}.ratio_vs_eager"])
-        assert abs(vs_eager - seconds / float(figures["eager.seconds_per_clip"])) < 0.01
+        assert seconds > 0 and abs(ratio - seconds / 90.0) < 6e-4  # both printed to 3 decimals
+        # ratio_vs_eager comes from the unrounded times: it must lie within the printed times' rounding
+        vs_eager, eager = float(figures[f"{config}.ratio_vs_eager"]), float(figures["eager.seconds_per_clip"])
+        assert (seconds - 5e-4) / (eager + 5e-4) - 5e-4 <= vs_eager <= (seconds + 5e-4) / (eager - 5e-4) + 5e-4
         assert 0 < float(figures[f"{config}.setup_share_of_batch"].split()[0]) < 1
     assert figures["eager.ratio_vs_eager"] == "1.000"
     # what really ran, as each configuration's first clip recorded it
