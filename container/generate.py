@@ -1,6 +1,7 @@
 """CogVideoX clips for a batch of jobs: the SageMaker processing image's entrypoint (also run in-process).
 
-    python generate.py --jobs JOBS.jsonl --models DIR --out DIR [--compile] [--memory-mode MODE]
+    python generate.py --jobs JOBS.jsonl --models DIR --out DIR [--compile regional] [--fp8 auto]
+                       [--attention auto] [--cache none] [--workers auto] [--dump-frames] [--memory-mode MODE]
 
 Each line of JOBS is one clip: {"key", "model", "prompt", "frames", "fps", "width", "height", "steps",
 "guidance", "seed"} and optionally "image" (a start image for image-to-video, a path relative to the
@@ -10,8 +11,9 @@ writes OUT/<key>.mp4 (exactly the requested size, frame count and fps) and OUT/<
 or the error of a failed job), plus OUT/_batch.json. One failed job never stops the batch; the exit
 status is non-zero only when every job failed.
 
-Self-contained on purpose: the image ships this file alone, without the `pipeline` package, and the
-diffusers backend (pipeline/backends/video_diffusers.py) imports it by path, so both run the same code.
+Self-contained on purpose: the image ships this folder's .py files, without the `pipeline` package, and the
+diffusers backend (pipeline/backends/video_diffusers.py) imports it by path, so both run the same code. The
+speed options live in clip_speed.py, the background writer in clip_writer.py, the per-GPU split in clip_workers.py.
 Settings follow THUDM's CogVideo README and inference/cli_demo.py (see reference/models-and-services.md §2).
 `run_batch` reads top to bottom as numbered steps, like a diffusers pipeline's `__call__`.
 """
@@ -25,21 +27,20 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# diffusers reads this at import (utils/constants.py) and then loads safetensors shards in parallel.
+os.environ.setdefault("HF_ENABLE_PARALLEL_LOADING", "yes")
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
-import re  # noqa: E402
-import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-import traceback  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
+from concurrent.futures import Future  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from importlib import metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 from typing import Any  # noqa: E402
 
 import imageio_ffmpeg  # noqa: E402
@@ -55,38 +56,33 @@ from diffusers.utils import logging as diffusers_logging  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
+# The sibling modules ship beside this file in the image; imported by path so this works wherever it is run from.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import clip_speed  # noqa: E402
+import clip_workers  # noqa: E402
+from clip_jobs import (  # noqa: E402,F401 - re-exported: generate.Job etc. are the names callers know
+    I2V_SUFFIX,
+    KEY_PATTERN,
+    MODEL_SETTINGS,
+    Job,
+    JobError,
+    JobResult,
+    ModelSettings,
+    parse_job,
+)
+from clip_records import peak_memory, record_failure, runtime_environment, write_json  # noqa: E402
+from clip_speed import SpeedOptions  # noqa: E402
+from clip_writer import ClipWriter, dump_frames, frames_to_uint8  # noqa: E402
+
 # SageMaker Processing mounts its inputs and uploads its output at these paths (ProcessingInputs /
 # ProcessingOutputConfig in pipeline/sagemaker.py name the same ones).
 SAGEMAKER_JOBS = Path("/opt/ml/processing/input/jobs")
 SAGEMAKER_MODELS = Path("/opt/ml/processing/input/models")
 SAGEMAKER_OUT = Path("/opt/ml/processing/output")
 
-I2V_SUFFIX = "-i2v"
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-REQUIRED_FIELDS = {"key": str, "model": str, "prompt": str, "frames": int, "fps": int, "width": int,
-                   "height": int, "steps": int, "guidance": float, "seed": int}
-OPTIONAL_FIELDS = {"image": str, "negative_prompt": str}
-SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed's range
 MEMORY_MODES = ("none", "vae-tiling", "model-offload", "sequential-offload", "cpu")
 PROGRESS_LINES_PER_CLIP = 10  # CloudWatch gets a line about every tenth of the denoising steps
 
-
-@dataclass(frozen=True)
-class ModelSettings:
-    """THUDM's recommended precision and sampler for one model family (CogVideo README, cli_demo.py)."""
-
-    dtype: str
-    scheduler: str  # "dpm": CogVideoXDPMScheduler, "ddim": CogVideoXDDIMScheduler (both timestep_spacing="trailing")
-    dynamic_cfg: bool  # THUDM: use_dynamic_cfg=True with DPM only; DDIM needs False
-
-
-# Mirrors the dtype column of pipeline/catalog.py VIDEO_MODELS (this file cannot import `pipeline`);
-# tests/test_container.py checks the two agree.
-MODEL_SETTINGS: dict[str, ModelSettings] = {
-    "cogvideox-2b": ModelSettings("float16", "ddim", dynamic_cfg=False),
-    "cogvideox-5b": ModelSettings("bfloat16", "dpm", dynamic_cfg=True),
-    "cogvideox1.5-5b": ModelSettings("bfloat16", "dpm", dynamic_cfg=True),
-}
 
 # Memory-mode thresholds: GPU memory a 720x480x49 clip needs beyond the weights, scaled by the clip's
 # pixels x frames. Estimates, not measurements: the diffusers docs give CogVideoX-2b 33 GB with no
@@ -95,40 +91,6 @@ MODEL_SETTINGS: dict[str, ModelSettings] = {
 REFERENCE_CLIP_VOXELS = 720 * 480 * 49
 HEADROOM_UNTILED_GIB = 20.0
 HEADROOM_TILED_GIB = 4.0
-
-
-class JobError(ValueError):
-    """A job line that cannot run as written; the message quotes the offending value."""
-
-
-@dataclass(frozen=True)
-class Job:
-    key: str
-    model: str
-    prompt: str
-    frames: int
-    fps: int
-    width: int
-    height: int
-    steps: int
-    guidance: float
-    seed: int
-    image: Path | None = None
-    negative_prompt: str | None = None
-    source: str = ""  # "<jobs file>:<line>", for error messages
-
-    @property
-    def folder(self) -> str:
-        """The pipeline folder under the models directory that renders this job."""
-        return self.model + (I2V_SUFFIX if self.image is not None else "")
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {name: getattr(self, name) for name in REQUIRED_FIELDS}
-        if self.image is not None:
-            out["image"] = str(self.image)
-        if self.negative_prompt is not None:
-            out["negative_prompt"] = self.negative_prompt
-        return out
 
 
 @dataclass
@@ -146,16 +108,8 @@ class LoadedPipeline:
     identity: dict[str, Any]
     load_s: float
     setup: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class JobResult:
-    key: str | None  # None when the line was too broken to have a key
-    ok: bool
-    mp4: Path | None
-    provenance: dict[str, Any]
-    error: str | None = None
-    error_type: str | None = None
+    speed: SpeedOptions = field(default_factory=SpeedOptions)
+    attention_kernels: dict[tuple[int, int, int], str] = field(default_factory=dict)  # probed once per clip size
 
 
 @dataclass(frozen=True)
@@ -192,11 +146,20 @@ def run_batch(
     *,
     compile_transformer: bool = False,
     memory_mode: str | None = None,
+    speed: SpeedOptions | None = None,
+    dump_raw_frames: bool = False,
+    background_write: bool = True,
+    compile_cache_out: Path | None = None,
+    summary_path: Path | None = None,
     log: Log = log_line,
 ) -> BatchResult:
-    """Render every job in `jobs_path` (a .jsonl file or a folder of them) into `out_dir`."""
+    """Render every job in `jobs_path` (a .jsonl file or a folder of them) into `out_dir`.
+
+    `compile_transformer=True` is the older spelling of `speed=SpeedOptions(compile="regional")`.
+    """
     if memory_mode is not None and memory_mode not in MEMORY_MODES:
         raise ValueError(f"memory_mode {memory_mode!r} is not one of {MEMORY_MODES}")
+    speed = speed or SpeedOptions(compile="regional" if compile_transformer else "off")
     out_dir.mkdir(parents=True, exist_ok=True)
     environment = runtime_environment()
 
@@ -204,18 +167,27 @@ def run_batch(
     jobs, results = read_jobs(jobs_path, out_dir, environment, log)
     log(f"{len(jobs) + len(results)} job(s) from {jobs_path}, {len(results)} rejected")
 
-    # 2. Group by pipeline folder, in order of first appearance: each folder is loaded once.
+    # 2. Group by pipeline folder, in order of first appearance: each folder is loaded once. Within a folder,
+    #    clips of one size run together, so a compiled transformer meets each shape in one run of clips.
     groups: dict[str, list[Job]] = {}
     for job in jobs:
         groups.setdefault(job.folder, []).append(job)
+    for folder in groups:
+        order = {size: i for i, size in enumerate(dict.fromkeys(clip_size(j) for j in groups[folder]))}
+        groups[folder].sort(key=lambda j: order[clip_size(j)])
 
+    # Clips are encoded and written by one background thread while the next one renders (clip_writer.py).
+    writer = ClipWriter(background=background_write)
+    # (job, its write, the placement a failed write records): never the pipeline, which step 5 releases
+    pending: list[tuple[Job, Future[JobResult], SimpleNamespace]] = []
     loads: list[dict[str, Any]] = []
+    compiled_any = False
     for folder, group in groups.items():
-        # 3. Load the pipeline and place it on the device (memory mode, scheduler, compile).
+        # 3. Load the pipeline and place it on the device (memory mode, scheduler, speed options).
         try:
             loaded = load_pipeline(models_dir / folder, settings=MODEL_SETTINGS[group[0].model],
                                    i2v=folder.endswith(I2V_SUFFIX), jobs=group,
-                                   memory_mode=memory_mode, compile_transformer=compile_transformer, log=log)
+                                   memory_mode=memory_mode, speed=speed, log=log)
         except Exception as exc:  # noqa: BLE001 - a folder that will not load fails its jobs, not the batch
             log(f"loading {folder} failed: {type(exc).__name__}: {exc}")
             release_memory()
@@ -223,16 +195,21 @@ def run_batch(
             for job in group:
                 results.append(record_failure(job, exc, out_dir, environment, stage="load", log=log))
             continue
+        compiled_any = compiled_any or loaded.compiled
         loads.append({"folder": folder, "ok": True, "load_s": loaded.load_s, "memory_mode": loaded.memory_mode,
-                      "jobs": len(group), "identity": loaded.identity})
+                      "jobs": len(group), "identity": loaded.identity, "speed": public_setup(loaded.setup)})
 
         # 4. Render its jobs one by one; each writes <key>.mp4 + <key>.json or its failure. The memory mode
         #    was chosen from estimates: a clip that runs out of GPU memory steps the mode down once (tiling,
-        #    then model offload) and is tried again, and the clips after it keep the safer mode.
+        #    then model offload) and is tried again, and the clips after it keep the safer mode. Every attempt
+        #    starts from an empty feature cache (render_clip resets it).
         for job in group:
             while True:
                 try:
-                    results.append(render_clip(loaded, job, out_dir, environment, log=log))
+                    placement = SimpleNamespace(identity=loaded.identity, dtype=loaded.dtype, device=loaded.device,
+                                                memory_mode=loaded.memory_mode)
+                    pending.append((job, render_clip(loaded, job, out_dir, environment, log=log, writer=writer,
+                                                     dump_raw_frames=dump_raw_frames), placement))
                 except torch.cuda.OutOfMemoryError as exc:
                     release_memory()
                     before = loaded.memory_mode
@@ -247,19 +224,34 @@ def run_batch(
                     release_memory()  # the next clip starts from a clean cache
                 break
 
-        # 5. Release the pipeline before the next folder loads.
+        # 5. Release the pipeline before the next folder loads (the writer holds only uint8 frames).
         del loaded
         release_memory()
 
-    # 6. Write the batch summary.
+    # 6. Wait for the writer; a clip whose encode failed is a failed job. Then the compile cache, the summary.
+    writer.close()
+    for job, future, placement in pending:
+        error = future.exception()
+        results.append(future.result() if error is None else
+                       record_failure(job, error, out_dir, environment, stage="encode", log=log, loaded=placement))
+    if compile_cache_out is not None and compiled_any:
+        clip_speed.save_compile_cache(compile_cache_out, clip_speed.compile_key(device_kind()), log)
     batch = BatchResult(results=results, loads=loads)
-    write_json(out_dir / "_batch.json", {
+    write_json(summary_path or out_dir / "_batch.json", {
         "jobs": len(results), "succeeded": batch.succeeded, "failed": len(results) - batch.succeeded,
-        "loads": loads, "environment": environment,
+        "loads": loads, "environment": environment, "speed": speed.as_dict(),
         "results": [{"key": r.key, "ok": r.ok, "error": r.error, "error_type": r.error_type} for r in results],
     })
     log(f"done: {batch.succeeded}/{len(results)} clip(s) written to {out_dir}")
     return batch
+
+
+def clip_size(job: Job) -> tuple[int, int, int]:
+    return (job.width, job.height, job.frames)
+
+
+def device_kind() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # --- 1. jobs --------------------------------------------------------------------------------------
@@ -294,48 +286,6 @@ def read_jobs(jobs_path: Path, out_dir: Path, environment: dict[str, Any], log: 
     return jobs, rejected
 
 
-def parse_job(raw: Any, *, source: str, base_dir: Path) -> Job:
-    """Check one jobs line like a pipeline's check_inputs: every problem names the value and the line."""
-    if not isinstance(raw, dict):
-        raise JobError(f"{source}: a job is a JSON object, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS))
-    if unknown:
-        raise JobError(f"{source}: unknown field(s) {unknown}; known: {sorted({**REQUIRED_FIELDS, **OPTIONAL_FIELDS})}")
-    missing = sorted(set(REQUIRED_FIELDS) - set(raw))
-    if missing:
-        raise JobError(f"{source}: missing field(s) {missing}")
-    for name, kind in {**REQUIRED_FIELDS, **OPTIONAL_FIELDS}.items():
-        if name not in raw or (name in OPTIONAL_FIELDS and raw[name] is None):
-            continue
-        value = raw[name]
-        ok = (isinstance(value, (int, float)) if kind is float else isinstance(value, kind)) and not isinstance(value, bool)
-        if not ok:
-            raise JobError(f"{source}: {name} must be {kind.__name__}, got {value!r}")
-    key, model = raw["key"], raw["model"]
-    if not KEY_PATTERN.match(key):
-        raise JobError(f"{source}: key {key!r} must match {KEY_PATTERN.pattern} (it names the output files)")
-    if model not in MODEL_SETTINGS:
-        raise JobError(f"{source}: model {model!r} is not one of {sorted(MODEL_SETTINGS)}")
-    if not raw["prompt"].strip():
-        raise JobError(f"{source}: prompt is empty")
-    for name in ("frames", "fps", "width", "height", "steps"):
-        if raw[name] < 1:
-            raise JobError(f"{source}: {name} must be at least 1, got {raw[name]!r}")
-    if raw["guidance"] < 0:
-        raise JobError(f"{source}: guidance must be >= 0, got {raw['guidance']!r}")
-    if not 0 <= raw["seed"] <= SEED_MAX:
-        raise JobError(f"{source}: seed must be in 0..{SEED_MAX}, got {raw['seed']!r}")
-    image = None
-    if raw.get("image") is not None:
-        image = Path(raw["image"])
-        image = image if image.is_absolute() else base_dir / image
-        if not image.is_file():
-            raise JobError(f"{source}: image {raw['image']!r} not found (looked at {image})")
-    return Job(key=key, model=model, prompt=raw["prompt"], frames=raw["frames"], fps=raw["fps"],
-               width=raw["width"], height=raw["height"], steps=raw["steps"], guidance=float(raw["guidance"]),
-               seed=raw["seed"], image=image, negative_prompt=raw.get("negative_prompt"), source=source)
-
-
 # --- 3. load and place ------------------------------------------------------------------------------
 
 
@@ -346,7 +296,7 @@ def load_pipeline(
     i2v: bool,
     jobs: Sequence[Job],
     memory_mode: str | None,
-    compile_transformer: bool,
+    speed: SpeedOptions,
     log: Log,
 ) -> LoadedPipeline:
     """Load a diffusers pipeline folder from disk (never the hub) and set it up for `jobs`."""
@@ -362,19 +312,24 @@ def load_pipeline(
     identity = folder_identity(folder)
 
     # 3b. Precision: THUDM's dtype on a GPU; float32 on CPU (half-precision CPU kernels are slow or missing).
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = device_kind()
     dtype = settings.dtype if device == "cuda" else "float32"
     if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
         dtype = "float16"  # e.g. V100 has no bf16 (zai-org/CogVideo#204)
 
-    log(f"loading {folder.name} ({pipeline_class.__name__}, {dtype}, {device})")
+    # 3c. Straight to the GPU when the weight files fit in its free memory (device_map="cuda": no CPU copy
+    #     first; diffusers' SUPPORTED_DEVICE_MAP takes a device name); an offload mode moves them back later.
+    weights_bytes = sum(p.stat().st_size for p in folder.rglob("*.safetensors"))
+    device_map = "cuda" if device == "cuda" and weights_bytes < torch.cuda.mem_get_info()[0] else None
+    log(f"loading {folder.name} ({pipeline_class.__name__}, {dtype}, {device}, device_map={device_map})")
     started = time.perf_counter()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    pipe = pipeline_class.from_pretrained(folder, dtype=getattr(torch, dtype), local_files_only=True)
+    pipe = pipeline_class.from_pretrained(folder, dtype=getattr(torch, dtype), local_files_only=True,
+                                          **({"device_map": device_map} if device_map else {}))
     loaded = setup_pipeline(pipe, folder=folder.name, settings=settings, i2v=i2v, device=device, dtype=dtype,
-                            jobs=jobs, memory_mode=memory_mode, compile_transformer=compile_transformer,
-                            identity=identity)
+                            jobs=jobs, memory_mode=memory_mode, speed=speed, identity=identity, log=log)
+    loaded.setup["device_map"] = device_map
     loaded.load_s = time.perf_counter() - started
     log(f"loaded {folder.name} in {loaded.load_s:.1f}s, memory mode {loaded.memory_mode}")
     return loaded
@@ -390,16 +345,20 @@ def setup_pipeline(
     dtype: str,
     jobs: Sequence[Job],
     memory_mode: str | None,
-    compile_transformer: bool,
+    speed: SpeedOptions,
     identity: dict[str, Any],
+    log: Log = log_line,
 ) -> LoadedPipeline:
-    """Scheduler, memory mode and compile for a loaded pipeline (the GPU benchmark calls this too)."""
+    """Scheduler, memory mode and speed options for a loaded pipeline (the GPU benchmark calls this too)."""
     # THUDM's sampler: DPM with trailing spacing (+ dynamic CFG) for 5B, DDIM for 2B.
     scheduler_class = CogVideoXDPMScheduler if settings.scheduler == "dpm" else CogVideoXDDIMScheduler
     pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config, timestep_spacing="trailing")
     pipe.set_progress_bar_config(disable=True)  # \r progress bars garble CloudWatch; progress_callback logs instead
+    for component in pipe.components.values():  # inference everywhere: no dropout, whoever built the modules
+        if isinstance(component, torch.nn.Module):
+            component.eval()
 
-    mode, memory = choose_memory_mode(pipe, device=device, jobs=jobs, requested=memory_mode)
+    mode, memory = choose_memory_mode(pipe, device=device, jobs=jobs, requested=memory_mode, cache=speed.cache)
     if mode in ("none", "vae-tiling"):
         pipe.to(device)
     elif mode == "model-offload":
@@ -409,12 +368,37 @@ def setup_pipeline(
     if mode in ("vae-tiling", "model-offload", "sequential-offload"):
         pipe.vae.enable_tiling()
         pipe.vae.enable_slicing()
-    if compile_transformer:
-        pipe.transformer.compile()  # in place: keeps .config; the first clip pays for compilation
+
+    # Speed options (clip_speed.py), in the order they compose: FP8 weights, then the cache hooks, then the
+    # compile that traces through both. Each records what really happened, not what was asked.
+    capability = torch.cuda.get_device_capability(0) if device == "cuda" else None
+    fp8_mode, fp8_reason = clip_speed.fp8_decision(speed.fp8, device=device, capability=capability,
+                                                   torchao_version=clip_speed.torchao_version())
+    if speed.fp8 != "off":
+        log(f"fp8: {fp8_mode} ({fp8_reason})")
+    fp8_layers = clip_speed.apply_fp8(pipe.transformer, fp8_mode)
+    cache = clip_speed.apply_cache(pipe, speed.cache, threshold=speed.cache_threshold)
+    compile_cache: dict[str, Any] = {"loaded": False, "reason": "compile off"}
+    if speed.compile != "off":
+        compile_cache = clip_speed.load_compile_cache(speed.compile_cache, clip_speed.compile_key(device), log)
+    compiled = clip_speed.compile_regional(pipe.transformer, speed, log)
     return LoadedPipeline(folder=folder, pipe=pipe, i2v=i2v, settings=settings, device=device, dtype=dtype,
-                          memory_mode=mode, compiled=compile_transformer, identity=identity, load_s=0.0,
+                          memory_mode=mode, compiled=speed.compile != "off", identity=identity, load_s=0.0, speed=speed,
                           setup={"memory": memory, "scheduler": scheduler_class.__name__,
-                                 "use_dynamic_cfg": settings.dynamic_cfg})
+                                 "use_dynamic_cfg": settings.dynamic_cfg, "speed": speed.as_dict(),
+                                 "fp8": {"mode": fp8_mode, "reason": fp8_reason, "linear_layers": fp8_layers},
+                                 "feature_cache": cache, "compile": compiled, "compile_cache": compile_cache})
+
+
+def public_setup(setup: dict[str, Any]) -> dict[str, Any]:
+    """The setup as provenance records it (the recompile log handler is an object, its messages are data)."""
+    out = {name: value for name, value in setup.items() if name != "compile"}
+    compiled = dict(setup.get("compile", {}))
+    handler = compiled.pop("recompile_handler", None)
+    if handler is not None:
+        compiled["recompiles"] = list(handler.messages)
+    out["compile"] = compiled
+    return out
 
 
 # After a CUDA out-of-memory error: the next safer placement (sequential offload is left to --memory-mode:
@@ -438,10 +422,12 @@ def step_down_memory_mode(loaded: LoadedPipeline) -> bool:
     return True
 
 
-def choose_memory_mode(pipe: Any, *, device: str, jobs: Sequence[Job], requested: str | None) -> tuple[str, dict[str, Any]]:
-    """The fastest placement that fits the free GPU memory: offload only when the weights cannot stay."""
+def choose_memory_mode(pipe: Any, *, device: str, jobs: Sequence[Job], requested: str | None,
+                       cache: str = "none") -> tuple[str, dict[str, Any]]:
+    """The fastest placement that fits the free GPU memory: offload only when the weights cannot stay.
+    A feature cache's stored activations count on top of every mode's headroom."""
     sizes = {name: module_bytes(module) for name, module in pipe.components.items() if isinstance(module, torch.nn.Module)}
-    info: dict[str, Any] = {"component_bytes": sizes}
+    info: dict[str, Any] = {"component_bytes": sizes, "cache": cache}
     if device != "cuda":
         if requested not in (None, "cpu"):
             raise ValueError(f"memory_mode {requested!r} needs a CUDA GPU; this machine has none")
@@ -450,9 +436,10 @@ def choose_memory_mode(pipe: Any, *, device: str, jobs: Sequence[Job], requested
         raise ValueError("memory_mode 'cpu' was asked for on a machine with a CUDA GPU")
     free, total = torch.cuda.mem_get_info()
     scale = max(j.width * j.height * j.frames for j in jobs) / REFERENCE_CLIP_VOXELS
-    need_untiled = sum(sizes.values()) + HEADROOM_UNTILED_GIB * scale * 2**30
-    need_tiled = sum(sizes.values()) + HEADROOM_TILED_GIB * scale * 2**30
-    need_offload = max(sizes.values()) + HEADROOM_TILED_GIB * scale * 2**30
+    cached = clip_speed.CACHE_HEADROOM_GIB[cache]
+    need_untiled = sum(sizes.values()) + (HEADROOM_UNTILED_GIB + cached) * scale * 2**30
+    need_tiled = sum(sizes.values()) + (HEADROOM_TILED_GIB + cached) * scale * 2**30
+    need_offload = max(sizes.values()) + (HEADROOM_TILED_GIB + cached) * scale * 2**30
     info.update(free_gib=round(free / 2**30, 3), total_gib=round(total / 2**30, 3),
                 estimate_gib={"none": round(need_untiled / 2**30, 3), "vae-tiling": round(need_tiled / 2**30, 3),
                               "model-offload": round(need_offload / 2**30, 3)})
@@ -489,8 +476,9 @@ def folder_identity(folder: Path) -> dict[str, Any]:
 # --- 4. one clip ----------------------------------------------------------------------------------
 
 
-def render_clip(loaded: LoadedPipeline, job: Job, out_dir: Path, environment: dict[str, Any], *, log: Log) -> JobResult:
-    """Prepare the inputs, denoise and decode, encode the mp4, write provenance."""
+def render_clip(loaded: LoadedPipeline, job: Job, out_dir: Path, environment: dict[str, Any], *, log: Log,
+                writer: ClipWriter, dump_raw_frames: bool = False) -> Future[JobResult]:
+    """Prepare the inputs, denoise and decode on the device; hand encoding and provenance to `writer`."""
     pipe = loaded.pipe
     started = time.perf_counter()
 
@@ -509,62 +497,91 @@ def render_clip(loaded: LoadedPipeline, job: Job, out_dir: Path, environment: di
     if loaded.i2v:
         assert job.image is not None
         call["image"], image_info = fit_image(job.image, job.width, job.height)
+    kernel = attention_kernel_for(loaded, job)
 
     # 4b. Denoise and decode; the generator is seeded per job, on the CPU so seeds mean the same everywhere.
+    #     The feature cache starts empty (a retry after out-of-memory must not reuse the failed call's state),
+    #     the attention kernel is chosen for the whole call, and frames stay on the device until uint8.
     if loaded.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    clip_speed.reset_cache(pipe)
     prepared = time.perf_counter()
-    output = pipe(
-        prompt=job.prompt,
-        negative_prompt=job.negative_prompt,
-        height=job.height,
-        width=job.width,
-        num_frames=job.frames,
-        num_inference_steps=job.steps,
-        guidance_scale=job.guidance,
-        use_dynamic_cfg=loaded.settings.dynamic_cfg,
-        generator=torch.Generator(device="cpu").manual_seed(job.seed),
-        output_type="np",
-        max_sequence_length=max_tokens,
-        callback_on_step_end=progress_callback(job, log),
-        **call,
-    )
-    denoised = time.perf_counter()
-    if not np.isfinite(output.frames[0]).all():  # e.g. fp16 overflow: a black clip must not pass as a success
+    with clip_speed.attention_kernel(loaded.speed.attention):
+        output = pipe(
+            prompt=job.prompt,
+            negative_prompt=job.negative_prompt,
+            height=job.height,
+            width=job.width,
+            num_frames=job.frames,
+            num_inference_steps=job.steps,
+            guidance_scale=job.guidance,
+            use_dynamic_cfg=loaded.settings.dynamic_cfg,
+            generator=torch.Generator(device="cpu").manual_seed(job.seed),
+            output_type="pt",
+            max_sequence_length=max_tokens,
+            callback_on_step_end=progress_callback(job, log),
+            **call,
+        )
+    video = output.frames[0]  # [F, C, H, W] in [0, 1], still on the device
+    if not bool(torch.isfinite(video).all()):  # e.g. fp16 overflow: a black clip must not pass as a success
         raise RuntimeError(f"the decoded frames contain NaN or inf ({loaded.dtype} on {loaded.device})")
-    frames = to_uint8(output.frames[0])
+    frames = frames_to_uint8(video)
+    del output, video
+    denoised = time.perf_counter()
     if frames.shape != (job.frames, job.height, job.width, 3):
         raise RuntimeError(f"the pipeline returned frames of shape {frames.shape}, "
                            f"expected {(job.frames, job.height, job.width, 3)}")
 
-    # 4c. Encode exactly these frames at the job's fps (no resize: macro_block_size=1).
+    # 4c. Provenance (everything known now) and the write step, run by the writer while the next clip renders.
     mp4 = out_dir / f"{job.key}.mp4"
-    write_mp4(frames, mp4, fps=job.fps)
-    encoded = time.perf_counter()
-
-    # 4d. Provenance beside the clip.
     provenance = {
         "status": "succeeded",
         "key": job.key,
         "job": job.as_dict(),
         "output": {"path": mp4.name, "width": job.width, "height": job.height, "frames": job.frames, "fps": job.fps,
-                   "frames_sha256": hashlib.sha256(frames.tobytes()).hexdigest()},
+                   "encoding": H264_PROFILE_ID,
+                   "frames_sha256": hashlib.sha256(frames.tobytes()).hexdigest(),
+                   "raw_frames": f"{job.key}.frames.npy" if dump_raw_frames else None},
         "model": {**loaded.identity, "model": job.model, "i2v": loaded.i2v},
         "settings": {"dtype": loaded.dtype, "device": loaded.device, "memory_mode": loaded.memory_mode,
-                     "compiled": loaded.compiled, "max_text_tokens": max_tokens, **loaded.setup},
+                     "compiled": loaded.compiled, "max_text_tokens": max_tokens, "attention_kernel_ran": kernel,
+                     "background_write": writer.background, **public_setup(loaded.setup)},
         "prompt_tokens": prompt_tokens,
         "negative_prompt_tokens": negative_tokens,
         "image": image_info,
         "notes": notes,
         "timings": {"load_s": round(loaded.load_s, 3), "prepare_s": round(prepared - started, 3),
-                    "denoise_decode_s": round(denoised - prepared, 3), "encode_s": round(encoded - denoised, 3),
-                    "clip_s": round(encoded - started, 3)},
+                    "denoise_decode_s": round(denoised - prepared, 3), "render_s": round(denoised - started, 3)},
         "peak_memory": peak_memory(loaded.device),
         "environment": environment,
     }
-    write_json(out_dir / f"{job.key}.json", provenance)
-    log(f"{job.key}: written in {encoded - started:.1f}s" + (f" ({'; '.join(notes)})" if notes else ""))
-    return JobResult(key=job.key, ok=True, mp4=mp4, provenance=provenance)
+
+    def write() -> JobResult:
+        # 4d. Encode exactly these frames at the job's fps (no resize: macro_block_size=1), then provenance.
+        began = time.perf_counter()
+        if dump_raw_frames:
+            dump_frames(frames, out_dir / f"{job.key}.frames.npy")
+        write_mp4(frames, mp4, fps=job.fps)
+        provenance["timings"]["encode_s"] = round(time.perf_counter() - began, 3)
+        provenance["timings"]["clip_s"] = round(denoised - started + time.perf_counter() - began, 3)
+        write_json(out_dir / f"{job.key}.json", provenance)
+        log(f"{job.key}: written in {provenance['timings']['clip_s']:.1f}s" + (f" ({'; '.join(notes)})" if notes else ""))
+        return JobResult(key=job.key, ok=True, mp4=mp4, provenance=provenance)
+
+    return writer.submit(write)
+
+
+def attention_kernel_for(loaded: LoadedPipeline, job: Job) -> str:
+    """The SDPA kernel this clip's attention shape runs under the chosen priority (probed once per size)."""
+    size = clip_size(job)
+    if size not in loaded.attention_kernels:
+        pipe = loaded.pipe
+        shape = clip_speed.attention_shape(pipe.transformer, width=job.width, height=job.height, frames=job.frames,
+                                           temporal=pipe.vae_scale_factor_temporal, spatial=pipe.vae_scale_factor_spatial)
+        # the probe runs where the transformer's attention runs (an offloaded pipeline computes on the GPU too)
+        loaded.attention_kernels[size] = clip_speed.probe_attention_kernel(
+            loaded.speed.attention, device=loaded.device, dtype=getattr(torch, loaded.dtype), **shape)
+    return loaded.attention_kernels[size]
 
 
 def check_against_model(pipe: Any, job: Job) -> None:
@@ -614,13 +631,10 @@ def progress_callback(job: Job, log: Log) -> Callable[..., dict[str, Any]]:
     return on_step_end
 
 
-def to_uint8(frames: np.ndarray) -> np.ndarray:
-    return (np.clip(np.asarray(frames, dtype=np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
-
-
 # The product's one H.264 profile, a copy of pipeline/media/encode.py's H264_PROFILE (this file cannot import
 # `pipeline`; tests/test_media_encode.py keeps the two identical): CRF 17, a keyframe every 4 frames, no B-frames,
 # stitchable headers, tagged, so assembly joins these clips by stream copy outside its crossfade windows.
+H264_PROFILE_ID = "campaign-h264/1"  # what a clip's provenance says it is encoded with (the comment tag below)
 H264_PROFILE: tuple[str, ...] = (
     "-preset", "veryfast", "-crf", "17", "-g", "4", "-keyint_min", "4", "-sc_threshold", "0", "-bf", "0",
     "-x264-params", "stitchable=1", "-metadata", "comment=campaign-h264/1",
@@ -651,71 +665,6 @@ def write_mp4(frames: np.ndarray, path: Path, *, fps: int) -> None:
 # --- failures, provenance, environment ------------------------------------------------------------
 
 
-def record_failure(
-    job: Job | dict[str, Any],
-    exc: BaseException,
-    out_dir: Path,
-    environment: dict[str, Any],
-    *,
-    stage: str,
-    log: Log,
-    key: str | None = None,
-    source: str = "",
-    loaded: LoadedPipeline | None = None,
-) -> JobResult:
-    if isinstance(job, Job):
-        key, source, as_dict = job.key, job.source, job.as_dict()
-    else:
-        as_dict = job
-    message = str(exc)
-    provenance: dict[str, Any] = {
-        "status": "failed", "key": key, "job": as_dict, "source": source, "stage": stage,
-        "error": message, "error_type": type(exc).__name__,
-        "traceback": traceback.format_exception_only(type(exc), exc)[-1].strip()
-        if isinstance(exc, JobError) else traceback.format_exc(limit=8),
-        "environment": environment,
-    }
-    if loaded is not None:
-        provenance["model"] = loaded.identity
-        provenance["settings"] = {"dtype": loaded.dtype, "device": loaded.device, "memory_mode": loaded.memory_mode}
-    if key is not None:
-        stale = out_dir / f"{key}.mp4"
-        if stale.exists():
-            stale.unlink()  # a failed re-run must not leave an older clip looking like this run's output
-        write_json(out_dir / f"{key}.json", provenance)
-    log(f"{key or source}: FAILED at {stage}: {type(exc).__name__}: {message}")
-    return JobResult(key=key, ok=False, mp4=None, provenance=provenance, error=message, error_type=type(exc).__name__)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(partial, path)
-
-
-def peak_memory(device: str) -> dict[str, Any]:
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux; the whole process so far
-    out: dict[str, Any] = {"process_rss_peak_gib": round(rss_kib / 2**20, 3)}
-    if device == "cuda":
-        out["gpu_allocated_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
-        out["gpu_reserved_peak_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 3)
-    return out
-
-
-def runtime_environment() -> dict[str, Any]:
-    versions: dict[str, str | None] = {}
-    for name in ("torch", "diffusers", "transformers", "accelerate", "tokenizers", "imageio-ffmpeg", "numpy", "pillow"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    env: dict[str, Any] = {"python": platform.python_version(), "libraries": versions, "ffmpeg": imageio_ffmpeg.get_ffmpeg_version(),
-                           "cuda": torch.version.cuda, "gpu": None}
-    if torch.cuda.is_available():
-        env["gpu"] = torch.cuda.get_device_name(0)
-    return env
-
-
 def quiet_libraries() -> None:
     """Our flushed lines carry the progress: no tqdm bars (\r garbles CloudWatch), no library chatter."""
     diffusers_logging.disable_progress_bar()
@@ -738,17 +687,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=Path, default=SAGEMAKER_JOBS, help="a .jsonl jobs file or a folder of them")
     parser.add_argument("--models", type=Path, default=SAGEMAKER_MODELS, help="folder of diffusers pipeline folders")
     parser.add_argument("--out", type=Path, default=SAGEMAKER_OUT, help="where <key>.mp4 and <key>.json go")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the transformer (pays off over a batch)")
+    parser.add_argument("--compile", nargs="?", const="regional", default="off", choices=clip_speed.COMPILE_MODES,
+                        help="regional: torch.compile each transformer block, fullgraph (pays off over a batch)")
+    parser.add_argument("--compile-cache", type=Path, default=None,
+                        help="folder with a saved compile cache (compile-cache.bin/.json), used when torch/Triton/GPU match")
+    parser.add_argument("--compile-cache-out", type=Path, default=None, help="save this job's compile cache here")
+    parser.add_argument("--recompile-limit", type=int, default=SpeedOptions.recompile_limit,
+                        help="a clip that needs more recompiles than this fails instead of running eager")
+    parser.add_argument("--fp8", choices=clip_speed.FP8_MODES, default=SpeedOptions.fp8,
+                        help="auto: torchao FP8 (dynamic, per-row) linear layers on compute capability >= 8.9 (lossy)")
+    parser.add_argument("--attention", choices=clip_speed.ATTENTION_KERNELS, default=SpeedOptions.attention,
+                        help="SDPA kernel priority for the transformer's attention")
+    parser.add_argument("--cache", choices=clip_speed.FEATURE_CACHES, default=SpeedOptions.cache,
+                        help="feature cache that skips attention/block work between steps (lossy)")
+    parser.add_argument("--cache-threshold", type=float, default=SpeedOptions.cache_threshold,
+                        help="firstblock: residual change under which the other blocks are skipped")
+    parser.add_argument("--workers", default="auto",
+                        help="processes, one per GPU: auto = every visible GPU; 1 = this process only")
+    parser.add_argument("--dump-frames", action="store_true", help="also write <key>.frames.npy (raw uint8 frames)")
+    parser.add_argument("--sync-write", action="store_true", help="encode in the render thread (for comparison)")
+    parser.add_argument("--summary", type=Path, default=None, help=argparse.SUPPRESS)  # a worker's _batch.json
     parser.add_argument("--memory-mode", choices=MEMORY_MODES, default=None,
                         help="override the placement chosen from free GPU memory")
     args = parser.parse_args(argv)
+    try:
+        speed = SpeedOptions(compile=args.compile, compile_cache=args.compile_cache,
+                             recompile_limit=args.recompile_limit, fp8=args.fp8, attention=args.attention,
+                             cache=args.cache, cache_threshold=args.cache_threshold)
+        workers = clip_workers.worker_count(args.workers, gpu_count=torch.cuda.device_count())
+    except ValueError as exc:
+        parser.error(str(exc))
     quiet_libraries()
     try:
-        batch = run_batch(args.jobs, args.models, args.out, compile_transformer=args.compile, memory_mode=args.memory_mode)
+        if workers > 1:
+            return run_on_workers(args, workers=workers, argv=list(argv if argv is not None else sys.argv[1:]))
+        batch = run_batch(args.jobs, args.models, args.out, memory_mode=args.memory_mode, speed=speed,
+                          dump_raw_frames=args.dump_frames, background_write=not args.sync_write,
+                          compile_cache_out=args.compile_cache_out, summary_path=args.summary)
     except FileNotFoundError as exc:
         log_line(f"error: {exc}")
         return 2
     return batch.exit_code
+
+
+def run_on_workers(args: argparse.Namespace, *, workers: int, argv: list[str]) -> int:
+    """Step 0 on a multi-GPU instance: split the checked jobs over one child per GPU, merge their summaries."""
+    out_dir: Path = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    environment = runtime_environment()
+    jobs, rejected = read_jobs(args.jobs, out_dir, environment, log_line)
+    shares = clip_workers.split_jobs(jobs, workers)
+    lines = {job.key: {**job.as_dict(), **({"image": str(job.image.resolve())} if job.image else {})} for job in jobs}
+    gpus = [str(i) for i in range(workers)] if torch.cuda.device_count() >= workers else None
+    log_line(f"{len(jobs)} job(s) over {len(shares)} worker(s): " +
+             ", ".join(f"worker {s.worker}: {len(s.keys)}" for s in shares))
+    forwarded = clip_workers.strip_options(argv, {"--jobs", "--models", "--out", "--workers", "--summary", "--compile-cache-out"})
+    summaries = clip_workers.run_workers(generate_py=Path(__file__).resolve(), shares=shares, lines_by_key=lines,
+                                         models_dir=args.models, out_dir=out_dir, forwarded_args=forwarded, gpus=gpus)
+    results = [{"key": r.key, "ok": r.ok, "error": r.error, "error_type": r.error_type} for r in rejected]
+    for summary in summaries:
+        results += summary["results"]
+        done = {r["key"] for r in summary["results"]}
+        results += [{"key": k, "ok": False, "error": f"worker {summary['worker']} exited {summary['exit_code']}",
+                     "error_type": "WorkerFailed"} for k in summary["keys"] if k not in done]
+    succeeded = sum(bool(r["ok"]) for r in results)
+    write_json(out_dir / "_batch.json", {
+        "jobs": len(results), "succeeded": succeeded, "failed": len(results) - succeeded, "environment": environment,
+        "loads": [dict(load, worker=s["worker"]) for s in summaries for load in s["loads"]],
+        "workers": [{k: s[k] for k in ("worker", "gpu", "exit_code", "keys")} for s in summaries], "results": results,
+    })
+    log_line(f"done: {succeeded}/{len(results)} clip(s) written to {out_dir} by {len(shares)} worker(s)")
+    return 2 if not results else (0 if succeeded else 1)
 
 
 if __name__ == "__main__":

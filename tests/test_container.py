@@ -243,13 +243,14 @@ def test_parse_job_quotes_the_bad_value(tmp_path):
         gen.parse_job({k: v for k, v in tiny.job("a").items() if k != "seed"}, source="j:1", base_dir=tmp_path)
 
 
-def test_compile_flag_compiles_the_transformer_in_place(models, monkeypatch):
+def test_compile_flag_compiles_each_transformer_block(models, monkeypatch):
+    """--compile (the backend's compile_transformer=True) is regional: every CogVideoXBlock, fullgraph."""
     compiled = []
-    monkeypatch.setattr(gen.torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(type(self).__name__))
+    monkeypatch.setattr(gen.torch.nn.Module, "compile", lambda self, *a, **k: compiled.append((type(self).__name__, k)))
     loaded = gen.load_pipeline(models / "cogvideox-5b", settings=gen.MODEL_SETTINGS["cogvideox-5b"], i2v=False,
                                jobs=[gen.parse_job(tiny.job("a"), source="j:1", base_dir=models)], memory_mode=None,
-                               compile_transformer=True, log=lambda _: None)
-    assert compiled == ["CogVideoXTransformer3DModel"] and loaded.compiled
+                               speed=gen.SpeedOptions(compile="regional"), log=lambda _: None)
+    assert compiled == [("CogVideoXBlock", {"fullgraph": True, "backend": "inductor"})] and loaded.compiled
 
 
 def test_out_of_gpu_memory_steps_the_memory_mode_down_and_retries(models, tmp_path, monkeypatch):

@@ -15,20 +15,20 @@ from pipeline.media.probe import probe_video
 GENERATE_PY = Path(__file__).resolve().parents[1] / "container" / "generate.py"
 
 
-def container_profile() -> tuple[str, ...]:
-    """H264_PROFILE as container/generate.py defines it (read from its source: importing it loads torch)."""
+def container_constant(name: str) -> object:
+    """A constant as container/generate.py defines it (read from its source: importing it loads torch)."""
     for node in ast.parse(GENERATE_PY.read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == "H264_PROFILE":
+        targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets if isinstance(node, ast.Assign) else []
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
             assert node.value is not None
-            value = ast.literal_eval(node.value)
-            assert isinstance(value, tuple)
-            return value
-    raise AssertionError(f"{GENERATE_PY} defines no H264_PROFILE")
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{GENERATE_PY} defines no {name}")
 
 
 def test_the_container_carries_an_identical_copy_of_the_profile() -> None:
-    assert container_profile() == H264_PROFILE
+    assert container_constant("H264_PROFILE") == H264_PROFILE
     assert f"comment={PROFILE_ID}" in H264_PROFILE  # files say which profile wrote them
+    assert container_constant("H264_PROFILE_ID") == PROFILE_ID  # and so does each clip's provenance
 
 
 def test_written_clips_are_tagged_h264_with_exact_frames(tmp_path: Path) -> None:

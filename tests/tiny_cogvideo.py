@@ -46,7 +46,7 @@ def tiny_tokenizer():
     return T5Tokenizer(vocab=vocab, extra_ids=0)
 
 
-def tiny_components(*, i2v: bool) -> dict:
+def tiny_components(*, i2v: bool, num_layers: int = 1) -> dict:
     import torch
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
     from transformers import T5Config, T5EncoderModel
@@ -61,7 +61,7 @@ def tiny_components(*, i2v: bool) -> dict:
     torch.manual_seed(0)
     transformer = CogVideoXTransformer3DModel(
         num_attention_heads=2, attention_head_dim=16, in_channels=8 if i2v else 4, out_channels=4,
-        time_embed_dim=2, text_embed_dim=32, num_layers=1,
+        time_embed_dim=2, text_embed_dim=32, num_layers=num_layers,
         sample_width=WIDTH // 8, sample_height=HEIGHT // 8, sample_frames=FRAMES,
         patch_size=2, temporal_compression_ratio=4, max_text_seq_length=MAX_TEXT_TOKENS,
         # like CogVideoX-5b(-I2V): rotary embeddings; the I2V model's positional embedding is learned
@@ -77,12 +77,13 @@ def tiny_components(*, i2v: bool) -> dict:
             "transformer": transformer, "scheduler": scheduler}
 
 
-def save_tiny_models(models_dir: Path, model: str = "cogvideox-5b") -> Path:
-    """Write `<models_dir>/<model>` (T2V) and `<models_dir>/<model>-i2v` (I2V); returns models_dir."""
+def save_tiny_models(models_dir: Path, model: str = "cogvideox-5b", *, num_layers: int = 1) -> Path:
+    """Write `<models_dir>/<model>` (T2V) and `<models_dir>/<model>-i2v` (I2V); returns models_dir.
+    FirstBlockCache needs a second block to skip: num_layers=2 for the cache tests."""
     from diffusers import CogVideoXImageToVideoPipeline, CogVideoXPipeline
 
-    t2v: Any = CogVideoXPipeline(**tiny_components(i2v=False))
-    i2v: Any = CogVideoXImageToVideoPipeline(**tiny_components(i2v=True))
+    t2v: Any = CogVideoXPipeline(**tiny_components(i2v=False, num_layers=num_layers))
+    i2v: Any = CogVideoXImageToVideoPipeline(**tiny_components(i2v=True, num_layers=num_layers))
     t2v.save_pretrained(models_dir / model)
     i2v.save_pretrained(models_dir / f"{model}-i2v")
     return models_dir
