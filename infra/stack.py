@@ -30,7 +30,6 @@ from infra.storage import CampaignBuckets
 from infra.studio import CampaignStudio, StudioSettings
 from infra.triggers import ManifestTriggers
 from infra.workflow import CampaignStateMachine, ClipRenderer
-
 from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
