@@ -75,6 +75,15 @@ class StackSettings:
             raise ValueError(f"context weights_prefix must look like 'models/', got {self.weights_prefix!r}")
         if self.weights_bucket and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.weights_bucket):
             raise ValueError(f"context weights_bucket {self.weights_bucket!r} is not a bucket name")
+        if self.images == "bedrock":
+            from pipeline.backends.bedrock import DEFAULT_STABILITY_REGION, region_problem
+            from pipeline.catalog import EDIT_TOOLS
+
+            region = self.stability_region or DEFAULT_STABILITY_REGION
+            problems = sorted({p for t in EDIT_TOOLS.values() if (p := region_problem(t.model_id, region))})
+            if problems:
+                raise ValueError(f"context stability_region {region!r}: the Stability tools are called through "
+                                 f"their inference profiles, and {problems[0]}; choose a US region such as us-west-2")
         for name in ("gpu_concurrency", "job_concurrency", "cache_expiry_days"):
             if getattr(self, name) < 1:
                 raise ValueError(f"context {name} must be at least 1, got {getattr(self, name)!r}")

@@ -6,7 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Acknowledgment, CfnElement, CfnOutput, Fn, Stack, Validations
+import botocore.loaders
+from aws_cdk import (
+    Acknowledgment,
+    CfnElement,
+    CfnMapping,
+    CfnOutput,
+    CfnRule,
+    CfnRuleAssertion,
+    Fn,
+    Stack,
+    Validations,
+)
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -19,8 +30,10 @@ from infra.storage import CampaignBuckets
 from infra.studio import CampaignStudio, StudioSettings
 from infra.triggers import ManifestTriggers
 from infra.workflow import CampaignStateMachine, ClipRenderer
+from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BASE_ENHANCER = DEFAULT_ENHANCER_MODEL.split(".", 1)[1]  # the model behind the default's `us.` profile
 # which task functions touch which bucket (infra/functions.py TASKS keys)
 READS_INPUT = ("plan", "image", "prepare_batch", "collect_batch", "assemble", "report")  # manifests and assets
 # (the report copies each edited image's source asset beside it)
@@ -31,6 +44,8 @@ class CampaignStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, settings: StackSettings, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
+        self.bedrock_foundation_model_arns: list[str] = []
+        self._geography: str | None = None  # see _region_geography
         retention = logs.RetentionDays[settings.log_retention]
 
         # 1. Storage; the weights live in the output bucket unless the context names another bucket.
@@ -74,8 +89,10 @@ class CampaignStack(Stack):
         CfnOutput(self, "WeightsS3Uri", value=self.weights_s3_uri,
                   description="Put model weights here: campaign models pull MODEL --to <this>")
         CfnOutput(self, "ScheduleGroupName", value=self.triggers.schedule_group.ref)
-        CfnOutput(self, "DeadLetterQueueUrl", value=self.triggers.dead_letters.queue_url,
-                  description="S3 events the starter could not take")
+        CfnOutput(self, "DeadLetterQueueUrl", value=self.triggers.failed_events.queue_url,
+                  description="Manifest events that were not handled: raw events EventBridge could not deliver, "
+                  "and Lambda records (requestPayload = the event) the starter failed on 3 times")
+        CfnOutput(self, "FailedEventsAlarmName", value=self.triggers.alarm.alarm_name)
         # 5. The studio, when context studio=true (behind a load balancer only allowed_ips reach).
         studio = StudioSettings.from_context(self.node)
         if studio.enabled:
@@ -94,34 +111,70 @@ class CampaignStack(Stack):
             "CAMPAIGN_SAGEMAKER_IMAGE_URI": self.renderer.image.image_uri,
             "CAMPAIGN_MODELS_S3_URI": self.weights_s3_uri,
         }
-        optional = {"CAMPAIGN_ENHANCER_MODEL": s.enhancer_model, "CAMPAIGN_STABILITY_REGION": s.stability_region,
+        if s.enhancer == "bedrock" or s.enhancer_model:
+            env["CAMPAIGN_ENHANCER_MODEL"] = self._enhancer_model()
+        optional = {"CAMPAIGN_STABILITY_REGION": s.stability_region,
                     "CAMPAIGN_SAGEMAKER_INSTANCE_TYPE": s.instance_type, "CAMPAIGN_SAGEMAKER_VOLUME_GB": s.volume_gb,
                     "CAMPAIGN_SAGEMAKER_MAX_RUNTIME_S": s.max_runtime_s, "CAMPAIGN_CLIPS_PER_BATCH": s.clips_per_batch,
                     "CAMPAIGN_ALLOWED_ENHANCER_MODELS": ",".join(s.allowed_enhancer_models) or None}
         env.update({k: str(v) for k, v in optional.items() if v is not None})
         return env
 
+    def _enhancer_model(self) -> str:
+        """The enhancer's model id for this stack: the context's, else the default through the geographic
+        profile of the stack's region (a CloudFormation mapping: the region is a deploy-time value)."""
+        if self.settings.enhancer_model:
+            return self.settings.enhancer_model
+        return Fn.join(".", [self._region_geography(), DEFAULT_BASE_ENHANCER])
+
+    def _region_geography(self) -> str:
+        """`us`/`eu`/`apac` for the stack's region, from a mapping of the commercial regions botocore lists
+        (offline) by their geography; deploying anywhere else stops at a template Rule that says why. Whether
+        each listed region is a source region of the model's profile is unverified (see region_geography)."""
+        if self._geography is None:
+            from pipeline.backends.bedrock import region_geography
+
+            endpoints = botocore.loaders.create_loader().load_data("endpoints")  # bundled with botocore: offline
+            [aws] = [p for p in endpoints["partitions"] if p["partition"] == "aws"]
+            regions = {r: g for r in aws["regions"] if (g := region_geography(r))}
+            mapping = CfnMapping(self, "BedrockGeography", mapping={r: {"prefix": g} for r, g in sorted(regions.items())})
+            CfnRule(self, "BedrockRegion", assertions=[CfnRuleAssertion(
+                assert_=Fn.condition_contains(sorted(regions), self.region),
+                assert_description="The default prompt enhancer is Claude through a geographic cross-Region inference "
+                "profile (us., eu., apac.), invoked from a source region of its geography: deploy in one of these "
+                "regions, or set context enhancer_model to a model id this region can invoke")])
+            self._geography = mapping.find_in_map(self.region, "prefix")
+        return self._geography
+
     def _grant_bedrock(self, fns: dict[str, Any]) -> None:
-        """InvokeModel on exactly the models the backends call: the enhancer (and any allowed alternatives)
-        and the 13 Stability tools, through their cross-region inference profiles."""
+        """InvokeModel on exactly the models the backends call (the enhancer and any allowed alternatives, the
+        13 Stability tools, through their cross-region inference profiles), and what the first call of a
+        third-party model needs to subscribe the account through AWS Marketplace."""
         from pipeline import catalog
-        from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL, DEFAULT_STABILITY_REGION
+        from pipeline.backends.bedrock import DEFAULT_STABILITY_REGION
 
         s = self.settings
-        self.bedrock_foundation_model_arns: list[str] = []
         if s.enhancer == "bedrock":
-            models = (s.enhancer_model or DEFAULT_ENHANCER_MODEL, *s.allowed_enhancer_models)
-            fns["enhance"].add_to_role_policy(iam.PolicyStatement(
-                actions=["bedrock:InvokeModel"], resources=[arn for m in models for arn in self._model_arns(m, None)]))
+            resources = [arn for m in (s.enhancer_model, *s.allowed_enhancer_models) if m
+                         for arn in self._model_arns(m, None)]
+            if not s.enhancer_model:  # the default, through the region's geographic profile (a deploy-time value)
+                resources += [self.format_arn(service="bedrock", resource="inference-profile",
+                                              resource_name=self._enhancer_model()),
+                              f"arn:{self.partition}:bedrock:*::foundation-model/{DEFAULT_BASE_ENHANCER}"]
+                self.bedrock_foundation_model_arns.append(
+                    f"arn:<AWS::Partition>:bedrock:*::foundation-model/{DEFAULT_BASE_ENHANCER}")
+            fns["enhance"].add_to_role_policy(iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=resources))
+            _grant_marketplace(fns["enhance"])
         if s.images == "bedrock":
             region = s.stability_region or DEFAULT_STABILITY_REGION
             tools = sorted({t.model_id for t in catalog.EDIT_TOOLS.values()})
             fns["image"].add_to_role_policy(iam.PolicyStatement(
                 actions=["bedrock:InvokeModel"], resources=[arn for m in tools for arn in self._model_arns(m, region)]))
+            _grant_marketplace(fns["image"])
 
     def _model_arns(self, model_id: str, region: str | None) -> list[str]:
-        """A model id, or a cross-region inference profile (`us.`/`eu.`/`apac.`/`global.` + model) plus the
-        foundation model in the regions the profile routes to."""
+        """A model id, or a cross-region inference profile (`us.`/`eu.`/`apac.`/`global.` + model; the default
+        enhancer's prefix is a deploy-time value) plus the foundation model in the regions the profile routes to."""
         prefix, _, base = model_id.partition(".")
         if prefix in ("us", "eu", "apac", "global", "jp", "au", "ca"):
             profile = self.format_arn(service="bedrock", region=region or self.region, resource="inference-profile",
@@ -140,12 +193,15 @@ class CampaignStack(Stack):
                    "objects of its bucket (GetObject/PutObject only, no delete)")
         _acknowledge(self.buckets.access_logs, "AwsSolutions-S1",
                      "This is the access-log bucket; logging it into itself would loop")
-        _acknowledge(self.triggers.dead_letters, "AwsSolutions-SQS3", "This queue is the rule's dead-letter queue")
+        _acknowledge(self.triggers.failed_events, "AwsSolutions-SQS3",
+                     "This queue is the dead-letter queue (of the rule and of the starter's async invocations)")
         for key, fn in self.tasks.functions.items():
             findings = {
                 "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]":
                     lambda_logs,
-                "AwsSolutions-IAM5[Resource::*]": xray,
+                "AwsSolutions-IAM5[Resource::*]": xray + (
+                    "; aws-marketplace Subscribe/Unsubscribe/ViewSubscriptions have no resource type either "
+                    "(bedrock/latest/userguide/model-access-permissions.html)" if key in ("enhance", "image") else ""),
             }
             if key in USES_OUTPUT:
                 findings[f"AwsSolutions-IAM5[Resource::{out}/*]"] = objects
@@ -213,6 +269,17 @@ def _grant_objects(fn: lambda_.IFunction, bucket: s3.IBucket, actions: list[str]
     """Object actions on the bucket's objects and ListBucket (so a missing key reads as 404, not 403)."""
     fn.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=[bucket.arn_for_objects("*")]))
     fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn]))
+
+
+# Bedrock's first call to a third-party model subscribes the account through AWS Marketplace and needs these on
+# the calling role (bedrock/latest/userguide/model-access.html). They have no resource type; only Subscribe
+# takes the aws-marketplace:ProductId condition (model-access-permissions.html), and the product ids of the 13
+# Stability Image Services are not in AWS's table (model-access-product-ids.html), so Subscribe is not narrowed.
+MARKETPLACE_ACTIONS = ("aws-marketplace:Subscribe", "aws-marketplace:Unsubscribe", "aws-marketplace:ViewSubscriptions")
+
+
+def _grant_marketplace(fn: lambda_.IFunction) -> None:
+    fn.add_to_role_policy(iam.PolicyStatement(actions=list(MARKETPLACE_ACTIONS), resources=["*"]))
 
 
 def _acknowledge(construct: Construct, rule: str, reason: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from fake_aws.validate import model_checked
 from fake_bedrock import FakeBedrock, converse_ok, error, finish, image_ok, throttle
 from PIL import Image
 
@@ -24,6 +25,8 @@ from pipeline.backends.bedrock import (
     SYSTEM_PROMPT,
     BedrockEnhancer,
     BedrockImageEditor,
+    model_for_region,
+    region_problem,
 )
 from pipeline.catalog import EDIT_TOOLS, FieldSpec
 from pipeline.errors import BackendUnavailable, ContentFiltered, InputRejected, JobFailed, Throttled, TransientError
@@ -34,9 +37,10 @@ FAST: dict[str, Any] = {"base_delay_s": 0.001, "max_delay_s": 0.002}  # retries 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, offline_aws: None) -> Iterator[FakeBedrock]:
     """A running fake, with boto3 pointed at it by standard configuration and dummy credentials."""
-    with FakeBedrock() as server:
+    with FakeBedrock() as server, model_checked() as check:  # each request also checked against the model
         monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", server.url)
         yield server
+        assert server.requests == [] or check.operations("bedrock-runtime")
 
 
 def picture(size: tuple[int, int] = (96, 80), mode: str = "RGB") -> Image.Image:
@@ -206,10 +210,38 @@ def test_server_errors_are_transient(fake: FakeBedrock) -> None:
 
 def test_access_denied_is_a_clear_job_failure(fake: FakeBedrock) -> None:
     fake.script(error(403, "AccessDeniedException", "You don't have access to the model with the specified model ID."))
-    with pytest.raises(JobFailed, match=r"model access not granted for us\.stability\.stable-image-inpaint-v1:0 "
-                                        r"in us-west-2: enable it in the Bedrock console"):
+    with pytest.raises(JobFailed) as denied:
         editor().edit("inpaint", picture(), {"prompt": "a cushion"}, {})
-    assert len(fake.requests) == 1
+    assert len(fake.requests) == 1  # not retried: a subscription in progress and a missing grant look alike
+    message = str(denied.value)
+    assert "us.stability.stable-image-inpaint-v1:0 in us-west-2: access denied" in message
+    assert "aws-marketplace:Subscribe" in message and "can take some minutes" in message
+    assert "use-case form" in message and "Model access" not in message  # that console page is retired
+
+
+def test_a_geographic_profile_is_refused_outside_its_geography_before_any_call(
+        fake: FakeBedrock, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(BackendUnavailable, match=r"us\. cross-Region inference profile.*not eu-west-1"):
+        editor(region="eu-west-1").edit("upscale-fast", picture(), {}, {})
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    with pytest.raises(BackendUnavailable, match=r"use eu\.anthropic\.claude-haiku-4-5-20251001-v1:0"):
+        BedrockEnhancer(max_attempts=1).enhance("a sofa")
+    assert fake.requests == []
+    assert BedrockEnhancer("eu.anthropic.claude-haiku-4-5-20251001-v1:0", max_attempts=1).enhance("a sofa")
+    assert [r.model_id for r in fake.requests] == ["eu.anthropic.claude-haiku-4-5-20251001-v1:0"]
+
+
+@pytest.mark.parametrize(("region", "expected"), [
+    ("us-east-2", "us.anthropic.claude-haiku-4-5-20251001-v1:0"),
+    ("eu-west-3", "eu.anthropic.claude-haiku-4-5-20251001-v1:0"),
+    ("ap-northeast-1", "apac.anthropic.claude-haiku-4-5-20251001-v1:0"),
+])
+def test_the_default_enhancer_follows_the_regions_geography(region: str, expected: str) -> None:
+    assert model_for_region(DEFAULT_ENHANCER_MODEL, region) == expected
+    assert region_problem(expected, region) is None
+    for refused in ("ca-central-1", "sa-east-1", "us-gov-west-1"):
+        with pytest.raises(ValueError, match=f"{refused} has no geographic inference profile"):
+            model_for_region(DEFAULT_ENHANCER_MODEL, refused)
 
 
 def test_validation_error_is_not_retried(fake: FakeBedrock) -> None:

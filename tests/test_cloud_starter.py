@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from fake_aws.validate import ModelCheck, model_checked
 from moto import mock_aws
 
 from pipeline.cli import main as cli_main
@@ -40,7 +41,8 @@ MANIFEST = textwrap.dedent("""\
 
 
 class Fakes:
-    def __init__(self, state_machine_arn: str) -> None:
+    def __init__(self, state_machine_arn: str, check: ModelCheck) -> None:
+        self.check = check  # every request above was checked against its service model
         self.s3 = boto3.client("s3", region_name=REGION)
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
         self.scheduler = boto3.client("scheduler", region_name=REGION)
@@ -75,7 +77,8 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fakes]:
     for name, value in {"AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "CAMPAIGN_SCHEDULER_ROLE_ARN": SCHEDULER_ROLE, "CAMPAIGN_SCHEDULE_GROUP": GROUP}.items():
         monkeypatch.setenv(name, value)
-    with mock_aws():  # executions are recorded, not run: this is about starting them
+    # executions are recorded, not run: this is about starting them
+    with mock_aws(), model_checked() as check:
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
@@ -85,7 +88,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fakes]:
             definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}))["stateMachineArn"]
         monkeypatch.setenv("CAMPAIGN_STATE_MACHINE_ARN", arn)
         _runtime.reset()
-        yield Fakes(arn)
+        yield Fakes(arn, check)
     _runtime.reset()
 
 
@@ -241,3 +244,97 @@ def test_submit_with_allow_outside_uploads_under_the_name_written_in_the_manifes
     assert key.endswith("/sofa.png") and "secret" not in key  # the link's name, not its target's
     body = fakes.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
     assert body == (EXAMPLE_ASSETS / "sofa.png").read_bytes()
+
+
+# --- S3's documented event contract (AmazonS3/latest/userguide/EventBridge.html, ev-events.html) -----------------
+
+
+def deleted(key: str, *, deletion_type: str, reason: str, version_id: str | None = None) -> dict[str, Any]:
+    obj: dict[str, Any] = {"key": key, "sequencer": "0065A1B2C3D4E5F800"}
+    if version_id:
+        obj["version-id"] = version_id
+    e = event("Object Deleted", obj)
+    e["detail"].update({"reason": reason, "deletion-type": deletion_type})
+    return e
+
+
+SCHEDULED = MANIFEST + 'schedule: "cron(0 9 ? * MON *)"\n'
+
+
+def test_a_lifecycle_expiration_of_an_old_version_keeps_the_live_schedule(fakes: Fakes) -> None:
+    key = "manifests/weekly.yaml"
+    old = fakes.put(key, SCHEDULED)
+    starter.handler(event("Object Created", old))
+    starter.handler(event("Object Created", fakes.put(key, SCHEDULED + "description: v2\n")))
+    assert fakes.schedule(key) is not None
+    # 90 days later the input bucket's lifecycle rule expires the noncurrent first version
+    fakes.s3.delete_object(Bucket=BUCKET, Key=key, VersionId=old["version-id"])
+    answer = starter.handler(deleted(key, deletion_type="Permanently Deleted", reason="Lifecycle Expiration",
+                                     version_id=old["version-id"]))
+    assert answer["action"] == "ignored"
+    assert fakes.schedule(key) is not None
+    # even if such an event got past the rule's filter with another reason, the current object keeps it
+    answer = starter.handler(deleted(key, deletion_type="Permanently Deleted", reason="DeleteObject",
+                                     version_id=old["version-id"]))
+    assert answer["schedule"].startswith("kept ") and fakes.schedule(key) is not None
+
+
+def test_a_delete_marker_removes_the_schedule_unless_a_newer_upload_is_current(fakes: Fakes) -> None:
+    key = "manifests/weekly.yaml"
+    starter.handler(event("Object Created", fakes.put(key, SCHEDULED)))
+    fakes.s3.delete_object(Bucket=BUCKET, Key=key)  # a delete marker becomes current
+    newer = fakes.put(key, SCHEDULED)  # ... and the manifest is uploaded again before the event is handled
+    answer = starter.handler(deleted(key, deletion_type="Delete Marker Created", reason="DeleteObject"))
+    assert answer["schedule"].startswith("kept ") and fakes.schedule(key) is not None
+    starter.handler(event("Object Created", newer))
+    fakes.s3.delete_object(Bucket=BUCKET, Key=key)
+    answer = starter.handler(deleted(key, deletion_type="Delete Marker Created", reason="DeleteObject"))
+    assert answer["schedule"].startswith("deleted ") and fakes.schedule(key) is None
+
+
+def test_two_quick_uploads_handled_out_of_order_leave_the_newest_versions_schedule(fakes: Fakes) -> None:
+    key = "manifests/weekly.yaml"
+    first = fakes.put(key, MANIFEST + 'schedule: "rate(1 day)"\n')
+    second = fakes.put(key, MANIFEST + 'schedule: "rate(7 days)"\n')
+    newest = starter.handler(event("Object Created", second))
+    stale = starter.handler(event("Object Created", first))  # EventBridge does not promise order
+    assert newest["schedule"].startswith("created") and stale["schedule"].startswith("unchanged (current version")
+    assert fakes.schedule(key)["ScheduleExpression"] == "rate(7 days)"  # type: ignore[index]
+    assert stale["action"] == "started" and len(fakes.executions()) == 2  # one run per version, as ever
+
+
+def test_create_and_delete_decode_an_url_encoded_key_the_same_way(fakes: Fakes) -> None:
+    stored = "manifests/red flower.yaml"
+    created = starter.handler(event("Object Created", {**fakes.put(stored, SCHEDULED), "key": "manifests/red+flower.yaml"}))
+    assert created["key"] == stored and fakes.schedule(stored) is not None
+    fakes.s3.delete_object(Bucket=BUCKET, Key=stored)
+    answer = starter.handler(deleted("manifests/red+flower.yaml", deletion_type="Delete Marker Created",
+                                     reason="DeleteObject"))
+    assert fakes.schedule(stored) is None, answer
+
+
+def test_manifest_keys_are_case_sensitive_like_the_rule(fakes: Fakes) -> None:
+    for key in ("manifests/x.YAML", "manifests/x.Yml"):
+        assert not names.is_manifest_key(key)
+        assert starter.handler(event("Object Created", fakes.put(key, MANIFEST)))["action"] == "ignored"
+    assert names.is_manifest_key("manifests/x.yaml") and names.is_manifest_key("manifests/a/b.yml")
+    assert fakes.executions() == []
+
+
+def test_a_failure_is_raised_for_lambdas_retries_and_on_failure_destination(fakes: Fakes) -> None:
+    """The starter does not swallow errors: Lambda retries an async event twice, then sends it with its
+    record to the on-failure destination (infra/triggers.py); swallowing would lose the event."""
+    with pytest.raises(Exception, match="NoSuchKey|NoSuchVersion|404"):
+        starter.handler(event("Object Created", {"key": "manifests/gone.yaml", "etag": "abc", "version-id": "v1"}))
+
+
+def test_every_request_the_starter_makes_is_checked_against_the_service_model(fakes: Fakes) -> None:
+    key = "manifests/weekly.yml"
+    starter.handler(event("Object Created", fakes.put(key, SCHEDULED)))
+    starter.handler(event("Object Created", fakes.put(key, MANIFEST + 'schedule: "rate(1 day)"\n')))
+    fakes.s3.delete_object(Bucket=BUCKET, Key=key)
+    starter.handler(deleted(key, deletion_type="Delete Marker Created", reason="DeleteObject"))
+    assert {"CreateSchedule", "UpdateSchedule", "DeleteSchedule"} <= fakes.check.operations("scheduler")
+    assert {"StartExecution", "DescribeExecution"} <= fakes.check.operations("stepfunctions")
+    assert {"GetObject", "HeadObject"} <= fakes.check.operations("s3")
+    assert fakes.check.violations == []

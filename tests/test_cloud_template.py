@@ -275,13 +275,77 @@ def test_manifest_events_reach_the_starter_with_a_dead_letter_queue(synth: tuple
     assert env["CAMPAIGN_SCHEDULE_GROUP"] == {"Ref": only(t, "AWS::Scheduler::ScheduleGroup")[0]}
 
 
+def s3_event(detail_type: str, key: str, **detail: str) -> dict[str, Any]:
+    """An event as S3 sends it to EventBridge (AmazonS3/latest/userguide/ev-events.html)."""
+    return {"version": "0", "id": "1", "detail-type": detail_type, "source": "aws.s3", "account": "123456789012",
+            "time": "2026-03-01T09:00:00Z", "region": "us-east-1", "resources": ["arn:aws:s3:::input"],
+            "detail": {"version": "0", "bucket": {"name": "input"},
+                       "object": {"key": key, "sequencer": "0065A1B2C3D4E5F600"}, **detail}}
+
+
+def test_the_rule_delivers_exactly_what_the_starter_acts_on(synth: tuple[Any, Template, Path]) -> None:
+    """The synthesized pattern, evaluated by moto's EventBridge matcher: lifecycle expirations of old versions
+    never reach the starter, delete markers and uploads do, and keys match as `is_manifest_key` says."""
+    from moto.events.models import EventPattern
+
+    from pipeline.cloud.names import is_manifest_key
+
+    _, t, _ = synth
+    _, rule = only(t, "AWS::Events::Rule")
+    pattern = json.loads(json.dumps(rule["Properties"]["EventPattern"]).replace(
+        json.dumps(rule["Properties"]["EventPattern"]["detail"]["bucket"]["name"][0]), '"input"'))
+    matches = EventPattern.load(json.dumps(pattern)).matches_event
+    assert matches(s3_event("Object Created", "manifests/a.yaml", reason="PutObject"))
+    assert matches(s3_event("Object Deleted", "manifests/a.yaml", reason="DeleteObject",
+                            **{"deletion-type": "Delete Marker Created"}))
+    assert matches(s3_event("Object Deleted", "manifests/a.yaml", reason="DeleteObject",
+                            **{"deletion-type": "Permanently Deleted"}))
+    assert not matches(s3_event("Object Deleted", "manifests/a.yaml", reason="Lifecycle Expiration",
+                                **{"deletion-type": "Permanently Deleted"}))
+    assert matches(s3_event("Object Deleted", "manifests/a.yaml", reason="Lifecycle Expiration",
+                            **{"deletion-type": "Delete Marker Created"}))  # a current version expired
+    for key in ("manifests/a.yaml", "manifests/a/b.yml", "manifests/x.YAML", "manifests/x.Yml", "assets/a.yaml",
+                "manifests/a.yaml.bak", "manifests/red flower.yaml"):
+        assert matches(s3_event("Object Created", key, reason="PutObject")) == is_manifest_key(key), key
+
+
+def test_events_the_starter_fails_on_are_kept_and_alarmed(synth: tuple[Any, Template, Path]) -> None:
+    """Lambda retries a failed async event twice, then discards it unless an on-failure destination keeps it
+    (lambda/latest/dg/invocation-async-error-handling.html); the target's DLQ only gets undeliverable events."""
+    _, t, _ = synth
+    starter_lid, _ = function_by_handler(t, "starter")
+    _, rule = only(t, "AWS::Events::Rule")
+    queue_arn = rule["Properties"]["Targets"][0]["DeadLetterConfig"]["Arn"]
+    _, invoke = only(t, "AWS::Lambda::EventInvokeConfig")
+    p = invoke["Properties"]
+    assert p["FunctionName"] == {"Ref": starter_lid} and p["Qualifier"] == "$LATEST"
+    assert p["DestinationConfig"] == {"OnFailure": {"Destination": queue_arn}}
+    assert p["MaximumRetryAttempts"] == 2 and p["MaximumEventAgeInSeconds"] == 6 * 3600
+    starter_role = function_by_handler(t, "starter")[1]["Properties"]["Role"]["Fn::GetAtt"][0]
+    assert any("sqs:SendMessage" in actions_of(s) and s["Resource"] == queue_arn for s in statements(t, starter_role))
+    _, alarm = only(t, "AWS::CloudWatch::Alarm")
+    a = alarm["Properties"]
+    assert a["Namespace"] == "AWS/SQS" and a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert a["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_arn["Fn::GetAtt"][0], "QueueName"]}}]
+    assert a["Threshold"] == 1 and a["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    outputs = t.to_json()["Outputs"]
+    assert outputs["DeadLetterQueueUrl"]["Value"] == {"Ref": queue_arn["Fn::GetAtt"][0]}
+    assert "starter failed on 3 times" in outputs["DeadLetterQueueUrl"]["Description"]
+    assert outputs["FailedEventsAlarmName"]["Value"] == {"Ref": only(t, "AWS::CloudWatch::Alarm")[0]}
+
+
 def test_schedules_have_their_own_least_privilege_role(synth: tuple[Any, Template, Path]) -> None:
     _, t, _ = synth
     starter = function_by_handler(t, "starter")[1]["Properties"]
     role_lid = starter["Environment"]["Variables"]["CAMPAIGN_SCHEDULER_ROLE_ARN"]["Fn::GetAtt"][0]
     trust = resources(t, "AWS::IAM::Role")[role_lid]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
     assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
-    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    # the schedule GROUP's ARN, never schedule/<group>/* (scheduler/latest/UserGuide/cross-service-confused-deputy-prevention.html)
+    group_name = only(t, "AWS::Scheduler::ScheduleGroup")[1]["Properties"]["Name"]
+    assert trust["Condition"] == {"StringEquals": {
+        "aws:SourceAccount": {"Ref": "AWS::AccountId"},
+        "aws:SourceArn": {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":scheduler:", {"Ref": "AWS::Region"},
+                                            ":", {"Ref": "AWS::AccountId"}, f":schedule-group/{group_name}"]]}}}
     stmts = statements(t, role_lid)
     assert {a for s in stmts for a in actions_of(s)} == {"states:StartExecution"}
     sm_lid, _ = only(t, "AWS::StepFunctions::StateMachine")
@@ -313,6 +377,130 @@ def test_clip_container_is_a_docker_image_asset_built_at_deploy(synth: tuple[Any
     assert len(lambda_image) == 1
     staged = {p.relative_to(out / lambda_image[0]).parts[0] for p in (out / lambda_image[0]).rglob("*") if p.is_file()}
     assert staged == {"pipeline", "tasks", "infra", "pyproject.toml"}
+
+
+# --- IAM: exactly what the code calls ----------------------------------------------------------------------------
+
+XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}  # Tracing.ACTIVE
+TASK_S3 = {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:ListBucket"}
+MARKETPLACE = {"aws-marketplace:Subscribe", "aws-marketplace:Unsubscribe", "aws-marketplace:ViewSubscriptions"}
+# Each role, and every action its code (or the service acting for it) calls: boto3 calls in pipeline/ and tasks/,
+# the ASL's integrations, SageMaker's processing container, CDK's log delivery for the state machine.
+EXPECTED_ACTIONS = {
+    "plan": TASK_S3 | XRAY,
+    "enhance": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "bedrock:InvokeModel"} | MARKETPLACE | XRAY,
+    "image": TASK_S3 | {"bedrock:InvokeModel"} | MARKETPLACE | XRAY,
+    "prepare_batch": TASK_S3 | XRAY,
+    "collect_batch": TASK_S3 | XRAY,
+    "assemble": TASK_S3 | XRAY,
+    "report": TASK_S3 | XRAY,
+    "starter": {"s3:GetObject", "s3:GetObjectVersion", "states:StartExecution", "states:DescribeExecution",
+                "scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule",
+                "scheduler:GetSchedule", "iam:PassRole",
+                # the on-failure destination (CDK's grantSendMessages for SqsDestination)
+                "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"} | XRAY,
+    "scheduler": {"states:StartExecution"},
+    "state machine": {"lambda:InvokeFunction", "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
+                      "sagemaker:StopProcessingJob", "sagemaker:AddTags", "events:PutTargets", "events:PutRule",
+                      "events:DescribeRule", "iam:PassRole", "s3:GetObject", "s3:PutObject",
+                      "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload", "states:StartExecution",
+                      "states:DescribeExecution", "states:StopExecution", "logs:CreateLogDelivery",
+                      "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+                      "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+                      "logs:DescribeLogGroups", "xray:GetSamplingRules", "xray:GetSamplingTargets"} | XRAY,
+    # the processing job: its batch's files and the weights, the image pull, its logs and metrics
+    "renderer": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "ecr:BatchCheckLayerAvailability",
+                 "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:GetAuthorizationToken",
+                 "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams",
+                 "cloudwatch:PutMetricData"},
+}
+# Actions that have no resource type (Service Authorization Reference): the only ones allowed on "*".
+UNSCOPED = XRAY | MARKETPLACE | {"xray:GetSamplingRules", "xray:GetSamplingTargets", "ecr:GetAuthorizationToken",
+                                 "cloudwatch:PutMetricData", "logs:CreateLogDelivery", "logs:GetLogDelivery",
+                                 "logs:UpdateLogDelivery", "logs:DeleteLogDelivery", "logs:ListLogDeliveries",
+                                 "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"}
+
+
+def roles_by_purpose(t: Template) -> dict[str, str]:
+    out = {module: function_by_handler(t, module)[1]["Properties"]["Role"]["Fn::GetAtt"][0]
+           for module in ("plan", "enhance", "image", "prepare_batch", "collect_batch", "assemble", "report", "starter")}
+    by_principal = {json.dumps(r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]): lid
+                    for lid, r in resources(t, "AWS::IAM::Role").items()}
+    out["scheduler"] = by_principal[json.dumps({"Service": "scheduler.amazonaws.com"})]
+    out["state machine"] = by_principal[json.dumps({"Service": "states.amazonaws.com"})]
+    out["renderer"] = by_principal[json.dumps({"Service": "sagemaker.amazonaws.com"})]
+    return out
+
+
+def test_each_role_is_granted_exactly_what_its_code_calls_on_scoped_resources(synth: tuple[Any, Template, Path]) -> None:
+    _, t, _ = synth
+    roles = roles_by_purpose(t)
+    assert set(roles.values()) == set(resources(t, "AWS::IAM::Role")), "a role this test does not know"
+    granted = {purpose: {a for s in statements(t, lid) for a in actions_of(s)} for purpose, lid in roles.items()}
+    assert granted == EXPECTED_ACTIONS, {p: (sorted(granted[p] - EXPECTED_ACTIONS[p]), sorted(EXPECTED_ACTIONS[p] - granted[p]))
+                                         for p in granted if granted[p] != EXPECTED_ACTIONS[p]}
+    for purpose, lid in roles.items():
+        for s in statements(t, lid):
+            assert s["Effect"] == "Allow"
+            assert not any("*" in a for a in actions_of(s)), (purpose, s["Action"])
+            if s["Resource"] == "*" or "*" in (s["Resource"] if isinstance(s["Resource"], list) else []):
+                assert actions_of(s) <= UNSCOPED, (purpose, s)
+
+
+def test_only_the_bedrock_callers_may_subscribe_through_marketplace(synth: tuple[Any, Template, Path]) -> None:
+    """A fresh account's first call to Claude or a Stability model subscribes through AWS Marketplace
+    (bedrock/latest/userguide/model-access.html): the calling roles need these three actions."""
+    _, t, _ = synth
+    for purpose, lid in roles_by_purpose(t).items():
+        marketplace = [s for s in statements(t, lid) if actions_of(s) & MARKETPLACE]
+        if purpose in ("enhance", "image"):  # no resource type: on "*" (CDK merges them with X-Ray's)
+            assert len(marketplace) == 1 and MARKETPLACE <= actions_of(marketplace[0])
+            assert marketplace[0]["Resource"] == "*" and "Condition" not in marketplace[0]
+        else:
+            assert marketplace == [], purpose
+
+
+def find_in_map(t: Template, value: Any, region: str) -> Any:
+    """Resolve Fn::FindInMap / Fn::Join over the template's Mappings for one region."""
+    if isinstance(value, dict) and "Fn::FindInMap" in value:
+        name, key, attr = value["Fn::FindInMap"]
+        assert key == {"Ref": "AWS::Region"}
+        return t.to_json()["Mappings"][name].get(region, {}).get(attr)
+    if isinstance(value, dict) and "Fn::Join" in value:
+        sep, parts = value["Fn::Join"]
+        resolved = [find_in_map(t, p, region) for p in parts]
+        return None if None in resolved else sep.join(str(p) for p in resolved)
+    return value
+
+
+@pytest.mark.parametrize(("region", "expected"), [
+    ("us-east-1", "us.anthropic.claude-haiku-4-5-20251001-v1:0"),
+    ("eu-central-1", "eu.anthropic.claude-haiku-4-5-20251001-v1:0"),
+    ("ap-southeast-2", "apac.anthropic.claude-haiku-4-5-20251001-v1:0"),
+    ("ca-central-1", None), ("sa-east-1", None),
+])
+def test_the_default_enhancer_profile_follows_the_stack_region(synth: tuple[Any, Template, Path], region: str,
+                                                               expected: str | None) -> None:
+    _, t, _ = synth
+    env = function_by_handler(t, "enhance")[1]["Properties"]["Environment"]["Variables"]
+    assert find_in_map(t, env["CAMPAIGN_ENHANCER_MODEL"], region) == expected
+    role = function_by_handler(t, "enhance")[1]["Properties"]["Role"]["Fn::GetAtt"][0]
+    [invoke] = [s for s in statements(t, role) if "bedrock:InvokeModel" in actions_of(s)]
+    profiles = [r for r in invoke["Resource"] if "inference-profile/" in json.dumps(r)]
+    assert len(profiles) == 1 and json.dumps(env["CAMPAIGN_ENHANCER_MODEL"]) in json.dumps(profiles[0])
+    [assertion] = t.to_json()["Rules"]["BedrockRegion"]["Assertions"]
+    allowed, ref = assertion["Assert"]["Fn::Contains"]
+    assert ref == {"Ref": "AWS::Region"} and (region in allowed) == (expected is not None)
+    assert "geographic cross-Region inference profile" in assertion["AssertDescription"]
+
+
+def test_a_stability_region_outside_the_us_is_refused_at_synth() -> None:
+    from infra.settings import StackSettings
+
+    with pytest.raises(ValueError, match=r"stability_region 'eu-west-1'.*us\. cross-Region inference profile"):
+        StackSettings(stability_region="eu-west-1").check()
+    StackSettings(stability_region="us-east-2").check()
+    StackSettings(images="local", stability_region="eu-west-1").check()  # not called at all then
 
 
 # --- independent validators ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import tiny_cogvideo as tiny
 from botocore.validate import validate_parameters
+from fake_aws.validate import model_checked
 from moto import mock_aws
 
 from pipeline.backends.base import ClipRequest
@@ -436,7 +437,7 @@ def aws(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
+    with mock_aws(), model_checked():  # every S3 and SageMaker request checked against its service model
         s3 = boto3.client("s3")
         for bucket in ("work", "weights"):
             s3.create_bucket(Bucket=bucket)

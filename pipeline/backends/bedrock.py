@@ -56,9 +56,52 @@ from pipeline.errors import (
 DEFAULT_ENHANCER_MODEL = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 # Used when standard AWS configuration names no region. `us.` profiles can be called from any US region.
 DEFAULT_REGION = "us-west-2"
+# Geographic cross-Region inference profiles (bedrock/latest/userguide/geographic-cross-region-inference.html,
+# cross-region-inference-support.html): `us.`, `eu.`, `apac.` + the model id, each invoked from a source
+# region of its geography and routed within it. Which regions are source regions differs per model and is
+# unverified here beyond the rule below (us-* but not GovCloud, eu-*, ap-*); a region outside these
+# (ca-, sa-, me-, af-, il-, mx-) has no geographic profile for the default enhancer and is refused.
+GEOGRAPHIES = {"us": "us", "eu": "eu", "ap": "apac"}  # a region name's first part -> profile prefix
 # The Stability services are called in us-west-2 by the reference notebook; overridable per deployment.
 DEFAULT_STABILITY_REGION = "us-west-2"
 STABILITY_REGION_ENV = "CAMPAIGN_STABILITY_REGION"
+
+
+
+def region_geography(region: str) -> str | None:
+    """The geographic profile prefix a region can invoke (`us`, `eu`, `apac`), else None."""
+    if region.startswith("us-gov"):
+        return None
+    return GEOGRAPHIES.get(region.split("-", 1)[0])
+
+
+def model_geography(model_id: str) -> str | None:
+    """The geography of a geographic inference profile id (`eu.anthropic...` -> `eu`); None for a base
+    model id or a global profile."""
+    prefix = model_id.split(".", 1)[0]
+    return prefix if prefix in GEOGRAPHIES.values() else None
+
+
+def model_for_region(model_id: str, region: str) -> str:
+    """The same model through the profile of `region`'s geography (the default enhancer in any stack)."""
+    geography = region_geography(region)
+    if geography is None:
+        raise ValueError(f"{region} has no geographic inference profile (us., eu., apac.) for {model_id}: "
+                         "name a model id that region can invoke (context enhancer_model, --enhancer-model)")
+    base = model_id.split(".", 1)[1] if model_geography(model_id) else model_id
+    return f"{geography}.{base}"
+
+
+def region_problem(model_id: str, region: str) -> str | None:
+    """Why `model_id` cannot be invoked from `region` (a geographic profile of another geography), or None."""
+    wanted = model_geography(model_id)
+    if wanted is None or region_geography(region) == wanted:
+        return None
+    hint = (f"use {model_for_region(model_id, region)}" if region_geography(region)
+            else "use a model id that region can invoke")
+    return (f"{model_id} is a {wanted}. cross-Region inference profile, which can be invoked only from "
+            f"{wanted} source regions, not {region}: {hint}")
+
 
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_BASE_DELAY_S = 1.0
@@ -185,9 +228,15 @@ def _map_error(exc: Exception, where: _Where) -> PipelineError:
         if code in TRANSIENT_CODES or status >= 500:
             return TransientError(f"{head}: service error ({code or status}): {message}")
         if code == "AccessDeniedException":
+            # bedrock/latest/userguide/model-access.html: the first call to a third-party model subscribes the
+            # account through AWS Marketplace; until that completes (minutes) calls answer AccessDeniedException.
+            # Not retried here: it may as well be a missing permission, which no wait cures.
             return JobFailed(
-                f"{head}: model access not granted for {where.model_id} in {where.region}: enable it in the Bedrock "
-                f"console (Model access) and allow bedrock:InvokeModel on it ({message})"
+                f"{head}: access denied ({message}). The role needs bedrock:InvokeModel on this model, and for a "
+                "third-party model aws-marketplace:Subscribe, Unsubscribe and ViewSubscriptions: the first call "
+                "subscribes the account through AWS Marketplace, which can take some minutes, during which calls "
+                "are denied (re-run the job then). Anthropic models also need the account's one-time use-case "
+                "form (Bedrock console, model catalog)"
             )
         if code in CREDENTIAL_CODES:
             return BackendUnavailable(f"{head}: AWS credentials rejected ({code}): {message}")
@@ -199,6 +248,14 @@ def _map_error(exc: Exception, where: _Where) -> PipelineError:
     if isinstance(exc, BotoCoreError):
         return JobFailed(f"{head}: {exc}")
     raise exc  # not ours to classify: a bug, let it surface with its own traceback
+
+
+def _check_region(where: _Where) -> None:
+    """Refuse before calling: a geographic profile invoked from outside its geography is denied by AWS with a
+    message that does not say why."""
+    problem = region_problem(where.model_id, where.region)
+    if problem:
+        raise BackendUnavailable(f"{where.what}: {problem} (CAMPAIGN_STABILITY_REGION / AWS_REGION choose the region)")
 
 
 def _with_retries(call: Callable[[], T], *, where: _Where, policy: RetryPolicy, rng: random.Random,
@@ -294,6 +351,7 @@ class BedrockEnhancer:
             raise InputRejected(f"prompt enhancement needs a non-empty prompt, got {prompt!r}")
         client = self._client.get()
         where = _Where("prompt enhancement", self.model_id, self._client.region)
+        _check_region(where)
         response, _ = _with_retries(lambda: client.converse(**self.request(prompt)), where=where,
                                     policy=self._policy, rng=self._rng, sleep=self._sleep)
         return self._parse(response, where)
@@ -447,6 +505,7 @@ class BedrockImageEditor:
         payload = json.dumps(req.body)
         client = self._client.get()
         where = _Where(tool, spec.model_id, self._client.region)
+        _check_region(where)
 
         def call() -> tuple[Image.Image, int | None]:
             response = client.invoke_model(modelId=spec.model_id, body=payload,

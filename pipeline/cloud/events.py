@@ -160,3 +160,49 @@ class FinishEvent:
         return cls(need_str(d, "run_id"), epoch(d.get("started") or now), summary,
                    source if isinstance(source, Mapping) else {},
                    StepError.from_state(d.get("error")))
+
+
+# S3 -> EventBridge (AmazonS3/latest/userguide/ev-events.html and EventBridge.html): `Object Created` carries
+# `reason` PutObject / POST Object / CopyObject / CompleteMultipartUpload; `Object Deleted` carries `reason`
+# DeleteObject or "Lifecycle Expiration" and `deletion-type` "Permanently Deleted" (an unversioned object, or a
+# version removed for good, e.g. a noncurrent version expired by lifecycle) or "Delete Marker Created".
+OBJECT_CREATED = "Object Created"
+OBJECT_DELETED = "Object Deleted"
+DELETE_MARKER_CREATED = "Delete Marker Created"
+
+
+@dataclass(frozen=True)
+class S3ObjectEvent:
+    """An S3 object event as EventBridge delivers it to the starter; `key` is spelt as the event spells it.
+    Events of one key may arrive out of order, so the starter decides from the bucket's current object (a
+    HEAD), not from the order of arrival; `sequencer` is kept for the logs."""
+
+    detail_type: str
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str | None
+    sequencer: str | None
+    reason: str | None
+    deletion_type: str | None
+
+    @classmethod
+    def from_event(cls, d: Mapping[str, Any]) -> S3ObjectEvent:
+        detail = need(d, "detail")
+        bucket, obj = need(detail, "bucket"), need(detail, "object")
+        version = obj.get("version-id")
+        return cls(need_str(d, "detail-type"), need_str(bucket, "name"), need_str(obj, "key"),
+                   str(version) if version and version != "null" else None,
+                   str(obj["etag"]).strip('"') if obj.get("etag") else None,
+                   str(obj["sequencer"]) if obj.get("sequencer") else None,
+                   str(detail["reason"]) if detail.get("reason") else None,
+                   str(detail["deletion-type"]) if detail.get("deletion-type") else None)
+
+    @property
+    def version(self) -> str:
+        """The version id, else the ETag (an unversioned bucket): what names this version's execution."""
+        return self.version_id or self.etag or ""
+
+    @property
+    def is_delete_marker(self) -> bool:
+        return self.detail_type == OBJECT_DELETED and self.deletion_type == DELETE_MARKER_CREATED

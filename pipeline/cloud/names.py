@@ -47,7 +47,8 @@ def schedule_name(*, bucket: str, key: str) -> str:
 
 
 def is_manifest_key(key: str) -> bool:
-    return key.startswith(MANIFEST_PREFIX) and key.lower().endswith(MANIFEST_SUFFIXES)
+    """Case-sensitive, like the EventBridge rule's wildcards (infra/triggers.py): `manifests/x.YAML` is not one."""
+    return key.startswith(MANIFEST_PREFIX) and key.endswith(MANIFEST_SUFFIXES)
 
 
 def object_version(obj: Mapping[str, Any]) -> str:

@@ -1,5 +1,5 @@
 """The S3 trigger (Lambda behind the EventBridge rule on the input bucket): one execution per manifest version,
-and the manifest's schedule kept in step with it."""
+and the manifest's schedule kept in step with the bucket's current version of it."""
 
 from __future__ import annotations
 
@@ -10,39 +10,39 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from pipeline.cloud.contract import MANIFEST_PREFIX, MANIFEST_SUFFIXES
-from pipeline.cloud.events import need
+from pipeline.cloud.events import OBJECT_CREATED, OBJECT_DELETED, S3ObjectEvent
 from pipeline.cloud.failures import client_error_code
 from pipeline.cloud.names import (
     campaign_name_of,
     execution_arn,
     execution_name,
     is_manifest_key,
-    object_version,
     schedule_name,
 )
 from pipeline.cloud.settings import CloudSettings
 from pipeline.errors import ManifestInvalid
 from pipeline.manifest import load_manifest_text
 
+LIFECYCLE_EXPIRATION = "Lifecycle Expiration"
+NOT_FOUND = ("NoSuchKey", "NoSuchVersion", "404", "NotFound")
+
 
 def handle_manifest_event(event: Mapping[str, Any], *, s3: Any, sfn: Any, scheduler: Any,
                           settings: CloudSettings) -> dict[str, Any]:
-    """EventBridge `Object Created` / `Object Deleted` for manifests/*.yaml|yml in the input bucket."""
-    detail_type = str(event.get("detail-type"))
-    detail = need(event, "detail")
-    bucket, obj = str(detail["bucket"]["name"]), detail["object"]
-    key = str(obj["key"])
-    if not is_manifest_key(key):
-        return {"action": "ignored", "key": key, "why": f"not a manifest ({MANIFEST_PREFIX}*{'|'.join(MANIFEST_SUFFIXES)})"}
-    if detail_type == "Object Deleted":
-        schedule = _delete_schedule(scheduler, schedule_name(bucket=bucket, key=key), settings)
-        return {"action": "deleted", "key": key, "schedule": schedule}
-    if detail_type != "Object Created":
-        return {"action": "ignored", "key": key, "why": f"event type {detail_type!r}"}
+    """EventBridge `Object Created` / `Object Deleted` for manifests/*.yaml|yml in the input bucket.
 
-    version = object_version(obj)
-    key, text = _read_event_object(s3, bucket, key, obj.get("version-id"))
-    schedule = schedule_name(bucket=bucket, key=key)
+    A failure here (an unreadable manifest, a throttled StartExecution, a failed CreateSchedule) is raised:
+    Lambda retries the asynchronous event twice, then its on-failure destination keeps it (infra/triggers.py)."""
+    ev = S3ObjectEvent.from_event(event)
+    if not any(is_manifest_key(k) for k in event_keys(ev.key)):
+        return {"action": "ignored", "key": ev.key, "why": f"not a manifest ({MANIFEST_PREFIX}*{'|'.join(MANIFEST_SUFFIXES)})"}
+    if ev.detail_type == OBJECT_DELETED:
+        return _on_deleted(ev, s3=s3, scheduler=scheduler, settings=settings)
+    if ev.detail_type != OBJECT_CREATED:
+        return {"action": "ignored", "key": ev.key, "why": f"event type {ev.detail_type!r}"}
+
+    key, text = _read_event_object(s3, ev)
+    bucket = ev.bucket
     try:
         campaign = load_manifest_text(text, file=f"s3://{bucket}/{key}", base_dir=Path("."), check_files=False)
         name, cron = campaign.name, campaign.schedule
@@ -50,10 +50,15 @@ def handle_manifest_event(event: Mapping[str, Any], *, s3: Any, sfn: Any, schedu
     except ManifestInvalid:  # the run still starts: it writes the validation problems as its report
         name, cron, valid = campaign_name_of(text, key), None, False
 
-    execution = execution_name(name, bucket=bucket, key=key, version=version)
-    run_input = {"bucket": bucket, "key": key, "version_id": obj.get("version-id"), "campaign": name, "trigger": "s3"}
+    execution = execution_name(name, bucket=bucket, key=key, version=ev.version)
+    run_input = {"bucket": bucket, "key": key, "version_id": ev.version_id, "campaign": name, "trigger": "s3"}
     started = _start_once(sfn, settings.need("state_machine_arn"), execution, run_input)
-    if not valid:
+    schedule = schedule_name(bucket=bucket, key=key)
+    current = _current_version(s3, bucket, key)
+    if current != ev.version:
+        # events of one key can arrive out of order: only the bucket's current version decides the schedule
+        schedule_action = f"unchanged (current version is {current or 'none'}, not {ev.version})"
+    elif not valid:
         schedule_action = "unchanged (manifest invalid)"
     elif cron:
         schedule_action = _upsert_schedule(scheduler, schedule, settings, expression=cron, bucket=bucket, key=key,
@@ -64,17 +69,53 @@ def handle_manifest_event(event: Mapping[str, Any], *, s3: Any, sfn: Any, schedu
             "schedule": schedule_action}
 
 
-def _read_event_object(s3: Any, bucket: str, key: str, version_id: str | None) -> tuple[str, str]:
-    """The object an event names, and its key as stored. S3's classic notifications URL-encode keys
-    ("red flower.yaml" -> "red+flower.yaml"); should an EventBridge event do so too, the decoded key is tried."""
-    extra = {"VersionId": version_id} if version_id else {}
+def event_keys(key: str) -> tuple[str, ...]:
+    """The keys an event's `key` may stand for: as spelt, then URL-decoded. S3's classic notifications
+    URL-encode keys ("red flower.yaml" -> "red+flower.yaml"); whether EventBridge events do is unverified, so
+    create and delete both try the key as spelt first, then decoded (the same rule for both)."""
+    decoded = unquote_plus(key)
+    return (key,) if decoded == key else (key, decoded)
+
+
+def _on_deleted(ev: S3ObjectEvent, *, s3: Any, scheduler: Any, settings: CloudSettings) -> dict[str, Any]:
+    """A schedule goes only when the bucket has no current object under the key. A lifecycle expiration of a
+    noncurrent version (`Permanently Deleted`, reason `Lifecycle Expiration`) leaves the manifest in place,
+    and a delete marker may already be followed by a newer upload: both keep the schedule."""
+    if ev.reason == LIFECYCLE_EXPIRATION and not ev.is_delete_marker:
+        return {"action": "ignored", "key": ev.key, "why": "a noncurrent version expired; the manifest stays"}
+    schedules: list[str] = []
+    for key in event_keys(ev.key):
+        name = schedule_name(bucket=ev.bucket, key=key)
+        current = _current_version(s3, ev.bucket, key)
+        schedules.append(f"kept {name} (current version {current})" if current
+                         else _delete_schedule(scheduler, name, settings))
+    return {"action": "deleted", "key": ev.key, "schedule": "; ".join(schedules)}
+
+
+def _read_event_object(s3: Any, ev: S3ObjectEvent) -> tuple[str, str]:
+    """The object version an event names, and its key as stored (see `event_keys`)."""
+    extra = {"VersionId": ev.version_id} if ev.version_id else {}
+    keys = event_keys(ev.key)
+    for i, key in enumerate(keys):
+        try:
+            return key, s3.get_object(Bucket=ev.bucket, Key=key, **extra)["Body"].read().decode("utf-8")
+        except Exception as exc:
+            if i == len(keys) - 1 or client_error_code(exc) not in NOT_FOUND:
+                raise
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _current_version(s3: Any, bucket: str, key: str) -> str | None:
+    """The version id (else ETag) of the key's current object; None when there is none (deleted, or its
+    current version is a delete marker: HEAD answers 404)."""
     try:
-        return key, s3.get_object(Bucket=bucket, Key=key, **extra)["Body"].read().decode("utf-8")
+        head = s3.head_object(Bucket=bucket, Key=key)
     except Exception as exc:
-        decoded = unquote_plus(key)
-        if decoded == key or client_error_code(exc) not in ("NoSuchKey", "NoSuchVersion", "404"):
-            raise
-        return decoded, s3.get_object(Bucket=bucket, Key=decoded, **extra)["Body"].read().decode("utf-8")
+        if client_error_code(exc) in NOT_FOUND:
+            return None
+        raise
+    version = head.get("VersionId")
+    return str(version) if version and version != "null" else str(head.get("ETag") or "").strip('"')
 
 
 def _start_once(sfn: Any, state_machine_arn: str, name: str, run_input: Mapping[str, Any]) -> bool:
@@ -121,5 +162,3 @@ def _delete_schedule(scheduler: Any, name: str, settings: CloudSettings) -> str:
     except scheduler.exceptions.ResourceNotFoundException:
         return "none"
     return f"deleted {name}"
-
-

@@ -15,6 +15,7 @@ from moto import mock_aws
 
 from fake_aws.container import preview_container
 from fake_aws.stepfunctions import MOTO_CONFIG, LambdaCalls, route_lambdas, route_sagemaker, substitute, wait_for
+from fake_aws.validate import model_checked
 from pipeline.cloud import DEFAULT_DISTRIBUTED_THRESHOLD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,6 +133,9 @@ def moto_cloud(*, job_concurrency: int = 4, gpu_concurrency: int = 2,
     logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
     with ExitStack() as stack:
         stack.enter_context(mock_aws(config=MOTO_CONFIG))
+        # every request (the tasks', and those moto's Step Functions makes for the ASL's SDK integrations,
+        # e.g. the `Record ... failure` states' s3:putObject) checked against its service model
+        stack.enter_context(model_checked())
         s3 = boto3.client("s3", region_name=REGION)
         for bucket in (INPUT_BUCKET, OUTPUT_BUCKET):
             s3.create_bucket(Bucket=bucket)
