@@ -58,3 +58,7 @@ class Throttled(TransientError):
 
 class BackendUnavailable(PipelineError):
     """A backend was selected that cannot run here (missing extra, weights, credentials)."""
+
+
+class ApprovalUnavailable(PipelineError):
+    """`campaign approve` / `reject` found no run waiting for an answer (none, or already answered)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from pipeline.approval import LocalHold, before_render, hold_for_approval
 from pipeline.backends import Backends
 from pipeline.errors import DependencyFailed
 from pipeline.jobs import Job
@@ -154,18 +155,21 @@ def _run_one(job: Job, ctx: TaskContext) -> list[JobResult]:
 
 def run_local(plan: Plan, backends: Backends, *, out_dir: Path, workers: int = 2, show_progress: bool = True,
               stream: TextIO | None = None, run_id: str | None = None,
-              cost: dict[str, Any] | None = None) -> RunOutcome:
-    """`campaign run`: execute the plan into out_dir (cache/ + runs/<campaign>/<run-id>/) and write the report."""
+              cost: dict[str, Any] | None = None, budget: dict[str, Any] | None = None,
+              hold: LocalHold | None = None) -> RunOutcome:
+    """`campaign run`: execute the plan into out_dir (cache/ + runs/<campaign>/<run-id>/) and write the report.
+    With `hold`, only the jobs before the approval gate run and the report waits for approval."""
     store = LocalStore(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     store.sweep_temp()
     run_id = run_id or new_run_id()
     started = time.time()
-    progress = Progress(plan, stream=stream or sys.stderr, enabled=show_progress)
+    to_run = before_render(plan) if hold else plan
+    progress = Progress(to_run, stream=stream or sys.stderr, enabled=show_progress)
     _sweep_workdirs(out_dir)
     work = Path(tempfile.mkdtemp(prefix=f".work-{os.getpid()}-", dir=out_dir))
     try:
-        results = run_plan(plan, store, backends, workdir=work, workers=workers, progress=progress)
+        results = run_plan(to_run, store, backends, workdir=work, workers=workers, progress=progress)
     except RunInterrupted as stop:  # still write what was done, then let the CLI say so
         progress.close()
         write_run(plan, stop.results, store, run_id=run_id, started=started, finished=time.time(), cost=cost,
@@ -174,7 +178,13 @@ def run_local(plan: Plan, backends: Backends, *, out_dir: Path, workers: int = 2
     finally:
         progress.close()
         shutil.rmtree(work, ignore_errors=True)
-    report = write_run(plan, results, store, run_id=run_id, started=started, finished=time.time(), cost=cost)
+    if hold:
+        report, _ = hold_for_approval(plan, results, store, run_id=run_id, started=started, cost=cost, budget=budget,
+                                      manifest=hold.manifest, manifest_sha256=hold.manifest_sha256,
+                                      backends=hold.backends)
+    else:
+        report = write_run(plan, results, store, run_id=run_id, started=started, finished=time.time(), cost=cost,
+                           budget=budget)
     return RunOutcome(report, results, store.location(f"{report['prefix']}/report.json"))
 
 
