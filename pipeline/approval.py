@@ -114,9 +114,9 @@ def hold_for_approval(plan: Plan, results: list[JobResult], store: Store, *, run
         campaign=plan.campaign, run_id=run_id, status=AWAITING, manifest=manifest, requested=iso(now),
         manifest_sha256=manifest_sha256, remaining_usd=float(remaining["uncached_usd"]) if remaining else None,
         expires=iso(now + timeout_s) if timeout_s else None, backends=dict(backends or {}), task_token=task_token)
-    write_record(store, record)
     report = write_run(plan, results, store, run_id=run_id, started=started, finished=now, cost=cost, budget=budget,
                        status=AWAITING_APPROVAL, approval=approval_section(record))
+    write_record(store, record)  # last: a run with a record has its report for review
     return report, record
 
 

@@ -66,7 +66,7 @@ def test_a_budget_under_the_estimate_is_refused_before_any_job(tmp_path: Path, c
     out = tmp_path / "out"
     assert campaign(["run", str(manifest), "--out", str(out), "--quiet"]) == EXIT_INVALID
     err = capsys.readouterr().err
-    # FILE:LINE:COL of the budget's max_usd key (line 18: the template is 17 lines), the estimate and the budget side by side
+    # FILE:LINE:COL of the budget's max_usd key (line 18: the template is 16 lines), the estimate and the budget side by side
     assert err.startswith(f"{manifest}:18:3: error: budget.max_usd: estimated $"), err
     assert "for the 6 job(s) not yet cached is over the budget of $0.00" in err
     assert "unverified figure(s)" in err

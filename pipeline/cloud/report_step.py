@@ -23,7 +23,7 @@ from pipeline.errors import ApprovalUnavailable
 from pipeline.jobs import Job
 from pipeline.notify import Notification, publish, summarize
 from pipeline.plan import Plan
-from pipeline.report import EXPIRED, REJECTED, write_failed, write_run
+from pipeline.report import EXPIRED, REJECTED, restate_report, write_failed, write_run
 from pipeline.store import Store
 from pipeline.tasks import JobResult
 
@@ -51,9 +51,12 @@ def finish_run(event: FinishEvent, *, store: Store, settings: CloudSettings, sns
         run = load_run(store, ref)
         results = collect_results(store, ref, run.plan, stage_error=stage_error)
         ending = APPROVAL_ENDINGS.get(event.error.error) if event.error else None
+        approval, why = _approval_ended(store, ref, ending)
         report = write_run(run.plan, results, store, run_id=ref.run_id, started=run.started, finished=time.time(),
                            cost=run_cost(run.plan, settings), budget=load_budget(store, ref), status=ending,
-                           approval=_approval_ended(store, ref, ending))
+                           approval=approval)
+        if ending and why:  # the answer's reason first among the errors, as `campaign reject` does locally
+            report = restate_report(store, ref.prefix, status=ending, error=why)
     location = store.location(f"{report['prefix']}/report.json")
     notified = notify(settings, sns, summarize(report, report_location=store.location(f"{report['prefix']}/report.html")))
     return {"status": report["status"], "report": location, "jobs": report["jobs"], "errors": len(report["errors"]),
@@ -79,16 +82,24 @@ def load_budget(store: Store, ref: RunRef) -> dict[str, Any] | None:
     return json.loads(store.read_bytes(key)) if store.exists(key) else None
 
 
-def _approval_ended(store: Store, ref: RunRef, ending: str | None) -> dict[str, Any] | None:
-    """A held run's record in the report; an unanswered one is marked expired now that the wait ended."""
+def _approval_ended(store: Store, ref: RunRef, ending: str | None) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+    """A held run's record for the report (an unanswered one is marked expired now that the wait ended) and,
+    for a run that ended at the gate, the error entry that says who rejected it and why, or that it expired."""
     try:
         record = read_record(store, ref.campaign, ref.run_id)
     except ApprovalUnavailable:
-        return None
+        return None, None
     if ending == EXPIRED and record.status == AWAITING:
         record = record.answer(status=RECORD_EXPIRED, by=None, reason="no answer before the approval timeout")
         write_record(store, record)
-    return approval_section(record)
+    why = None
+    if ending == REJECTED:
+        why = {"job": "approval", "error": "Rejected",
+               "message": f"rejected by {record.answered_by}" + (f": {record.reason}" if record.reason else "")}
+    elif ending == EXPIRED:
+        why = {"job": "approval", "error": "Expired",
+               "message": f"no answer between {record.requested} and {record.expires or 'the approval timeout'}"}
+    return approval_section(record), why
 
 
 def collect_results(store: Store, ref: RunRef, plan: Plan, *, stage_error: tuple[str, str] | None) -> list[JobResult]:
