@@ -49,6 +49,8 @@ TASKS = (
              media=True, ephemeral_mb=4096),
     # a few thousand results read and outputs copied (in parallel) for a large campaign
     TaskSpec("report", "Write report: every job's result into report.json and report.html", 1024, 900),
+    # holds the run for review: writes the held report and the task token, notifies
+    TaskSpec("approval", "Await approval: the held report, the task token under the run, the notification", 1024, 300),
     TaskSpec("starter", "Start one execution per manifest version; keep its schedule in step", 256, 60),
 )
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from constructs import Node
 
-from pipeline.cloud import DEFAULT_DISTRIBUTED_THRESHOLD
+from pipeline.cloud import DEFAULT_APPROVAL_TIMEOUT_S, DEFAULT_DISTRIBUTED_THRESHOLD
 
 # context key -> (field, kind); every key is optional
 CONTEXT_KEYS = {
@@ -24,6 +24,7 @@ CONTEXT_KEYS = {
     "distributed_map_threshold": "distributed_map_threshold",
     "weights_bucket": "weights_bucket", "weights_prefix": "weights_prefix",
     "cache_expiry_days": "cache_expiry_days", "log_retention": "log_retention", "layer_dir": "layer_dir",
+    "max_budget_usd": "max_budget_usd", "approval_timeout_s": "approval_timeout_s", "notify_email": "notify_email",
 }
 
 
@@ -50,6 +51,9 @@ class StackSettings:
     cache_expiry_days: int = 90
     log_retention: str = "ONE_MONTH"  # an aws_logs.RetentionDays name
     layer_dir: str = "build/lambda-layer"
+    max_budget_usd: float | None = None  # the spending ceiling no manifest's budget may pass (None: none)
+    approval_timeout_s: int = DEFAULT_APPROVAL_TIMEOUT_S  # how long `Await approval` waits, then `expired`
+    notify_email: str | None = None  # subscribed to the notification topic
 
     @classmethod
     def from_context(cls, node: Node) -> StackSettings:
@@ -60,7 +64,9 @@ class StackSettings:
             if raw is None or raw == "":
                 continue
             kind = str(types[name])
-            if "int" in kind:
+            if "float" in kind:
+                values[name] = _positive_float(key, raw)
+            elif "int" in kind:
                 values[name] = _int(key, raw, minimum=0 if name == "distributed_map_threshold" else 1)
             elif "tuple" in kind:
                 values[name] = tuple(x.strip() for x in (raw.split(",") if isinstance(raw, str) else raw) if x.strip())
@@ -101,4 +107,14 @@ def _int(key: str, raw: Any, *, minimum: int = 1) -> int:
         raise ValueError(f"context {key} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise ValueError(f"context {key} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _positive_float(key: str, raw: Any) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"context {key} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ValueError(f"context {key} must be more than 0, got {raw!r}")
     return value

@@ -25,6 +25,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.functions import TaskFunctions
+from infra.notifications import RunNotifications
 from infra.settings import StackSettings
 from infra.storage import CampaignBuckets
 from infra.studio import CampaignStudio, StudioSettings
@@ -37,7 +38,8 @@ DEFAULT_BASE_ENHANCER = DEFAULT_ENHANCER_MODEL.split(".", 1)[1]  # the model beh
 # which task functions touch which bucket (infra/functions.py TASKS keys)
 READS_INPUT = ("plan", "image", "prepare_batch", "collect_batch", "assemble", "report")  # manifests and assets
 # (the report copies each edited image's source asset beside it)
-USES_OUTPUT = ("plan", "enhance", "image", "prepare_batch", "collect_batch", "assemble", "report")
+USES_OUTPUT = ("plan", "enhance", "image", "prepare_batch", "collect_batch", "assemble", "report", "approval")
+PUBLISHES = ("report", "approval")  # run summaries to the notification topic
 
 
 class CampaignStack(Stack):
@@ -54,6 +56,9 @@ class CampaignStack(Stack):
                                if settings.weights_bucket else self.buckets.output)
         self.weights_s3_uri = f"s3://{weights.bucket_name}/{settings.weights_prefix}"
 
+        # 1b. The operators' topic (its ARN goes into the task functions' environment).
+        self.notifications = RunNotifications(self, "Notifications", email=settings.notify_email)
+
         # 2. The processing image and role, then the task functions that build its requests.
         self.renderer = ClipRenderer(self, "ClipRenderer", output_bucket=self.buckets.output, weights_bucket=weights,
                                      weights_prefix=settings.weights_prefix)
@@ -65,13 +70,17 @@ class CampaignStack(Stack):
         for key in USES_OUTPUT:
             _grant_objects(fns[key], self.buckets.output, ["s3:GetObject", "s3:PutObject"])
         self._grant_bedrock(fns)
+        for key in PUBLISHES:
+            self.notifications.grant_publish(fns[key])
 
         # 3. The state machine and its triggers.
         self.workflow = CampaignStateMachine(
             self, "Workflow", functions=fns, output_bucket=self.buckets.output, renderer=self.renderer,
             job_concurrency=settings.job_concurrency, gpu_concurrency=settings.gpu_concurrency,
-            distributed_map_threshold=settings.distributed_map_threshold, log_retention=retention)
+            distributed_map_threshold=settings.distributed_map_threshold, log_retention=retention,
+            approval_timeout_s=settings.approval_timeout_s)
         state_machine = self.workflow.state_machine
+        self.notifications.watch(state_machine)
         self.triggers = ManifestTriggers(self, "Triggers", input_bucket=self.buckets.input, starter=fns["starter"],
                                          state_machine=state_machine)
 
@@ -81,6 +90,8 @@ class CampaignStack(Stack):
         CfnOutput(self, "OutputBucketName", value=self.buckets.output.bucket_name,
                   description="cache/ and runs/<campaign>/<run-id>/ (report.json, report.html, videos, images)")
         CfnOutput(self, "AccessLogsBucketName", value=self.buckets.access_logs.bucket_name)
+        CfnOutput(self, "NotificationTopicArn", value=self.notifications.topic.topic_arn,
+                  description="Run summaries and approval requests; subscribe with -c notify_email=... or in the console")
         CfnOutput(self, "StateMachineArn", value=state_machine.state_machine_arn,
                   description="CAMPAIGN_STATE_MACHINE_ARN for `campaign status`")
         CfnOutput(self, "ExecutionsConsoleUrl", description="The state machine's executions in the console",
@@ -110,13 +121,15 @@ class CampaignStack(Stack):
             "CAMPAIGN_SAGEMAKER_ROLE_ARN": self.renderer.role.role_arn,
             "CAMPAIGN_SAGEMAKER_IMAGE_URI": self.renderer.image.image_uri,
             "CAMPAIGN_MODELS_S3_URI": self.weights_s3_uri,
+            "CAMPAIGN_NOTIFY_TOPIC_ARN": self.notifications.topic.topic_arn,
         }
         if s.enhancer == "bedrock" or s.enhancer_model:
             env["CAMPAIGN_ENHANCER_MODEL"] = self._enhancer_model()
         optional = {"CAMPAIGN_STABILITY_REGION": s.stability_region,
                     "CAMPAIGN_SAGEMAKER_INSTANCE_TYPE": s.instance_type, "CAMPAIGN_SAGEMAKER_VOLUME_GB": s.volume_gb,
                     "CAMPAIGN_SAGEMAKER_MAX_RUNTIME_S": s.max_runtime_s, "CAMPAIGN_CLIPS_PER_BATCH": s.clips_per_batch,
-                    "CAMPAIGN_ALLOWED_ENHANCER_MODELS": ",".join(s.allowed_enhancer_models) or None}
+                    "CAMPAIGN_ALLOWED_ENHANCER_MODELS": ",".join(s.allowed_enhancer_models) or None,
+                    "CAMPAIGN_MAX_BUDGET_USD": s.max_budget_usd}
         env.update({k: str(v) for k, v in optional.items() if v is not None})
         return env
 

@@ -15,6 +15,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from pipeline.cloud import DEFAULT_APPROVAL_TIMEOUT_S
+
 ROOT = Path(__file__).resolve().parents[1]
 ASL_PATH = ROOT / "state_machines" / "campaign.asl.json"
 CLIP_IMAGE_DIR = ROOT / "container"
@@ -22,7 +24,7 @@ CLIP_IMAGE_DIR = ROOT / "container"
 FUNCTION_PLACEHOLDERS = {
     "PlanFunctionArn": "plan", "EnhanceFunctionArn": "enhance", "ImageFunctionArn": "image",
     "PrepareBatchFunctionArn": "prepare_batch", "CollectBatchFunctionArn": "collect_batch",
-    "AssembleFunctionArn": "assemble", "ReportFunctionArn": "report",
+    "AssembleFunctionArn": "assemble", "ReportFunctionArn": "report", "ApprovalFunctionArn": "approval",
 }
 # Step Functions' managed rule for `createProcessingJob.sync` (connect-sagemaker, IAM for the .sync pattern)
 SAGEMAKER_SYNC_RULE = "StepFunctionsGetEventsForSageMakerProcessingJobsRule"
@@ -75,7 +77,8 @@ class CampaignStateMachine(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, functions: Mapping[str, lambda_.IFunction],
                  output_bucket: s3.IBucket, renderer: ClipRenderer, job_concurrency: int, gpu_concurrency: int,
                  distributed_map_threshold: int, log_retention: logs.RetentionDays,
-                 capacity_wait_s: int = CAPACITY_WAIT_S, render_attempts: int = RENDER_ATTEMPTS) -> None:
+                 capacity_wait_s: int = CAPACITY_WAIT_S, render_attempts: int = RENDER_ATTEMPTS,
+                 approval_timeout_s: int = DEFAULT_APPROVAL_TIMEOUT_S) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         self.log_group = logs.LogGroup(self, "Logs", log_group_name=f"/aws/vendedlogs/states/{stack.stack_name}-campaign",
@@ -83,7 +86,8 @@ class CampaignStateMachine(Construct):
         substitutions = {placeholder: functions[key].function_arn for placeholder, key in FUNCTION_PLACEHOLDERS.items()}
         substitutions.update(OutputBucket=output_bucket.bucket_name, JobConcurrency=str(job_concurrency),
                              GpuConcurrency=str(gpu_concurrency), DistributedMapThreshold=str(distributed_map_threshold),
-                             CapacityWaitSeconds=str(capacity_wait_s), RenderAttempts=str(render_attempts))
+                             CapacityWaitSeconds=str(capacity_wait_s), RenderAttempts=str(render_attempts),
+                             ApprovalTimeoutSeconds=str(approval_timeout_s))
         self.state_machine = sfn.StateMachine(
             self, "StateMachine", state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_string(ASL_PATH.read_text()),

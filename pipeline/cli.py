@@ -36,6 +36,7 @@ def _allow_outside_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-outside", action="append", type=Path, default=[], metavar="PATH",
                    help="a folder outside the manifest's folder that assets may resolve into (symbolic links are "
                         "followed); repeatable")
+EXIT_AWAITING_APPROVAL = 3  # `campaign run` stopped at the approval gate: review, then `campaign approve`
 
 
 def _backend_flags(p: argparse.ArgumentParser) -> None:
@@ -94,7 +95,25 @@ def build_parser() -> argparse.ArgumentParser:
     _allow_outside_flag(r)
     r.add_argument("--quiet", action="store_true", help="no progress output")
     r.add_argument("--json", action="store_true", help="print the report as JSON at the end")
+    gate = r.add_mutually_exclusive_group()
+    gate.add_argument("--approval", action="store_true",
+                      help="stop after prompt enhancement and image edits, before any clip (as `approval: before-render`)")
+    gate.add_argument("--approve", action="store_true",
+                      help="approved in advance: run through the gate (continues this manifest's held run, if any)")
     _backend_flags(r)
+
+    for verb, what in (("approve", "render a run held at the approval gate (continues from the cache)"),
+                       ("reject", "end a run held at the approval gate as `rejected`")):
+        a = sub.add_parser(verb, help=what)
+        a.add_argument("campaign", metavar="CAMPAIGN")
+        a.add_argument("--run", help="the run id (default: the campaign's latest run)")
+        a.add_argument("--out", type=Path, default=Path("out"), help="local output folder (default ./out)")
+        a.add_argument("--bucket", help="the stack's output bucket: answer a cloud run instead of a local one")
+        if verb == "approve":
+            a.add_argument("--workers", type=int, default=max(2, os.cpu_count() or 2), help="jobs run in parallel")
+            a.add_argument("--quiet", action="store_true", help="no progress output")
+        else:
+            a.add_argument("--reason", default="", help="why, for the report")
 
     e = sub.add_parser("enhance", help="enhance one prompt and show it with its token count")
     e.add_argument("prompt")
@@ -277,24 +296,31 @@ def _s3_etags(campaign: Any) -> dict[str, str]:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from pipeline.budget import check_budget, estimate_uncached
     from pipeline.cost import estimate_cost
     from pipeline.plan import STAGE_NAMES
     from pipeline.store import LocalStore
-    from pipeline.tasks import is_done
     from pipeline.variants import group_by_template
 
     campaign, _, plan = _plan(args)
-    problems = _check_models(args, campaign, plan) if args.check_models else 0
+    problems = 0
+    if args.check_models:
+        from pipeline.backends.lifecycle import print_model_check
+
+        problems = print_model_check(args.manifest, campaign, plan.backends,
+                                     enhancer_model=args.enhancer_model or campaign.enhancer_model)
     store = LocalStore(args.out)
     cost = estimate_cost(plan, instance_type=args.instance_type)
-    cached = {j.id: is_done(store, j) for j in plan.jobs}
+    uncached = estimate_uncached(plan, store, instance_type=args.instance_type)
+    cached = dict(uncached.cached)
+    budget = check_budget(campaign, uncached)
     groups = group_by_template((j.kind, j.image.image_id if j.kind == "image" else j.video.video_id,
                                 j.image.variant if j.kind == "image" else j.video.variant)
                                for j in plan.jobs if j.kind in ("image", "video"))
     if args.json:
-        print(json.dumps({"plan": plan.to_dict(), "cached": cached, "cost": cost,
+        print(json.dumps({"plan": plan.to_dict(), "cached": cached, "cost": cost, "budget": budget.to_json(),
                           "variants": [g.to_json() for g in groups]}, indent=1))
-        return EXIT_FAILED if problems else EXIT_OK
+        return _plan_verdict(budget, problems)
     print(f"campaign {plan.campaign}: {len(plan.jobs)} job(s), {sum(cached.values())} already in {args.out}/cache")
     distinct = len({j.key for j in plan.jobs})
     if distinct < len(plan.jobs):  # equal work (a shot every market shares) is made once and reused
@@ -313,47 +339,168 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for item in cost["items"]:
         print(f"  {item['what']:<44} x{item['count']:<4} ${item['usd']:.4f}  ({item['basis']})")
     print(f"  {cost['note']}")
-    return EXIT_FAILED if problems else EXIT_OK
+    for unknown in cost.get("unknowns", []):
+        print(f"  unverified: {unknown}")
+    limit = budget.limit_usd
+    print(f"budget: {f'${limit:,.2f}' if limit is not None else 'none'}; estimate for what is not cached: "
+          f"${cost['uncached_usd']:.2f}")
+    return _plan_verdict(budget, problems)
 
 
-def _check_models(args: argparse.Namespace, campaign: Any, plan: Any) -> int:
-    """Print each model finding located in the manifest (FILE:LINE:COL: error|warning: PATH: MESSAGE) on
-    stderr; the number of errors."""
-    from pipeline.backends.lifecycle import check_models, models_used
-    from pipeline.yamlsrc import load_file
 
-    src = load_file(str(args.manifest))
-    uses = models_used(campaign, plan.backends, enhancer_model=args.enhancer_model or campaign.enhancer_model)
-    findings = check_models(uses)
-    for f in findings:
-        p = src.problem(f.use.path, f.message)
-        print(f"{p.file}:{p.line}:{p.col}: {f.level}: {p.path}: {f.message}", file=sys.stderr)
-    checked = ", ".join(sorted({u.model_id for u in uses})) or "none (no Bedrock backend chosen)"
-    print(f"models checked: {checked}", file=sys.stderr)
-    return sum(f.level == "error" for f in findings)
+
+def _plan_verdict(budget: Any, model_errors: int) -> int:
+    if budget.refused:
+        print(budget.problem, file=sys.stderr)
+        return EXIT_INVALID
+    return EXIT_FAILED if model_errors else EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.cost import estimate_cost
-    from pipeline.runner import run_local
+    from pipeline.approval import AWAITING, read_record
+    from pipeline.errors import ApprovalUnavailable
+    from pipeline.store import LocalStore
 
-    _, backends, plan = _plan(args)
+    campaign, backends, plan = _plan(args)
+    run_id = None
+    if args.approve:  # continue this manifest's run held at the gate, if its latest run is one
+        try:
+            record = read_record(LocalStore(args.out), campaign.name)
+        except ApprovalUnavailable:
+            record = None
+        if record and record.status == AWAITING and record.manifest_sha256 == _sha256(args.manifest):
+            _answer_local(args.out, record, approve=True, reason=None)
+            run_id = record.run_id
+    gate = not args.approve and (args.approval or campaign.approval is not None)
+    return _run(args, campaign, backends, plan, run_id=run_id, gate=gate)
+
+
+def _run(args: argparse.Namespace, campaign: Any, backends: Any, plan: Any, *, run_id: str | None, gate: bool) -> int:
+    """Check the budget before any job, run (up to the gate when `gate`), print the run's summary."""
+    from pipeline.approval import LocalHold, gate_applies
+    from pipeline.budget import check_budget, estimate_uncached
+    from pipeline.cost import estimate_cost
+    from pipeline.notify import summarize
+    from pipeline.report import AWAITING_APPROVAL
+    from pipeline.runner import run_local
+    from pipeline.store import LocalStore
+
+    uncached = estimate_uncached(plan, LocalStore(args.out))
+    budget = check_budget(campaign, uncached)
+    if budget.refused:
+        print(budget.problem, file=sys.stderr)
+        return EXIT_INVALID
+    hold = None
+    if gate and gate_applies(plan, uncached.cached):
+        hold = LocalHold(manifest=str(Path(args.manifest).resolve()), manifest_sha256=_sha256(args.manifest),
+                         backends={k: getattr(args, k) for k in _BACKEND_ARGS} | {"models": _str(args.models)}
+                         | {"allow_outside": [str(p) for p in args.allow_outside]})
     outcome = run_local(plan, backends, out_dir=args.out, workers=args.workers, show_progress=not args.quiet,
-                        cost=estimate_cost(plan), force=args.force, verify=args.verify)
+                        cost=estimate_cost(plan), force=args.force, verify=args.verify, budget=budget.to_json(),
+                        hold=hold, run_id=run_id)
     report = outcome.report
     if args.json:
         print(json.dumps(report, indent=1, default=str))
     else:
-        jobs = report["jobs"]
-        print(f"{report['status']}: {jobs['executed']} executed, {jobs['cached']} cached, {jobs['failed']} failed, "
-              f"{jobs['skipped']} skipped of {jobs['total']} job(s) in {report['duration_s']:.1f} s")
-        for err in report["errors"]:
-            print(f"  error {err['job']}: {err['error']}: {err['message']}")
         for fix in report.get("cache_repairs", []):
             print(f"  repaired {fix['entry']}: {fix['problem']}; the damaged files are in {args.out / fix['moved_to']}")
         base = Path(outcome.report_path).parent
-        print(f"report: {outcome.report_path}\n        {base / 'report.html'}")
+        where = f"{report['campaign']} --run {report['run_id']} --out {args.out}"
+        actions = [f"approve: campaign approve {where}", f"reject:  campaign reject {where}"] \
+            if report["status"] == AWAITING_APPROVAL else []
+        print(summarize(report, report_location=str(base / "report.html"), actions=actions).text, end="")
+    if report["status"] == AWAITING_APPROVAL:
+        return EXIT_AWAITING_APPROVAL
     return EXIT_OK if report["status"] == "succeeded" else EXIT_FAILED
+
+
+_BACKEND_ARGS = ("backend", "enhancer", "enhancer_model", "images", "video", "sagemaker_option")
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (a container): the answer is still recorded
+        return "unknown"
+
+
+def _answer_local(out: Path, record: Any, *, approve: bool, reason: str | None) -> Any:
+    from pipeline.approval import APPROVED, REJECTED, write_record
+    from pipeline.store import LocalStore
+
+    answered = record.answer(status=APPROVED if approve else REJECTED, by=_user(), reason=reason)
+    write_record(LocalStore(out), answered)
+    return answered
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from pipeline.approval import read_record
+    from pipeline.errors import ApprovalUnavailable
+    from pipeline.store import LocalStore
+
+    if args.bucket:
+        return _answer_cloud(args, approve=True)
+    record = read_record(LocalStore(args.out), args.campaign, args.run)
+    if record.status == "awaiting" and record.manifest_sha256 != _sha256(Path(record.manifest)):
+        raise ApprovalUnavailable(f"{record.manifest} changed since run {record.run_id} was held for review: run "
+                                  "`campaign run` on it again to review the change (only what changed is re-made)")
+    _answer_local(args.out, record, approve=True, reason=None)
+    stored = dict(record.backends)
+    ns = argparse.Namespace(manifest=Path(record.manifest), out=args.out, workers=args.workers, quiet=args.quiet,
+                            json=False, **{k: stored.get(k) for k in _BACKEND_ARGS},
+                            models=Path(stored["models"]) if stored.get("models") else None,
+                            allow_outside=[Path(p) for p in stored.get("allow_outside") or []],
+                            force=False, verify=False)  # the held run made the folder ours
+    ns.backend = ns.backend or "local"
+    ns.sagemaker_option = ns.sagemaker_option or []
+    campaign, backends, plan = _plan(ns)
+    return _run(ns, campaign, backends, plan, run_id=record.run_id, gate=False)
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    from pipeline.approval import approval_section, read_record
+    from pipeline.notify import summarize
+    from pipeline.report import REJECTED, restate_report, run_prefix
+    from pipeline.store import LocalStore
+
+    if args.bucket:
+        return _answer_cloud(args, approve=False)
+    store = LocalStore(args.out)
+    answered = _answer_local(args.out, read_record(store, args.campaign, args.run), approve=False,
+                             reason=args.reason or None)
+    prefix = run_prefix(answered.campaign, answered.run_id)
+    why = f"rejected by {answered.answered_by}" + (f": {answered.reason}" if answered.reason else "")
+    report = restate_report(store, prefix, status=REJECTED, error={"job": "approval", "error": "Rejected", "message": why},
+                            approval=approval_section(answered))
+    print(summarize(report, report_location=store.location(f"{prefix}/report.html")).text, end="")
+    return EXIT_OK
+
+
+def _answer_cloud(args: argparse.Namespace, *, approve: bool) -> int:
+    import boto3
+
+    from pipeline.cloud.approval_step import answer_approval
+    from pipeline.store import S3Store
+
+    store = S3Store(args.bucket, client=boto3.client("s3"))
+    record = answer_approval(store, boto3.client("stepfunctions"), campaign=args.campaign, run_id=args.run,
+                             approve=approve, by=_user(), reason=getattr(args, "reason", None) or None)
+    verb = "approved" if approve else "rejected"
+    print(f"{record.campaign} run {record.run_id} {verb}; the execution goes on to "
+          f"{'render its clips' if approve else 'write its report'}: {store.location(f'runs/{record.campaign}/{record.run_id}/report.html')}")
+    return EXIT_OK
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:
@@ -438,7 +585,7 @@ def cmd_studio(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"validate": cmd_validate, "plan": cmd_plan, "run": cmd_run, "enhance": cmd_enhance,
              "submit": cmd_submit, "status": cmd_status, "models": cmd_models, "studio": cmd_studio,
-             "cache": cmd_cache}
+             "cache": cmd_cache, "approve": cmd_approve, "reject": cmd_reject}
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ def estimate_cost(plan: Plan, *, instance_type: str | None = None, cached: dict[
             secs = pricing.clip_gpu_seconds(c.model, c.frames, c.steps, gpu=pricing.SAGEMAKER_INSTANCES[instance_type].gpu)
             add(f"clip {c.model} on {instance_type}", pricing.clip_cost(c.model, c.frames, c.steps, instance_type),
                 f"~{secs:.0f} GPU-s per clip at ${pricing.SAGEMAKER_INSTANCES[instance_type].hourly}/h", job.id)
+    unknowns = _unknowns(plan, instance_type)
     orchestration = pricing.orchestration_cost(
         transitions=TRANSITIONS_PER_JOB * len(plan.jobs) + 10,
         lambda_gb_seconds=LAMBDA_GB_SECONDS_PER_JOB * len(plan.jobs), lambda_requests=len(plan.jobs) + 2)
@@ -62,6 +63,29 @@ def estimate_cost(plan: Plan, *, instance_type: str | None = None, cached: dict[
         "total_usd": round(total, 4), "uncached_usd": round(uncached, 4), "instance_type": instance_type,
         "items": [dict(i, usd=round(i["usd"], 4)) for i in items.values()],
         "prices_as_of": pricing.PRICES_AS_OF,
+        "unknowns": unknowns,
         "note": f"list prices as of {pricing.PRICES_AS_OF}, some estimated (see pipeline/pricing.py); "
                 "GPU time from THUDM's published timings; model loading excluded; Luma Ray2 per second of video",
     }
+
+
+def _unknowns(plan: Plan, instance_type: str) -> list[str]:
+    """What the estimate rests on that no primary price page confirmed (pipeline/pricing.py marks each figure
+    [unverified] or [estimate]): stated with every estimate, so a budget check never looks more exact than it is."""
+    kinds = {j.kind for j in plan.jobs}
+    out: list[str] = []
+    if "image" in kinds:
+        out.append(f"Stability image edit prices on Bedrock are unverified: ${pricing.STABILITY_EDIT_PER_REQUEST:.2f} per "
+                   "request is one catalog's remove-background figure, assumed for the other tools; the upscalers' "
+                   "prices are estimates")
+    if "clip" in kinds:
+        instance = pricing.SAGEMAKER_INSTANCES[instance_type]
+        published = {g for times in pricing.PUBLISHED_50_STEP_S.values() for g in times}
+        scaled = "" if instance.gpu in published else f", scaled to {instance.gpu} by an estimated speed factor"
+        out.append(f"the {instance_type} price (${instance.hourly}/h) is unverified; GPU time per clip comes from "
+                   f"THUDM's published A100/H100 timings{scaled}; model loading is excluded")
+    if "enhance" in kinds:
+        out.append(f"prompt enhancement tokens are estimated ({pricing.CHARS_PER_TOKEN:.0f} characters per token, "
+                   f"{pricing.ENHANCE_OUTPUT_TOKENS} output tokens per prompt)")
+    out.append("Lambda prices are unverified; Step Functions transitions and Lambda time per job are estimates")
+    return out

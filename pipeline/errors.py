@@ -66,3 +66,7 @@ class OutputFolderRefused(PipelineError):
 
 class AssetChanged(JobFailed):
     """An input asset's bytes differ from the ones its outputs are keyed by (it was edited during the run)."""
+
+
+class ApprovalUnavailable(PipelineError):
+    """`campaign approve` / `reject` found no run waiting for an answer (none, or already answered)."""

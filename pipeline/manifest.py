@@ -123,6 +123,16 @@ class VideoSpec:
 
 
 @dataclass(frozen=True)
+class BudgetSpec:
+    """`budget: {max_usd: N}` and where it is written, so a refusal points at it."""
+
+    max_usd: float
+    file: str
+    line: int
+    col: int
+
+
+@dataclass(frozen=True)
 class Campaign:
     name: str
     description: str
@@ -134,6 +144,8 @@ class Campaign:
     source_file: str
     base_dir: Path
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    budget: BudgetSpec | None = None
+    approval: str | None = None  # "before-render": stop before any clip until approved
 
     def image(self, image_id: str) -> ImageSpec:
         return next(i for i in self.images if i.id == image_id)
@@ -540,8 +552,12 @@ def _build(src: Source, base_dir: Path) -> Campaign:
                         float(audio.get("volume", DEFAULT_AUDIO_VOLUME))) if audio else None,
             title=_card(vid.get("title")), end_card=_card(vid.get("end_card")), variant=variant_of(src, "videos", i),
         ))
+    budget = None
+    if "budget" in data:
+        line, col = src.where(("budget", "max_usd"), key=True)
+        budget = BudgetSpec(float(data["budget"]["max_usd"]), src.file, line, col)
     return Campaign(
         name=data["campaign"], description=data.get("description", ""), schedule=data.get("schedule"),
         enhancer_model=defaults.get("enhancer_model"), assets=assets, images=images, videos=tuple(videos),
-        source_file=src.file, base_dir=base_dir, raw=template_data(src),
+        source_file=src.file, base_dir=base_dir, raw=template_data(src), budget=budget, approval=data.get("approval"),
     )

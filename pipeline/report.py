@@ -18,6 +18,9 @@ from pipeline.variants import Variant, group_by_template
 
 REPORT_VERSION = 1
 PARALLEL_COPIES = 16
+# Statuses besides run_status()'s succeeded/partial/failed: a run held at the approval gate, and how it ended
+# there (pipeline/approval.py, pipeline/cloud/approval_step.py).
+AWAITING_APPROVAL, REJECTED, EXPIRED = "awaiting-approval", "rejected", "expired"
 
 
 def run_prefix(campaign: str, run_id: str) -> str:
@@ -49,7 +52,8 @@ def job_counts(results: list[JobResult]) -> dict[str, int]:
 
 
 def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: float, finished: float,
-                 store: Store, cost: dict[str, Any] | None = None) -> dict[str, Any]:
+                 store: Store, cost: dict[str, Any] | None = None, budget: dict[str, Any] | None = None,
+                 approval: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report dict, and the list of (cache key -> run-relative path) copies that give outputs their names."""
     by_id = {r.job_id: r for r in results}
     prefix = run_prefix(plan.campaign, run_id)
@@ -179,8 +183,11 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
                          "key": r.key} for r in results],
         "errors": errors,
         "cost": cost or {},
+        "budget": budget or {},
         "prefix": prefix,
     }
+    if approval is not None:
+        report["approval"] = approval
     report["_copies"] = copies
     report["_asset_copies"] = asset_copies
     return report
@@ -202,10 +209,20 @@ def _variant_groups(images: list[dict[str, Any]], videos: list[dict[str, Any]]) 
 
 
 def write_run(plan: Plan, results: list[JobResult], store: Store, *, run_id: str, started: float,
-              finished: float, cost: dict[str, Any] | None = None, interrupted: bool = False) -> dict[str, Any]:
+              finished: float, cost: dict[str, Any] | None = None, interrupted: bool = False,
+              budget: dict[str, Any] | None = None, approval: dict[str, Any] | None = None,
+              status: str | None = None) -> dict[str, Any]:
     """Give the run's outputs their names, then write report.json and report.html (always, also on failure).
-    An interrupted run reports the jobs that finished; the rest are `not-run`."""
-    report = build_report(plan, results, run_id=run_id, started=started, finished=finished, store=store, cost=cost)
+    An interrupted run reports the jobs that finished; the rest are `not-run`. `status` overrides the one the
+    results give (AWAITING_APPROVAL, REJECTED, EXPIRED); a run held for approval counts its jobs not run yet
+    as `pending`."""
+    report = build_report(plan, results, run_id=run_id, started=started, finished=finished, store=store, cost=cost,
+                          budget=budget, approval=approval)
+    if status is not None:
+        report["status"] = status
+    if status == AWAITING_APPROVAL:
+        report["jobs"]["pending"] = len(plan.jobs) - len(results)
+        report["jobs"]["total"] = len(plan.jobs)
     if interrupted:
         produced = any(r.ok and r.kind in ("video", "image") for r in results)
         report["status"] = "partial" if produced else "failed"
@@ -257,17 +274,40 @@ def write_failed(*, campaign: str, manifest: str, error: str, message: str, stor
                             errors=[{"job": "plan", "error": error, "message": message}])
 
 
+def write_refused(*, campaign: str, manifest: str, problem: Problem, budget: dict[str, Any],
+                  cost: dict[str, Any] | None, store: Store, run_id: str, started: float | None = None) -> dict[str, Any]:
+    """A failed report for a run refused before any job: its estimate is over its budget (pipeline/budget.py)."""
+    errors = [{"job": "budget", "error": "OverBudget", "message": str(problem), "line": problem.line,
+               "col": problem.col, "path": problem.path}]
+    return _write_unplanned(campaign=campaign, manifest=manifest, errors=errors, store=store, run_id=run_id,
+                            started=started, extra={"budget": budget, "cost": cost or {}})
+
+
 def _write_unplanned(*, campaign: str, manifest: str, errors: list[dict[str, Any]], store: Store, run_id: str,
-                     started: float | None) -> dict[str, Any]:
+                     started: float | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     now = time.time()
     report = {
         "report_version": REPORT_VERSION, "campaign": campaign, "description": "", "run_id": run_id,
         "status": "failed", "manifest": manifest, "started": _iso(started or now), "finished": _iso(now),
         "duration_s": round(now - (started or now), 3), "backends": {}, "videos": [], "images": [], "variants": [],
         "enhancements": [], "jobs": {"total": 0, "executed": 0, "cached": 0, "failed": 0, "skipped": 0},
-        "job_results": [], "errors": errors, "cost": {}, "prefix": run_prefix(campaign, run_id),
+        "job_results": [], "errors": errors, "cost": {}, "budget": {}, "prefix": run_prefix(campaign, run_id),
+        **(extra or {}),
     }
     _write_report_files(store, run_prefix(campaign, run_id), report)
+    return report
+
+
+def restate_report(store: Store, prefix: str, *, status: str, error: dict[str, str],
+                   approval: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Rewrite a written report with a new status and its reason first among the errors (a run held for
+    approval that was rejected); nothing else about the run changed."""
+    report: dict[str, Any] = json.loads(store.read_bytes(f"{prefix}/report.json"))
+    report["status"] = status
+    report["errors"] = [error, *report.get("errors", [])]
+    if approval is not None:
+        report["approval"] = approval
+    _write_report_files(store, prefix, report)
     return report
 
 

@@ -14,7 +14,9 @@ background:var(--bg);color:var(--ink)}header{padding:24px 32px;background:#10182
 header h1{margin:0 0 4px;font-size:22px}header .sub{color:#d0d5dd}main{padding:24px 32px;max-width:1280px}
 .pill{display:inline-block;padding:2px 10px;border-radius:999px;font-size:12px;font-weight:600;margin-right:6px}
 .succeeded{background:#ecfdf3;color:var(--ok)}.partial{background:var(--warnbg);color:var(--warn)}
-.failed{background:var(--badbg);color:var(--bad)}.placeholder{background:var(--warnbg);color:var(--warn)}
+.failed{background:var(--badbg);color:var(--bad)}.awaiting-approval{background:#eef4ff;color:var(--accent)}
+.rejected,.expired{background:var(--badbg);color:var(--bad)}.gate{background:#eef4ff;border:1px solid #c7d7fe;
+border-radius:12px;padding:12px 16px}.placeholder{background:var(--warnbg);color:var(--warn)}
 .cached{background:#eef4ff;color:var(--accent)}.stats{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
 .stat{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:10px 16px;min-width:110px}
 .stat b{display:block;font-size:20px}section{margin:28px 0}h2{font-size:18px;margin:0 0 12px}
@@ -54,10 +56,21 @@ def render_html(report: dict[str, Any]) -> str:
         items = "".join(f"<li><code>{_e(e['job'])}</code> <b>{_e(e['error'])}</b>: {_e(e['message'])}</li>"
                         for e in report["errors"])
         parts.append(f'<section class=errors id=errors><h2>{len(report["errors"])} error(s)</h2><ul>{items}</ul></section>')
+    approval = report.get("approval") or {}
+    if report.get("status") == "awaiting-approval":
+        remaining = approval.get("remaining_usd")
+        parts.append(
+            "<section class=gate id=approval><h2>Awaiting approval</h2><p>Prompt enhancement and image edits are done; "
+            "no clip has been rendered. Review the enhanced prompts and the edited images below, then run "
+            f"<code>campaign approve {_e(report['campaign'])} --run {_e(report['run_id'])}</code> (or "
+            f"<code>campaign reject ...</code>). Still to spend if approved: "
+            f"{'$' + format(remaining, ',.2f') if isinstance(remaining, (int, float)) else 'unknown'}"
+            f"{', until ' + _e(approval['expires']) if approval.get('expires') else ''}.</p></section>")
     jobs = report.get("jobs", {})
     parts.append('<div class=stats>' + "".join(
-        f'<div class=stat><b>{_e(jobs.get(k, 0))}</b>{k}</div>' for k in ("total", "executed", "cached", "failed", "skipped"))
-        + _cost_stat(report.get("cost") or {}) + "</div>")
+        f'<div class=stat><b>{_e(jobs.get(k, 0))}</b>{k}</div>' for k in ("total", "executed", "cached", "failed", "skipped",
+                                                                          "pending") if k in jobs or k != "pending")
+        + _cost_stat(report.get("cost") or {}) + _budget_stat(report.get("budget") or {}) + "</div>")
 
     if report.get("videos"):
         parts.append("<section id=videos><h2>Videos</h2>")
@@ -73,6 +86,17 @@ def render_html(report: dict[str, Any]) -> str:
                        f"<td class=mute>{_e(i.get('basis'))}</td></tr>" for i in cost["items"])
         parts.append(f"<section id=cost><h2>Estimated cloud cost</h2><div class=card><table><tr><th>item</th><th>count</th>"
                      f"<th>USD</th><th>basis</th></tr>{rows}</table><p class=mute>{_e(cost.get('note'))}</p></div></section>")
+    budget = report.get("budget") or {}
+    if budget:
+        limit = budget.get("limit_usd")
+        unknowns = "".join(f"<li>{_e(u)}</li>" for u in budget.get("unknowns") or [])
+        parts.append(
+            "<section id=budget><h2>Budget</h2><div class=card><table><tr><th>estimate for what was not cached</th>"
+            "<th>budget</th><th>manifest</th><th>deployment ceiling</th></tr>"
+            f"<tr><td>{_money(budget.get('estimate_usd'))}</td><td>{_money(limit) if limit is not None else 'none'}</td>"
+            f"<td>{_money(budget.get('max_usd'))}</td><td>{_money(budget.get('ceiling_usd'))}</td></tr></table>"
+            + (f"<p class=mute>The estimate rests on unverified figures:</p><ul class=mute>{unknowns}</ul>" if unknowns else "")
+            + "</div></section>")
     if report.get("job_results"):
         rows = "".join(f"<tr><td><code>{_e(r['job'])}</code></td><td>{_e(r['kind'])}</td><td>{_e(r['status'])}</td>"
                        f"<td>{r['seconds']:.2f}</td></tr>" for r in report["job_results"])
@@ -114,6 +138,16 @@ def _variant_head(item: dict[str, Any]) -> str:
     errors = "".join(f"<li><code>{_e(e['job'])}</code> <b>{_e(e['error'])}</b>: {_e(e['message'])}</li>"
                      for e in item.get("errors") or [])
     return combo + (f"<ul class=errors>{errors}</ul>" if errors else "")
+
+
+def _money(value: Any) -> str:
+    return f"${value:,.2f}" if isinstance(value, (int, float)) else "—"
+
+
+def _budget_stat(budget: dict[str, Any]) -> str:
+    if budget.get("limit_usd") is None:
+        return ""
+    return f'<div class=stat><b>{_money(budget["limit_usd"])}</b>budget</div>'
 
 
 def _cost_stat(cost: dict[str, Any]) -> str:

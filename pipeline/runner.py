@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from pipeline.approval import LocalHold, before_render, hold_for_approval
 from pipeline.backends import Backends
 from pipeline.errors import DependencyFailed
 from pipeline.jobs import Job
@@ -153,8 +154,10 @@ def _run_one(job: Job, ctx: TaskContext) -> list[JobResult]:
 
 def run_local(plan: Plan, backends: Backends, *, out_dir: Path, workers: int = 2, show_progress: bool = True,
               stream: TextIO | None = None, run_id: str | None = None,
-              cost: dict[str, Any] | None = None, force: bool = False, verify: bool = False) -> RunOutcome:
+              cost: dict[str, Any] | None = None, force: bool = False, verify: bool = False,
+              budget: dict[str, Any] | None = None, hold: LocalHold | None = None) -> RunOutcome:
     """`campaign run`: execute the plan into out_dir (cache/ + runs/<campaign>/<run-id>/) and write the report.
+    With `hold`, only the jobs before the approval gate run and the report waits for approval.
 
     The folder must be ours (pipeline.outdir: marker file) unless `force`; the run holds a lock on its work
     folder for its whole life, so concurrent runs, here or in another container, never sweep each other's."""
@@ -166,11 +169,12 @@ def run_local(plan: Plan, backends: Backends, *, out_dir: Path, workers: int = 2
         store.sweep_temp()
         run_id = run_id or new_run_id()
         started = time.time()
-        progress = Progress(plan, stream=stream or sys.stderr, enabled=show_progress)
+        to_run = before_render(plan) if hold else plan
+        progress = Progress(to_run, stream=stream or sys.stderr, enabled=show_progress)
         assert lease.folder is not None
         work = lease.folder
         try:
-            results = run_plan(plan, store, backends, workdir=work, workers=workers, progress=progress)
+            results = run_plan(to_run, store, backends, workdir=work, workers=workers, progress=progress)
         except RunInterrupted as stop:  # still write what was done, then let the CLI say so
             progress.close()
             write_run(plan, stop.results, store, run_id=run_id, started=started, finished=time.time(), cost=cost,
@@ -179,7 +183,13 @@ def run_local(plan: Plan, backends: Backends, *, out_dir: Path, workers: int = 2
         finally:
             progress.close()
             shutil.rmtree(work, ignore_errors=True)
-        report = write_run(plan, results, store, run_id=run_id, started=started, finished=time.time(), cost=cost)
+        if hold:
+            report, _ = hold_for_approval(plan, results, store, run_id=run_id, started=started, cost=cost,
+                                          budget=budget, manifest=hold.manifest, manifest_sha256=hold.manifest_sha256,
+                                          backends=hold.backends)
+        else:
+            report = write_run(plan, results, store, run_id=run_id, started=started, finished=time.time(), cost=cost,
+                               budget=budget)
     finally:
         lease.release()  # after the report: its temp files are alive only while the lock is held
     return RunOutcome(report, results, store.location(f"{report['prefix']}/report.json"))

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 # What the pipeline's code decides and the ASL must agree with, imported in one place (pipeline/cloud/contract.py).
-from pipeline.cloud import PLAN_SUMMARY_FIELDS, RENDER_REQUEST_FIELDS, STAGES, WAVE_STAGES
+from pipeline.cloud import (
+    APPROVAL_ENDED_STATUSES,
+    APPROVAL_EXPIRED_ERROR,
+    PLAN_SUMMARY_FIELDS,
+    RENDER_REQUEST_FIELDS,
+    STAGES,
+    WAVE_STAGES,
+)
 from pipeline.errors import Throttled, TransientError
 
 ASL_PATH = Path(__file__).with_name("campaign.asl.json")
@@ -29,6 +36,10 @@ States = dict[str, State]
 Mode = Literal["inline", "distributed"]
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+# The callback pattern: Step Functions passes `$$.Task.Token` in the payload and waits until SendTaskSuccess or
+# SendTaskFailure answers it, or the state's timeout passes (States.Timeout) ("Wait for a Callback with Task
+# Token", https://docs.aws.amazon.com/step-functions/latest/dg/connect-to-resource.html#connect-wait-token).
+LAMBDA_INVOKE_WAIT = "arn:aws:states:::lambda:invoke.waitForTaskToken"
 S3_PUT_OBJECT = "arn:aws:states:::aws-sdk:s3:putObject"
 PROCESSING_JOB_SYNC = "arn:aws:states:::sagemaker:createProcessingJob.sync"
 
@@ -420,6 +431,7 @@ def build() -> State:
                            "render_attempts.$": "States.StringToJson('${RenderAttempts}')",
                            "capacity_wait_s.$": "States.StringToJson('${CapacityWaitSeconds}')",
                            "distributed_over.$": "States.StringToJson('${DistributedMapThreshold}')",
+                           "approval_timeout_s.$": "States.StringToJson('${ApprovalTimeoutSeconds}')",
                            "tolerated_failure_percentage": 100},
             },
             "Next": "Plan campaign",
@@ -432,8 +444,15 @@ def build() -> State:
         ) | {"Catch": to_report, "Next": "Manifest valid?"},
         "Manifest valid?": {
             "Type": "Choice",
-            "Choices": [{"Variable": "$.run.valid", "BooleanEquals": False, "Next": "Manifest invalid"}],
+            "Choices": [{"Variable": "$.run.over_budget", "BooleanEquals": True, "Next": "Over budget"},
+                        {"Variable": "$.run.valid", "BooleanEquals": False, "Next": "Manifest invalid"}],
             "Default": choice_name(ENHANCE),
+        },
+        "Over budget": {
+            "Type": "Fail", "Comment": "Nothing ran: the estimate of what is not cached is over the manifest's budget or "
+                                      "the stack's ceiling; the report shows both and the estimate's unknowns",
+            "Error": "OverBudget",
+            "CausePath": "States.Format('the cost estimate is over the budget; nothing ran; see the report at {}', $.run.report)",
         },
         "Manifest invalid": {
             "Type": "Fail", "Comment": "Nothing ran; the validation problems are the run's report", "Error": "ManifestInvalid",
@@ -444,7 +463,33 @@ def build() -> State:
             "Type": "Parallel", "Comment": "Image edit chains and the clips that need no image run side by side",
             "Branches": [branch(IMAGES, ended_early="Image edits ended early"),
                          branch(CLIPS, ended_early="Clip rendering ended early")],
-            "ResultPath": None, "Catch": to_report, "Next": choice_name(WAITING_CLIPS),
+            "ResultPath": None, "Catch": to_report, "Next": "Approval needed?",
+        },
+        "Approval needed?": {
+            "Type": "Choice",
+            "Comment": "`approval: before-render`: every clip waits for an answer (the plan step moved the clips that "
+                       "need no image to the first wave of clips that wait)",
+            "Choices": [{"Variable": "$.run.approval", "BooleanEquals": True, "Next": "Await approval"}],
+            "Default": choice_name(WAITING_CLIPS),
+        },
+        "Await approval": {
+            "Type": "Task", "Resource": LAMBDA_INVOKE_WAIT,
+            "Comment": "Writes the report for review (status awaiting-approval), stores this task's token under the run "
+                       "and notifies; waits until `campaign approve` / `campaign reject` (SendTaskSuccess / "
+                       "SendTaskFailure) answers, or the stack's approval timeout passes",
+            "Parameters": {"FunctionName": placeholder("ApprovalFunctionArn"),
+                           "Payload": {"token.$": "$$.Task.Token", "run.$": "$.run.ref", "started.$": "$.started",
+                                       "timeout_s.$": "$.limits.approval_timeout_s"}},
+            "TimeoutSecondsPath": "$.limits.approval_timeout_s",
+            "ResultPath": "$.approval", "Retry": [LAMBDA_SERVICE_RETRY],
+            "Catch": [{"ErrorEquals": ["States.Timeout"], "ResultPath": "$.error", "Next": "Approval expired"},
+                      *to_report],
+            "Next": choice_name(WAITING_CLIPS),
+        },
+        "Approval expired": {
+            "Type": "Pass", "Comment": "No answer within the approval timeout: the report ends the run as expired",
+            "Result": {"Error": APPROVAL_EXPIRED_ERROR, "Cause": "no answer before the approval timeout"},
+            "ResultPath": "$.error", "Next": "Write report",
         },
         **stage_states(WAITING_CLIPS, after=choice_name(VIDEOS), catch=to_report),
         **stage_states(VIDEOS, after="Write report", catch=to_report),
@@ -459,13 +504,18 @@ def build() -> State:
         "Campaign outcome": {
             "Type": "Choice", "Comment": "The execution's output is the report summary: status, report address, job counts",
             "OutputPath": "$.report",  # applied after the choice, which reads the whole state
-            "Choices": [{"Variable": "$.report.status", "StringEquals": "failed", "Next": "Campaign failed"}],
+            "Choices": [{"Variable": "$.report.status", "StringEquals": "failed", "Next": "Campaign failed"},
+                        {"Or": [{"Variable": "$.report.status", "StringEquals": status}
+                                for status in APPROVAL_ENDED_STATUSES],
+                         "Next": "Campaign not approved"}],
             "Default": "Campaign done",
         },
         "Campaign failed": {"Type": "Fail", "Comment": "No video or image was produced; the report lists every error",
                             "Error": "CampaignFailed", "CausePath": "States.JsonToString($)"},
         "Report not written": {"Type": "Fail", "Error": "ReportNotWritten", "CausePath": "States.JsonToString($.error)"},
         "Campaign done": {"Type": "Succeed", "Comment": "succeeded or partial: the report says which"},
+        "Campaign not approved": {"Type": "Succeed", "Comment": "rejected or expired at the approval gate: no clip was "
+                                                                "rendered; the report says which and why"},
     }
     asl = {
         "Comment": "Campaign pipeline: plan -> enhance prompts -> images and clips -> clips that wait -> assemble -> "

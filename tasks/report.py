@@ -1,4 +1,5 @@
-"""Lambda `Write report`: every job's result from S3 -> report.json and report.html (runs on every path)."""
+"""Lambda `Write report`: every job's result from S3 -> report.json and report.html (runs on every path), and the
+run's summary to the stack's topic."""
 
 from __future__ import annotations
 
@@ -11,4 +12,6 @@ from tasks import _runtime
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    return finish_run(FinishEvent.from_event(event, now=time.time()), store=_runtime.output_store(), settings=_runtime.settings())
+    settings = _runtime.settings()
+    return finish_run(FinishEvent.from_event(event, now=time.time()), store=_runtime.output_store(), settings=settings,
+                      sns=_runtime.client("sns") if settings.notify_topic_arn else None)

@@ -14,6 +14,7 @@ import pytest
 
 from pipeline import cloud
 from pipeline.cloud import names
+from pipeline.report import EXPIRED, REJECTED
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # infra/ lives at the repository root, outside the package
@@ -57,7 +58,7 @@ def test_stages_run_in_the_plans_order() -> None:
         name = state.get("Next") or state.get("Default")
     # the Choices' Default is the inline Map: the path of a normal campaign
     assert order == ["Read settings", "Plan campaign", "Manifest valid?", "Enhance inline or distributed?",
-                     "Enhance prompts", "Generate images and clips", "Waiting clips inline or distributed?",
+                     "Enhance prompts", "Generate images and clips", "Approval needed?", "Waiting clips inline or distributed?",
                      "Render clips that wait", "Videos inline or distributed?", "Assemble videos", "Write report",
                      "Campaign outcome", "Campaign done"]
     branches = [b["States"][b["StartAt"]]["Default"] for b in TOP["Generate images and clips"]["Branches"]]
@@ -65,15 +66,19 @@ def test_stages_run_in_the_plans_order() -> None:
 
 
 def test_an_invalid_manifest_ends_before_any_job() -> None:
-    [choice] = TOP["Manifest valid?"]["Choices"]
-    assert choice == {"Variable": "$.run.valid", "BooleanEquals": False, "Next": "Manifest invalid"}
+    over_budget, invalid = TOP["Manifest valid?"]["Choices"]
+    assert invalid == {"Variable": "$.run.valid", "BooleanEquals": False, "Next": "Manifest invalid"}
     assert TOP["Manifest invalid"]["Type"] == "Fail" and TOP["Manifest invalid"]["Error"] == "ManifestInvalid"
+    # a run whose estimate is over its budget ends there too (the plan step answers valid=false as well)
+    assert over_budget == {"Variable": "$.run.over_budget", "BooleanEquals": True, "Next": "Over budget"}
+    assert TOP["Over budget"]["Type"] == "Fail" and TOP["Over budget"]["Error"] == "OverBudget"
 
 
 def test_every_task_retries_with_jittered_backoff_and_catches_everything() -> None:
     tasks = [(n, s) for n, s, _ in ALL if s["Type"] == "Task"]
-    # 9 Lambda tasks, 2 SageMaker renders, 5 failure records; all but plan and report again in child workflows
-    assert len(tasks) == 16 + 14
+    # 10 Lambda tasks (one waits for approval), 2 SageMaker renders, 5 failure records; all but plan, approval and
+    # report again in child workflows
+    assert len(tasks) == 17 + 14
     for name, state in tasks:
         catch = state["Catch"]
         assert catch[-1]["ErrorEquals"] == ["States.ALL"], name
@@ -88,7 +93,12 @@ def test_every_task_retries_with_jittered_backoff_and_catches_everything() -> No
 def test_the_report_is_written_on_every_path() -> None:
     for name, state in TOP.items():
         for c in state.get("Catch", []):
-            assert c["Next"] == ("Report not written" if name == "Write report" else "Write report"), name
+            # an unanswered approval passes through `Approval expired`, which names its error for the report
+            expected = {"Write report": "Report not written"}.get(name, "Write report")
+            if c["ErrorEquals"] == ["States.Timeout"] and name == "Await approval":
+                expected = "Approval expired"
+                assert TOP[expected]["Next"] == "Write report"
+            assert c["Next"] == expected, name
             assert c["ResultPath"] == "$.error"
     steps = {n: s for n, s in TOP.items() if s["Type"] in ("Task", "Map", "Parallel")}
     assert set(steps) - {"Write report"} == {n for n, s in TOP.items() if "Catch" in s} - {"Write report"}
@@ -156,13 +166,14 @@ def test_placeholders_only_inside_parameters_and_the_stack_fills_each() -> None:
     infra_workflow = pytest.importorskip("infra.workflow", reason="aws-cdk-lib is not installed")
     assert placeholders == set(infra_workflow.FUNCTION_PLACEHOLDERS) | {"OutputBucket", "JobConcurrency", "GpuConcurrency",
                                                                         "DistributedMapThreshold", "RenderAttempts",
-                                                                        "CapacityWaitSeconds"}
+                                                                        "CapacityWaitSeconds", "ApprovalTimeoutSeconds"}
     limits = TOP["Read settings"]["Parameters"]["limits"]
     assert limits == {"jobs.$": "States.StringToJson('${JobConcurrency}')",
                       "gpu_batches.$": "States.StringToJson('${GpuConcurrency}')",
                       "render_attempts.$": "States.StringToJson('${RenderAttempts}')",
                       "capacity_wait_s.$": "States.StringToJson('${CapacityWaitSeconds}')",
                       "distributed_over.$": "States.StringToJson('${DistributedMapThreshold}')",
+                      "approval_timeout_s.$": "States.StringToJson('${ApprovalTimeoutSeconds}')",
                       "tolerated_failure_percentage": 100}
     # the plan step gets the threshold with the limits
     assert TOP["Plan campaign"]["Parameters"]["Payload"]["limits.$"] == "$.limits"
@@ -251,7 +262,11 @@ def test_a_batch_sagemaker_could_not_start_is_prepared_again_under_a_new_name(ma
 def test_the_execution_output_is_the_report_summary() -> None:
     outcome = TOP["Campaign outcome"]
     assert outcome["OutputPath"] == "$.report"  # applied after the choice, which reads the whole state
-    assert outcome["Choices"] == [{"Variable": "$.report.status", "StringEquals": "failed", "Next": "Campaign failed"}]
+    failed, not_approved = outcome["Choices"]
+    assert failed == {"Variable": "$.report.status", "StringEquals": "failed", "Next": "Campaign failed"}
+    # rejected or expired at the approval gate: the report says which; nothing failed
+    assert {c["StringEquals"] for c in not_approved["Or"]} == {REJECTED, EXPIRED}
+    assert TOP[not_approved["Next"]]["Type"] == "Succeed"
     assert set(TOP["Write report"]["ResultSelector"]) == {"status.$", "report.$", "jobs.$", "errors.$"}
     assert TOP["Campaign failed"]["Error"] == "CampaignFailed"
 

@@ -24,7 +24,7 @@ from tasks import _runtime
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "manifests" / "spring-sofa-launch.yaml"
 CAMPAIGN = "spring-sofa-launch"
-RUN_FILES = ("plan.json",)  # the cloud run's own bookkeeping, besides results/ and batches/
+RUN_FILES = ("plan.json", "budget.json")  # the cloud run's own bookkeeping, besides results/ and batches/
 
 
 @pytest.fixture

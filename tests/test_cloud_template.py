@@ -258,7 +258,8 @@ def test_sagemaker_role_is_scoped_to_batches_and_the_weights_prefix(synth: tuple
 def test_manifest_events_reach_the_starter_with_a_dead_letter_queue(synth: tuple[Any, Template, Path]) -> None:
     _, t, _ = synth
     starter_lid, starter = function_by_handler(t, "starter")
-    _, rule = only(t, "AWS::Events::Rule")
+    [rule] = [r for r in resources(t, "AWS::Events::Rule").values()
+              if r["Properties"]["EventPattern"]["source"] == ["aws.s3"]]  # the others: infra/notifications.py
     p = rule["Properties"]
     input_lid = p["EventPattern"]["detail"]["bucket"]["name"][0]["Ref"]
     assert resources(t, "AWS::S3::Bucket")[input_lid]["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
@@ -291,7 +292,8 @@ def test_the_rule_delivers_exactly_what_the_starter_acts_on(synth: tuple[Any, Te
     from pipeline.cloud.names import is_manifest_key
 
     _, t, _ = synth
-    _, rule = only(t, "AWS::Events::Rule")
+    [rule] = [r for r in resources(t, "AWS::Events::Rule").values()
+              if r["Properties"]["EventPattern"]["source"] == ["aws.s3"]]  # the others: infra/notifications.py
     pattern = json.loads(json.dumps(rule["Properties"]["EventPattern"]).replace(
         json.dumps(rule["Properties"]["EventPattern"]["detail"]["bucket"]["name"][0]), '"input"'))
     matches = EventPattern.load(json.dumps(pattern)).matches_event
@@ -314,7 +316,8 @@ def test_events_the_starter_fails_on_are_kept_and_alarmed(synth: tuple[Any, Temp
     (lambda/latest/dg/invocation-async-error-handling.html); the target's DLQ only gets undeliverable events."""
     _, t, _ = synth
     starter_lid, _ = function_by_handler(t, "starter")
-    _, rule = only(t, "AWS::Events::Rule")
+    [rule] = [r for r in resources(t, "AWS::Events::Rule").values()
+              if r["Properties"]["EventPattern"]["source"] == ["aws.s3"]]  # the others: infra/notifications.py
     queue_arn = rule["Properties"]["Targets"][0]["DeadLetterConfig"]["Arn"]
     _, invoke = only(t, "AWS::Lambda::EventInvokeConfig")
     p = invoke["Properties"]
@@ -384,6 +387,7 @@ def test_clip_container_is_a_docker_image_asset_built_at_deploy(synth: tuple[Any
 XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}  # Tracing.ACTIVE
 TASK_S3 = {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:ListBucket"}
 MARKETPLACE = {"aws-marketplace:Subscribe", "aws-marketplace:Unsubscribe", "aws-marketplace:ViewSubscriptions"}
+PUBLISH = {"sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"}  # the notification topic and its key
 # Each role, and every action its code (or the service acting for it) calls: boto3 calls in pipeline/ and tasks/,
 # the ASL's integrations, SageMaker's processing container, CDK's log delivery for the state machine.
 EXPECTED_ACTIONS = {
@@ -393,12 +397,13 @@ EXPECTED_ACTIONS = {
     "prepare_batch": TASK_S3 | XRAY,
     "collect_batch": TASK_S3 | XRAY,
     "assemble": TASK_S3 | XRAY,
-    "report": TASK_S3 | XRAY,
+    "report": TASK_S3 | XRAY | PUBLISH,
     "starter": {"s3:GetObject", "s3:GetObjectVersion", "states:StartExecution", "states:DescribeExecution",
                 "scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule",
                 "scheduler:GetSchedule", "iam:PassRole",
                 # the on-failure destination (CDK's grantSendMessages for SqsDestination)
                 "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"} | XRAY,
+    "approval": {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} | PUBLISH | XRAY,
     "scheduler": {"states:StartExecution"},
     "state machine": {"lambda:InvokeFunction", "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
                       "sagemaker:StopProcessingJob", "sagemaker:AddTags", "events:PutTargets", "events:PutRule",
@@ -423,7 +428,8 @@ UNSCOPED = XRAY | MARKETPLACE | {"xray:GetSamplingRules", "xray:GetSamplingTarge
 
 def roles_by_purpose(t: Template) -> dict[str, str]:
     out = {module: function_by_handler(t, module)[1]["Properties"]["Role"]["Fn::GetAtt"][0]
-           for module in ("plan", "enhance", "image", "prepare_batch", "collect_batch", "assemble", "report", "starter")}
+           for module in ("plan", "enhance", "image", "prepare_batch", "collect_batch", "assemble", "report", "starter",
+                          "approval")}
     by_principal = {json.dumps(r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]): lid
                     for lid, r in resources(t, "AWS::IAM::Role").items()}
     out["scheduler"] = by_principal[json.dumps({"Service": "scheduler.amazonaws.com"})]
@@ -577,3 +583,34 @@ def test_cfn_lint_accepts_the_template(synth: tuple[Any, Template, Path]) -> Non
     exe = shutil.which("cfn-lint") or str(Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "cfn-lint")
     result = run_tool([exe, "--ignore-checks", "W3005", "--", str(out / f"{STACK}.template.json")], tool="cfn-lint")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_run_notifications_topic_is_encrypted_tls_only_and_catches_runs_that_end_outside_the_report(
+        synth: tuple[Any, Template, Path]) -> None:
+    """Issue 15: the topic the report and approval steps publish to, and the EventBridge rules on the state
+    machine's status changes for the runs that end elsewhere (invalid, over budget, timed out, aborted)."""
+    _, t, _ = synth
+    [(topic_lid, topic)] = resources(t, "AWS::SNS::Topic").items()
+    key_lid = topic["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
+    key = resources(t, "AWS::KMS::Key")[key_lid]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    assert any(st["Principal"] == {"Service": "events.amazonaws.com"} for st in key["KeyPolicy"]["Statement"])
+    [policy] = [r["Properties"] for r in resources(t, "AWS::SNS::TopicPolicy").values()]
+    deny = [st for st in policy["PolicyDocument"]["Statement"] if st["Effect"] == "Deny"]
+    assert deny and deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    rules = [r["Properties"] for r in resources(t, "AWS::Events::Rule").values()
+             if r["Properties"]["EventPattern"]["source"] == ["aws.states"]]
+    statuses = sorted(s for r in rules for s in r["EventPattern"]["detail"]["status"])
+    assert statuses == ["ABORTED", "FAILED", "TIMED_OUT"]
+    failed = next(r for r in rules if r["EventPattern"]["detail"]["status"] == ["FAILED"])
+    assert failed["EventPattern"]["detail"]["error"] == [{"anything-but": ["CampaignFailed"]}]
+    for r in rules:
+        assert r["EventPattern"]["detail-type"] == ["Step Functions Execution Status Change"]
+        assert r["Targets"][0]["Arn"] == {"Ref": topic_lid}
+    # the report and approval functions get the topic in their environment and may publish to it
+    for handler in ("report", "approval"):
+        _, fn = function_by_handler(t, handler)
+        assert fn["Properties"]["Environment"]["Variables"]["CAMPAIGN_NOTIFY_TOPIC_ARN"] == {"Ref": topic_lid}
+    publishers = [st for r in resources(t, "AWS::IAM::Policy").values()
+                  for st in r["Properties"]["PolicyDocument"]["Statement"] if st.get("Action") == "sns:Publish"]
+    assert len(publishers) == 2 and all(st["Resource"] == {"Ref": topic_lid} for st in publishers)

@@ -19,7 +19,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline.jobs", "pipeline.plan"),
     ("pipeline.backends", "pipeline.sagemaker", "pipeline.media", "pipeline.models_pull"),
     ("pipeline.tasks",),
-    ("pipeline.report", "pipeline.report_html", "pipeline.cost"),
+    ("pipeline.report", "pipeline.report_html", "pipeline.cost", "pipeline.budget", "pipeline.approval",
+     "pipeline.notify"),
     ("pipeline.runner",),
     ("pipeline.cloud",),
     ("pipeline.cli", "pipeline.studio"),  # the entry points

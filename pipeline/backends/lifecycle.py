@@ -12,13 +12,16 @@ for third-party models; a role without it gets AccessDeniedException (reference 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from pipeline.catalog import EDIT_TOOLS, RAY2
 from pipeline.manifest import Campaign
+from pipeline.yamlsrc import load_file
 
 PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.")
 
@@ -128,3 +131,19 @@ def _client_for() -> Callable[[str], Any]:
         return clients[region]
 
     return get
+
+
+def print_model_check(manifest: str | Path, campaign: Campaign, backends: Mapping[str, str], *,
+                      enhancer_model: str | None, stream: TextIO | None = None) -> int:
+    """`campaign plan --check-models`: each finding located in the manifest (FILE:LINE:COL: error|warning:
+    PATH: MESSAGE) on stderr, then the models checked; returns the number of errors."""
+    out = stream or sys.stderr
+    src = load_file(str(manifest))
+    uses = models_used(campaign, backends, enhancer_model=enhancer_model)
+    findings = check_models(uses)
+    for f in findings:
+        p = src.problem(f.use.path, f.message)
+        print(f"{p.file}:{p.line}:{p.col}: {f.level}: {p.path}: {f.message}", file=out)
+    checked = ", ".join(sorted({u.model_id for u in uses})) or "none (no Bedrock backend chosen)"
+    print(f"models checked: {checked}", file=out)
+    return sum(f.level == "error" for f in findings)

@@ -12,7 +12,8 @@ the same task functions as the local runner (`pipeline.tasks`) with an `S3Store`
   plan_step     `Plan campaign`
   job_step      `Enhance prompt`, `Edit image`, `Assemble video`
   batches       `Prepare clip batch`, `Collect clip batch`
-  report_step   `Write report`
+  approval_step `Await approval` (the task token stored, the held report, the notification) and its answer
+  report_step   `Write report` (and the run's notification)
   trigger       the S3 trigger and the manifests' schedules
   commands      `campaign submit` and `campaign status`
 
@@ -22,6 +23,10 @@ the contract, so importing one step never loads another's dependencies.
 """
 
 from pipeline.cloud.contract import (
+    APPROVAL_ENDED_STATUSES,
+    APPROVAL_EXPIRED_ERROR,
+    APPROVAL_REJECTED_ERROR,
+    DEFAULT_APPROVAL_TIMEOUT_S,
     DEFAULT_DISTRIBUTED_THRESHOLD,
     ERROR_MESSAGE_MAX,
     PLAN_SUMMARY_FIELDS,
@@ -30,5 +35,5 @@ from pipeline.cloud.contract import (
     WAVE_STAGES,
 )
 
-__all__ = ["DEFAULT_DISTRIBUTED_THRESHOLD", "ERROR_MESSAGE_MAX", "PLAN_SUMMARY_FIELDS", "RENDER_REQUEST_FIELDS",
+__all__ = ["APPROVAL_ENDED_STATUSES", "APPROVAL_EXPIRED_ERROR", "APPROVAL_REJECTED_ERROR", "DEFAULT_APPROVAL_TIMEOUT_S", "DEFAULT_DISTRIBUTED_THRESHOLD", "ERROR_MESSAGE_MAX", "PLAN_SUMMARY_FIELDS", "RENDER_REQUEST_FIELDS",
            "STAGES", "WAVE_STAGES"]

@@ -32,8 +32,19 @@ RENDER_REQUEST_FIELDS = ("ProcessingJobName", "RoleArn", "AppSpecification", "Pr
                          "ProcessingInputs", "ProcessingOutputConfig", "StoppingCondition", "Environment",
                          "NetworkConfig")
 # What the `Plan campaign` Task keeps of the plan step's answer (its ResultSelector names exactly these).
+# `over_budget`: the run was refused before any job (its estimate is over its budget); `approval`: the run
+# waits at `Await approval` before any clip is rendered.
 PLAN_SUMMARY_FIELDS = ("valid", "ref", "report", "problems", "enhance", "image_waves", "clip_batches",
-                       "clip_waves", "videos", "stages")
+                       "clip_waves", "videos", "stages", "over_budget", "approval")
+# How long `Await approval` waits for an answer before the run ends as `expired` (the stack's
+# approval_timeout_s context overrides it).
+DEFAULT_APPROVAL_TIMEOUT_S = 7 * 24 * 3600
+# The errors an answered or unanswered approval ends a run with (SendTaskFailure's error; the Pass state that
+# stands in for States.Timeout): the report step turns them into the statuses `rejected` and `expired`.
+APPROVAL_REJECTED_ERROR = "ApprovalRejected"
+APPROVAL_EXPIRED_ERROR = "ApprovalExpired"
+# ... and the report statuses they end in (pipeline/report.py REJECTED, EXPIRED), which `Campaign outcome` reads
+APPROVAL_ENDED_STATUSES = ("rejected", "expired")
 
 PARALLEL_S3_READS = 16  # the report step reads one result per job: in parallel, a few thousand fit its timeout
 

@@ -10,7 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pipeline.approval import gate_applies
 from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL
+from pipeline.budget import check_budget, estimate_uncached
 from pipeline.cloud.contract import DEFAULT_DISTRIBUTED_THRESHOLD, MAX_SUMMARY_BYTES
 from pipeline.cloud.events import PlanEvent
 from pipeline.cloud.failures import client_error_code
@@ -20,7 +22,7 @@ from pipeline.cloud.settings import CloudBackends, CloudSettings
 from pipeline.errors import JobFailed, ManifestInvalid, Problem
 from pipeline.manifest import load_manifest_text
 from pipeline.plan import build_plan
-from pipeline.report import write_invalid
+from pipeline.report import write_invalid, write_refused
 from pipeline.sagemaker import DEFAULT_MAX_BATCH
 from pipeline.schedule import clip_waves, image_waves
 from pipeline.store import Store, s3_etag
@@ -82,9 +84,7 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
         problems = sorted(_dedupe(problems), key=lambda p: (p.line, p.col, p.message))
         write_invalid(campaign=ref.campaign, manifest=uri, problems=problems, store=store, run_id=run_id,
                       started=started_s)
-        return {"valid": False, "ref": ref.to_dict(), "report": report_uri, "problems": len(problems),
-                "enhance": [], "image_waves": [], "clip_batches": [], "clip_waves": [], "videos": [],
-                "stages": empty_stages()}
+        return _not_run(ref, report_uri, problems=len(problems), over_budget=False)
 
     # 4. Plan with the deployment's backends; the manifest's enhancer model wins over the stack's default.
     enhancer_model = campaign.enhancer_model or settings.enhancer_model
@@ -95,13 +95,27 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
         aid: replace(a, path=None, uri=f"s3://{bucket}/{relative[aid]}") if aid in relative else a
         for aid, a in plan.assets.items()
     })
+    # 5. Spend control before any job: the estimate of what is not cached against the budget (refused: the
+    #    report says why and the execution ends at `Over budget`); the approval gate holds every clip, so the
+    #    clips that would have rendered beside the images wait with the rest, after `Await approval`.
+    uncached = estimate_uncached(plan, store, instance_type=settings.instance_type)
+    budget = check_budget(campaign, uncached, ceiling_usd=settings.max_budget_usd)
+    if budget.problem is not None:
+        write_refused(campaign=ref.campaign, manifest=uri, problem=budget.problem, budget=budget.to_json(),
+                      cost=dict(uncached.estimate) if uncached.estimate else None, store=store, run_id=run_id, started=started_s)
+        return _not_run(ref, report_uri, problems=1, over_budget=True)
+    store.write_bytes(f"{ref.prefix}/budget.json", json.dumps(budget.to_json()).encode())
+    approval = campaign.approval is not None and gate_applies(plan, uncached.cached)
     first, later = clip_waves(plan, max_batch=settings.clips_per_batch or DEFAULT_MAX_BATCH)
+    if approval and first:
+        later = (first, *later)
+        first = ()
     run = CloudRun(ref=ref, plan=plan, source=source.to_json(),
                    started=started_s, enhancer_model=enhancer_model, image_waves=image_waves(plan),
                    clip_batches=first, clip_waves=later)
     threshold = DEFAULT_DISTRIBUTED_THRESHOLD if event.distributed_over is None else event.distributed_over
     distributed = choose_distributed(run, threshold=threshold, report_uri=report_uri)
-    summary = run.summary(report_uri=report_uri, distributed=distributed)
+    summary = run.summary(report_uri=report_uri, distributed=distributed) | {"over_budget": False, "approval": approval}
     size = len(json.dumps(summary))
     if size > MAX_SUMMARY_BYTES:  # every stage with items is distributed by now: only waves are left
         waves = len(run.image_waves) + len(run.clip_waves)
@@ -112,6 +126,13 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
         store.write_bytes(stage_file, body)
     store.write_bytes(run_document_key(ref), run.to_json().encode())
     return summary
+
+
+def _not_run(ref: RunRef, report_uri: str, *, problems: int, over_budget: bool) -> dict[str, Any]:
+    """The summary of a run that ends at planning: nothing for any stage."""
+    return {"valid": False, "ref": ref.to_dict(), "report": report_uri, "problems": problems,
+            "enhance": [], "image_waves": [], "clip_batches": [], "clip_waves": [], "videos": [],
+            "stages": empty_stages(), "over_budget": over_budget, "approval": False}
 
 
 def _fetch_relative_asset(s3: Any, bucket: str, manifest_key: str, loc: str, root: Path,

@@ -31,6 +31,8 @@ ENV_NAMES = {
     "models_s3_uri": "CAMPAIGN_MODELS_S3_URI",
     "scheduler_role_arn": "CAMPAIGN_SCHEDULER_ROLE_ARN",
     "schedule_group": "CAMPAIGN_SCHEDULE_GROUP",
+    "max_budget_usd": "CAMPAIGN_MAX_BUDGET_USD",  # the stack-wide ceiling no manifest's budget can pass
+    "notify_topic_arn": "CAMPAIGN_NOTIFY_TOPIC_ARN",  # run summaries (pipeline/notify.py)
 }
 _INT_SETTINGS = ("clips_per_batch", "volume_gb", "max_runtime_s")
 
@@ -56,6 +58,8 @@ class CloudSettings:
     models_s3_uri: str | None = None
     scheduler_role_arn: str | None = None
     schedule_group: str | None = None
+    max_budget_usd: float | None = None
+    notify_topic_arn: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CloudSettings:
@@ -64,7 +68,14 @@ class CloudSettings:
             raw = env.get(var, "").strip()
             if not raw:
                 continue
-            if name in _INT_SETTINGS:
+            if name == "max_budget_usd":
+                try:
+                    values[name] = float(raw)
+                except ValueError:
+                    raise ValueError(f"{var} must be a number of US dollars, got {raw!r}") from None
+                if not values[name] > 0:
+                    raise ValueError(f"{var} must be more than 0, got {raw!r}")
+            elif name in _INT_SETTINGS:
                 try:
                     values[name] = int(raw)
                 except ValueError:

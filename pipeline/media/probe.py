@@ -123,7 +123,9 @@ def clip_info_from_provenance(info: Mapping[str, Any]) -> ClipInfo | None:
     except KeyError:
         return None
     extra = info.get("extra") or {}
-    output = extra.get("output") or (extra.get("provenance") or {}).get("output") or {}  # the container's record
+    output = extra.get("output")  # the container's record of the file it wrote (pipeline/sagemaker.py keeps it)
+    if not isinstance(output, Mapping):
+        output = (extra.get("provenance") or {}).get("output") or {}
     encoding = extra.get("encoding") or output.get("encoding")
     if not all(isinstance(v, int) and v > 0 for v in (width, height, frames)) or not isinstance(fps, (int, float)):
         return None

@@ -25,6 +25,8 @@ MAX_TEMPLATE_ID_CHARS = 200
 CAMPAIGN_PATTERN = r"^[a-z0-9][a-z0-9-]{1,46}[a-z0-9]$"
 MAX_SHOT_PROMPT_CHARS = 4000  # CogVideoX shots (manifest.py holds them to it); Ray2's limit is the catalog's
 MAX_CROSSFADE_S = 10.0
+MAX_BUDGET_USD = 1_000_000
+APPROVAL_MODES = ("before-render",)
 
 
 def _tool_schema(tool: catalog.EditTool) -> dict[str, Any]:
@@ -75,6 +77,16 @@ def build_schema() -> dict[str, Any]:
             "description": {"type": "string", "maxLength": 2000},
             "schedule": {"type": "string", "pattern": r"^(cron|rate|at)\(.*\)$",
                          "description": "EventBridge Scheduler expression: cron(...), rate(...) or at(...)"},
+            "budget": {
+                "type": "object", "additionalProperties": False, "required": ["max_usd"],
+                "description": "spending limit: a run whose estimated cost for what is not cached exceeds it is "
+                               "refused before any job starts",
+                "properties": {"max_usd": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_BUDGET_USD,
+                                           "description": "US dollars, on the cloud cost estimate of `campaign plan`"}},
+            },
+            "approval": {"enum": list(APPROVAL_MODES),
+                         "description": "before-render: stop after prompt enhancement and image edits until the run "
+                                        "is approved (campaign approve), before any clip is rendered"},
             "defaults": {
                 "type": "object",
                 "additionalProperties": False,

@@ -16,7 +16,7 @@ from moto import mock_aws
 from fake_aws.container import preview_container
 from fake_aws.stepfunctions import MOTO_CONFIG, LambdaCalls, route_lambdas, route_sagemaker, substitute, wait_for
 from fake_aws.validate import model_checked
-from pipeline.cloud import DEFAULT_DISTRIBUTED_THRESHOLD
+from pipeline.cloud import DEFAULT_APPROVAL_TIMEOUT_S, DEFAULT_DISTRIBUTED_THRESHOLD
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL_PATH = ROOT / "state_machines" / "campaign.asl.json"
@@ -30,18 +30,19 @@ IMAGE_URI = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/campaign-clips:test"
 
 # Function name -> handler module; the ASL placeholder of each is <Name>FunctionArn.
 FUNCTIONS = {"Plan": "plan", "Enhance": "enhance", "Image": "image", "Assemble": "assemble",
-             "PrepareBatch": "prepare_batch", "CollectBatch": "collect_batch", "Report": "report"}
+             "PrepareBatch": "prepare_batch", "CollectBatch": "collect_batch", "Report": "report",
+             "Approval": "approval"}
 
 
 def substitutions(*, job_concurrency: int = 4, gpu_concurrency: int = 2,
                   distributed_over: int = DEFAULT_DISTRIBUTED_THRESHOLD, render_attempts: int = 3,
-                  capacity_wait_s: int = 0) -> dict[str, str]:
+                  capacity_wait_s: int = 0, approval_timeout_s: int = DEFAULT_APPROVAL_TIMEOUT_S) -> dict[str, str]:
     """The stack's substitutions; the wait for GPU capacity is 0 s here (the stack's is infra/workflow.py's)."""
     subs = {f"{name}FunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:campaign-{module.replace('_', '-')}"
             for name, module in FUNCTIONS.items()}
     subs.update(OutputBucket=OUTPUT_BUCKET, JobConcurrency=str(job_concurrency), GpuConcurrency=str(gpu_concurrency),
                 DistributedMapThreshold=str(distributed_over), RenderAttempts=str(render_attempts),
-                CapacityWaitSeconds=str(capacity_wait_s))
+                CapacityWaitSeconds=str(capacity_wait_s), ApprovalTimeoutSeconds=str(approval_timeout_s))
     return subs
 
 
@@ -126,7 +127,8 @@ class Cloud:
 
 @contextmanager
 def moto_cloud(*, job_concurrency: int = 4, gpu_concurrency: int = 2,
-               distributed_over: int = DEFAULT_DISTRIBUTED_THRESHOLD, render_attempts: int = 3) -> Iterator[Cloud]:
+               distributed_over: int = DEFAULT_DISTRIBUTED_THRESHOLD, render_attempts: int = 3,
+               approval_timeout_s: int = DEFAULT_APPROVAL_TIMEOUT_S) -> Iterator[Cloud]:
     """Buckets and the state machine on moto; the caller sets lambda_env() and resets tasks._runtime.
     `distributed_over` is the stack's `distributed_map_threshold`: 0 runs every stage that has items as a
     Distributed Map reading its items from S3 (moto runs those as shipped, see test_cloud_moto_canary.py)."""
@@ -144,7 +146,8 @@ def moto_cloud(*, job_concurrency: int = 4, gpu_concurrency: int = 2,
         definition = substitute(ASL_PATH.read_text(), substitutions(job_concurrency=job_concurrency,
                                                                     gpu_concurrency=gpu_concurrency,
                                                                     distributed_over=distributed_over,
-                                                                    render_attempts=render_attempts))
+                                                                    render_attempts=render_attempts,
+                                                                    approval_timeout_s=approval_timeout_s))
         arn = sfn.create_state_machine(name="campaign", definition=definition,
                                        roleArn=f"arn:aws:iam::{ACCOUNT}:role/campaign-states")["stateMachineArn"]
         yield Cloud(s3, sfn, arn)

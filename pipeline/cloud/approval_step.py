@@ -1,0 +1,94 @@
+"""Lambda step `Await approval` (a `.waitForTaskToken` task): the run's images and prompts are done -> the held
+report, the task token stored beside it, a notification; and `campaign approve` / `reject`, which answer it.
+
+The callback pattern: the state passes `$$.Task.Token` to this step and waits until SendTaskSuccess or
+SendTaskFailure returns it, or its TimeoutSeconds pass (then `States.Timeout`) ("Wait for a Callback with Task
+Token", https://docs.aws.amazon.com/step-functions/latest/dg/connect-to-resource.html#connect-wait-token;
+SendTaskSuccess / SendTaskFailure in the API reference, https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskSuccess.html).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.approval import APPROVED, REJECTED, ApprovalRecord, hold_for_approval, read_record, write_record
+from pipeline.cloud.contract import APPROVAL_REJECTED_ERROR, ERROR_MESSAGE_MAX
+from pipeline.cloud.events import epoch, need, need_str
+from pipeline.cloud.names import RunRef
+from pipeline.cloud.report_step import collect_results, load_budget, notify, run_cost
+from pipeline.cloud.rundoc import load_run
+from pipeline.cloud.settings import CloudSettings
+from pipeline.errors import ApprovalUnavailable
+from pipeline.notify import Notification, summarize
+from pipeline.store import Store
+
+
+@dataclass(frozen=True)
+class ApprovalEvent:
+    """`Await approval`: the callback token, the run, and how long the state waits (seconds)."""
+
+    token: str
+    run: RunRef
+    timeout_s: int
+    started: float | None = None
+
+    @classmethod
+    def from_event(cls, d: Mapping[str, Any]) -> ApprovalEvent:
+        timeout = need(d, "timeout_s")
+        if not isinstance(timeout, int) or timeout < 1:
+            raise ValueError(f"event field 'timeout_s' must be a positive integer, got {timeout!r}")
+        started = d.get("started")
+        return cls(need_str(d, "token"), RunRef.from_dict(need(d, "run")), timeout,
+                   epoch(started) if started is not None else None)
+
+
+def request_approval(event: ApprovalEvent, *, store: Store, settings: CloudSettings, sns: Any | None) -> dict[str, Any]:
+    """Write the held run's report (every enhanced prompt and edited image, the remaining estimate) and its
+    record with the task token, then tell the operator what to review and how to answer."""
+    run = load_run(store, event.run)
+    results = [r for r in collect_results(store, event.run, run.plan, stage_error=None) if r.kind in ("enhance", "image")]
+    report, record = hold_for_approval(
+        run.plan, results, store, run_id=event.run.run_id, started=event.started or run.started,
+        cost=run_cost(run.plan, settings), budget=load_budget(store, event.run), manifest=_manifest_uri(run.source),
+        task_token=event.token, timeout_s=event.timeout_s, instance_type=settings.instance_type)
+    notified = notify(settings, sns, approval_notification(report, record, bucket=settings.need("output_bucket"),
+                                                           store=store))
+    return {"status": report["status"], "notified": notified}
+
+
+def approval_notification(report: Mapping[str, Any], record: ApprovalRecord, *, bucket: str, store: Store) -> Notification:
+    prefix = f"runs/{record.campaign}/{record.run_id}"
+    answer = f"{record.campaign} --run {record.run_id} --bucket {bucket}"
+    actions = [
+        f"approve: campaign approve {answer}",
+        f"reject:  campaign reject {answer} --reason '...'",
+        "or with the AWS CLI: aws stepfunctions send-task-success --task-output '{\"approved\": true}' "
+        f"--task-token '{record.task_token}'",
+    ]
+    return summarize(report, report_location=store.location(f"{prefix}/report.html"), actions=actions)
+
+
+def answer_approval(store: Store, sfn: Any, *, campaign: str, run_id: str | None, approve: bool, by: str,
+                    reason: str | None) -> ApprovalRecord:
+    """`campaign approve|reject CAMPAIGN --bucket B`: answer the stored task token; the execution goes on to
+    render (approved) or to its report, which ends it as `rejected`."""
+    record = read_record(store, campaign, run_id)
+    if not record.task_token:
+        raise ApprovalUnavailable(f"run {record.run_id} of {campaign} has no task token (a local run? use --out)")
+    answered = record.answer(status=APPROVED if approve else REJECTED, by=by, reason=reason)
+    if approve:
+        sfn.send_task_success(taskToken=record.task_token,
+                              output=json.dumps({"approved": True, "by": by, "at": answered.answered}))
+    else:
+        cause = f"rejected by {by}" + (f": {reason}" if reason else "")
+        sfn.send_task_failure(taskToken=record.task_token, error=APPROVAL_REJECTED_ERROR,
+                              cause=cause[:ERROR_MESSAGE_MAX])
+    write_record(store, answered)
+    return answered
+
+
+def _manifest_uri(source: Mapping[str, Any]) -> str:
+    return f"s3://{source.get('bucket')}/{source.get('key')}"
