@@ -23,7 +23,7 @@ WORK_DIR = ".campaign-work"
 LOCK_SUFFIX = ".lock"
 # Folders an earlier version of the product left in an output folder it made (before the marker existed):
 # such a folder is adopted instead of refused.
-PRODUCT_ENTRIES = frozenset({"cache", "runs", "quarantine", MARKER, WORK_DIR})
+PRODUCT_ENTRIES = frozenset({"cache", "runs", "quarantine", "studio", MARKER, WORK_DIR})  # studio: campaign studio's
 _MARKER_TEXT = ("This folder is written by `campaign run`. Its cache/ holds content-addressed outputs, runs/ the\n"
                 "reports; `campaign` only ever removes its own temporary files and abandoned work in here.\n")
 

@@ -194,7 +194,9 @@ def test_previews_take_no_lock(tmp_path: Path) -> None:
         assert (tmp_path / "locks" / "diffusers-cogvideox-5b.lock").is_file() and seen == []
 
 
-def test_shots_become_a_manifest_with_start_images_relative_to_it(tmp_path: Path) -> None:
+def test_shots_become_a_self_contained_manifest_with_start_images_beside_it(tmp_path: Path) -> None:
+    """An upload lives in the studio's folder; the saved manifest gets its own copy under assets/, so it
+    validates (assets stay inside the manifest's folder) and can be moved or submitted as it is."""
     studio = tmp_path / "out" / "studio"
     image = shots.store_upload((Path(__file__).parents[1] / "manifests/assets/sofa.png").read_bytes(), name="sofa.png",
                                studio_dir=studio)
@@ -206,7 +208,9 @@ def test_shots_become_a_manifest_with_start_images_relative_to_it(tmp_path: Path
     campaign = load_manifest(target)
     [video] = campaign.videos
     first, second = video.shots
-    assert campaign.assets[str(first.image)].path == image.resolve()
+    copy = campaign.assets[str(first.image)].path
+    assert copy is not None and copy.parent == target.parent.resolve() / "assets"
+    assert copy.read_bytes() == image.read_bytes()
     assert (first.prompt, first.frames, first.seed, first.enhance) == ("A sofa in a loft", 17, 3, False)
     assert (second.model, second.frames, second.image) == ("cogvideox1.5-5b", 33, None)
     bad = engine.save_manifest(specs[:1], campaign="No", path=tmp_path / "bad.yaml")

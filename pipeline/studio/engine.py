@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import os
+import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pipeline import catalog
 from pipeline.errors import ManifestInvalid, PipelineError, Problem
+from pipeline.keys import file_digest
 from pipeline.manifest import Campaign, load_manifest_text
 from pipeline.prompts import estimate_tokens, fit_prompt
 from pipeline.studio.config import StudioConfig
@@ -114,11 +117,28 @@ class Saved:
     problems: tuple[Problem, ...]
 
 
+def _beside(shot: Any, folder: Path) -> Any:
+    """A shot whose start image lies outside the manifest's folder (an upload, a past run's image) gets a copy
+    under <folder>/assets/, named by its content: the saved manifest is self-contained, and its assets stay
+    inside its folder as validation requires. Only new files are written there."""
+    if not shot.image or Path(shot.image).resolve().is_relative_to(folder):
+        return shot
+    src = Path(shot.image)
+    dest = folder / "assets" / f"{file_digest(src)[:12]}-{src.name}"
+    if not dest.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    return replace(shot, image=str(dest))
+
+
 def save_manifest(shots: list[Any], *, campaign: str, path: Path, one_video: bool = False) -> Saved:
     """Write shots as a manifest at `path`, only if it validates there (asset paths are relative to it)."""
     from pipeline.studio.shots import manifest_text, write_text_atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)  # relative asset paths are checked through it
+    shots = [_beside(s, path.parent.resolve()) for s in shots]
     text = manifest_text(shots, campaign=campaign, manifest_dir=path.parent.resolve(), one_video=one_video)
     try:
         load_manifest_text(text, file=path.name, base_dir=path.parent.resolve())

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline.outdir import prepare_out_dir
 from pipeline.studio.config import ENV_VAR, StudioConfig
 
 APP = Path(__file__).with_name("app.py")
@@ -37,7 +38,7 @@ def streamlit_command(*, port: int, address: str) -> list[str]:
 
 
 def serve(config: StudioConfig, *, port: int, address: str) -> int:
-    config.out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(config.out_dir)  # the studio writes there as `campaign run` does: ours, or refused before it starts
     host = "localhost" if address in ("0.0.0.0", "::", "") else address
     print(f"campaign studio: http://{host}:{port}  (outputs in {config.out_dir}; Ctrl-C stops it)", flush=True)
     env = dict(os.environ, **{ENV_VAR: config.to_env()})
