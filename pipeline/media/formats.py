@@ -104,7 +104,7 @@ def crop_centre(energy: np.ndarray, src: tuple[int, int], dst: tuple[int, int]) 
     cw, ch = dw / scale / sw, dh / scale / sh  # the window as fractions of the source
     centre = []
     for axis, frac in ((0, cw), (1, ch)):  # axis 0: columns (x), 1: rows (y)
-        profile = energy.sum(axis=1 - axis) if axis == 0 else energy.sum(axis=1)
+        profile = energy.sum(axis=0) if axis == 0 else energy.sum(axis=1)  # per column, or per row
         n = len(profile)
         win = max(1, min(n, round(frac * n)))
         if frac >= 0.999 or win >= n:
