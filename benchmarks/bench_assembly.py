@@ -5,7 +5,10 @@ Prints `name: value` lines; the ratios are the project's time over the baseline'
 - hard cuts of 8 preview clips vs `ffmpeg -f concat -c copy` (target <= 1.5);
 - 0.5 s crossfades of 8 container-written clips (container/generate.py's write_mp4 on textured, moving frames)
   vs moviepy's whole re-encode (target <= 0.2), and the same with preview clips (target <= 0.2);
-- a 60-clip, 4-minute video with crossfades: time and peak memory, beside a 15-clip one (memory must not grow).
+- a 60-clip, 4-minute video with crossfades: time and peak memory, beside a 15-clip one (memory must not grow);
+- 3 formats (16:9, 9:16, 1:1, fit crop) of the 8-clip crossfade video (pipeline.media.deliver: one assembly,
+  one decode feeding three encoders) vs moviepy's re-encode of each format (crossfades composited, cropped
+  and resized, written once per format).
 """
 
 from __future__ import annotations
@@ -121,6 +124,53 @@ def crossfade_case(name: str, clips: list[Path], folder: Path, repeats: int) -> 
           f"{result.frames_encoded} encoded; moviepy {mp.frames} frames, all encoded")
 
 
+FORMATS = {"16:9": (854, 480), "9:16": (480, 854), "1:1": (480, 480)}
+
+
+def moviepy_formats(clips: list[Path], folder: Path) -> None:
+    """The baseline: each format made by moviepy on its own (centre crop to the ratio, resize, re-encode)."""
+    from moviepy import VideoFileClip, concatenate_videoclips, vfx
+
+    for fmt, (w, h) in FORMATS.items():
+        sources = [VideoFileClip(str(c)) for c in clips]
+        try:
+            faded = [sources[0]] + [c.with_effects([vfx.CrossFadeIn(CROSSFADE)]) for c in sources[1:]]
+            video = concatenate_videoclips(faded, method="compose", padding=-CROSSFADE)
+            scale = max(w / WIDTH, h / HEIGHT)
+            cw, ch = round(w / scale), round(h / scale)
+            framed = video.with_effects([vfx.Crop(x_center=WIDTH / 2, y_center=HEIGHT / 2, width=cw, height=ch),
+                                         vfx.Resize((w, h))])
+            framed.write_videofile(str(folder / f"moviepy-{fmt.replace(':', 'x')}.mp4"), codec="libx264", fps=FPS,
+                                   audio=False, logger=None)
+        finally:
+            for c in sources:
+                c.close()
+
+
+def formats_case(clips: list[Path], folder: Path, repeats: int) -> None:
+    from pipeline.jobs import VideoOutput
+    from pipeline.media.deliver import make_outputs
+    from pipeline.timeline import timeline
+
+    req = AssemblyRequest(clips=tuple(clips), crossfade=CROSSFADE, clip_info=described(clips))
+    tl = timeline([(FRAMES, FPS)] * len(clips), crossfade_s=CROSSFADE)
+    outputs = [VideoOutput(format=f, width=w, height=h, key=f"bench-{i}", burn=False, captions_key=None)
+               for i, (f, (w, h)) in enumerate(FORMATS.items())]
+    work = folder / "formats"
+    work.mkdir(exist_ok=True)
+
+    def project() -> None:
+        made = make_outputs(req, outputs=outputs, tl=tl, captions=(None,) * len(clips), fit="crop", workdir=work)
+        assert [(m.info["width"], m.info["height"], m.info["frames"]) for m in made] == [
+            (w, h, tl.frames) for w, h in FORMATS.values()]
+
+    ours, theirs = paired_medians(project, lambda: moviepy_formats(clips, folder), repeats)
+    print(f"formats_project_s: {ours:.4f}")
+    print(f"formats_moviepy_s: {theirs:.4f}")
+    print(f"formats_vs_moviepy: {ours / theirs:.3f}")
+    print(f"formats_frames: {tl.frames} per format, {len(FORMATS)} formats")
+
+
 def long_video(count: int) -> None:
     """One assembly of `count` clips (cycling 8 preview clips) with crossfades; prints JSON with time and peak RSS."""
     with tempfile.TemporaryDirectory(prefix="bench-long-") as tmp:
@@ -143,9 +193,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15, help="runs of each fast case; the median is reported")
     parser.add_argument("--slow-repeats", type=int, default=3, help="runs of each re-encoding case")
     parser.add_argument("--long", type=int, help=argparse.SUPPRESS)  # one long assembly (run in a child process)
+    parser.add_argument("--only-formats", action="store_true", help="run only the formats case")
     args = parser.parse_args()
     if args.long:
         long_video(args.long)
+        return
+    if args.only_formats:
+        with tempfile.TemporaryDirectory(prefix="bench-formats-") as tmp:
+            formats_case(preview_clips(Path(tmp) / "preview"), Path(tmp), args.slow_repeats)
         return
 
     print(f"clips: {CLIPS} x {FRAMES} frames {WIDTH}x{HEIGHT} {FPS} fps, crossfade {CROSSFADE} s")
@@ -164,6 +219,7 @@ def main() -> None:
         print(f"concat_vs_ffmpeg_copy: {copy_project / copy_ffmpeg:.2f}")
         crossfade_case("container", container_clips(folder / "container"), folder, args.slow_repeats)
         crossfade_case("preview", clips, folder, args.slow_repeats)
+        formats_case(clips, folder, args.slow_repeats)
 
     for count in (15, 60):  # each in a fresh process, so its peak memory is its own
         out = subprocess.run([sys.executable, __file__, "--long", str(count)], capture_output=True, text=True, check=True)

@@ -120,6 +120,20 @@ class AudioSpec:
 
 
 @dataclass(frozen=True)
+class VideoOutput:
+    """One delivered file of a video: a format (None: the clips' own shape) at its size, stored under its own
+    key (so adding a format re-makes nothing else), with the captions burned in or not; and the key of the
+    WebVTT sidecar, when it has one."""
+
+    format: str | None
+    width: int
+    height: int
+    key: str
+    burn: bool
+    captions_key: str | None
+
+
+@dataclass(frozen=True)
 class VideoSpec:
     video_id: str
     clips: tuple[str, ...]  # clip job ids in shot order
@@ -129,6 +143,11 @@ class VideoSpec:
     title: Card | None = None
     end_card: Card | None = None
     variant: Variant | None = None  # its template and combination, when expanded from `variables:` (not keyed)
+    # formats and captions (pipeline/formats.py); empty `outputs`: one file in the clips' shape, as before them
+    fit: str = "blur-pad"
+    captions: tuple[str | None, ...] = ()  # per shot
+    language: str = "und"
+    outputs: tuple[VideoOutput, ...] = ()
 
 
 Spec = EnhanceSpec | ImageSpec | ClipSpec | VideoSpec
@@ -233,5 +252,7 @@ def spec_from_json(kind: str, d: dict[str, Any]) -> Spec:
                             "audio": AudioSpec(**d["audio"]) if d.get("audio") else None,
                             "title": Card(**d["title"]) if d.get("title") else None,
                             "end_card": Card(**d["end_card"]) if d.get("end_card") else None,
-                            "variant": Variant.from_json(d["variant"]) if d.get("variant") else None})
+                            "variant": Variant.from_json(d["variant"]) if d.get("variant") else None,
+                            "captions": tuple(d.get("captions", ())),
+                            "outputs": tuple(VideoOutput(**o) for o in d.get("outputs", ()))})
     raise ValueError(f"unknown job kind {kind!r}")

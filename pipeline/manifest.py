@@ -13,7 +13,9 @@ import jsonschema
 
 from pipeline import catalog
 from pipeline.errors import ManifestInvalid, Problem
+from pipeline.formats import DEFAULT_CAPTIONS, DEFAULT_FIT, DEFAULT_LANGUAGE
 from pipeline.inputs import file_problem, is_blank, outside_problem, undrawable
+from pipeline.manifest_formats import caption_problems
 from pipeline.manifest_ray2 import cogvideox_shot_problems, ray2_problems, ray2_settings
 from pipeline.schedule_expr import schedule_problem
 from pipeline.schema import load_schema
@@ -83,6 +85,7 @@ class Shot:
     seed: int
     negative_prompt: str | None
     ray2: catalog.Ray2Settings | None = None  # set exactly when model is luma-ray2 (steps..seed then unused)
+    caption: str | None = None  # shown for the shot's span (pipeline/formats.py)
 
     @property
     def video_model(self) -> catalog.VideoModel:
@@ -120,6 +123,10 @@ class VideoSpec:
     title: Card | None
     end_card: Card | None
     variant: Variant | None = None  # the template and combination it was expanded from (`variables:`)
+    formats: tuple[str, ...] = ()  # delivered aspect ratios; empty: the clips' own shape
+    fit: str = DEFAULT_FIT
+    captions: str = DEFAULT_CAPTIONS
+    language: str = DEFAULT_LANGUAGE
 
 
 @dataclass(frozen=True)
@@ -446,6 +453,7 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True,
             if continuity and j > 0 and "image" in shot:
                 problems.append(src.problem(spath + ("image",), "with continuity: last-frame every shot after the first "
                                             "starts from the previous clip's last frame; remove `image` here"))
+        problems += caption_problems(src, vpath, vid)
         if vid.get("color_match") is True and not continuity:
             problems.append(src.problem(vpath + ("color_match",), "color_match only applies with continuity: last-frame"))
         trans = vid.get("transition")
@@ -497,6 +505,11 @@ def _card(raw: dict[str, Any] | None) -> Card | None:
                 color=raw.get("color", DEFAULT_CARD_COLOR), text_color=raw.get("text_color", DEFAULT_CARD_TEXT_COLOR))
 
 
+def _caption(shot: dict[str, Any]) -> str | None:
+    text = shot.get("caption")
+    return " ".join(text.split()) if isinstance(text, str) else None
+
+
 def _build(src: Source, base_dir: Path) -> Campaign:
     data: dict[str, Any] = src.data
     defaults = data.get("defaults", {})
@@ -526,7 +539,8 @@ def _build(src: Source, base_dir: Path) -> Campaign:
                 shots.append(Shot(index=j, prompt=s["prompt"].strip(), image=None,
                                   enhance=bool(s.get("enhance", enhance_default)), model=model_name,
                                   frames=ray2.frames, steps=catalog.DEFAULT_STEPS, guidance=catalog.DEFAULT_GUIDANCE,
-                                  seed=catalog.DEFAULT_SEED, negative_prompt=None, ray2=ray2))
+                                  seed=catalog.DEFAULT_SEED, negative_prompt=None, ray2=ray2,
+                                  caption=_caption(s)))
                 continue
             model = catalog.VIDEO_MODELS[model_name]
             shots.append(Shot(
@@ -540,6 +554,7 @@ def _build(src: Source, base_dir: Path) -> Campaign:
                 guidance=float(s.get("guidance", dv.get("guidance", catalog.DEFAULT_GUIDANCE))),
                 seed=int(s.get("seed", dv.get("seed", catalog.DEFAULT_SEED))),
                 negative_prompt=s.get("negative_prompt"),
+                caption=_caption(s),
             ))
         audio = vid.get("audio")
         videos.append(VideoSpec(
@@ -551,6 +566,8 @@ def _build(src: Source, base_dir: Path) -> Campaign:
                         float(audio.get("fade_out", DEFAULT_AUDIO_FADE_OUT)),
                         float(audio.get("volume", DEFAULT_AUDIO_VOLUME))) if audio else None,
             title=_card(vid.get("title")), end_card=_card(vid.get("end_card")), variant=variant_of(src, "videos", i),
+            formats=tuple(vid.get("formats", ())), fit=vid.get("fit", DEFAULT_FIT),
+            captions=vid.get("captions", DEFAULT_CAPTIONS), language=vid.get("language", DEFAULT_LANGUAGE),
         ))
     budget = None
     if "budget" in data:

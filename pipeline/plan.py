@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import catalog
+from pipeline.formats import format_size
 from pipeline.jobs import (
     AssetImage,
     AudioSpec,
@@ -20,13 +21,16 @@ from pipeline.jobs import (
     ImageRef,
     ImageSpec,
     Job,
+    VideoOutput,
     VideoSpec,
 )
 from pipeline.keys import content_key, file_digest
 from pipeline.manifest import Campaign, Shot
-from pipeline.timeline import timeline
+from pipeline.manifest import VideoSpec as VideoSpec_
+from pipeline.timeline import Timeline, timeline
 
 ASSEMBLER_VERSION = "assemble:v1"
+FORMATS_VERSION = "formats:v1"  # pipeline/media/formats.py: fitting, burned captions, WebVTT
 
 STAGE_NAMES = {
     1: "enhance prompts",
@@ -257,13 +261,19 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
             audio = AudioSpec(asset=video.audio.asset, fade_in=video.audio.fade_in, fade_out=video.audio.fade_out,
                               volume=video.audio.volume)
             video_inputs.append(f"asset:{assets[video.audio.asset].digest}")
-        vspec = VideoSpec(video_id=video.id, clips=tuple(c.id for c in clip_jobs), continuity=video.continuity,
-                          crossfade=video.crossfade, audio=audio, title=video.title, end_card=video.end_card,
-                          variant=video.variant)
         key_params = {"crossfade": video.crossfade, "audio": asdict(audio) if audio else None,
                       **{name: (asdict(card) if card else None) for name, card in (("title", video.title),
                                                                                    ("end_card", video.end_card))}}
         vkey = content_key("video", params=key_params, inputs=video_inputs, backend=ASSEMBLER_VERSION)
+        captions = tuple(s.caption for s in video.shots)
+        outputs = _video_outputs(video, vkey, captions, clip_jobs[0].clip) if any(captions) or video.formats else ()
+        if outputs:  # the job's key covers every output's, so an unchanged video is one cache hit
+            vkey = content_key("video", params={"outputs": [asdict(o) for o in outputs]}, inputs=[vkey],
+                               backend=ASSEMBLER_VERSION)
+        vspec = VideoSpec(video_id=video.id, clips=tuple(c.id for c in clip_jobs), continuity=video.continuity,
+                          crossfade=video.crossfade, audio=audio, title=video.title, end_card=video.end_card,
+                          variant=video.variant, fit=video.fit, captions=captions if outputs else (),
+                          language=video.language, outputs=outputs)
         jobs.append(Job(id=f"video:{video.id}", kind="video", key=vkey, stage=4, deps=tuple(c.id for c in clip_jobs),
                         spec=vspec, label=f"{video.id} ({len(clip_jobs)} shots)"))
 
@@ -273,6 +283,29 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
 
 
 _KIND_ORDER = {"enhance": 0, "image": 1, "clip": 2, "video": 3}
+
+
+def _video_outputs(video: VideoSpec_, base_key: str, captions: tuple[str | None, ...], first: ClipSpec
+                   ) -> tuple[VideoOutput, ...]:
+    """Each delivered file of a video, keyed on its own: the assembled video's key (`base_key`), its format,
+    fit and burned captions. The clips' own shape without burned text is the assembled video itself."""
+    burn = video.captions in ("burn", "both") and any(captions)
+    sidecar = video.captions in ("sidecar", "both") and any(captions)
+    captions_key = content_key("captions", params={"captions": list(captions)}, inputs=[base_key],
+                               backend=FORMATS_VERSION) if sidecar else None
+    outs = []
+    for fmt in video.formats or (None,):
+        width, height = format_size(fmt, first.width, first.height)
+        native = (width, height) == (first.width, first.height)
+        if native and not burn:
+            key = base_key
+        else:
+            key = content_key("video", params={"format": fmt, "size": [width, height],
+                                               "fit": None if native else video.fit,
+                                               "burn": list(captions) if burn else None},
+                              inputs=[base_key], backend=FORMATS_VERSION)
+        outs.append(VideoOutput(format=fmt, width=width, height=height, key=key, burn=burn, captions_key=captions_key))
+    return tuple(outs)
 
 
 def _ray2_clip_job(video_id: str, shot: Shot, ej: Job | None, keys: KeySource) -> Job:
@@ -300,10 +333,15 @@ def _short(text: str, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def expected_duration(plan: Plan, video_job: Job) -> float:
-    """The video's length as assembly makes it: clips and cards in whole frames, minus the crossfade overlaps."""
+def video_timeline(plan: Plan, video_job: Job) -> Timeline:
+    """The video's frames as assembly makes them: clips and cards in whole frames, minus the crossfade overlaps."""
     spec = video_job.video
     clips = [plan.job(c).clip for c in spec.clips]
     return timeline([(c.frames, c.fps) for c in clips], crossfade_s=spec.crossfade,
                     title_s=spec.title.duration if spec.title else None,
-                    end_card_s=spec.end_card.duration if spec.end_card else None).duration_s
+                    end_card_s=spec.end_card.duration if spec.end_card else None)
+
+
+def expected_duration(plan: Plan, video_job: Job) -> float:
+    """The video's length as assembly makes it (video_timeline)."""
+    return video_timeline(plan, video_job).duration_s

@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipeline.errors import Problem
+from pipeline.formats import file_tag
 from pipeline.jobs import AssetImage, EditedImage, output_key, ref_to_json
 from pipeline.plan import AssetRef, Plan, expected_duration
 from pipeline.store import Store
@@ -122,7 +123,22 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
                  "frames": info.get("frames"), "method": info.get("method"), "cached": res.status == "cached" if res else False,
                  "crossfade": vspec.crossfade, "continuity": vspec.continuity,
                  "audio": asdict(vspec.audio) if vspec.audio else None}
-        if res and res.ok:
+        entry["formats"] = []
+        if res and res.ok and info.get("outputs"):  # formats and captions: one file (poster, sidecar) per format
+            for out in info["outputs"]:
+                name = f"videos/{vid}-{file_tag(out['format'])}" if out.get("format") else f"videos/{vid}"
+                fmt = {k: out.get(k) for k in ("format", "width", "height", "frames", "duration_s", "fit", "burned",
+                                               "method", "cached")}
+                fmt.update(path=rel(f"{name}.mp4"), poster=rel(f"{name}.png"),
+                           captions=rel(f"{name}.vtt") if out.get("captions") else None)
+                copies += [(out["video"], fmt["path"]), (out["poster"], fmt["poster"])]
+                if out.get("captions"):
+                    copies.append((out["captions"], fmt["captions"]))
+                entry["formats"].append(fmt)
+            first = entry["formats"][0]
+            entry.update(path=first["path"], poster=first["poster"], captions=first["captions"],
+                         language=info.get("language"))
+        elif res and res.ok:
             entry["path"] = rel(f"videos/{vid}.mp4")
             copies.append((vjob.output_key, entry["path"]))
             if info.get("poster"):

@@ -23,6 +23,8 @@ border-radius:12px;padding:12px 16px}.placeholder{background:var(--warnbg);color
 .card{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:16px;margin:0 0 16px}
 .errors{background:var(--badbg);border:1px solid #fecdca;border-radius:12px;padding:12px 16px}
 .errors li{margin:4px 0}.errors code{color:var(--bad)}video{max-width:100%;border-radius:8px;background:#000}
+.formats{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-end}.formats figure{margin:0}
+.formats video{max-height:360px}.formats figcaption{font-size:12px;color:#666}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:12px}
 figure{margin:0}figure img{width:100%;border-radius:8px;border:1px solid var(--line);
 background:repeating-conic-gradient(#eee 0 25%,#fff 0 50%) 50%/16px 16px}
@@ -156,13 +158,27 @@ def _cost_stat(cost: dict[str, Any]) -> str:
     return f'<div class=stat><b>${cost["total_usd"]:.2f}</b>est. cloud cost</div>'
 
 
+def _player(f: dict[str, Any], language: str | None) -> str:
+    poster = f' poster="{_e(f["poster"])}"' if f.get("poster") else ""
+    track = (f'<track kind=captions default src="{_e(f["captions"])}" srclang="{_e(language or "und")}" '
+             f'label="captions ({_e(language or "und")})">' if f.get("captions") else "")
+    label = f.get("format") or "clips' shape"
+    how = " · ".join(x for x in (f"fit {f['fit']}" if f.get("fit") else "", "captions burned in" if f.get("burned") else "",
+                                 _e(f.get("method"))) if x)
+    return (f'<figure class=format data-format="{_e(label)}"><video controls preload=metadata{poster} '
+            f'src="{_e(f["path"])}">{track}</video><figcaption>{_e(label)} · {_e(f.get("width"))}×{_e(f.get("height"))}'
+            f'{" · " + how if how else ""}{" · " + _pill("cached", "cached") if f.get("cached") else ""}</figcaption></figure>')
+
+
 def _video(v: dict[str, Any]) -> str:
     head = f"<h3>{_e(v['id'])} {_pill(v['status'], 'succeeded' if v['status'] in ('executed', 'cached') else 'failed')}"
     if v.get("cached"):
         head += _pill("cached", "cached")
     head += "</h3>" + _variant_head(v)
     player = ""
-    if v.get("path"):
+    if v.get("formats"):  # one player per delivered format, each with its captions track
+        player = "<div class=formats>" + "".join(_player(f, v.get("language")) for f in v["formats"]) + "</div>"
+    elif v.get("path"):
         poster = f' poster="{_e(v["poster"])}"' if v.get("poster") else ""
         player = f'<video controls preload=metadata{poster} src="{_e(v["path"])}"></video>'
     meta = (f"<p class=mute>{_e(v.get('duration_s'))} s (expected {_e(v.get('expected_duration_s'))} s) · "

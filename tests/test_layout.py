@@ -14,8 +14,10 @@ PIPELINE = ROOT / "pipeline"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline.errors", "pipeline.catalog", "pipeline.keys", "pipeline.timeline", "pipeline.prompts",
      "pipeline.pricing", "pipeline.store", "pipeline.yamlsrc", "pipeline.schedule", "pipeline.schedule_expr",
-     "pipeline.integrity", "pipeline.outdir", "pipeline.image_files", "pipeline.inputs"),
-    ("pipeline.schema", "pipeline.variants", "pipeline.manifest", "pipeline.manifest_ray2"),
+     "pipeline.integrity", "pipeline.outdir", "pipeline.image_files", "pipeline.inputs",
+     "pipeline.fonts"),
+    ("pipeline.schema", "pipeline.variants", "pipeline.manifest", "pipeline.manifest_ray2", "pipeline.formats",
+     "pipeline.manifest_formats"),
     ("pipeline.jobs", "pipeline.plan"),
     ("pipeline.backends", "pipeline.sagemaker", "pipeline.media", "pipeline.models_pull"),
     ("pipeline.tasks",),

@@ -283,7 +283,8 @@ def test_example_runs_end_to_end_and_an_unchanged_rerun_executes_nothing(tmp_pat
     assert len(videos) == 7
     for vid, v in videos.items():
         with VideoFileClip(str(run_dir / v["path"])) as clip:  # read back: the file is what the report says
-            assert (clip.w, clip.h) == (720, 480), vid
+            # the first format's file (each format is read back in tests/test_formats.py)
+            assert (clip.w, clip.h) == (v["formats"][0]["width"], v["formats"][0]["height"]), vid
             assert clip.duration == pytest.approx(v["expected_duration_s"], abs=1 / 8 + 1e-3), vid
         assert v["errors"] == []
     assert videos["teaser-navy-fr"]["template"] == "teaser-{product}-{market}"

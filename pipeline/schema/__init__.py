@@ -27,6 +27,12 @@ MAX_SHOT_PROMPT_CHARS = 4000  # CogVideoX shots (manifest.py holds them to it); 
 MAX_CROSSFADE_S = 10.0
 MAX_BUDGET_USD = 1_000_000
 APPROVAL_MODES = ("before-render",)
+MAX_CAPTION_CHARS = 200
+# Formats and captions (pipeline/formats.py holds their meaning; the names live here, the schema's one place)
+FORMATS = ("16:9", "9:16", "1:1", "4:5")
+FITS = ("crop", "blur-pad", "pad")
+CAPTION_MODES = ("sidecar", "burn", "both")
+LANGUAGE_PATTERN = r"^(?:[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*|\{[A-Za-z_][A-Za-z0-9_.]*\})$"
 
 
 def _tool_schema(tool: catalog.EditTool) -> dict[str, Any]:
@@ -168,6 +174,9 @@ def build_schema() -> dict[str, Any]:
                     "frames": {"type": "integer", "minimum": min(all_frames), "maximum": max(all_frames),
                                "description": "clip length in frames: 8N+1 (N<=6) for CogVideoX 1.0, 16N+1 (N<=10) for 1.5"},
                     **{k: v for k, v in video_settings.items()},
+                    "caption": {"type": "string", "minLength": 1, "maxLength": MAX_CAPTION_CHARS,
+                                "description": "text shown for this shot's span: a WebVTT cue, burned in with "
+                                               "`captions: burn` (placeholders allowed)"},
                 },
             },
             "video": {
@@ -199,6 +208,15 @@ def build_schema() -> dict[str, Any]:
                     },
                     "title": {"$ref": "#/$defs/card"},
                     "end_card": {"$ref": "#/$defs/card"},
+                    "formats": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(FORMATS)},
+                                "description": "one delivered file per aspect ratio, made from the same clips "
+                                               "(default: the clips' own shape)"},
+                    "fit": {"enum": list(FITS), "description": "how clips fill a format of another shape: crop (around "
+                                                              "the region of most detail and motion), blur-pad, pad"},
+                    "captions": {"enum": list(CAPTION_MODES),
+                                 "description": "shots' captions as a WebVTT sidecar file, burned into the picture, or both"},
+                    "language": {"type": "string", "pattern": LANGUAGE_PATTERN,
+                                 "description": "BCP 47 language of the captions (the <track> srclang), e.g. de or pt-BR"},
                 },
             },
             "card": {
