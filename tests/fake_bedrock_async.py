@@ -96,6 +96,7 @@ class AsyncVideoService:
     s3: Any
     outcomes: deque[Outcome] = field(default_factory=deque)
     faults: deque[tuple[str, str]] = field(default_factory=deque)  # (operation, error code) answered first, in order
+    by_prompt: dict[str, Outcome] = field(default_factory=dict)  # a job's fate by its prompt (jobs started side by side)
     models: dict[str, Lifecycle] = field(default_factory=dict)  # GetFoundationModel, by model id (ACTIVE if absent)
     problems: list[str] = field(default_factory=list)  # every request that broke the model or the documented body
     invocations: dict[str, Invocation] = field(default_factory=dict)
@@ -133,7 +134,8 @@ class AsyncVideoService:
             if same is not None:  # the idempotency token: the same start again is the same job
                 return {"invocationArn": same.arn}
             arn = f"arn:aws:bedrock:{REGION}:{ACCOUNT}:async-invoke/inv{len(self.invocations):09d}"  # 12 of [a-z0-9], as the model requires
-            outcome = self.outcomes.popleft() if self.outcomes else ok()
+            prompt = str(body["modelInput"]["prompt"])
+            outcome = self.by_prompt.get(prompt) or (self.outcomes.popleft() if self.outcomes else ok())
             self.invocations[arn] = Invocation(arn, token, body, outcome)
         return {"invocationArn": arn}
 

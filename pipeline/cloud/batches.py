@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.backends import RoutingVideoBackend
 from pipeline.backends.base import ClipOutcome, ClipRequest, VideoBackend
 from pipeline.cloud.contract import RENDER_REQUEST_FIELDS
 from pipeline.cloud.events import CollectBatchEvent, PrepareBatchEvent
@@ -110,8 +111,14 @@ class BatchOutputs:
             if self.failure is not None:
                 raise JobFailed(f"the clip batch failed before its outputs were written: {self.failure}")
             raise JobFailed("the clip was not part of the rendered batch (it became ready after the batch was prepared)")
-        return [clip_outcome(r, fetch_clip_output(r, self.output_s3_uri, Path(out_dir), s3=self.s3), backend=self.name,
+        return [clip_outcome(r, fetch_clip_output(r, self.output_s3_uri, Path(out_dir), s3=self.s3),
+                             backend=_backend_name(self.backend, r.model),
                              job_name=self.job_name, job_failure=self.failure) for r in requests]
+
+
+def _backend_name(backend: VideoBackend, model: str) -> str:
+    """The name a clip's record gives its backend: under `sagemaker+bedrock` (say), the one that makes its model."""
+    return backend.backend_for(model).name if isinstance(backend, RoutingVideoBackend) else backend.name
 
 
 def collect_clip_batch(event: CollectBatchEvent, *, store: Store, s3: Any, settings: CloudSettings,
