@@ -39,7 +39,9 @@ PROCESSING_JOB_SYNC = "arn:aws:states:::sagemaker:createProcessingJob.sync"
 # SDK integrations support Request Response and .waitForTaskToken but not Run a Job (.sync) ("Supported AWS SDK
 # integrations ... Run a Job (.sync): Not supported", https://docs.aws.amazon.com/step-functions/latest/dg/
 # connect-supported-services.html), and StartAsyncInvoke is not an optimized Bedrock API, so the state machine
-# polls GetAsyncInvoke in a Wait loop.
+# polls GetAsyncInvoke in a Wait loop. Parameters go in PascalCase (the same page, "API naming conventions"); that the
+# answers come back PascalCased too ($.InvocationArn, $.Status) is what moto's interpreter and public examples do,
+# not stated on that page [unverified].
 BEDROCK_START_ASYNC = "arn:aws:states:::aws-sdk:bedrockruntime:startAsyncInvoke"
 BEDROCK_GET_ASYNC = "arn:aws:states:::aws-sdk:bedrockruntime:getAsyncInvoke"
 
