@@ -33,7 +33,7 @@ class StackSettings:
     # backends the cloud runner plans with (bedrock/bedrock/sagemaker: the AWS services)
     enhancer: str = "bedrock"
     images: str = "bedrock"
-    video: str = "sagemaker"
+    video: str = "sagemaker+bedrock"  # CogVideoX on SageMaker, Luma Ray2 on Bedrock
     enhancer_model: str | None = None  # None: pipeline.backends.bedrock.DEFAULT_ENHANCER_MODEL
     allowed_enhancer_models: tuple[str, ...] = ()  # more ids a manifest's defaults.enhancer_model may name
     stability_region: str | None = None  # None: pipeline.backends.bedrock.DEFAULT_STABILITY_REGION

@@ -26,6 +26,7 @@ from constructs import Construct
 
 from infra.functions import TaskFunctions
 from infra.notifications import RunNotifications
+from infra.ray2 import ModelLifecycleCheck, Ray2Jobs
 from infra.settings import StackSettings
 from infra.storage import CampaignBuckets
 from infra.studio import CampaignStudio, StudioSettings
@@ -81,6 +82,12 @@ class CampaignStack(Stack):
             approval_timeout_s=settings.approval_timeout_s)
         state_machine = self.workflow.state_machine
         self.notifications.watch(state_machine)
+        # Luma Ray2 on Bedrock: the state machine starts and polls the jobs; the plan step checks every model first
+        if "bedrock" in settings.video.split("+"):
+            self.ray2 = Ray2Jobs(self, "Ray2Jobs", role=state_machine.role, output_bucket=self.buckets.output)
+        checked = self._models_called()
+        if checked:
+            ModelLifecycleCheck(self, "ModelLifecycleCheck", plan=fns["plan"], models=checked)
         self.triggers = ManifestTriggers(self, "Triggers", input_bucket=self.buckets.input, starter=fns["starter"],
                                          state_machine=state_machine)
 
@@ -184,6 +191,23 @@ class CampaignStack(Stack):
             fns["image"].add_to_role_policy(iam.PolicyStatement(
                 actions=["bedrock:InvokeModel"], resources=[arn for m in tools for arn in self._model_arns(m, region)]))
             _grant_marketplace(fns["image"])
+
+    def _models_called(self) -> list[tuple[str, str | None]]:
+        """(model id, region or None for the stack's) of every Bedrock model the backends call: what the plan
+        step's lifecycle check asks GetFoundationModel about (pipeline/backends/lifecycle.py models_used)."""
+        from pipeline import catalog
+        from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL, DEFAULT_STABILITY_REGION
+
+        s = self.settings
+        models: list[tuple[str, str | None]] = []
+        if s.enhancer == "bedrock":
+            models += [(m, None) for m in (s.enhancer_model or DEFAULT_ENHANCER_MODEL, *s.allowed_enhancer_models)]
+        if s.images == "bedrock":
+            region = s.stability_region or DEFAULT_STABILITY_REGION
+            models += [(m, region) for m in sorted({t.model_id for t in catalog.EDIT_TOOLS.values()})]
+        if "bedrock" in s.video.split("+"):
+            models.append((catalog.RAY2.model_id, None))
+        return models
 
     def _model_arns(self, model_id: str, region: str | None) -> list[str]:
         """A model id, or a cross-region inference profile (`us.`/`eu.`/`apac.`/`global.` + model; the default

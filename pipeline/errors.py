@@ -44,6 +44,10 @@ class InputRejected(JobFailed):
     """A job's input breaks a backend's documented limit (size, format, range)."""
 
 
+class PollLimitExceeded(JobFailed):
+    """An asynchronous job (a Luma Ray2 clip on Bedrock) was still running after the bounded number of polls."""
+
+
 class DependencyFailed(JobFailed):
     """A job was skipped because a job it needs failed."""
 

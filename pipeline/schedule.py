@@ -65,12 +65,18 @@ def waits_only_on_fast_jobs(plan: Plan, job: Job, finished: Mapping[str, bool]) 
 # --- waves: what the cloud's Maps run in sequence -------------------------------------------------------
 
 
+SAGEMAKER = "sagemaker"  # a batch rendered by one processing job (the default)
+BEDROCK = "bedrock"  # a batch of Luma Ray2 clips: one Bedrock async job per clip, started by the state machine
+
+
 @dataclass(frozen=True)
 class ClipBatch:
-    """Clips that one processing job renders: one pipeline folder (model, T2V or I2V), at most N clips."""
+    """Clips that one processing job renders: one pipeline folder (model, T2V or I2V), at most N clips.
+    `service` says which branch of the state machine renders it (SAGEMAKER or BEDROCK)."""
 
     id: str
     jobs: tuple[str, ...]
+    service: str = SAGEMAKER
 
 
 def image_waves(plan: Plan) -> tuple[tuple[str, ...], ...]:
@@ -81,10 +87,18 @@ def image_waves(plan: Plan) -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(ids) for _, ids in sorted(_by_wave(wave).items()))
 
 
-def clip_waves(plan: Plan, *, max_batch: int) -> tuple[tuple[ClipBatch, ...], tuple[tuple[ClipBatch, ...], ...]]:
+def clip_waves(plan: Plan, *, max_batch: int, service: Callable[[Job], str] | None = None,
+               ) -> tuple[tuple[ClipBatch, ...], tuple[tuple[ClipBatch, ...], ...]]:
     """Clip batches of wave 0 (they wait for nothing but prompts) and of the waves after it: a clip that
     starts from an edited image waits for the images (wave >= 1); one that continues an earlier clip runs a
-    wave after that clip. Within a wave, clips of one pipeline folder share batches of at most max_batch."""
+    wave after that clip. Within a wave, clips of one pipeline folder share batches of at most max_batch.
+    `service(job)` names the service that renders a clip (default SAGEMAKER): clips of different services
+    never share a batch, so Luma Ray2 clips on Bedrock form batches of their own."""
+    service = service or (lambda _job: SAGEMAKER)
+
+    def group(job: Job) -> str:
+        return f"{service(job)}/{clip_group(job)}"
+
     wave: dict[str, int] = {}
     for job in plan.by_kind("clip"):  # plan order puts a continued clip after the clip it continues
         after = [wave[d] for d in job.deps if d in wave]
@@ -92,11 +106,11 @@ def clip_waves(plan: Plan, *, max_batch: int) -> tuple[tuple[ClipBatch, ...], tu
     by_wave: dict[int, list[ClipBatch]] = {}
     for w, ids in sorted(_by_wave(wave).items()):
         numbered: dict[str, int] = {}
-        for members in batches([plan.job(i) for i in ids], max_batch, group=clip_group):
+        for members in batches([plan.job(i) for i in ids], max_batch, group=group):
             folder = clip_group(members[0])
             numbered[folder] = numbered.get(folder, 0) + 1
             by_wave.setdefault(w, []).append(ClipBatch(f"w{w}-{folder}-{numbered[folder]:02d}",
-                                                       tuple(j.id for j in members)))
+                                                       tuple(j.id for j in members), service(members[0])))
     first = tuple(by_wave.get(0, ()))
     later = tuple(tuple(by_wave[w]) for w in sorted(by_wave) if w > 0)
     return first, later

@@ -26,7 +26,9 @@ from pipeline.cloud import (
     STAGES,
     WAVE_STAGES,
 )
-from pipeline.errors import Throttled, TransientError
+from pipeline.cloud.contract import RAY2_JOBS_FOLDER, RAY2_START_FIELDS
+from pipeline.errors import PollLimitExceeded, Throttled, TransientError
+from pipeline.schedule import BEDROCK
 
 ASL_PATH = Path(__file__).with_name("campaign.asl.json")
 DISTRIBUTED = " (distributed)"  # the suffix of every state of a Distributed Map's child workflow
@@ -42,6 +44,17 @@ LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 LAMBDA_INVOKE_WAIT = "arn:aws:states:::lambda:invoke.waitForTaskToken"
 S3_PUT_OBJECT = "arn:aws:states:::aws-sdk:s3:putObject"
 PROCESSING_JOB_SYNC = "arn:aws:states:::sagemaker:createProcessingJob.sync"
+# Bedrock's async API through the AWS SDK integration: service `bedrockruntime`, errors prefixed `BedrockRuntime.`
+# ("Amazon Bedrock Runtime ... Task state resource: arn:aws:states:::aws-sdk:bedrockruntime:[apiAction], Exception
+# prefix: BedrockRuntime", https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html).
+# SDK integrations support Request Response and .waitForTaskToken but not Run a Job (.sync) ("Supported AWS SDK
+# integrations ... Run a Job (.sync): Not supported", https://docs.aws.amazon.com/step-functions/latest/dg/
+# connect-supported-services.html), and StartAsyncInvoke is not an optimized Bedrock API, so the state machine
+# polls GetAsyncInvoke in a Wait loop. Parameters go in PascalCase (the same page, "API naming conventions"); that the
+# answers come back PascalCased too ($.InvocationArn, $.Status) is what moto's interpreter and public examples do,
+# not stated on that page [unverified].
+BEDROCK_START_ASYNC = "arn:aws:states:::aws-sdk:bedrockruntime:startAsyncInvoke"
+BEDROCK_GET_ASYNC = "arn:aws:states:::aws-sdk:bedrockruntime:getAsyncInvoke"
 
 
 # --- retry policies ---------------------------------------------------------------------------------------------
@@ -89,6 +102,14 @@ RECORD_RETRY = [retrier(["States.ALL"], interval_s=1, attempts=3)]
 SAGEMAKER_QUOTA_RETRY = retrier(["SageMaker.ResourceLimitExceededException"], interval_s=60, attempts=6, max_delay_s=1800)
 SAGEMAKER_API_RETRY = retrier(["SageMaker.AmazonSageMakerException"], interval_s=5, attempts=4, max_delay_s=60)
 RENDER_RETRY = [SAGEMAKER_QUOTA_RETRY, SAGEMAKER_API_RETRY]
+# StartAsyncInvoke / GetAsyncInvoke: throttling and the service's transient errors, with backoff and jitter (the
+# errors botocore's bedrock-runtime model lists for both; Step Functions adds the `BedrockRuntime.` prefix and the
+# Exception suffix). ServiceQuotaExceededException on a start means too many async jobs are running: wait longer.
+BEDROCK_RETRY = [
+    retrier(["BedrockRuntime.ThrottlingException", "BedrockRuntime.ServiceUnavailableException",
+             "BedrockRuntime.InternalServerException"], interval_s=5, attempts=6, max_delay_s=120),
+    retrier(["BedrockRuntime.ServiceQuotaExceededException"], interval_s=60, attempts=6, max_delay_s=900),
+]
 
 
 def placeholder(name: str) -> str:
@@ -219,6 +240,136 @@ def clip_batch_processor(prefix: str) -> Processor:
     return states
 
 
+def ray2_batch_processor(prefix: str) -> Processor:
+    """One batch of Luma Ray2 clips: prepare one StartAsyncInvoke request per clip, then per clip (a Map) start
+    the job and poll GetAsyncInvoke in a Wait loop, at most `max_polls` times, and write how the job ended to S3
+    (runs/<campaign>/<run-id>/ray2-jobs/<clip key>.json: the last GetAsyncInvoke answer, or the error that ended
+    it early: a start or poll Bedrock refused past its retries, or the poll limit's PollLimitExceeded); the
+    collect step reads those records and the clips' MP4s. No iteration ever fails (that would stop its
+    neighbours' polls) and no answer or error travels back through the state (its 256 KiB)."""
+    what = f"{prefix}Ray2 batch"
+
+    def states(suffix: str) -> tuple[str, States]:
+        prepare, anything = f"Prepare {what}{suffix}", f"Anything to start in {what}?{suffix}"
+        run_all, collect = f"Run {what} jobs{suffix}", f"Collect {what}{suffix}"
+        job = f"{prefix}Ray2 job"
+        Job = job[0].upper() + job[1:]  # noqa: N806 - the state names' capitalised form
+        record_end, record_error = f"Record {job} end{suffix}", f"Record {job} error{suffix}"
+        lost = f"{Job} error not recorded{suffix}"
+        start, wait, get = f"Start {job}{suffix}", f"Wait for {job}{suffix}", f"Get {job} status{suffix}"
+        done, count, more = f"{Job} done?{suffix}", f"Count {job} poll{suffix}", f"{Job} polls left?{suffix}"
+        timed_out = f"{Job} timed out{suffix}"
+        record, failure = record_failure(what, key="results/batches/{}.json", key_arg="$.batch", suffix=suffix)
+
+        def put_record(body: str, status: str) -> State:
+            return {
+                "Type": "Task", "Resource": S3_PUT_OBJECT,
+                "Parameters": {"Bucket": OUTPUT_BUCKET,
+                               "Key.$": f"States.Format('runs/{{}}/{{}}/{RAY2_JOBS_FOLDER}/{{}}.json', $.run.campaign, "
+                                        "$.run.run_id, $.key)",
+                               "Body.$": f"States.JsonToString({body})", "ContentType": "application/json"},
+                "ResultSelector": {"status": status}, "ResultPath": "$", "Retry": RECORD_RETRY,
+            }
+
+        record_error_states: States = {
+            record_error: put_record("$.error", "failed") | {"Catch": catch_all(lost), "End": True},
+            lost: {"Type": "Pass", "Comment": "The collect step reports the clip's job as ended without a record",
+                   "Result": {"status": "failed", "recorded": False}, "End": True},
+        }
+        clip: States = {
+            start: {
+                "Type": "Task", "Resource": BEDROCK_START_ASYNC,
+                "Comment": "StartAsyncInvoke with the clip's idempotency token (derived from its content key): a "
+                           "retried start is the same job, billed once",
+                # exactly the fields prepare_ray2_batch renders (it refuses a request with any other)
+                "Parameters": {f"{field}.$": f"$.request.{field}" for field in RAY2_START_FIELDS},
+                "ResultSelector": {"arn.$": "$.InvocationArn"}, "ResultPath": "$.job", "Retry": BEDROCK_RETRY,
+                "Catch": catch_all(record_error), "Next": wait,
+            },
+            wait: {"Type": "Wait", "Comment": "No Lambda sleeps: the state machine waits between polls",
+                   "SecondsPath": "$.poll.wait_s", "Next": get},
+            get: {
+                "Type": "Task", "Resource": BEDROCK_GET_ASYNC, "Parameters": {"InvocationArn.$": "$.job.arn"},
+                "ResultPath": "$.got", "Retry": BEDROCK_RETRY, "Catch": catch_all(record_error), "Next": done,
+            },
+            done: {
+                "Type": "Choice",
+                "Choices": [{"Or": [{"Variable": "$.got.Status", "StringEquals": "Completed"},
+                                    {"Variable": "$.got.Status", "StringEquals": "Failed"}], "Next": record_end}],
+                "Default": count,
+            },
+            count: {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.polls.n, 1)"}, "ResultPath": "$.polls",
+                    "Next": more},
+            more: {
+                "Type": "Choice", "Comment": "A bounded number of polls: a job that never ends fails its clip, not the run",
+                "Choices": [{"Variable": "$.polls.n", "NumericLessThanPath": "$.poll.max_polls", "Next": wait}],
+                "Default": timed_out,
+            },
+            # The poll limit is a named error, recorded exactly as a Catch records a failed start or poll. It is
+            # not a Fail state: that would fail the Map, which stops the batch's other clips' polls.
+            timed_out: {
+                "Type": "Pass", "Comment": "The job never ended within the poll limit: PollLimitExceeded",
+                "Parameters": {"Error": PollLimitExceeded.__name__,
+                               "Cause.$": "States.Format('the Luma Ray2 job {} was still InProgress after {} polls "
+                                          "of GetAsyncInvoke', $.job.arn, $.polls.n)"},
+                "ResultPath": "$.error", "Next": record_error,
+            },
+            record_end: put_record("$.got", "ended") | {
+                "Comment": "Completed or Failed: GetAsyncInvoke's answer is the clip's record",
+                "Catch": catch_all(record_error), "End": True},
+            **record_error_states,
+        }
+        return prepare, {
+            prepare: lambda_task(
+                "PrepareBatchFunctionArn",
+                {"batch.$": "$.batch", "jobs.$": "$.jobs", "run.$": "$.run", "service": BEDROCK},
+                selector={"start.$": "$.Payload.start", "clips.$": "$.Payload.clips", "poll.$": "$.Payload.poll"},
+                result_path="$.prepared",
+                comment="One StartAsyncInvoke request per clip (pipeline/backends/video_bedrock.py) and the poll limits",
+            ) | {"Catch": catch_all(collect), "Next": anything},
+            anything: {
+                "Type": "Choice", "Comment": "Nothing to start when every clip is cached or waits on a failed job",
+                "Choices": [{"Variable": "$.prepared.start", "BooleanEquals": True, "Next": run_all}],
+                "Default": collect,
+            },
+            run_all: {
+                "Type": "Map", "Comment": "Every clip's job at once (Bedrock runs them side by side)",
+                "ItemsPath": "$.prepared.clips",
+                "ItemSelector": {"key.$": "$$.Map.Item.Value.key", "request.$": "$$.Map.Item.Value.request",
+                                 "run.$": "$.run", "poll.$": "$.prepared.poll", "polls": {"n": 0}},
+                "MaxConcurrency": 0,  # a batch is at most clips_per_batch clips; Bedrock runs them side by side
+                "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": start, "States": clip},
+                "ResultPath": None, "Catch": catch_all(collect), "Next": collect,
+            },
+            collect: then(lambda_task(
+                "CollectBatchFunctionArn", "$", selector={"status.$": "$.Payload.status"}, result_path="$",
+                comment="Reads each finished clip back from S3 into the cache with its provenance and records every "
+                        "clip's result (a failed, filtered or timed-out job fails its clip alone)",
+            ), None, catch_all(record)),
+            **failure,
+        }
+
+    return states
+
+
+def routed_batch_processor(prefix: str) -> Processor:
+    """A clip batch goes to the branch of the service that renders it (the plan step's `service` per batch):
+    SageMaker (one processing job) or Bedrock (Luma Ray2 async jobs)."""
+    sagemaker, ray2 = clip_batch_processor(prefix), ray2_batch_processor(prefix)
+
+    def states(suffix: str) -> tuple[str, States]:
+        router = f"Which service renders {prefix}batch?{suffix}"
+        sagemaker_start, sagemaker_states = sagemaker(suffix)
+        ray2_start, ray2_states = ray2(suffix)
+        return router, {
+            router: {"Type": "Choice", "Choices": [{"Variable": "$.service", "StringEquals": BEDROCK, "Next": ray2_start}],
+                     "Default": sagemaker_start},
+            **sagemaker_states, **ray2_states,
+        }
+
+    return states
+
+
 # --- the stages -------------------------------------------------------------------------------------------------
 
 
@@ -258,10 +409,10 @@ IMAGES = Stage(name="images", label="Images", map_name="Edit image wave",
                loop_comment="Image edit chains from S3, one wave after another; each wave's items are one JSON list in S3")
 CLIPS = Stage(name="clips", label="Clips", map_name="Render clips",
               comment="Clip batches that need no image: one SageMaker processing job each", unit="batch",
-              items="clip_batches", processor=clip_batch_processor(""), batches=True)
+              items="clip_batches", processor=routed_batch_processor(""), batches=True)
 WAITING_CLIPS = Stage(name="waiting_clips", label="Waiting clips", map_name="Render clip wave",
                       comment="The clip batches of one wave in parallel", unit="item", items="clip_waves",
-                      processor=clip_batch_processor("waiting "), batches=True,
+                      processor=routed_batch_processor("waiting "), batches=True,
                       waves_map="Render clips that wait",
                       waves_comment="Clips that start from an edited image or continue an earlier clip, one wave after another",
                       loop="clip_loop", loop_noun="waiting clip",
@@ -280,7 +431,8 @@ def job_map(stage: Stage, processor: Processor, mode: Mode) -> State:
     suffix = DISTRIBUTED if distributed else ""
     start, states = processor(suffix)
     if stage.batches:
-        selector: State = {"batch.$": "$$.Map.Item.Value.batch", "jobs.$": "$$.Map.Item.Value.jobs"}
+        selector: State = {"batch.$": "$$.Map.Item.Value.batch", "jobs.$": "$$.Map.Item.Value.jobs",
+                           "service.$": "$$.Map.Item.Value.service"}
     else:
         selector = {"job_id.$": "$$.Map.Item.Value.job_id" if distributed else "$$.Map.Item.Value"}
     # an inline wave's Map runs inside the Map over waves, whose items carry the run's ref as `run`

@@ -5,6 +5,11 @@ documented Ray2 body; a completed job's MP4 is written to S3 (moto's server, als
     service = AsyncVideoService(s3)            # s3: a boto3 client of the S3 the backend reads
     fake.default = service.reply               # FakeBedrock: scripted replies (throttle()) still come first
     service.outcomes.append(failed("..."))     # the next started job's fate; "ok" when the queue is empty
+
+The same service answers in process (`start_job`, `job_status`, raising `ServiceFault`): the moto Step Functions
+route for `aws-sdk:bedrockruntime:*` (fake_aws/stepfunctions.py) calls those, so a campaign run by the state
+machine and one run by `campaign run --video bedrock` get the same MP4 for the same request: the clip is a
+function of the request's `modelInput` alone (the preview animatic of its prompt at its geometry).
 """
 
 from __future__ import annotations
@@ -78,10 +83,20 @@ class Lifecycle:
     access: str = "granted"  # "denied" (AccessDeniedException) | "missing" (ResourceNotFoundException)
 
 
+class ServiceFault(Exception):
+    """An error answer: `code` as Bedrock names it, with its HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
 @dataclass
 class AsyncVideoService:
     s3: Any
     outcomes: deque[Outcome] = field(default_factory=deque)
+    faults: deque[tuple[str, str]] = field(default_factory=deque)  # (operation, error code) answered first, in order
+    by_prompt: dict[str, Outcome] = field(default_factory=dict)  # a job's fate by its prompt (jobs started side by side)
     models: dict[str, Lifecycle] = field(default_factory=dict)  # GetFoundationModel, by model id (ACTIVE if absent)
     problems: list[str] = field(default_factory=list)  # every request that broke the model or the documented body
     invocations: dict[str, Invocation] = field(default_factory=dict)
@@ -96,19 +111,39 @@ class AsyncVideoService:
 
     def _start(self, req: Recorded) -> Reply:
         body = req.body if isinstance(req.body, dict) else {}
-        found = self._check(RUNTIME, "StartAsyncInvoke", req, body) + _ray2_body_problems(body)
+        found = self._check(RUNTIME, "StartAsyncInvoke", req, body)
         if found:
             self.problems += found
             return error(400, "ValidationException", "; ".join(found))(req)
+        try:
+            return _json(self.start_job(body))
+        except ServiceFault as fault:
+            return error(fault.status, fault.code, fault.message)(req)
+
+    def start_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        """StartAsyncInvoke's answer to a request botocore's model accepts: the documented Ray2 body is checked,
+        the idempotency token makes a repeated start the same job."""
+        self._fault("StartAsyncInvoke")
+        found = _ray2_body_problems(body)
+        if found:
+            self.problems += found
+            raise ServiceFault(400, "ValidationException", "; ".join(found))
         token = body.get("clientRequestToken")
         with self._lock:
             same = next((i for i in self.invocations.values() if token and i.token == token), None)
             if same is not None:  # the idempotency token: the same start again is the same job
-                return _json({"invocationArn": same.arn})
+                return {"invocationArn": same.arn}
             arn = f"arn:aws:bedrock:{REGION}:{ACCOUNT}:async-invoke/inv{len(self.invocations):09d}"  # 12 of [a-z0-9], as the model requires
-            outcome = self.outcomes.popleft() if self.outcomes else ok()
+            prompt = str(body["modelInput"]["prompt"])
+            outcome = self.by_prompt.get(prompt) or (self.outcomes.popleft() if self.outcomes else ok())
             self.invocations[arn] = Invocation(arn, token, body, outcome)
-        return _json({"invocationArn": arn})
+        return {"invocationArn": arn}
+
+    def _fault(self, operation: str) -> None:
+        with self._lock:
+            if self.faults and self.faults[0][0] == operation:
+                _, code = self.faults.popleft()
+                raise ServiceFault(429 if code == "ThrottlingException" else 400, code, f"{code} (fake)")
 
     # --- GetAsyncInvoke ---------------------------------------------------------------------------------
 
@@ -118,10 +153,19 @@ class AsyncVideoService:
         if found:
             self.problems += found
             return error(400, "ValidationException", "; ".join(found))(req)
+        try:
+            return _json(self.job_status(arn))
+        except ServiceFault as fault:
+            return error(fault.status, fault.code, fault.message)(req)
+
+    def job_status(self, arn: str) -> dict[str, Any]:
+        """GetAsyncInvoke's answer: InProgress for the outcome's number of polls, then its status; a completed
+        job's MP4 is in S3 by the time it says Completed."""
+        self._fault("GetAsyncInvoke")
         with self._lock:
             inv = self.invocations.get(arn)
             if inv is None:
-                return error(404, "ResourceNotFoundException", f"no invocation {arn}")(req)
+                raise ServiceFault(404, "ResourceNotFoundException", f"no invocation {arn}")
             inv.polls += 1
             status = "InProgress" if inv.polls <= inv.outcome.polls else inv.outcome.status
         if status == "Completed" and inv.written is None:
@@ -138,7 +182,7 @@ class AsyncVideoService:
             answer["failureMessage"] = inv.outcome.failure
         if status != "InProgress":
             answer["endTime"] = time.time()
-        return _json(answer)
+        return answer
 
     def _write_clip(self, inv: Invocation) -> str:
         """A real MP4 at the catalog's geometry for the request (the preview's animatic), at

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pipeline import cloud
-from pipeline.cloud import names
+from pipeline.cloud import names, ray2
 from pipeline.report import EXPIRED, REJECTED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,8 +77,9 @@ def test_an_invalid_manifest_ends_before_any_job() -> None:
 def test_every_task_retries_with_jittered_backoff_and_catches_everything() -> None:
     tasks = [(n, s) for n, s, _ in ALL if s["Type"] == "Task"]
     # 10 Lambda tasks (one waits for approval), 2 SageMaker renders, 5 failure records; all but plan, approval and
-    # report again in child workflows
-    assert len(tasks) == 17 + 14
+    # report again in child workflows; per Ray2 branch (clips, waiting clips) 2 Lambdas, 2 Bedrock Runtime calls and
+    # 3 records, inline and distributed
+    assert len(tasks) == 17 + 14 + 2 * 2 * 7
     for name, state in tasks:
         catch = state["Catch"]
         assert catch[-1]["ErrorEquals"] == ["States.ALL"], name
@@ -128,7 +129,8 @@ def test_one_failed_branch_of_the_parallel_never_cancels_the_other() -> None:
 def test_map_iterations_carry_their_job_ids_and_results_stay_out_of_the_state() -> None:
     maps = {n: s for n, s, _ in ALL if s["Type"] == "Map" and "ItemReader" not in s}
     assert set(maps) == {"Enhance prompts", "Edit images", "Edit image wave", "Render clips", "Render clips that wait",
-                         "Render clip wave", "Assemble videos"}
+                         "Render clip wave", "Assemble videos", "Run Ray2 batch jobs", "Run Ray2 batch jobs (distributed)",
+                         "Run waiting Ray2 batch jobs", "Run waiting Ray2 batch jobs (distributed)"}
     for name, state in maps.items():
         assert state["ItemProcessor"]["ProcessorConfig"] == {"Mode": "INLINE"}, name
         if state.get("End"):  # it ends a Parallel branch or a wave's iteration: a summary (tests/test_asl_limits.py)
@@ -193,9 +195,10 @@ def test_contracts_shared_with_pipeline_cloud() -> None:
             fmt = state["Parameters"]["Key.$"]
             template, args = re.fullmatch(r"States\.Format\('([^']*)', (.*)\)", fmt).groups()  # type: ignore[union-attr]
             values = {"$.run.campaign": ref.campaign, "$.run.run_id": ref.run_id, "$.job_id": "clip:teaser/02",
-                      "$.batch": "w0-cogvideox-5b-01"}
+                      "$.batch": "w0-cogvideox-5b-01", "$.key": "0f" * 32}
             key = template.format(*(values[a.strip()] for a in args.split(",")))
-            expected = (names.batch_failure_key(ref, "w0-cogvideox-5b-01") if "batch" in name
+            expected = (ray2.job_record_key(ref, "0f" * 32) if "Ray2 job" in name
+                        else names.batch_failure_key(ref, "w0-cogvideox-5b-01") if "batch" in name
                         else names.result_key(ref, "clip:teaser/02"))
             assert key == expected, name
             assert state["Parameters"]["Bucket"] == "${OutputBucket}"

@@ -127,7 +127,7 @@ def test_example_campaign_through_distributed_maps_makes_the_same_outputs(distri
     assert cloud.json(stages["enhance"]["key"]) == [{"job_id": j} for j in enhance_ids]
     assert [w["key"] for w in stages["waiting_clips"]["waves"]] == [prefix + "stages/waiting-clips-w1.json"]
     assert cloud.json(prefix + "stages/waiting-clips-w1.json") == [
-        {"batch": "w1-cogvideox-5b-i2v-01", "jobs": ["clip:teaser/02", "clip:living-room/02"]}]
+        {"batch": "w1-cogvideox-5b-i2v-01", "jobs": ["clip:teaser/02", "clip:living-room/02"], "service": "sagemaker"}]
     # one Map Run per distributed Map: enhance, each image wave, clips, each waiting wave, videos
     map_runs = cloud.sfn.list_map_runs(executionArn=run.described["executionArn"])["mapRuns"]
     assert len(map_runs) == 3 + len(stages["images"]["waves"]) + len(stages["waiting_clips"]["waves"])

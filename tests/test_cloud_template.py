@@ -196,8 +196,9 @@ def test_state_machine_role_can_run_its_distributed_maps_and_no_more(synth: tupl
         "/runs/*/results/*": {"s3:PutObject"},  # the `Record ... failure` states
         "/runs/*/stages/*": {"s3:GetObject"},  # ItemReader
         "/map-runs/*": {"s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"},
+        "/runs/*/ray2-jobs/*": {"s3:PutObject"},  # Luma Ray2 (infra/ray2.py, tests/test_ray2_template.py)
     }, by_resource
-    assert len(s3_statements) == 3
+    assert len(s3_statements) == 4
 
 
 # --- functions -----------------------------------------------------------------------------------------------------
@@ -235,7 +236,8 @@ def test_task_functions_can_only_touch_their_buckets_and_models(synth: tuple[Any
     assert stability.count("inference-profile/us.stability.") == 13
     for module in ("plan", "prepare_batch", "collect_batch", "assemble", "report"):
         role = function_by_handler(t, module)[1]["Properties"]["Role"]["Fn::GetAtt"][0]
-        assert not any(a.startswith("bedrock:") for s in statements(t, role) for a in actions_of(s)), module
+        allowed = {"bedrock:GetFoundationModel"} if module == "plan" else set()  # the model check (infra/ray2.py)
+        assert {a for s in statements(t, role) for a in actions_of(s) if a.startswith("bedrock:")} <= allowed, module
 
 
 def test_sagemaker_role_is_scoped_to_batches_and_the_weights_prefix(synth: tuple[Any, Template, Path]) -> None:
@@ -391,7 +393,7 @@ PUBLISH = {"sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"}  # the notificat
 # Each role, and every action its code (or the service acting for it) calls: boto3 calls in pipeline/ and tasks/,
 # the ASL's integrations, SageMaker's processing container, CDK's log delivery for the state machine.
 EXPECTED_ACTIONS = {
-    "plan": TASK_S3 | XRAY,
+    "plan": TASK_S3 | XRAY | {"bedrock:GetFoundationModel"},  # the model lifecycle check (infra/ray2.py)
     "enhance": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "bedrock:InvokeModel"} | MARKETPLACE | XRAY,
     "image": TASK_S3 | {"bedrock:InvokeModel"} | MARKETPLACE | XRAY,
     "prepare_batch": TASK_S3 | XRAY,
@@ -412,7 +414,9 @@ EXPECTED_ACTIONS = {
                       "states:DescribeExecution", "states:StopExecution", "logs:CreateLogDelivery",
                       "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
                       "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
-                      "logs:DescribeLogGroups", "xray:GetSamplingRules", "xray:GetSamplingTargets"} | XRAY,
+                      "logs:DescribeLogGroups", "xray:GetSamplingRules", "xray:GetSamplingTargets",
+                      # Luma Ray2 through the SDK integration: StartAsyncInvoke needs InvokeModel, then polls
+                      "bedrock:InvokeModel", "bedrock:GetAsyncInvoke"} | XRAY,
     # the processing job: its batch's files and the weights, the image pull, its logs and metrics
     "renderer": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "ecr:BatchCheckLayerAvailability",
                  "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:GetAuthorizationToken",

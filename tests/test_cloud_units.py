@@ -232,7 +232,7 @@ def test_a_large_plan_writes_its_stage_lists_to_s3_and_the_state_carries_only_a_
     enhance = json.loads((out / stages["enhance"]["key"]).read_text())
     assert len(enhance) == 1000 and all(set(e) == {"job_id"} and e["job_id"].startswith("enhance:") for e in enhance)
     batches = json.loads((out / stages["clips"]["key"]).read_text())
-    assert all(set(b) == {"batch", "jobs"} and 1 <= len(b["jobs"]) <= 8 for b in batches)
+    assert all(set(b) == {"batch", "jobs", "service"} and 1 <= len(b["jobs"]) <= 8 for b in batches)
     assert len({j for b in batches for j in b["jobs"]}) == 1000
     assert json.loads((out / stages["videos"]["key"]).read_text())[-1] == {"job_id": "video:v0999"}
     assert (out / prefix / "plan.json").is_file()

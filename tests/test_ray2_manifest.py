@@ -216,8 +216,8 @@ class _ManifestBucket:
 
 
 def test_the_cloud_plan_step_refuses_ray2_shots_located(tmp_path: Path) -> None:
-    """The state machine has no Bedrock branch yet: a Ray2 shot is a located problem at planning, not a GPU
-    batch that fails."""
+    """A deployment that renders on SageMaker only (video_backend sagemaker) cannot make Ray2 clips: a Ray2 shot
+    is a located problem at planning, not a GPU batch that fails (sagemaker+bedrock runs them: test_ray2_cloud.py)."""
     from pipeline.cloud.events import ManifestSource, PlanEvent
     from pipeline.cloud.plan_step import plan_run
     from pipeline.cloud.settings import CloudSettings
@@ -232,4 +232,5 @@ def test_the_cloud_plan_step_refuses_ray2_shots_located(tmp_path: Path) -> None:
     report = json.loads((out / "runs" / "cloud-ray2" / "r1" / "report.json").read_text())
     (error,) = report["errors"]
     assert (error["error"], error["line"], error["col"], error["path"]) == ("ManifestInvalid", 6, 9, "videos[0].shots[1]")
-    assert "luma-ray2 shots cannot run in the cloud runner yet" in error["message"]
+    assert "luma-ray2 shots cannot run in this deployment" in error["message"]
+    assert "sagemaker+bedrock" in error["message"]

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import imageio_ffmpeg
-
 from pipeline.backends.base import ClipOutcome, ClipRequest
 from pipeline.backends.bedrock import RetryPolicy, _LazyClient, _map_error, _Where, _with_retries
 from pipeline.catalog import RAY2, Ray2Settings
@@ -106,6 +104,7 @@ def find_output_key(s3: Any, prefix_uri: str, invocation_arn: str | None) -> tup
 def verify_clip(path: Path, settings: Ray2Settings, *, key: str) -> dict[str, Any]:
     """Read the downloaded clip back: its duration and aspect ratio must be what was asked. Returns what was
     measured (the exact pixel size and fps are not documented, see catalog.py)."""
+    import imageio_ffmpeg  # here, not at import: the cloud's plan step keys Ray2 clips without the media layer
     try:
         frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
         reader = imageio_ffmpeg.read_frames(str(path))
@@ -248,27 +247,35 @@ class BedrockVideoBackend:
         job.status, job.failure = status, got.get("failureMessage")
 
     def _fetch(self, job: _Job, out_dir: Path) -> ClipOutcome:
-        req = job.request
-        extra: dict[str, Any] = {"invocation_arn": job.arn, "model_id": RAY2.model_id}
         if job.error is None and job.status == "Failed":
-            job.error = failure_error(job.failure, key=req.key)
-        if job.error is None:
-            try:
-                bucket, key = find_output_key(self.s3, output_prefix(self.output_s3_uri, req.key), job.arn)
-                path = out_dir / f"{req.key}.mp4"
-                self.s3.download_file(bucket, key, str(path))
-                measured = verify_clip(path, _settings(req), key=req.key)
-                extra |= {"output": f"s3://{bucket}/{key}", "measured": measured}
-                return ClipOutcome(req.key, path, self.name, timings={"wall_s": round(time.monotonic() - job.started, 3)},
-                                   extra=extra)
-            except PipelineError as exc:
-                job.error = exc
-            except Exception as exc:  # noqa: BLE001 - an S3 failure fails this clip, not the batch
-                job.error = _map_error(exc, self._where(f"clip {req.key}")) if _is_boto(exc) else JobFailed(
-                    f"clip {req.key}: {type(exc).__name__}: {exc}")
-        assert job.error is not None
-        return ClipOutcome(req.key, None, self.name, error=str(job.error), error_type=type(job.error).__name__,
-                           extra=extra)
+            job.error = failure_error(job.failure, key=job.request.key)
+        return ray2_outcome(job.request, invocation_arn=job.arn, error=job.error, s3=self.s3,
+                            output_s3_uri=self.output_s3_uri, out_dir=out_dir, backend=self.name,
+                            wall_s=round(time.monotonic() - job.started, 3), where=self._where(f"clip {job.request.key}"))
+
+
+def ray2_outcome(request: ClipRequest, *, invocation_arn: str | None, error: PipelineError | None, s3: Any,
+                 output_s3_uri: str, out_dir: Path, backend: str, wall_s: float | None = None,
+                 where: _Where | None = None) -> ClipOutcome:
+    """One Ray2 clip's outcome once its job has ended: `error` (how the job failed), or its MP4 found under the
+    clip's output prefix, downloaded and read back. The local backend and the cloud's collect step
+    (pipeline/cloud/ray2.py) both record clips through here, so their provenance is the same."""
+    extra: dict[str, Any] = {"invocation_arn": invocation_arn, "model_id": RAY2.model_id}
+    if error is None:
+        try:
+            bucket, key = find_output_key(s3, output_prefix(output_s3_uri, request.key), invocation_arn)
+            path = out_dir / f"{request.key}.mp4"
+            s3.download_file(bucket, key, str(path))
+            measured = verify_clip(path, _settings(request), key=request.key)
+            extra |= {"output": f"s3://{bucket}/{key}", "measured": measured}
+            return ClipOutcome(request.key, path, backend, timings={"wall_s": wall_s} if wall_s is not None else {},
+                               extra=extra)
+        except PipelineError as exc:
+            error = exc
+        except Exception as exc:  # noqa: BLE001 - an S3 failure fails this clip, not the batch
+            error = (_map_error(exc, where or _Where(f"clip {request.key} output", RAY2.model_id, "S3")) if _is_boto(exc)
+                     else JobFailed(f"clip {request.key}: {type(exc).__name__}: {exc}"))
+    return ClipOutcome(request.key, None, backend, error=str(error), error_type=type(error).__name__, extra=extra)
 
 
 def _is_boto(exc: Exception) -> bool:

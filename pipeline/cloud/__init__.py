@@ -11,7 +11,8 @@ the same task functions as the local runner (`pipeline.tasks`) with an `S3Store`
   rundoc        the run document in S3 (plan, waves, clip batches) and the summary the state carries
   plan_step     `Plan campaign`
   job_step      `Enhance prompt`, `Edit image`, `Assemble video`
-  batches       `Prepare clip batch`, `Collect clip batch`
+  batches       `Prepare clip batch`, `Collect clip batch` (a Ray2 batch goes on to `ray2`)
+  ray2          `Prepare Ray2 batch`, `Collect Ray2 batch`: StartAsyncInvoke requests, the jobs' clips into the cache
   approval_step `Await approval` (the task token stored, the held report, the notification) and its answer
   report_step   `Write report` (and the run's notification)
   trigger       the S3 trigger and the manifests' schedules

@@ -1,20 +1,23 @@
 """Lambda steps `Prepare clip batch` and `Collect clip batch`: a batch's inputs and CreateProcessingJob request
-before the GPU job, its clips into the cache (with the same provenance as a local run) after it."""
+before the GPU job, its clips into the cache (with the same provenance as a local run) after it. A batch of
+Luma Ray2 clips (`service: bedrock`) goes to the same functions and on to pipeline/cloud/ray2.py."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.backends import RoutingVideoBackend
 from pipeline.backends.base import ClipOutcome, ClipRequest, VideoBackend
 from pipeline.cloud.contract import RENDER_REQUEST_FIELDS
 from pipeline.cloud.events import CollectBatchEvent, PrepareBatchEvent
 from pipeline.cloud.failures import describe_failure
 from pipeline.cloud.job_step import save_result
 from pipeline.cloud.names import batch_s3_uri
+from pipeline.cloud.ray2 import Ray2BatchEvent, Ray2CollectEvent, collect_ray2_batch, prepare_ray2_batch
 from pipeline.cloud.rundoc import load_run
 from pipeline.cloud.settings import CloudSettings
 from pipeline.errors import JobFailed
@@ -29,6 +32,7 @@ from pipeline.sagemaker import (
     processing_job_request,
     upload_batch_inputs,
 )
+from pipeline.schedule import BEDROCK
 from pipeline.store import Store
 from pipeline.tasks import clip_request, is_done, missing_dependency, run_clip_batch
 
@@ -107,8 +111,14 @@ class BatchOutputs:
             if self.failure is not None:
                 raise JobFailed(f"the clip batch failed before its outputs were written: {self.failure}")
             raise JobFailed("the clip was not part of the rendered batch (it became ready after the batch was prepared)")
-        return [clip_outcome(r, fetch_clip_output(r, self.output_s3_uri, Path(out_dir), s3=self.s3), backend=self.name,
+        return [clip_outcome(r, fetch_clip_output(r, self.output_s3_uri, Path(out_dir), s3=self.s3),
+                             backend=_backend_name(self.backend, r.model),
                              job_name=self.job_name, job_failure=self.failure) for r in requests]
+
+
+def _backend_name(backend: VideoBackend, model: str) -> str:
+    """The name a clip's record gives its backend: under `sagemaker+bedrock` (say), the one that makes its model."""
+    return backend.backend_for(model).name if isinstance(backend, RoutingVideoBackend) else backend.name
 
 
 def collect_clip_batch(event: CollectBatchEvent, *, store: Store, s3: Any, settings: CloudSettings,
@@ -128,3 +138,23 @@ def collect_clip_batch(event: CollectBatchEvent, *, store: Store, s3: Any, setti
         save_result(store, event.run, result)
         counts[result.status] = counts.get(result.status, 0) + 1
     return {"batch": event.batch, "status": counts}
+
+
+def prepare_batch(event: Mapping[str, Any], *, store: Store, s3: Any, settings: CloudSettings,
+                  workdir: Path) -> dict[str, Any]:
+    """`Prepare clip batch` or `Prepare Ray2 batch` (pipeline/cloud/ray2.py): the event's `service` says which."""
+    if event.get("service") == BEDROCK:
+        return prepare_ray2_batch(Ray2BatchEvent.from_event(event), store=store, s3=s3, settings=settings,
+                                  workdir=workdir)
+    return prepare_clip_batch(PrepareBatchEvent.from_event(event), store=store, s3=s3, settings=settings,
+                              workdir=workdir)
+
+
+def collect_batch(event: Mapping[str, Any], *, store: Store, s3: Any, settings: CloudSettings,
+                  workdir: Path) -> dict[str, Any]:
+    """`Collect clip batch` or `Collect Ray2 batch` (pipeline/cloud/ray2.py): the event's `service` says which."""
+    if event.get("service") == BEDROCK:
+        return collect_ray2_batch(Ray2CollectEvent.from_event(event), store=store, s3=s3, settings=settings,
+                                  workdir=workdir)
+    return collect_clip_batch(CollectBatchEvent.from_event(event), store=store, s3=s3, settings=settings,
+                              workdir=workdir)

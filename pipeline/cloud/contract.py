@@ -48,3 +48,15 @@ APPROVAL_ENDED_STATUSES = ("rejected", "expired")
 
 PARALLEL_S3_READS = 16  # the report step reads one result per job: in parallel, a few thousand fit its timeout
 
+
+# Luma Ray2 batches (pipeline/cloud/ray2.py): the StartAsyncInvoke fields the state's `Start Ray2 job` Task passes
+# on, in the AWS SDK integration's PascalCase (prepare_ray2_batch refuses a request with any other field), and
+# the prefix of the output bucket that Bedrock writes the clips under (the stack grants s3:PutObject there only).
+RAY2_START_FIELDS = ("ModelId", "ModelInput", "OutputDataConfig", "ClientRequestToken")
+RAY2_OUTPUT_PREFIX = "bedrock-output/"
+# Where the state machine records how each clip's job ended (runs/<campaign>/<run-id>/<folder>/<clip key>.json).
+RAY2_JOBS_FOLDER = "ray2-jobs"
+# How the state machine polls a Ray2 job (GetAsyncInvoke in a Wait loop) unless the stack says otherwise: every
+# 30 s, at most 120 polls (an hour); a job still InProgress then fails its clip with PollLimitExceeded.
+DEFAULT_RAY2_POLL_S = 30
+DEFAULT_RAY2_MAX_POLLS = 120

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pipeline.approval import gate_applies
+from pipeline.backends import makes, video_backend_names
 from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL
+from pipeline.backends.lifecycle import ModelFinding, check_models, models_used
 from pipeline.budget import check_budget, estimate_uncached
 from pipeline.cloud.contract import DEFAULT_DISTRIBUTED_THRESHOLD, MAX_SUMMARY_BYTES
 from pipeline.cloud.events import PlanEvent
@@ -20,20 +22,23 @@ from pipeline.cloud.names import RunRef, campaign_name_of, run_document_key
 from pipeline.cloud.rundoc import CloudRun, choose_distributed, empty_stages
 from pipeline.cloud.settings import CloudBackends, CloudSettings
 from pipeline.errors import JobFailed, ManifestInvalid, Problem
+from pipeline.jobs import Job
 from pipeline.manifest import load_manifest_text
 from pipeline.plan import build_plan
 from pipeline.report import write_invalid, write_refused
 from pipeline.sagemaker import DEFAULT_MAX_BATCH
-from pipeline.schedule import clip_waves, image_waves
+from pipeline.schedule import BEDROCK, SAGEMAKER, clip_waves, image_waves
 from pipeline.store import Store, s3_etag
 from pipeline.yamlsrc import load_text
 
 
-def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings, workdir: Path) -> dict[str, Any]:
+def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings, workdir: Path,
+             bedrock_for: Callable[[str], Any] | None = None) -> dict[str, Any]:
     """Read the manifest (and its relative assets) from the input bucket, validate, plan, write the run
     document and the item lists of the stages that run distributed (more Map items than `distributed_over`,
     or over the state's budgets); answer the summary the state carries. An invalid manifest writes its
-    report and answers valid=false, so the execution ends before any job starts."""
+    report and answers valid=false, so the execution ends before any job starts. `bedrock_for(region)` gives
+    the Bedrock control-plane client for the model check (default: boto3's, from the environment)."""
     # 1. Where the manifest is, and its text (this exact version when the event named one).
     source, run_id, started_s = event.source, event.run_id, event.started
     bucket, key, version, uri = source.bucket, source.key, source.version_id, source.uri
@@ -76,8 +81,16 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
         problem = _enhancer_model_problem(campaign.enhancer_model, settings)
         if problem:
             problems.append(src.problem(("defaults", "enhancer_model"), problem))
-    if campaign is not None and src is not None and settings.video != "preview":
-        problems += _ray2_problems(campaign, src)
+    if campaign is not None and src is not None:
+        problems += _unmade_model_problems(campaign, src, settings.need("video"))
+    findings: list[ModelFinding] = []
+    if campaign is not None and src is not None and not problems:
+        # 3b. Every Bedrock model the run will call, asked for its lifecycle and access before any job runs:
+        #     a retired model or a missing subscription is a located error, a Legacy one a warning.
+        findings = check_models(models_used(campaign, settings.backend_names(),
+                                            enhancer_model=campaign.enhancer_model or settings.enhancer_model),
+                                client_for=bedrock_for)
+        problems += [src.problem(f.use.path, f.message) for f in findings if f.level == "error"]
     ref = RunRef(campaign.name if campaign else campaign_name_of(text, key), run_id)
     report_uri = store.location(f"{ref.prefix}/report.json")
     if problems or campaign is None:
@@ -106,7 +119,8 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
         return _not_run(ref, report_uri, problems=1, over_budget=True)
     store.write_bytes(f"{ref.prefix}/budget.json", json.dumps(budget.to_json()).encode())
     approval = campaign.approval is not None and gate_applies(plan, uncached.cached)
-    first, later = clip_waves(plan, max_batch=settings.clips_per_batch or DEFAULT_MAX_BATCH)
+    first, later = clip_waves(plan, max_batch=settings.clips_per_batch or DEFAULT_MAX_BATCH,
+                              service=clip_service(backends.names()["video"]))
     if approval and first:
         later = (first, *later)
         first = ()
@@ -125,6 +139,12 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
     for stage_file, body in run.stage_files(distributed).items():
         store.write_bytes(stage_file, body)
     store.write_bytes(run_document_key(ref), run.to_json().encode())
+    if findings:  # warnings only by now: kept beside the plan and in the function's log
+        store.write_bytes(f"{ref.prefix}/model-check.json", json.dumps(
+            [{"level": f.level, "model": f.use.model_id, "region": f.use.region, "message": f.message}
+             for f in findings], indent=1).encode())
+        for f in findings:
+            print(f"model check: {f.level}: {f.message}")
     return summary
 
 
@@ -164,12 +184,27 @@ def _enhancer_model_problem(model: str, settings: CloudSettings) -> str | None:
             "add it to the stack's allowed_enhancer_models context and deploy again")
 
 
-def _ray2_problems(campaign: Any, src: Any) -> list[Problem]:
-    """The state machine renders clips on SageMaker only (issue 13's Step Functions branch for Bedrock async
-    jobs is not built yet): a Ray2 shot is refused at planning, located, instead of failing its GPU batch."""
-    return [src.problem(("videos", i, "shots", j), f"{shot.model} shots cannot run in the cloud runner yet (it renders "
-                        "clips on SageMaker only); run this campaign locally with --video bedrock")
-            for i, video in enumerate(campaign.videos) for j, shot in enumerate(video.shots) if shot.ray2 is not None]
+def _unmade_model_problems(campaign: Any, src: Any, video: str) -> list[Problem]:
+    """A shot whose model none of the deployment's video backends makes (e.g. a Luma Ray2 shot when the stack
+    renders on SageMaker only) is refused at planning, located, instead of failing its batch."""
+    names = video_backend_names(video)
+    return [src.problem(("videos", i, "shots", j), f"{shot.model} shots cannot run in this deployment: its video "
+                        f"backend {video!r} does not make them (deploy with video_backend sagemaker+bedrock, or run "
+                        "this campaign locally with --video bedrock)")
+            for i, v in enumerate(campaign.videos) for j, shot in enumerate(v.shots)
+            if not any(makes(n, shot.model) for n in names)]
+
+
+def clip_service(video: str) -> Callable[[Job], str]:
+    """`job -> service` for pipeline.schedule.clip_waves: BEDROCK for a clip the deployment's video backend
+    (e.g. `sagemaker+bedrock`) sends to Bedrock, SAGEMAKER for the rest (the preview stand-in included)."""
+    names = video_backend_names(video)
+
+    def service(job: Job) -> str:
+        first = next((n for n in names if makes(n, job.clip.model)), None)
+        return BEDROCK if first == "bedrock" else SAGEMAKER
+
+    return service
 
 
 def _head_asset(s3: Any, uri: str, etags: dict[str, str], aid: str) -> str | None:

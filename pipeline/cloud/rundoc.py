@@ -19,13 +19,15 @@ from pipeline.cloud.contract import (
 from pipeline.cloud.names import RunRef, run_document_key, stage_key
 from pipeline.cloud.settings import CloudBackends, CloudSettings
 from pipeline.plan import Plan
-from pipeline.schedule import ClipBatch
+from pipeline.schedule import SAGEMAKER, ClipBatch
 from pipeline.store import Store
 from pipeline.tasks import TaskContext
 
 
 def batch_to_json(batch: ClipBatch) -> dict[str, Any]:
-    return {"batch": batch.id, "jobs": list(batch.jobs)}
+    """A Map item: the state machine routes a batch on `service` (sagemaker or bedrock)."""
+    return {"batch": batch.id, "jobs": list(batch.jobs), "service": batch.service}
+
 
 @dataclass(frozen=True)
 class CloudRun:
@@ -56,7 +58,7 @@ class CloudRun:
             raise ValueError(f"run document version {d.get('version')!r}, expected {RUN_DOCUMENT_VERSION}")
 
         def batch(b: Mapping[str, Any]) -> ClipBatch:
-            return ClipBatch(b["batch"], tuple(b["jobs"]))
+            return ClipBatch(b["batch"], tuple(b["jobs"]), b.get("service", SAGEMAKER))
 
         return cls(
             ref=RunRef.from_dict(d["ref"]), plan=Plan.from_dict(d["plan"]), source=d["source"], started=d["started"],

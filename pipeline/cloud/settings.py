@@ -7,9 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.backends import make_enhancer, make_image_editor, make_video_backend
+from pipeline.backends import (
+    RoutingVideoBackend,
+    make_enhancer,
+    make_image_editor,
+    make_video_backend,
+    video_backend_names,
+)
 from pipeline.backends.base import Enhancer, ImageEditor, VideoBackend
 from pipeline.backends.video_sagemaker import SageMakerVideoBackend
+from pipeline.cloud.contract import RAY2_OUTPUT_PREFIX
 from pipeline.errors import BackendUnavailable
 from pipeline.plan import KeySource
 from pipeline.sagemaker import DEFAULT_INSTANCE_TYPE, DEFAULT_MAX_BATCH, DEFAULT_MAX_RUNTIME_S, DEFAULT_VOLUME_GB
@@ -33,8 +40,11 @@ ENV_NAMES = {
     "schedule_group": "CAMPAIGN_SCHEDULE_GROUP",
     "max_budget_usd": "CAMPAIGN_MAX_BUDGET_USD",  # the stack-wide ceiling no manifest's budget can pass
     "notify_topic_arn": "CAMPAIGN_NOTIFY_TOPIC_ARN",  # run summaries (pipeline/notify.py)
+    "ray2_poll_s": "CAMPAIGN_RAY2_POLL_S",  # seconds between GetAsyncInvoke polls of a Luma Ray2 job (0 in tests)
+    "ray2_max_polls": "CAMPAIGN_RAY2_MAX_POLLS",
 }
-_INT_SETTINGS = ("clips_per_batch", "volume_gb", "max_runtime_s")
+_INT_SETTINGS = ("clips_per_batch", "volume_gb", "max_runtime_s", "ray2_poll_s", "ray2_max_polls")
+_MAY_BE_ZERO = ("ray2_poll_s",)
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,8 @@ class CloudSettings:
     schedule_group: str | None = None
     max_budget_usd: float | None = None
     notify_topic_arn: str | None = None
+    ray2_poll_s: int | None = None
+    ray2_max_polls: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CloudSettings:
@@ -80,8 +92,9 @@ class CloudSettings:
                     values[name] = int(raw)
                 except ValueError:
                     raise ValueError(f"{var} must be an integer, got {raw!r}") from None
-                if values[name] < 1:
-                    raise ValueError(f"{var} must be at least 1, got {raw!r}")
+                least = 0 if name in _MAY_BE_ZERO else 1
+                if values[name] < least:
+                    raise ValueError(f"{var} must be at least {least}, got {raw!r}")
             else:
                 values[name] = raw
         return cls(**values)
@@ -129,11 +142,23 @@ class CloudBackends:
 
     @functools.cached_property
     def video(self) -> VideoBackend:
-        name = self._names["video"]
+        """The deployment's video backend: `sagemaker`, `preview` (offline tests), `bedrock` (Luma Ray2, whose
+        jobs the state machine starts and polls), or several joined by '+' (`sagemaker+bedrock`)."""
+        parts = video_backend_names(self._names["video"])
+        if len(parts) > 1:
+            return RoutingVideoBackend([self._video(n) for n in parts])
+        return self._video(parts[0])
+
+    def _video(self, name: str) -> VideoBackend:
+        if name == "bedrock":  # names and keys Ray2 clips; the state machine runs the jobs (pipeline/cloud/ray2.py)
+            from pipeline.backends.video_bedrock import BedrockVideoBackend
+
+            return BedrockVideoBackend(output_s3_uri=f"s3://{self._settings.need('output_bucket')}/{RAY2_OUTPUT_PREFIX}")
         if name == "preview":  # the offline tests' stand-in for the container
             return make_video_backend(name)
         if name != "sagemaker":
-            raise BackendUnavailable(f"video backend {name!r} cannot run in the cloud runner (use sagemaker)")
+            raise BackendUnavailable(f"video backend {name!r} cannot run in the cloud runner (use sagemaker, bedrock "
+                                     "or sagemaker+bedrock)")
         s = self._settings
         return SageMakerVideoBackend(
             image_uri=s.need("sagemaker_image_uri"), role_arn=s.need("sagemaker_role_arn"),

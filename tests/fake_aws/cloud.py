@@ -14,7 +14,15 @@ import boto3
 from moto import mock_aws
 
 from fake_aws.container import preview_container
-from fake_aws.stepfunctions import MOTO_CONFIG, LambdaCalls, route_lambdas, route_sagemaker, substitute, wait_for
+from fake_aws.stepfunctions import (
+    MOTO_CONFIG,
+    LambdaCalls,
+    route_bedrock_runtime,
+    route_lambdas,
+    route_sagemaker,
+    substitute,
+    wait_for,
+)
 from fake_aws.validate import model_checked
 from pipeline.cloud import DEFAULT_APPROVAL_TIMEOUT_S, DEFAULT_DISTRIBUTED_THRESHOLD
 
@@ -89,6 +97,7 @@ class Cloud:
     s3: Any
     sfn: Any
     state_machine_arn: str
+    bedrock: Any = None  # a fake_bedrock_async.AsyncVideoService answering the state machine's Bedrock Runtime tasks
 
     def upload_folder(self, folder: Path, *, prefix: str = "manifests/") -> None:
         for path in sorted(folder.rglob("*")):
@@ -105,7 +114,11 @@ class Cloud:
     def start(self, run_input: dict[str, Any], *, name: str, overrides: Mapping[str, Callable[..., Any]] | None = None,
               container: Callable[[dict[str, Any]], tuple[str, str | None]] | None = None,
               timeout_s: float = 90.0) -> Execution:
-        with route_lambdas(handlers(overrides)) as calls, route_sagemaker(container or preview_container(self.s3)):
+        with ExitStack() as routes:
+            calls = routes.enter_context(route_lambdas(handlers(overrides)))
+            routes.enter_context(route_sagemaker(container or preview_container(self.s3)))
+            if self.bedrock is not None:
+                routes.enter_context(route_bedrock_runtime(self.bedrock))
             started = self.sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name,
                                                input=json.dumps(run_input))
             described = wait_for(self.sfn, started["executionArn"], timeout_s=timeout_s)

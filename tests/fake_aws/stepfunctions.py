@@ -12,6 +12,13 @@ it cannot do are replaced here (reference/toolchain.md, "Executing the state mac
    integration: DescribeProcessingJob's output on success, `States.TaskFailed` with it as the cause
    on failure.
 
+3. `aws-sdk:bedrockruntime:startAsyncInvoke` / `getAsyncInvoke` (Luma Ray2 jobs): moto's AWS SDK task would
+   call moto's Bedrock Runtime, which has no async API. `route_bedrock_runtime` answers them from the fake
+   Bedrock (fake_bedrock_async.AsyncVideoService) the way the integration does: parameters arrive in
+   PascalCase and are matched to botocore's bedrock-runtime model (an unknown or missing field is a recorded
+   problem), the answer goes back PascalCased, and a service error becomes `BedrockRuntime.<Code>` (the
+   integration's exception prefix, supported-services-awssdk.html).
+
 These touch moto internals, so moto is pinned exactly and `test_cloud_moto_canary.py` checks them.
 
 Distributed Maps need no routing: moto runs them as shipped (ItemReader `s3:getObject` on its S3, child
@@ -43,6 +50,9 @@ from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+    StateTaskServiceAwsSdk,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
     StateTaskServiceCallback,
 )
@@ -175,6 +185,94 @@ def route_sagemaker(container: ContainerRun) -> Iterator[None]:
     state_task_factory.state_task_service_for = service_for
     try:
         yield
+    finally:
+        state_task_factory.state_task_service_for = original
+
+
+class _RoutedAwsSdk(StateTaskServiceAwsSdk):
+    """`aws-sdk:*` tasks as moto runs them, except `bedrockruntime`, answered by `service` (an AsyncVideoService)."""
+
+    service: Any
+
+    @staticmethod
+    def _normalise_service_error_name(service_name: str) -> str:
+        # the integration's exception prefix for Bedrock Runtime (moto lower-cases unknown services)
+        return "BedrockRuntime" if service_name.lower() == "bedrockruntime" else StateTaskServiceAwsSdk._normalise_service_error_name(service_name)
+
+    def _eval_service_task(self, env: Any, resource_runtime_part: Any, normalised_parameters: dict,
+                           state_credentials: Any) -> None:
+        if self.resource.api_name != "bedrockruntime":
+            super()._eval_service_task(env, resource_runtime_part, normalised_parameters, state_credentials)
+            return
+        from botocore.exceptions import ParamValidationError
+        from botocore.validate import validate_parameters
+        from fake_bedrock_async import RUNTIME, ServiceFault
+
+        action = self.resource.api_action
+        operation = RUNTIME.operation_model(action[:1].upper() + action[1:])
+        client = boto3.client("bedrock-runtime", region_name=resource_runtime_part.region)
+        try:
+            params = boto_cased(normalised_parameters, operation.input_shape)
+            validate_parameters(params, operation.input_shape)
+        except (ParamValidationError, KeyError) as exc:
+            type(self).service.problems.append(f"{operation.name} through Step Functions: {exc}")
+            raise client.exceptions.ValidationException(
+                {"Error": {"Code": "ValidationException", "Message": str(exc)},
+                 "ResponseMetadata": {"HTTPStatusCode": 400, "RequestId": "fake"}}, operation.name) from exc
+        try:
+            if operation.name == "StartAsyncInvoke":
+                answer = type(self).service.start_job(params)
+            elif operation.name == "GetAsyncInvoke":
+                answer = type(self).service.job_status(params["invocationArn"])
+            else:
+                raise AssertionError(f"no fake for bedrockruntime:{action}")
+        except ServiceFault as fault:
+            raise client.exceptions.from_code(fault.code)(
+                {"Error": {"Code": fault.code, "Message": fault.message},
+                 "ResponseMetadata": {"HTTPStatusCode": fault.status, "RequestId": "fake"}}, operation.name) from fault
+        env.stack.append(sfn_cased_answer(answer, operation.output_shape))
+
+
+def boto_cased(value: Any, shape: Any) -> Any:
+    """A PascalCase SDK-integration request -> botocore's member names (structures only; documents as they are).
+    An unknown field raises KeyError naming it."""
+    if shape.type_name == "structure" and not shape.metadata.get("document") and isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            member = key[:1].lower() + key[1:]
+            if member not in shape.members:
+                raise KeyError(f"{key!r} is not a member of {shape.name} ({sorted(shape.members)})")
+            out[member] = boto_cased(item, shape.members[member])
+        return out
+    return value
+
+
+def sfn_cased_answer(value: Any, shape: Any) -> Any:
+    """A botocore-shaped answer as the integration returns it: structure members PascalCased, timestamps as
+    ISO 8601 text."""
+    from datetime import UTC, datetime
+
+    if shape.type_name == "structure" and not shape.metadata.get("document") and isinstance(value, dict):
+        return {k[:1].upper() + k[1:]: sfn_cased_answer(v, shape.members[k]) for k, v in value.items()}
+    if shape.type_name == "timestamp" and isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, UTC).isoformat()
+    return value
+
+
+@contextmanager
+def route_bedrock_runtime(service: Any) -> Iterator[Any]:
+    """`aws-sdk:bedrockruntime:*` tasks answered by `service` (fake_bedrock_async.AsyncVideoService)."""
+    original = state_task_factory.state_task_service_for
+
+    def service_for(service_name: str) -> Any:
+        if service_name == "aws-sdk":
+            return _RoutedAwsSdk()
+        return original(service_name)
+
+    _RoutedAwsSdk.service = service
+    state_task_factory.state_task_service_for = service_for
+    try:
+        yield service
     finally:
         state_task_factory.state_task_service_for = original
 
