@@ -6,14 +6,13 @@ from typing import Any
 
 from pipeline import pricing
 from pipeline.plan import Plan
+from pipeline.sagemaker import DEFAULT_INSTANCE_TYPE
 
 TRANSITIONS_PER_JOB = 6  # Map iteration, Task, Retry/Catch bookkeeping, result write [estimate]
 LAMBDA_GB_SECONDS_PER_JOB = 2.0 * 10  # a 2 GB task Lambda for ~10 s [estimate]
 
 
 def default_instance_type() -> str:
-    from pipeline.sagemaker import DEFAULT_INSTANCE_TYPE
-
     return DEFAULT_INSTANCE_TYPE
 
 

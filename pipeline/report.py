@@ -13,6 +13,7 @@ from pipeline.errors import Problem
 from pipeline.formats import file_tag
 from pipeline.jobs import AssetImage, EditedImage, output_key, ref_to_json
 from pipeline.plan import AssetRef, Plan, expected_duration
+from pipeline.report_html import render_html
 from pipeline.store import Store
 from pipeline.tasks import JobResult
 from pipeline.variants import Variant, group_by_template
@@ -328,8 +329,6 @@ def restate_report(store: Store, prefix: str, *, status: str, error: dict[str, s
 
 
 def _write_report_files(store: Store, prefix: str, report: dict[str, Any]) -> None:
-    from pipeline.report_html import render_html
-
     store.write_bytes(f"{prefix}/report.html", render_html(report).encode())
     store.write_bytes(f"{prefix}/report.json", json.dumps(report, indent=2, default=str).encode())
     store.write_bytes(f"runs/{report['campaign']}/latest.json",

@@ -20,7 +20,9 @@ from pipeline.plan import STAGE_NAMES, Plan
 from pipeline.report import new_run_id, write_run
 from pipeline.schedule import Readiness, batches, clip_group, readiness, waits_only_on_fast_jobs
 from pipeline.store import LocalStore, Store
-from pipeline.tasks import JobResult, TaskContext, failure, run_clip_batch, run_job
+from pipeline.tasks import JobResult, TaskContext, failure
+from pipeline.tasks.clips import run_clip_batch
+from pipeline.tasks.dispatch import run_job
 
 
 @dataclass

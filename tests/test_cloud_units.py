@@ -22,6 +22,7 @@ from pipeline.errors import BackendUnavailable
 from pipeline.manifest import load_manifest
 from pipeline.plan import KeySource, Plan, build_plan
 from pipeline.store import LocalStore
+from pipeline.tasks.enhance import run_enhance
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_ASSETS = ROOT / "manifests" / "assets"
@@ -114,11 +115,11 @@ def test_only_transient_failures_are_raised_for_the_state_machine_to_retry(
     store = LocalStore(out)
     if retried:
         with pytest.raises(type(raised)) as caught:
-            run_job_step(event, kind="enhance", store=store, s3=None, settings=settings, workdir=tmp_path / "w")
+            run_job_step(event, kind="enhance", task=run_enhance, store=store, s3=None, settings=settings, workdir=tmp_path / "w")
         assert caught.value is raised
         assert not (out / names.result_key(ref, job_id)).exists()
     else:
-        answer = run_job_step(event, kind="enhance", store=store, s3=None, settings=settings, workdir=tmp_path / "w")
+        answer = run_job_step(event, kind="enhance", task=run_enhance, store=store, s3=None, settings=settings, workdir=tmp_path / "w")
         assert answer == {"job_id": job_id, "status": "failed"}
         recorded = json.loads((out / names.result_key(ref, job_id)).read_text())
         assert recorded["status"] == "failed" and recorded["error_type"] in (type(raised).__name__, "JobFailed")

@@ -15,7 +15,7 @@ from pipeline.backends.images_local import LocalImageEditor
 from pipeline.cli import main
 from pipeline.errors import InputRejected
 from pipeline.image_files import load_image
-from pipeline.tasks import _load_image
+from pipeline.tasks.common import open_image as _load_image
 
 W, H = 256, 8
 GREY = np.tile(np.arange(W, dtype=np.uint8), (H, 1))  # 0..255 left to right

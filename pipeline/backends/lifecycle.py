@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL, DEFAULT_REGION, DEFAULT_STABILITY_REGION
 from pipeline.catalog import EDIT_TOOLS, RAY2
 from pipeline.manifest import Campaign
 from pipeline.yamlsrc import load_file
@@ -53,8 +54,6 @@ def foundation_model_id(model_id: str) -> str:
 def models_used(campaign: Campaign, backends: Mapping[str, str], *, enhancer_model: str | None,
                 env: Mapping[str, str] = os.environ) -> list[ModelUse]:
     """The Bedrock models the chosen backends will call for this campaign, each once (first use wins)."""
-    from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL, DEFAULT_REGION, DEFAULT_STABILITY_REGION
-
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
     uses: list[ModelUse] = []
     enhanced = [("videos", i, "shots", j) for i, v in enumerate(campaign.videos) for j, s in enumerate(v.shots) if s.enhance]

@@ -34,7 +34,8 @@ from pipeline.sagemaker import (
 )
 from pipeline.schedule import BEDROCK
 from pipeline.store import Store
-from pipeline.tasks import clip_request, is_done, missing_dependency, run_clip_batch
+from pipeline.tasks import is_done, missing_dependency
+from pipeline.tasks.clips import clip_request, run_clip_batch
 
 
 def prepare_clip_batch(event: PrepareBatchEvent, *, store: Store, s3: Any, settings: CloudSettings,

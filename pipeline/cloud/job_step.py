@@ -14,19 +14,20 @@ from pipeline.cloud.settings import CloudSettings
 from pipeline.errors import TransientError
 from pipeline.jobs import JobKind
 from pipeline.store import Store
-from pipeline.tasks import JobResult, run_job
+from pipeline.tasks import JobResult, TaskFunction, run_task
 
 
-def run_job_step(event: JobEvent, *, kind: JobKind, store: Store, s3: Any, settings: CloudSettings,
-                 workdir: Path) -> dict[str, Any]:
-    """Run one enhance, image or video job and record its result. A retryable failure (TransientError and
+def run_job_step(event: JobEvent, *, kind: JobKind, task: TaskFunction, store: Store, s3: Any,
+                 settings: CloudSettings, workdir: Path) -> dict[str, Any]:
+    """Run one enhance, image or video job with its task function (the handler passes the one of its kind, so
+    a light Lambda never imports another kind's modules) and record its result. A retryable failure (TransientError and
     its kinds) is raised again as the exception it was, so the state's Retry (which matches on its class
     name) backs off and tries again; any other failure is a result like a success."""
     run = load_run(store, event.run)
     job = run.plan.job(event.job_id)
     if job.kind != kind:
         raise ValueError(f"job {event.job_id!r} is a {job.kind} job; this task runs {kind} jobs")
-    result = run_job(job, run.task_context(store=store, settings=settings, s3=s3, workdir=workdir))
+    result = run_task(job, run.task_context(store=store, settings=settings, s3=s3, workdir=workdir), task)
     if isinstance(result.exception, TransientError):
         raise result.exception
     save_result(store, event.run, result)

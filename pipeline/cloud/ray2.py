@@ -35,7 +35,8 @@ from pipeline.cloud.rundoc import load_run
 from pipeline.cloud.settings import CloudSettings
 from pipeline.errors import JobFailed, PipelineError, PollLimitExceeded
 from pipeline.store import Store
-from pipeline.tasks import clip_request, is_done, missing_dependency, run_clip_batch
+from pipeline.tasks import is_done, missing_dependency
+from pipeline.tasks.clips import clip_request, run_clip_batch
 
 
 def output_s3_uri(settings: CloudSettings) -> str:

@@ -15,6 +15,7 @@ from pipeline.backends import (
     video_backend_names,
 )
 from pipeline.backends.base import Enhancer, ImageEditor, VideoBackend
+from pipeline.backends.video_bedrock import BedrockVideoBackend
 from pipeline.backends.video_sagemaker import SageMakerVideoBackend
 from pipeline.cloud.contract import RAY2_OUTPUT_PREFIX
 from pipeline.errors import BackendUnavailable
@@ -151,8 +152,6 @@ class CloudBackends:
 
     def _video(self, name: str) -> VideoBackend:
         if name == "bedrock":  # names and keys Ray2 clips; the state machine runs the jobs (pipeline/cloud/ray2.py)
-            from pipeline.backends.video_bedrock import BedrockVideoBackend
-
             return BedrockVideoBackend(output_s3_uri=f"s3://{self._settings.need('output_bucket')}/{RAY2_OUTPUT_PREFIX}")
         if name == "preview":  # the offline tests' stand-in for the container
             return make_video_backend(name)

@@ -1,0 +1,19 @@
+"""Any job by its kind: what the local runner calls (it runs every kind, so it imports them all)."""
+
+from __future__ import annotations
+
+from pipeline.jobs import Job
+from pipeline.tasks.clips import run_clip_batch
+from pipeline.tasks.common import JobResult, TaskContext, TaskFunction, run_task
+from pipeline.tasks.enhance import run_enhance
+from pipeline.tasks.images import run_image
+from pipeline.tasks.videos import run_video
+
+TASKS: dict[str, TaskFunction] = {"enhance": run_enhance, "image": run_image, "video": run_video}
+
+
+def run_job(job: Job, ctx: TaskContext) -> JobResult:
+    """Run one job (a clip goes through run_clip_batch, as a batch of one)."""
+    if job.kind == "clip":
+        return run_clip_batch([job], ctx)[0]
+    return run_task(job, ctx, TASKS[job.kind])
