@@ -7,12 +7,23 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypedDict
 
 from pipeline.errors import Problem
 from pipeline.formats import file_tag
 from pipeline.jobs import AssetImage, EditedImage, output_key, ref_to_json
 from pipeline.plan import AssetRef, Plan, expected_duration
+from pipeline.records import (
+    ClipRecord,
+    EnhancementRecord,
+    ErrorRecord,
+    FormatRecord,
+    ImageRecord,
+    JobCounts,
+    JobResultRecord,
+    StepRecord,
+    VideoRecord,
+)
 from pipeline.report_html import render_html
 from pipeline.store import Store
 from pipeline.tasks import JobResult
@@ -43,7 +54,7 @@ def run_status(results: list[JobResult]) -> str:
     return "partial" if produced else "failed"
 
 
-def job_counts(results: list[JobResult]) -> dict[str, int]:
+def job_counts(results: list[JobResult]) -> JobCounts:
     return {
         "total": len(results),
         "executed": sum(r.status == "executed" for r in results),
@@ -59,8 +70,8 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
     """The report dict, and the list of (cache key -> run-relative path) copies that give outputs their names."""
     by_id = {r.job_id: r for r in results}
     prefix = run_prefix(plan.campaign, run_id)
-    errors = [{"job": r.job_id, "error": r.error_type or "JobFailed", "message": r.message or ""}
-              for r in results if not r.ok]
+    errors: list[ErrorRecord] = [{"job": r.job_id, "error": r.error_type or "JobFailed", "message": r.message or ""}
+                                 for r in results if not r.ok]
     errors_of = {e["job"]: e for e in errors}
 
     def rel(path: str) -> str:
@@ -68,13 +79,15 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
 
     copies: list[tuple[str, str]] = []
     asset_copies: list[tuple[AssetRef, str]] = []
-    images = []
+    images: list[ImageRecord] = []
     for job in plan.by_kind("image"):
         res = by_id.get(job.id)
         spec = job.image
-        entry: dict[str, Any] = {"id": spec.image_id, "job": job.id, "key": job.key,
-                                 "source": ref_to_json(spec.source), "edits": [s.tool for s in spec.steps],
-                                 "status": res.status if res else "not-run", "path": None}
+        entry: ImageRecord = {"id": spec.image_id, "job": job.id, "key": job.key,
+                              "source": ref_to_json(spec.source), "edits": [s.tool for s in spec.steps],
+                              "status": res.status if res else "not-run", "path": None, "source_path": None,
+                              "steps": [], "backend": None, "placeholder": False,
+                              **_variant_fields(spec.variant, [errors_of[job.id]] if job.id in errors_of else [])}
         info = (res.info if res else {}) or {}
         steps_info = {s["key"]: s for s in info.get("steps", [])}
         if res and res.ok:
@@ -83,18 +96,19 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
             entry["path"] = path
             entry["cached"] = res.status == "cached"
         src = spec.source
-        entry["source_path"] = None
         if res and res.ok:
             if isinstance(src, EditedImage):
                 sjob = plan.job(f"image:{src.image}")
-                entry["source_path"] = rel(f"images/{spec.image_id}/step-0-source.{sjob.ext}")
-                copies.append((sjob.output_key, entry["source_path"]))
+                source_path = rel(f"images/{spec.image_id}/step-0-source.{sjob.ext}")
+                entry["source_path"] = source_path
+                copies.append((sjob.output_key, source_path))
             elif isinstance(src, AssetImage) and src.asset in plan.assets:
                 asset = plan.assets[src.asset]
                 ext = PurePosixPath(asset.location).suffix.lstrip(".") or "png"
-                entry["source_path"] = rel(f"images/{spec.image_id}/step-0-source.{ext}")
-                asset_copies.append((asset, entry["source_path"]))
-        steps = []
+                source_path = rel(f"images/{spec.image_id}/step-0-source.{ext}")
+                entry["source_path"] = source_path
+                asset_copies.append((asset, source_path))
+        steps: list[StepRecord] = []
         for i, step in enumerate(spec.steps):
             s_info = steps_info.get(step.key, {})
             s_path = None
@@ -108,50 +122,51 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
         entry["steps"] = steps
         entry["backend"] = info.get("backend") or plan.backends.get("images")
         entry["placeholder"] = bool(info.get("placeholder"))
-        entry.update(_variant_fields(spec.variant, [errors_of[job.id]] if job.id in errors_of else []))
         images.append(entry)
 
-    videos = []
+    videos: list[VideoRecord] = []
     for vjob in plan.by_kind("video"):
         res = by_id.get(vjob.id)
         info = (res.info if res else {}) or {}
         vspec = vjob.video
         vid = vspec.video_id
-        entry = {"id": vid, "job": vjob.id, "key": vjob.key, "status": res.status if res else "not-run",
+        video: VideoRecord = {"id": vid, "job": vjob.id, "key": vjob.key, "status": res.status if res else "not-run",
                  "path": None, "poster": None, "duration_s": info.get("duration_s"),
                  "expected_duration_s": round(expected_duration(plan, vjob), 6),
                  "width": info.get("width"), "height": info.get("height"), "fps": info.get("fps"),
                  "frames": info.get("frames"), "method": info.get("method"), "cached": res.status == "cached" if res else False,
                  "crossfade": vspec.crossfade, "continuity": vspec.continuity,
-                 "audio": asdict(vspec.audio) if vspec.audio else None}
-        entry["formats"] = []
+                 "audio": asdict(vspec.audio) if vspec.audio else None, "formats": [], "clips": [],
+                 **_variant_fields(vspec.variant, [errors_of[j] for j in (*vspec.clips, vjob.id) if j in errors_of])}
         if res and res.ok and info.get("outputs"):  # formats and captions: one file (poster, sidecar) per format
             for out in info["outputs"]:
                 name = f"videos/{vid}-{file_tag(out['format'])}" if out.get("format") else f"videos/{vid}"
-                fmt = {k: out.get(k) for k in ("format", "width", "height", "frames", "duration_s", "fit", "burned",
-                                               "method", "cached")}
-                fmt.update(path=rel(f"{name}.mp4"), poster=rel(f"{name}.png"),
-                           captions=rel(f"{name}.vtt") if out.get("captions") else None)
+                fmt: FormatRecord = {
+                    "format": out.get("format"), "width": out.get("width"), "height": out.get("height"),
+                    "frames": out.get("frames"), "duration_s": out.get("duration_s"), "fit": out.get("fit"),
+                    "burned": out.get("burned"), "method": out.get("method"), "cached": out.get("cached"),
+                    "path": rel(f"{name}.mp4"), "poster": rel(f"{name}.png"),
+                    "captions": rel(f"{name}.vtt") if out.get("captions") else None}
                 copies += [(out["video"], fmt["path"]), (out["poster"], fmt["poster"])]
-                if out.get("captions"):
+                if out.get("captions") and fmt["captions"]:
                     copies.append((out["captions"], fmt["captions"]))
-                entry["formats"].append(fmt)
-            first = entry["formats"][0]
-            entry.update(path=first["path"], poster=first["poster"], captions=first["captions"],
-                         language=info.get("language"))
+                video["formats"].append(fmt)
+            first = video["formats"][0]
+            video["path"], video["poster"], video["captions"] = first["path"], first["poster"], first["captions"]
+            video["language"] = info.get("language")
         elif res and res.ok:
-            entry["path"] = rel(f"videos/{vid}.mp4")
-            copies.append((vjob.output_key, entry["path"]))
+            video["path"] = path = rel(f"videos/{vid}.mp4")
+            copies.append((vjob.output_key, path))
             if info.get("poster"):
-                entry["poster"] = rel(f"videos/{vid}.png")
-                copies.append((info["poster"], entry["poster"]))
-        clips = []
+                video["poster"] = poster = rel(f"videos/{vid}.png")
+                copies.append((info["poster"], poster))
+        clips: list[ClipRecord] = []
         for cid in vspec.clips:
             cjob = plan.job(cid)
             cspec = cjob.clip
             cres = by_id.get(cid)
             cinfo = (cres.info if cres else {}) or {}
-            c: dict[str, Any] = {
+            c: ClipRecord = {
                 "job": cid, "key": cjob.key, "shot": cspec.shot + 1, "status": cres.status if cres else "not-run",
                 "prompt": cspec.prompt, "enhanced_prompt": None, "model_prompt": cinfo.get("model_prompt"),
                 "enhance": cspec.enhance_job is not None, "seed": cspec.seed,
@@ -169,12 +184,11 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
                 c["enhancer"] = einfo.get("backend")
                 c["enhance_trimmed"] = einfo.get("trimmed")
             if cres and cres.ok:
-                c["path"] = rel(f"clips/{vid}-{cspec.shot + 1:02d}.mp4")
-                copies.append((cjob.output_key, c["path"]))
+                c["path"] = clip_path = rel(f"clips/{vid}-{cspec.shot + 1:02d}.mp4")
+                copies.append((cjob.output_key, clip_path))
             clips.append(c)
-        entry["clips"] = clips
-        entry.update(_variant_fields(vspec.variant, [errors_of[j] for j in (*vspec.clips, vjob.id) if j in errors_of]))
-        videos.append(entry)
+        video["clips"] = clips
+        videos.append(video)
     report = {
         "report_version": REPORT_VERSION,
         "campaign": plan.campaign,
@@ -189,15 +203,10 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
         "videos": videos,
         "images": images,
         "variants": _variant_groups(images, videos),
-        "enhancements": [
-            {"job": j.id, "prompt": j.enhance.prompt, **{k: (by_id[j.id].info or {}).get(k) for k in
-             ("enhanced_prompt", "backend", "tokens", "max_tokens", "trimmed", "changed")},
-             "status": by_id[j.id].status if j.id in by_id else "not-run"}
-            for j in plan.by_kind("enhance")
-        ],
+        "enhancements": [_enhancement(j.id, j.enhance.prompt, by_id.get(j.id)) for j in plan.by_kind("enhance")],
         "jobs": job_counts(results),
-        "job_results": [{"job": r.job_id, "kind": r.kind, "status": r.status, "seconds": round(r.seconds, 3),
-                         "key": r.key} for r in results],
+        "job_results": [JobResultRecord(job=r.job_id, kind=r.kind, status=r.status, seconds=round(r.seconds, 3),
+                                        key=r.key) for r in results],
         "errors": errors,
         "cost": cost or {},
         "budget": budget or {},
@@ -210,18 +219,31 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
     return report
 
 
-def _variant_fields(variant: Variant | None, errors: list[dict[str, Any]]) -> dict[str, Any]:
+class _VariantFields(TypedDict):
+    template: str | None
+    combination: dict[str, str] | None
+    errors: list[ErrorRecord]
+
+
+def _enhancement(job_id: str, prompt: str, res: JobResult | None) -> EnhancementRecord:
+    info = (res.info if res else {}) or {}
+    return {"job": job_id, "prompt": prompt, "enhanced_prompt": info.get("enhanced_prompt"),
+            "backend": info.get("backend"), "tokens": info.get("tokens"), "max_tokens": info.get("max_tokens"),
+            "trimmed": info.get("trimmed"), "changed": info.get("changed"), "status": res.status if res else "not-run"}
+
+
+def _variant_fields(variant: Variant | None, errors: list[ErrorRecord]) -> _VariantFields:
     """The template and combination an expanded image or video came from, and the errors of its own jobs."""
     return {"template": variant.template if variant else None,
             "combination": dict(variant.combination) if variant else None, "errors": errors}
 
 
-def _variant_groups(images: list[dict[str, Any]], videos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _variant_groups(images: list[ImageRecord], videos: list[VideoRecord]) -> list[dict[str, Any]]:
     """One entry per template: its variants' ids and how many of them have errors."""
-    entries = [("image", e) for e in images] + [("video", e) for e in videos]
+    entries: list[tuple[str, ImageRecord | VideoRecord]] = [("image", e) for e in images] + [("video", e) for e in videos]
     failed = {(kind, e["id"]) for kind, e in entries if e["errors"]}
-    groups = group_by_template((kind, e["id"], Variant(e["template"], tuple(e["combination"].items())) if e["template"]
-                                else None) for kind, e in entries)
+    groups = group_by_template((kind, e["id"], Variant(e["template"], tuple((e["combination"] or {}).items()))
+                                if e["template"] else None) for kind, e in entries)
     return [{**g.to_json(), "failed": sum((g.kind, i) in failed for i in g.ids)} for g in groups]
 
 

@@ -15,7 +15,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline.errors", "pipeline.catalog", "pipeline.keys", "pipeline.timeline", "pipeline.prompts",
      "pipeline.pricing", "pipeline.store", "pipeline.yamlsrc", "pipeline.schedule", "pipeline.schedule_expr",
      "pipeline.integrity", "pipeline.outdir", "pipeline.image_files", "pipeline.inputs",
-     "pipeline.fonts"),
+     "pipeline.fonts", "pipeline.records"),
     ("pipeline.schema", "pipeline.variants", "pipeline.manifest", "pipeline.manifest_ray2", "pipeline.formats",
      "pipeline.manifest_formats"),
     ("pipeline.jobs", "pipeline.plan"),
