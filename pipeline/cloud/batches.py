@@ -17,6 +17,7 @@ from pipeline.cloud.events import CollectBatchEvent, PrepareBatchEvent
 from pipeline.cloud.failures import describe_failure
 from pipeline.cloud.job_step import save_result
 from pipeline.cloud.names import batch_s3_uri
+from pipeline.cloud.outputs import JobOutputs
 from pipeline.cloud.ray2 import Ray2BatchEvent, Ray2CollectEvent, collect_ray2_batch, prepare_ray2_batch
 from pipeline.cloud.rundoc import load_run
 from pipeline.cloud.settings import CloudSettings
@@ -88,24 +89,15 @@ def prepare_clip_batch(event: PrepareBatchEvent, *, store: Store, s3: Any, setti
 
 
 @dataclass
-class BatchOutputs:
+class BatchOutputs(JobOutputs):
     """A VideoBackend whose `render` fetches what a finished processing job wrote (<key>.mp4 and <key>.json)
     instead of rendering; with `failure` set (the render state's error), clips the job left nothing for
     carry it. `name` and `identity` are the plan's video backend's, so provenance reads as in a local run."""
 
-    backend: VideoBackend
     s3: Any
     output_s3_uri: str | None
     job_name: str | None
     failure: str | None = None
-    max_batch: int = 1 << 16
-
-    @property
-    def name(self) -> str:
-        return self.backend.name
-
-    def identity(self, model: str) -> str:
-        return self.backend.identity(model)
 
     def render(self, requests: Sequence[ClipRequest], out_dir: Path) -> list[ClipOutcome]:
         if self.output_s3_uri is None or self.job_name is None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.backends.base import ClipOutcome, ClipRequest, VideoBackend
+from pipeline.backends.base import ClipOutcome, ClipRequest
 from pipeline.backends.video_bedrock import failure_error, ray2_outcome, start_request
 from pipeline.cloud.contract import (
     DEFAULT_RAY2_MAX_POLLS,
@@ -31,6 +31,7 @@ from pipeline.cloud.events import StepError, need, need_str
 from pipeline.cloud.failures import describe_failure
 from pipeline.cloud.job_step import save_result
 from pipeline.cloud.names import RunRef
+from pipeline.cloud.outputs import JobOutputs
 from pipeline.cloud.rundoc import load_run
 from pipeline.cloud.settings import CloudSettings
 from pipeline.errors import JobFailed, PipelineError, PollLimitExceeded
@@ -154,23 +155,14 @@ def prepare_ray2_batch(event: Ray2BatchEvent, *, store: Store, s3: Any, settings
 
 
 @dataclass
-class Ray2Outputs:
+class Ray2Outputs(JobOutputs):
     """A VideoBackend whose `render` reads how each clip's job ended in the state machine and fetches its MP4
     (video_bedrock.ray2_outcome) instead of rendering. `name` and `identity` are the plan's video backend's."""
 
-    backend: VideoBackend
     s3: Any
     output_s3_uri: str
     event: Ray2CollectEvent
     ended: Mapping[str, Ray2JobEnd]
-    max_batch: int = 1 << 16
-
-    @property
-    def name(self) -> str:
-        return self.backend.name
-
-    def identity(self, model: str) -> str:
-        return self.backend.identity(model)
 
     def render(self, requests: Sequence[ClipRequest], out_dir: Path) -> list[ClipOutcome]:
         ended = self.ended
