@@ -13,6 +13,7 @@ from typing import Any
 from constructs import Node
 
 from pipeline.cloud import DEFAULT_APPROVAL_TIMEOUT_S, DEFAULT_DISTRIBUTED_THRESHOLD
+from pipeline.sagemaker import container_args
 
 # context key -> (field, kind); every key is optional
 CONTEXT_KEYS = {
@@ -20,6 +21,7 @@ CONTEXT_KEYS = {
     "enhancer_model": "enhancer_model", "allowed_enhancer_models": "allowed_enhancer_models",
     "stability_region": "stability_region",
     "instance_type": "instance_type", "volume_gb": "volume_gb", "max_runtime_s": "max_runtime_s",
+    "container_args": "container_args",
     "clips_per_batch": "clips_per_batch", "gpu_concurrency": "gpu_concurrency", "job_concurrency": "job_concurrency",
     "distributed_map_threshold": "distributed_map_threshold",
     "weights_bucket": "weights_bucket", "weights_prefix": "weights_prefix",
@@ -38,6 +40,7 @@ class StackSettings:
     allowed_enhancer_models: tuple[str, ...] = ()  # more ids a manifest's defaults.enhancer_model may name
     stability_region: str | None = None  # None: pipeline.backends.bedrock.DEFAULT_STABILITY_REGION
     instance_type: str | None = None  # None: pipeline.sagemaker.DEFAULT_INSTANCE_TYPE
+    container_args: str | None = None  # the clip container's speed options, e.g. "--compile --cache pab" (container/README.md)
     volume_gb: int | None = None
     max_runtime_s: int | None = None
     clips_per_batch: int | None = None
@@ -77,6 +80,11 @@ class StackSettings:
         return settings
 
     def check(self) -> None:
+        if self.container_args:
+            try:
+                container_args(self.container_args)
+            except ValueError as exc:
+                raise ValueError(f"context container_args: {exc}") from None
         if not self.weights_prefix.endswith("/") or self.weights_prefix.startswith("/"):
             raise ValueError(f"context weights_prefix must look like 'models/', got {self.weights_prefix!r}")
         if self.weights_bucket and not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.weights_bucket):

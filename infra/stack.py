@@ -134,6 +134,7 @@ class CampaignStack(Stack):
             env["CAMPAIGN_ENHANCER_MODEL"] = self._enhancer_model()
         optional = {"CAMPAIGN_STABILITY_REGION": s.stability_region,
                     "CAMPAIGN_SAGEMAKER_INSTANCE_TYPE": s.instance_type, "CAMPAIGN_SAGEMAKER_VOLUME_GB": s.volume_gb,
+                    "CAMPAIGN_SAGEMAKER_CONTAINER_ARGS": s.container_args,
                     "CAMPAIGN_SAGEMAKER_MAX_RUNTIME_S": s.max_runtime_s, "CAMPAIGN_CLIPS_PER_BATCH": s.clips_per_batch,
                     "CAMPAIGN_ALLOWED_ENHANCER_MODELS": ",".join(s.allowed_enhancer_models) or None,
                     "CAMPAIGN_MAX_BUDGET_USD": s.max_budget_usd}

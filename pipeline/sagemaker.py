@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,24 @@ DEFAULT_VOLUME_GB = 100
 DEFAULT_MAX_RUNTIME_S = 4 * 3600
 DEFAULT_MAX_BATCH = 8
 JOB_NAME_MAX = 63  # SageMaker: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
+# The container's speed options a deployment (or `--sagemaker-option container_args=...`) may pass on
+# (container/generate.py's flags; tests/test_container_args.py keeps this list in step with its parser).
+CONTAINER_SPEED_FLAGS = ("--compile", "--recompile-limit", "--fp8", "--attention", "--cache", "--cache-threshold",
+                         "--workers", "--dump-frames", "--memory-mode")
+
+
+def container_args(text: str | Sequence[str]) -> tuple[str, ...]:
+    """The container's speed options from a string (`--compile regional --cache pab`) or a list, each flag one
+    of CONTAINER_SPEED_FLAGS: the jobs, weights and output paths are the request's own and cannot be passed."""
+    tokens = tuple(shlex.split(text) if isinstance(text, str) else text)
+    for token in tokens:
+        flag = token.split("=", 1)[0]
+        if flag.startswith("-") and flag not in CONTAINER_SPEED_FLAGS:
+            raise ValueError(f"container argument {token!r} is not one of the container's speed options "
+                             f"({', '.join(CONTAINER_SPEED_FLAGS)})")
+    if tokens and not tokens[0].startswith("--"):
+        raise ValueError(f"container arguments must start with a flag, got {tokens[0]!r}")
+    return tokens
 
 
 def pipeline_folder(request: ClipRequest) -> str:
@@ -79,6 +98,7 @@ def processing_job_request(
     max_runtime_s: int,
     environment: Mapping[str, str],
     model_folders: Sequence[str] = (),
+    speed_args: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The CreateProcessingJob request for one clip batch (boto3 `create_processing_job(**request)`).
 
@@ -129,7 +149,8 @@ def processing_job_request(
         "AppSpecification": {
             "ImageUri": image_uri,
             "ContainerEntrypoint": list(CONTAINER_ENTRYPOINT),
-            "ContainerArguments": ["--jobs", JOBS_LOCAL_PATH, "--models", MODELS_LOCAL_PATH, "--out", OUTPUT_LOCAL_PATH],
+            "ContainerArguments": ["--jobs", JOBS_LOCAL_PATH, "--models", MODELS_LOCAL_PATH, "--out", OUTPUT_LOCAL_PATH,
+                                   *container_args(speed_args)],
         },
         "Environment": dict(environment),
         # The weights arrive as an input and the clips leave as an output: the container needs no network.

@@ -132,3 +132,33 @@ def test_variants_run_end_to_end_through_distributed_maps(distributed_cloud: Clo
     assert by_id["ad-p01-m02"]["combination"] == {"market": "m02", "product": "p01"}
     assert by_id["ad-p01-m02"]["path"] == "videos/ad-p01-m02.mp4" and by_id["ad-p01-m02"]["errors"] == []
     assert cloud.bytes("runs/many-variants/few-run/videos/ad-p01-m02.mp4")[4:8] == b"ftyp"  # an MP4 was written
+
+
+def test_2000_variants_run_through_the_distributed_maps_of_the_real_state_machine(
+        cloud: Cloud, tmp_path: Path) -> None:
+    """All 2,000 variants through the real state machine at the stack's default threshold: every clip and
+    video job is an item of a Distributed Map, each item records its result, and the report lists every
+    variant. The variants share one clip and one video (their content is the same: only their ids differ),
+    so the GPU stand-in renders once and the rest are cache hits: what this measures is the orchestration."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    markets = "\n".join(f"    - m{i:02d}" for i in range(MARKETS))
+    products = "\n".join(f"    - p{i:02d}" for i in range(PRODUCTS))
+    (folder / "many.yaml").write_text(
+        "campaign: many-variants\n"
+        "defaults: {enhance: false, video: {frames: 9, steps: 2, seed: 3}}\n"
+        f"variables:\n  market:\n{markets}\n  product:\n{products}\n"
+        "videos:\n  - id: ad-{product}-{market}\n    shots:\n      - prompt: A sofa turns slowly in a sunlit loft\n",
+        encoding="utf-8")
+    cloud.upload_folder(folder)
+    run = cloud.run("manifests/many.yaml", name="many-run", timeout_s=1800)
+    assert run.status == "SUCCEEDED", run.described
+    jobs = run.output["jobs"]
+    assert jobs["total"] == 2 * MARKETS * PRODUCTS and jobs["failed"] == jobs["skipped"] == 0
+    assert jobs["executed"] == 2  # one clip, one video; every other item found its output in the cache
+    stages = run.calls.named("campaign-report")[0][1]["run"]["stages"]
+    assert {n: s["mode"] for n, s in stages.items() if s["count"]} == {
+        "clips": "distributed", "waiting_clips": "distributed", "videos": "distributed"}
+    report = cloud.json("runs/many-variants/many-run/report.json")
+    assert [(g["count"], g["failed"]) for g in report["variants"]] == [(MARKETS * PRODUCTS, 0)]
+    assert all(v["path"] for v in report["videos"]) and len(report["videos"]) == MARKETS * PRODUCTS

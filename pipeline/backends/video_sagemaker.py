@@ -31,6 +31,9 @@ from pipeline.sagemaker import (
     processing_job_request,
     upload_batch_inputs,
 )
+from pipeline.sagemaker import (
+    container_args as parse_container_args,
+)
 from pipeline.store import parse_s3_uri
 
 TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
@@ -62,6 +65,7 @@ class SageMakerVideoBackend:
         volume_gb: int = DEFAULT_VOLUME_GB,
         max_runtime_s: int = DEFAULT_MAX_RUNTIME_S,
         max_batch: int = DEFAULT_MAX_BATCH,
+        container_args: str | Sequence[str] = (),
         environment: Mapping[str, str] | None = None,
         job_prefix: str = "clips",
         poll_s: float = 30.0,
@@ -78,6 +82,7 @@ class SageMakerVideoBackend:
         self.volume_gb = volume_gb
         self.max_runtime_s = max_runtime_s
         self.max_batch = max_batch
+        self.container_args = parse_container_args(container_args)  # raises with the bad flag
         self.environment = dict(environment or {})
         self.job_prefix = job_prefix
         self.poll_s = poll_s
@@ -110,7 +115,7 @@ class SageMakerVideoBackend:
     def from_options(cls, options: Mapping[str, str]) -> SageMakerVideoBackend:
         """From the CLI's `--sagemaker-option KEY=VALUE` strings. `bucket=B` stands for work_s3_uri=s3://B/sagemaker."""
         known = {"image_uri", "role_arn", "models_s3_uri", "work_s3_uri", "bucket", "instance_type", "volume_gb",
-                 "max_runtime_s", "max_batch", "poll_s", "job_prefix"}
+                 "max_runtime_s", "max_batch", "poll_s", "job_prefix", "container_args"}
         unknown = sorted(set(options) - known)
         if unknown:
             raise BackendUnavailable(f"unknown --sagemaker-option {unknown}; known: {sorted(known)}")
@@ -129,7 +134,7 @@ class SageMakerVideoBackend:
             if "poll_s" in values:
                 values["poll_s"] = float(values["poll_s"])
             return cls(**values)
-        except ValueError as exc:
+        except ValueError as exc:  # a number that is not one, or a container argument that is not allowed
             raise BackendUnavailable(f"--sagemaker-option: {exc}") from exc
 
     def identity(self, model: str) -> str:
@@ -161,7 +166,7 @@ class SageMakerVideoBackend:
                 job_name=name, image_uri=self.image_uri, role_arn=self.role_arn, instance_type=self.instance_type,
                 volume_gb=self.volume_gb, jobs_s3_uri=jobs_s3_uri, models_s3_uri=self.models_s3_uri,
                 output_s3_uri=job.output_s3_uri, max_runtime_s=self.max_runtime_s, environment=self.environment,
-                model_folders=[pipeline_folder(batch[0])],
+                model_folders=[pipeline_folder(batch[0])], speed_args=self.container_args,
             )
             self.sagemaker.create_processing_job(**job_request)
             self.log(f"sagemaker: started {name} ({len(batch)} clip(s), {pipeline_folder(batch[0])}, {self.instance_type})")

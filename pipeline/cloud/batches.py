@@ -27,6 +27,7 @@ from pipeline.sagemaker import (
     DEFAULT_MAX_RUNTIME_S,
     DEFAULT_VOLUME_GB,
     clip_outcome,
+    container_args,
     fetch_clip_output,
     pipeline_folder,
     processing_job_name,
@@ -79,7 +80,7 @@ def prepare_clip_batch(event: PrepareBatchEvent, *, store: Store, s3: Any, setti
         jobs_s3_uri=jobs_uri, models_s3_uri=settings.need("models_s3_uri"), output_s3_uri=f"{base}/output/",
         max_runtime_s=settings.max_runtime_s or DEFAULT_MAX_RUNTIME_S,
         environment={"CAMPAIGN": ref.campaign, "CAMPAIGN_RUN_ID": ref.run_id, "CAMPAIGN_BATCH": event.batch},
-        model_folders=[pipeline_folder(todo[0])],
+        model_folders=[pipeline_folder(todo[0])], speed_args=container_args(settings.container_args or ""),
     )
     if set(request) != set(RENDER_REQUEST_FIELDS):  # the render state passes exactly these fields on
         raise ValueError(f"the CreateProcessingJob request has fields {sorted(request)}, the state machine passes "
