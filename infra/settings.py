@@ -21,7 +21,7 @@ CONTEXT_KEYS = {
     "enhancer_model": "enhancer_model", "allowed_enhancer_models": "allowed_enhancer_models",
     "stability_region": "stability_region",
     "instance_type": "instance_type", "volume_gb": "volume_gb", "max_runtime_s": "max_runtime_s",
-    "container_args": "container_args",
+    "container_args": "container_args", "compile_cache_prefix": "compile_cache_prefix",
     "clips_per_batch": "clips_per_batch", "gpu_concurrency": "gpu_concurrency", "job_concurrency": "job_concurrency",
     "distributed_map_threshold": "distributed_map_threshold",
     "weights_bucket": "weights_bucket", "weights_prefix": "weights_prefix",
@@ -40,6 +40,9 @@ class StackSettings:
     allowed_enhancer_models: tuple[str, ...] = ()  # more ids a manifest's defaults.enhancer_model may name
     stability_region: str | None = None  # None: pipeline.backends.bedrock.DEFAULT_STABILITY_REGION
     instance_type: str | None = None  # None: pipeline.sagemaker.DEFAULT_INSTANCE_TYPE
+    # a saved torch.compile cache, relative to the weights prefix (e.g. "compile-cache/l40s/"): mounted into every
+    # clip job, which then skips its cold compile (container/README.md "Compile cache between jobs")
+    compile_cache_prefix: str | None = None
     container_args: str | None = None  # the clip container's speed options, e.g. "--compile --cache pab" (container/README.md)
     volume_gb: int | None = None
     max_runtime_s: int | None = None
@@ -80,6 +83,10 @@ class StackSettings:
         return settings
 
     def check(self) -> None:
+        if self.compile_cache_prefix is not None and (self.compile_cache_prefix.startswith("/")
+                                                      or not self.compile_cache_prefix.endswith("/")):
+            raise ValueError(f"context compile_cache_prefix must look like 'compile-cache/l40s/' (relative to "
+                             f"weights_prefix), got {self.compile_cache_prefix!r}")
         if self.container_args:
             try:
                 container_args(self.container_args)

@@ -135,6 +135,8 @@ class CampaignStack(Stack):
         optional = {"CAMPAIGN_STABILITY_REGION": s.stability_region,
                     "CAMPAIGN_SAGEMAKER_INSTANCE_TYPE": s.instance_type, "CAMPAIGN_SAGEMAKER_VOLUME_GB": s.volume_gb,
                     "CAMPAIGN_SAGEMAKER_CONTAINER_ARGS": s.container_args,
+                    "CAMPAIGN_COMPILE_CACHE_S3_URI": (f"{self.weights_s3_uri}{s.compile_cache_prefix}"
+                                                      if s.compile_cache_prefix else None),
                     "CAMPAIGN_SAGEMAKER_MAX_RUNTIME_S": s.max_runtime_s, "CAMPAIGN_CLIPS_PER_BATCH": s.clips_per_batch,
                     "CAMPAIGN_ALLOWED_ENHANCER_MODELS": ",".join(s.allowed_enhancer_models) or None,
                     "CAMPAIGN_MAX_BUDGET_USD": s.max_budget_usd}

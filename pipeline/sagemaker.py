@@ -24,6 +24,7 @@ from pipeline.store import parse_s3_uri
 CONTAINER_ENTRYPOINT = ("python", "/opt/program/generate.py")
 JOBS_LOCAL_PATH = "/opt/ml/processing/input/jobs"
 MODELS_LOCAL_PATH = "/opt/ml/processing/input/models"
+COMPILE_CACHE_LOCAL_PATH = "/opt/ml/processing/input/compile-cache"  # container/README.md "Compile cache between jobs"
 OUTPUT_LOCAL_PATH = "/opt/ml/processing/output"
 
 # ml.g6e.2xlarge: 1x NVIDIA L40S, 48 GB, bf16 (AWS instance-type page). CogVideoX-5b in bf16 is ~19.7 GiB of
@@ -99,6 +100,7 @@ def processing_job_request(
     environment: Mapping[str, str],
     model_folders: Sequence[str] = (),
     speed_args: Sequence[str] = (),
+    compile_cache_s3_uri: str | None = None,
 ) -> dict[str, Any]:
     """The CreateProcessingJob request for one clip batch (boto3 `create_processing_job(**request)`).
 
@@ -126,6 +128,13 @@ def processing_job_request(
             inputs.append(_s3_input(f"models-{_name_part(folder)}", f"{root}/{folder}/", f"{MODELS_LOCAL_PATH}/{folder}"))
     else:
         inputs.append(_s3_input("models", models_s3_uri, MODELS_LOCAL_PATH))
+    cache_args: list[str] = []
+    if compile_cache_s3_uri:  # a saved torch.compile cache: the job does not pay a cold compile
+        if not compile_cache_s3_uri.startswith(models_s3_uri.rstrip("/") + "/"):
+            raise ValueError(f"compile_cache_s3_uri {compile_cache_s3_uri!r} must lie under the weights prefix "
+                             f"{models_s3_uri!r} (the processing role reads only that)")
+        inputs.append(_s3_input("compile-cache", compile_cache_s3_uri, COMPILE_CACHE_LOCAL_PATH))
+        cache_args = ["--compile-cache", COMPILE_CACHE_LOCAL_PATH]
 
     # S3UploadMode Continuous: "upload the results of the processing job continuously" (API_ProcessingS3Output),
     # so every clip the container finished is in S3 even when the job later fails, is stopped or runs out of
@@ -150,7 +159,7 @@ def processing_job_request(
             "ImageUri": image_uri,
             "ContainerEntrypoint": list(CONTAINER_ENTRYPOINT),
             "ContainerArguments": ["--jobs", JOBS_LOCAL_PATH, "--models", MODELS_LOCAL_PATH, "--out", OUTPUT_LOCAL_PATH,
-                                   *container_args(speed_args)],
+                                   *cache_args, *container_args(speed_args)],
         },
         "Environment": dict(environment),
         # The weights arrive as an input and the clips leave as an output: the container needs no network.

@@ -64,3 +64,16 @@ def test_a_deployment_passes_them_through_its_settings() -> None:
     video = CloudBackends({"enhancer": "passthrough", "images": "local", "video": "sagemaker"}, enhancer_model=None,
                           settings=settings).video
     assert isinstance(video, SageMakerVideoBackend) and video.container_args == ("--compile", "--cache", "fastercache")
+
+
+def test_a_saved_compile_cache_is_mounted_from_under_the_weights_and_passed_to_the_container() -> None:
+    request = processing_job_request(**REQUEST, compile_cache_s3_uri="s3://weights/models/compile-cache/l40s/",
+                                     speed_args=("--compile",))
+    [cache] = [i for i in request["ProcessingInputs"] if i["InputName"] == "compile-cache"]
+    assert cache["S3Input"]["S3Uri"] == "s3://weights/models/compile-cache/l40s/"
+    assert cache["S3Input"]["LocalPath"] == "/opt/ml/processing/input/compile-cache"
+    assert request["AppSpecification"]["ContainerArguments"][-3:] == [
+        "--compile-cache", "/opt/ml/processing/input/compile-cache", "--compile"]
+    assert "--compile-cache" in container_flags()  # the container's own flag
+    with pytest.raises(ValueError, match="must lie under the weights prefix"):
+        processing_job_request(**REQUEST, compile_cache_s3_uri="s3://elsewhere/cache/")

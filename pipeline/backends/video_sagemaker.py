@@ -66,6 +66,7 @@ class SageMakerVideoBackend:
         max_runtime_s: int = DEFAULT_MAX_RUNTIME_S,
         max_batch: int = DEFAULT_MAX_BATCH,
         container_args: str | Sequence[str] = (),
+        compile_cache_s3_uri: str | None = None,
         environment: Mapping[str, str] | None = None,
         job_prefix: str = "clips",
         poll_s: float = 30.0,
@@ -83,6 +84,7 @@ class SageMakerVideoBackend:
         self.max_runtime_s = max_runtime_s
         self.max_batch = max_batch
         self.container_args = parse_container_args(container_args)  # raises with the bad flag
+        self.compile_cache_s3_uri = compile_cache_s3_uri
         self.environment = dict(environment or {})
         self.job_prefix = job_prefix
         self.poll_s = poll_s
@@ -115,7 +117,7 @@ class SageMakerVideoBackend:
     def from_options(cls, options: Mapping[str, str]) -> SageMakerVideoBackend:
         """From the CLI's `--sagemaker-option KEY=VALUE` strings. `bucket=B` stands for work_s3_uri=s3://B/sagemaker."""
         known = {"image_uri", "role_arn", "models_s3_uri", "work_s3_uri", "bucket", "instance_type", "volume_gb",
-                 "max_runtime_s", "max_batch", "poll_s", "job_prefix", "container_args"}
+                 "max_runtime_s", "max_batch", "poll_s", "job_prefix", "container_args", "compile_cache_s3_uri"}
         unknown = sorted(set(options) - known)
         if unknown:
             raise BackendUnavailable(f"unknown --sagemaker-option {unknown}; known: {sorted(known)}")
@@ -167,6 +169,7 @@ class SageMakerVideoBackend:
                 volume_gb=self.volume_gb, jobs_s3_uri=jobs_s3_uri, models_s3_uri=self.models_s3_uri,
                 output_s3_uri=job.output_s3_uri, max_runtime_s=self.max_runtime_s, environment=self.environment,
                 model_folders=[pipeline_folder(batch[0])], speed_args=self.container_args,
+                compile_cache_s3_uri=self.compile_cache_s3_uri,
             )
             self.sagemaker.create_processing_job(**job_request)
             self.log(f"sagemaker: started {name} ({len(batch)} clip(s), {pipeline_folder(batch[0])}, {self.instance_type})")

@@ -81,6 +81,7 @@ def prepare_clip_batch(event: PrepareBatchEvent, *, store: Store, s3: Any, setti
         max_runtime_s=settings.max_runtime_s or DEFAULT_MAX_RUNTIME_S,
         environment={"CAMPAIGN": ref.campaign, "CAMPAIGN_RUN_ID": ref.run_id, "CAMPAIGN_BATCH": event.batch},
         model_folders=[pipeline_folder(todo[0])], speed_args=container_args(settings.container_args or ""),
+        compile_cache_s3_uri=settings.compile_cache_s3_uri,
     )
     if set(request) != set(RENDER_REQUEST_FIELDS):  # the render state passes exactly these fields on
         raise ValueError(f"the CreateProcessingJob request has fields {sorted(request)}, the state machine passes "

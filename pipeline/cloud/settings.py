@@ -35,6 +35,7 @@ ENV_NAMES = {
     "sagemaker_image_uri": "CAMPAIGN_SAGEMAKER_IMAGE_URI",
     "instance_type": "CAMPAIGN_SAGEMAKER_INSTANCE_TYPE",
     "container_args": "CAMPAIGN_SAGEMAKER_CONTAINER_ARGS",  # the container's speed options (shell words)
+    "compile_cache_s3_uri": "CAMPAIGN_COMPILE_CACHE_S3_URI",  # a saved torch.compile cache under the weights
     "volume_gb": "CAMPAIGN_SAGEMAKER_VOLUME_GB",
     "max_runtime_s": "CAMPAIGN_SAGEMAKER_MAX_RUNTIME_S",
     "models_s3_uri": "CAMPAIGN_MODELS_S3_URI",
@@ -66,6 +67,7 @@ class CloudSettings:
     sagemaker_image_uri: str | None = None
     instance_type: str | None = None
     container_args: str | None = None
+    compile_cache_s3_uri: str | None = None
     volume_gb: int | None = None
     max_runtime_s: int | None = None
     models_s3_uri: str | None = None
@@ -166,7 +168,7 @@ class CloudBackends:
             models_s3_uri=s.need("models_s3_uri"), work_s3_uri=f"s3://{s.need('output_bucket')}/runs",
             instance_type=s.instance_type or DEFAULT_INSTANCE_TYPE, volume_gb=s.volume_gb or DEFAULT_VOLUME_GB,
             max_runtime_s=s.max_runtime_s or DEFAULT_MAX_RUNTIME_S, max_batch=s.clips_per_batch or DEFAULT_MAX_BATCH,
-            container_args=s.container_args or ())
+            container_args=s.container_args or (), compile_cache_s3_uri=s.compile_cache_s3_uri)
 
     def key_source(self) -> KeySource:
         return KeySource(enhancer=self.enhancer.identity(), images=self.images.identity, video=self.video.identity)
