@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fake_aws.cloud import Cloud, lambda_env, moto_cloud
+from fake_aws.cloud import Cloud, cloud_for_tasks
 from fake_aws.container import preview_container
 
 from pipeline.backends import Backends, PassThroughEnhancer
@@ -25,7 +25,6 @@ from pipeline.manifest import load_manifest
 from pipeline.plan import KeySource, build_plan
 from pipeline.runner import run_local
 from pipeline.store import parse_s3_uri
-from tasks import _runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "manifests" / "assets"
@@ -160,12 +159,7 @@ def test_the_local_runner_sends_each_backend_what_the_manifest_says(campaign_dir
 
 @pytest.fixture
 def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
-    for name, value in lambda_env().items():
-        monkeypatch.setenv(name, value)
-    _runtime.reset()
-    with moto_cloud() as c:
-        yield c
-    _runtime.reset()
+    yield from cloud_for_tasks(monkeypatch)
 
 
 def test_the_state_machine_sends_the_gpu_container_what_the_manifest_says(cloud: Cloud, campaign_dir: Path) -> None:

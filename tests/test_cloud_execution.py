@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_aws.cloud import INPUT_BUCKET, OUTPUT_BUCKET, Cloud, lambda_env, moto_cloud
+from fake_aws.cloud import INPUT_BUCKET, OUTPUT_BUCKET, Cloud, cloud_for_tasks
 from fake_aws.container import CAPACITY_REASON, preview_container
 from fake_aws.stepfunctions import ContainerRun
 
 from pipeline.cli import main as campaign_cli
 from pipeline.cloud import STAGES, commands
 from pipeline.errors import Throttled
-from tasks import _runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "manifests" / "spring-sofa-launch.yaml"
@@ -29,24 +28,14 @@ RUN_FILES = ("plan.json", "budget.json")  # the cloud run's own bookkeeping, bes
 
 @pytest.fixture
 def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
-    for name, value in lambda_env().items():
-        monkeypatch.setenv(name, value)
-    _runtime.reset()
-    with moto_cloud() as c:
-        yield c
-    _runtime.reset()
+    yield from cloud_for_tasks(monkeypatch)
 
 
 @pytest.fixture
 def distributed_cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
     """The stack's `distributed_map_threshold` at 0: every stage that has items runs as a Distributed Map
     whose ItemReader reads the item list the plan step wrote to S3."""
-    for name, value in lambda_env().items():
-        monkeypatch.setenv(name, value)
-    _runtime.reset()
-    with moto_cloud(distributed_over=0) as c:
-        yield c
-    _runtime.reset()
+    yield from cloud_for_tasks(monkeypatch, distributed_over=0)
 
 
 @pytest.fixture

@@ -9,9 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fake_aws.cloud import INPUT_BUCKET, Cloud, lambda_env, moto_cloud
+from fake_aws.cloud import INPUT_BUCKET, Cloud, cloud_for_tasks
 
-from tasks import _runtime
 from tasks import enhance as enhance_task
 from tasks import plan as plan_task
 from tasks import prepare_batch as prepare_task
@@ -36,12 +35,7 @@ class FrozenClock(datetime):
 
 @pytest.fixture
 def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
-    for name, value in lambda_env().items():
-        monkeypatch.setenv(name, value)
-    _runtime.reset()
-    with moto_cloud() as c:  # every request checked against its service model (fake_aws/validate.py)
-        yield c
-    _runtime.reset()
+    yield from cloud_for_tasks(monkeypatch)  # every request checked against its service model (fake_aws/validate.py)
 
 
 def test_two_runs_preparing_one_batch_in_the_same_second_get_different_names(

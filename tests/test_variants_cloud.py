@@ -11,26 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_aws.cloud import Cloud, lambda_env, moto_cloud
+from fake_aws.cloud import Cloud, cloud_for_tasks
 
 from pipeline.cli import main as campaign_cli
 from pipeline.cloud import DEFAULT_DISTRIBUTED_THRESHOLD
 from pipeline.cloud.contract import MAX_SUMMARY_BYTES
 from pipeline.jobs import Job
 from pipeline.variants import Variant
-from tasks import _runtime
 
 # 40 markets x 50 products: 2,000 videos of one shot each.
 MARKETS, PRODUCTS = 40, 50
 
 
 def _cloud(monkeypatch: pytest.MonkeyPatch, **options: int) -> Iterator[Cloud]:
-    for name, value in lambda_env().items():
-        monkeypatch.setenv(name, value)
-    _runtime.reset()
-    with moto_cloud(**options) as c:
-        yield c
-    _runtime.reset()
+    yield from cloud_for_tasks(monkeypatch, **options)
 
 
 @pytest.fixture

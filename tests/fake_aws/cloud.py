@@ -164,3 +164,16 @@ def moto_cloud(*, job_concurrency: int = 4, gpu_concurrency: int = 2,
         arn = sfn.create_state_machine(name="campaign", definition=definition,
                                        roleArn=f"arn:aws:iam::{ACCOUNT}:role/campaign-states")["stateMachineArn"]
         yield Cloud(s3, sfn, arn)
+
+
+def cloud_for_tasks(monkeypatch: Any, **options: int) -> Iterator[Cloud]:
+    """A moto_cloud with the task functions' environment (lambda_env) set and their cached settings and
+    clients reset around it: the body of each test module's `cloud` fixture (`yield from` it)."""
+    from tasks import _runtime
+
+    for name, value in lambda_env().items():
+        monkeypatch.setenv(name, value)
+    _runtime.reset()
+    with moto_cloud(**options) as c:
+        yield c
+    _runtime.reset()
