@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--workers", type=int, default=2, help="jobs each generation runs in parallel")
     sd.add_argument("--bucket", default=os.environ.get("CAMPAIGN_INPUT_BUCKET"),
                     help="input bucket for Submit (or CAMPAIGN_INPUT_BUCKET)")
+    sd.add_argument("--output-bucket", default=os.environ.get("CAMPAIGN_OUTPUT_BUCKET"),
+                    help="the stack's output bucket: list its runs under Runs too (or CAMPAIGN_OUTPUT_BUCKET)")
     sd.add_argument("--state-machine-arn", default=os.environ.get("CAMPAIGN_STATE_MACHINE_ARN"))
     _backend_flags(sd)
 
@@ -579,7 +581,7 @@ def cmd_studio(args: argparse.Namespace) -> int:
 
     backends_from_args(args)  # a bad backend choice fails here, with its message, not later in the page
     config = StudioConfig(out_dir=args.out.resolve(), backend_argv=backend_argv(args), input_bucket=args.bucket,
-                          state_machine_arn=args.state_machine_arn, workers=args.workers)
+                          output_bucket=args.output_bucket, state_machine_arn=args.state_machine_arn, workers=args.workers)
     return serve(config, port=args.port, address=args.address)
 
 

@@ -119,7 +119,7 @@ def test_make_watch_and_download_a_clip_then_find_it_under_runs(studio: tuple[st
         [run] = runs.list_runs(out)
         [job] = jobs.list_jobs(StudioConfig(out_dir=out))
         assert job.state == "succeeded" and run.run_id == job.id
-        assert saved.read_bytes() == (run.folder / "videos" / "shot.mp4").read_bytes()
+        assert saved.read_bytes() == (out / run.file("videos/shot.mp4")).read_bytes()
 
         # 4. Runs: the shot is there, opened in place with its player
         page.get_by_text("Runs", exact=True).click()

@@ -24,7 +24,8 @@ def main() -> None:
     config = StudioConfig.from_env()
     st.set_page_config(page_title="campaign studio", layout="wide")
     page = st.sidebar.radio("Page", PAGES, key="page", bind="query-params")  # in the URL: kept on refresh
-    st.sidebar.caption(f"output folder: `{config.out_dir}`")
+    st.sidebar.caption(f"output folder: `{config.out_dir}`"
+                       + (f" · cloud runs: `s3://{config.output_bucket}/runs`" if config.output_bucket else ""))
     if page == "Shot":
         shot_page(config)
     elif page == "Runs":
@@ -174,27 +175,50 @@ def save_manifest_form(config: StudioConfig) -> None:
 # --- Runs ---------------------------------------------------------------------------------------------
 
 
+@st.cache_resource(ttl=60, show_spinner="reading the runs in the output bucket")
+def _bucket_runs(bucket: str) -> list[runs.RunSummary]:
+    """A bucket's runs, read at most once a minute (one LIST per campaign and one GET per report); Refresh
+    reads them again."""
+    return runs.read_runs(runs.BucketRuns(bucket))
+
+
 def runs_page(config: StudioConfig) -> None:
     st.title("Runs")
-    cols = st.columns(2)
-    picked_campaigns = cols[0].multiselect("Campaign", runs.campaigns(config.out_dir), key="runs_campaigns")
+    found = runs.read_runs(runs.FolderRuns(config.out_dir))
+    if config.output_bucket:
+        if st.sidebar.button("Refresh cloud runs", key="runs_refresh"):
+            _bucket_runs.clear()
+        try:
+            found += _bucket_runs(config.output_bucket)
+        except runs.SourceUnavailable as exc:
+            st.error(f"{exc} (local runs are listed below)")
+    cols = st.columns(3 if config.output_bucket else 2)
+    picked_campaigns = cols[0].multiselect("Campaign", runs.campaigns(found), key="runs_campaigns")
     picked_status = cols[1].multiselect("Status", runs.STATUSES, key="runs_status")
-    found = runs.list_runs(config.out_dir, campaigns=picked_campaigns, statuses=picked_status)
+    where = sorted({r.source.label for r in found})
+    picked_source = cols[2].multiselect("Where", where, key="runs_source") if config.output_bucket else []
+    found = runs.newest_first([r for r in runs.filtered(found, campaigns=picked_campaigns, statuses=picked_status)
+                               if not picked_source or r.source.label in picked_source])
     if not found:
-        st.info(f"no runs under {config.out_dir}/runs yet")
+        places = f"{config.out_dir}/runs" + (f" or s3://{config.output_bucket}/runs" if config.output_bucket else "")
+        st.info(f"no runs under {places} yet" if not (picked_campaigns or picked_status or picked_source)
+                else "no runs match these filters")
         return
     st.dataframe([{"started": r.started, "campaign": r.campaign, "run": r.run_id, "status": r.status,
-                   "videos": r.videos, "images": r.images, "errors": r.errors, "cost (USD, est.)": r.cost_usd}
-                  for r in found], hide_index=True)
-    labels = {f"{r.campaign} / {r.run_id} — {r.status}": r for r in found}
+                   "where": r.source.label, "videos": r.videos, "images": r.images, "errors": r.errors,
+                   "cost (USD, est.)": r.cost_usd} for r in found], hide_index=True)
+    labels = {r.label: r for r in found}
     chosen = labels[st.selectbox("Open a run", list(labels), key="run")]
-    show_report(chosen)
+    try:
+        show_report(chosen)
+    except runs.SourceUnavailable as exc:
+        st.error(str(exc))
 
 
 def show_report(run: runs.RunSummary) -> None:
-    report = runs.load_report(run.report_path) or {}
+    report = runs.read_report(run) or {}
     st.header(f"{run.campaign} / {run.run_id}")
-    st.markdown(f"**{report.get('status')}** · backends: "
+    st.markdown(f"**{report.get('status')}** · {run.source.label} · backends: "
                 + ", ".join(f"{k}={v}" for k, v in (report.get("backends") or {}).items()))
     if report.get("description"):
         st.caption(report["description"])
@@ -206,28 +230,39 @@ def show_report(run: runs.RunSummary) -> None:
     for video in report.get("videos", []):
         st.subheader(f"video {video['id']}")
         if video.get("path"):
-            st.video(str(run.folder / video["path"]), width=640)
+            st.video(run.source.media(run.file(video["path"])), width=640)
             st.caption(f"{video.get('duration_s')} s (expected {video.get('expected_duration_s')} s) · "
                        f"{video.get('width')}×{video.get('height')} · {video.get('fps')} fps · {video.get('method')}")
+            download(run, video["path"], filename=f"{run.campaign}-{run.run_id}-{video['id']}.mp4", mime="video/mp4")
         st.table([{"shot": c.get("shot"), "prompt": c.get("prompt"),
-                       "enhanced prompt": c.get("enhanced_prompt") or "not enhanced", "model": c.get("model"),
-                       "frames": c.get("frames"), "seed": c.get("seed"), "backend": c.get("backend"),
-                  "status": c.get("status")} for c in video.get("clips", [])])
+                   "enhanced prompt": c.get("enhanced_prompt") or "not enhanced", "model": c.get("model"),
+                   "frames": c.get("frames"), "seed": c.get("seed"), "backend": c.get("backend"),
+                   "status": c.get("status")} for c in video.get("clips", [])])
     for image in report.get("images", []):
         st.subheader(f"image {image['id']}")
         if image.get("path"):
-            st.image(str(run.folder / image["path"]), width=320)
+            st.image(run.source.media(run.file(image["path"])), width=320)
         st.caption(" → ".join(s["tool"] for s in image.get("steps", [])) + f" · {image.get('backend')}")
     cost = report.get("cost") or {}
     if cost:
         st.subheader(f"estimated AWS cost: ${cost.get('total_usd', 0):.2f}")
         st.table(cost.get("items", []))
-    html = run.folder / "report.html"
-    if html.is_file():
-        st.download_button("Download report.html", data=html.read_bytes(), file_name=f"{run.campaign}-{run.run_id}.html",
-                           mime="text/html", key=f"report-{run.run_id}")
+    download(run, "report.html", filename=f"{run.campaign}-{run.run_id}.html", mime="text/html",
+             label="Download report.html")
     with st.expander("report.json"):
         st.json(report, expanded=False)
+
+
+def download(run: runs.RunSummary, relative: str, *, filename: str, mime: str, label: str = "Download") -> None:
+    """A local file is served by the page; a bucket's through a presigned link, straight from S3."""
+    key = run.file(relative)
+    link = run.source.link(key, filename=filename)
+    if link is not None:
+        st.link_button(label, link)
+        return
+    data = run.source.read(key)
+    if data is not None:
+        st.download_button(label, data=data, file_name=filename, mime=mime, key=f"dl-{run.source.label}-{key}")
 
 
 # --- Manifest -----------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ class StudioConfig:
     out_dir: Path
     backend_argv: tuple[str, ...] = ()
     input_bucket: str | None = None
+    output_bucket: str | None = None  # the stack's output bucket: its runs are listed under Runs too
     state_machine_arn: str | None = None
     workers: int = 2
 
@@ -29,7 +30,8 @@ class StudioConfig:
 
     def to_env(self) -> str:
         return json.dumps({"out_dir": str(self.out_dir), "backend_argv": list(self.backend_argv),
-                           "input_bucket": self.input_bucket, "state_machine_arn": self.state_machine_arn,
+                           "input_bucket": self.input_bucket, "output_bucket": self.output_bucket,
+                           "state_machine_arn": self.state_machine_arn,
                            "workers": self.workers})
 
     @classmethod
@@ -40,7 +42,8 @@ class StudioConfig:
             return cls(out_dir=Path("out").resolve())
         d = json.loads(raw)
         return cls(out_dir=Path(d["out_dir"]), backend_argv=tuple(d.get("backend_argv") or ()),
-                   input_bucket=d.get("input_bucket"), state_machine_arn=d.get("state_machine_arn"),
+                   input_bucket=d.get("input_bucket"), output_bucket=d.get("output_bucket"),
+                   state_machine_arn=d.get("state_machine_arn"),
                    workers=int(d.get("workers") or 2))
 
     def flag(self, name: str) -> str | None:

@@ -1,13 +1,149 @@
-"""The run history: every report under the output folder, newest first, and what a run page shows."""
+"""The run history: every report under the output folder and, when configured, in the cloud's output bucket,
+newest first, and how a run page reaches each run's files (a path, or a presigned URL)."""
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-STATUSES = ("succeeded", "partial", "failed")
+from pipeline.report import AWAITING_APPROVAL, EXPIRED, REJECTED
+
+STATUSES = ("succeeded", "partial", "failed", AWAITING_APPROVAL, REJECTED, EXPIRED)
+LOCAL = "local"
+URL_SECONDS = 3600  # how long a presigned link lasts (less where the role session ends sooner, see BucketRuns.link)
+BUCKET_RUNS_LIMIT = 200  # reports read per refresh from a bucket: the newest runs of each campaign, by run id
+PARALLEL_READS = 8
+
+
+class RunSource(Protocol):
+    """Where runs live. Keys are the store's: runs/<campaign>/<run-id>/report.json and the files beside it."""
+
+    label: str
+
+    def report_keys(self) -> list[str]: ...
+
+    def read(self, key: str) -> bytes | None: ...
+
+    def media(self, key: str) -> str:
+        """What st.video / st.image take: a local path or an https URL."""
+        ...
+
+    def link(self, key: str, *, filename: str) -> str | None:
+        """A download link for the browser, or None where the page serves the bytes itself."""
+        ...
+
+    def mtime(self, key: str) -> int:
+        """Orders runs started in the same second (0 where unknown)."""
+        ...
+
+
+class SourceUnavailable(Exception):
+    """A bucket's runs could not be listed or read (no credentials, no access, no such bucket)."""
+
+
+class FolderRuns:
+    """Runs under a local output folder (`campaign run --out`, the studio's own renders)."""
+
+    label = LOCAL
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+
+    def report_keys(self) -> list[str]:
+        return [p.relative_to(self.out_dir).as_posix() for p in self.out_dir.glob("runs/*/*/report.json")]
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return (self.out_dir / key).read_bytes()
+        except OSError:
+            return None
+
+    def media(self, key: str) -> str:
+        return str(self.out_dir / key)
+
+    def link(self, key: str, *, filename: str) -> str | None:
+        return None
+
+    def mtime(self, key: str) -> int:
+        try:
+            return (self.out_dir / key).stat().st_mtime_ns
+        except OSError:
+            return 0
+
+
+class BucketRuns:
+    """Runs in the cloud's output bucket (the state machine writes the same runs/ layout there). Listing reads
+    campaign and run prefixes with a delimiter, so its cost follows the number of runs, not of files; only
+    the newest `limit` reports are read. The browser fetches videos and images straight from S3 through
+    presigned GET URLs; the studio's role needs s3:ListBucket on runs/ and s3:GetObject on runs/* only."""
+
+    def __init__(self, bucket: str, *, client: Any = None, limit: int = BUCKET_RUNS_LIMIT) -> None:
+        self.bucket = bucket
+        self.label = f"s3://{bucket}"
+        self.limit = limit
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            # SigV4 for presigning: botocore still signs presigned URLs with SigV2 in us-east-1 by default, and
+            # buckets created after 24 June 2020 refuse SigV2 (S3 API Reference, "Specifying the Signature
+            # Version in request authentication", docs.aws.amazon.com/AmazonS3/latest/API/specify-signature-version.html).
+            # The client's region is the environment's: run the studio in the stack's region.
+            self._client = boto3.client("s3", config=Config(signature_version="s3v4"))
+        return self._client
+
+    def _prefixes(self, prefix: str) -> list[str]:
+        found: list[str] = []
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/")
+        for page in pages:
+            found += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        return found
+
+    def report_keys(self) -> list[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            runs = [run for campaign in self._prefixes("runs/") for run in self._prefixes(campaign)]
+        except (BotoCoreError, ClientError) as exc:
+            raise SourceUnavailable(f"cannot list the runs in {self.label}/runs/: {exc}") from exc
+        # run ids start with their UTC start time (report.new_run_id): the newest sort last
+        runs.sort(key=lambda p: p.rstrip("/").rsplit("/", 1)[-1], reverse=True)
+        return [f"{p}report.json" for p in runs[:self.limit]]
+
+    def read(self, key: str) -> bytes | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            return None  # a run still going (or one whose report step has not written yet)
+        except (BotoCoreError, ClientError) as exc:
+            raise SourceUnavailable(f"cannot read {self.label}/{key}: {exc}") from exc
+        return body
+
+    def media(self, key: str) -> str:
+        return self._presign(key, {})
+
+    def link(self, key: str, *, filename: str) -> str | None:
+        return self._presign(key, {"ResponseContentDisposition": f'attachment; filename="{filename}"'})
+
+    def mtime(self, key: str) -> int:
+        return 0  # run ids order a bucket's runs within one second
+
+    def _presign(self, key: str, extra: dict[str, str]) -> str:
+        # Signed locally, no request. A URL signed with a role's temporary credentials (the deployed studio's
+        # task role) stops working when that session ends, even before ExpiresIn:
+        # https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-presigned-url.html
+        url: str = self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key, **extra}, ExpiresIn=URL_SECONDS)
+        return url
 
 
 @dataclass(frozen=True)
@@ -16,73 +152,98 @@ class RunSummary:
     run_id: str
     status: str
     started: str
-    report_path: Path  # runs/<campaign>/<run-id>/report.json
+    source: RunSource
+    key: str  # runs/<campaign>/<run-id>/report.json in its source
     videos: int
     images: int
     errors: int
     cost_usd: float | None
 
     @property
-    def folder(self) -> Path:
-        return self.report_path.parent
+    def prefix(self) -> str:
+        """runs/<campaign>/<run-id>: the report's paths are relative to it."""
+        return self.key.rsplit("/", 1)[0]
+
+    def file(self, relative: str) -> str:
+        return f"{self.prefix}/{relative}"
+
+    @property
+    def label(self) -> str:
+        where = "" if self.source.label == LOCAL else f" ({self.source.label})"
+        return f"{self.campaign} / {self.run_id} — {self.status}{where}"
 
 
-def list_runs(out_dir: Path, *, campaigns: list[str] | None = None, statuses: list[str] | None = None) -> list[RunSummary]:
-    """Every run with a report under out_dir/runs, newest first; empty filters keep everything."""
-    found = []
-    for path in out_dir.glob("runs/*/*/report.json"):
-        report = load_report(path)
-        if report is None:
-            continue
-        run = RunSummary(campaign=str(report.get("campaign", path.parent.parent.name)),
-                         run_id=str(report.get("run_id", path.parent.name)), status=str(report.get("status", "?")),
-                         started=str(report.get("started", "")), report_path=path,
-                         videos=sum(1 for v in report.get("videos", []) if v.get("path")),
-                         images=sum(1 for i in report.get("images", []) if i.get("path")),
-                         errors=len(report.get("errors", [])),
-                         cost_usd=(report.get("cost") or {}).get("total_usd"))
-        if campaigns and run.campaign not in campaigns:
-            continue
-        if statuses and run.status not in statuses:
-            continue
-        found.append(run)
-    # `started` has whole seconds; within one second the report written last is the newer run
-    return sorted(found, key=lambda r: (r.started, _mtime(r.report_path)), reverse=True)
+def list_runs(where: Path | list[RunSource], *, campaigns: list[str] | None = None,
+              statuses: list[str] | None = None) -> list[RunSummary]:
+    """Every run with a report in an output folder (or in the sources given), newest first; empty filters keep
+    everything."""
+    found = [run for source in ([FolderRuns(where)] if isinstance(where, Path) else where) for run in read_runs(source)]
+    return newest_first(filtered(found, campaigns=campaigns, statuses=statuses))
 
 
-def _mtime(path: Path) -> int:
+def read_runs(source: RunSource) -> list[RunSummary]:
+    """Every run in one source that has a readable report (reports read a few at a time)."""
+    keys = source.report_keys()
+    with ThreadPoolExecutor(max_workers=PARALLEL_READS) as pool:
+        reports = list(pool.map(lambda k: parse_report(source.read(k)), keys))
+    return [summarize(report, source=source, key=key) for key, report in zip(keys, reports, strict=True) if report]
+
+
+def filtered(found: list[RunSummary], *, campaigns: list[str] | None = None,
+             statuses: list[str] | None = None) -> list[RunSummary]:
+    return [r for r in found if (not campaigns or r.campaign in campaigns) and (not statuses or r.status in statuses)]
+
+
+def newest_first(found: list[RunSummary]) -> list[RunSummary]:
+    # `started` has whole seconds; within one second the report written last (local) or the later id is newer
+    return sorted(found, key=lambda r: (r.started, r.source.mtime(r.key), r.run_id), reverse=True)
+
+
+def summarize(report: dict[str, Any], *, source: RunSource, key: str) -> RunSummary:
+    parts = key.split("/")  # runs/<campaign>/<run-id>/report.json
+    return RunSummary(campaign=str(report.get("campaign", parts[-3])), run_id=str(report.get("run_id", parts[-2])),
+                      status=str(report.get("status", "?")), started=str(report.get("started", "")),
+                      source=source, key=key, videos=sum(1 for v in report.get("videos", []) if v.get("path")),
+                      images=sum(1 for i in report.get("images", []) if i.get("path")),
+                      errors=len(report.get("errors", [])), cost_usd=(report.get("cost") or {}).get("total_usd"))
+
+
+def parse_report(data: bytes | None) -> dict[str, Any] | None:
     try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return 0
+        report = json.loads(data) if data is not None else None
+    except ValueError:
+        return None  # a report being written right now; it appears on the next refresh
+    return report if isinstance(report, dict) else None
 
 
 def load_report(path: Path) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # a report being written right now; it appears on the next refresh
-    return data if isinstance(data, dict) else None
+        return parse_report(path.read_bytes())
+    except OSError:
+        return None
 
 
-def campaigns(out_dir: Path) -> list[str]:
-    return sorted(p.name for p in out_dir.glob("runs/*") if p.is_dir())
+def read_report(run: RunSummary) -> dict[str, Any] | None:
+    return parse_report(run.source.read(run.key))
+
+
+def campaigns(found: list[RunSummary]) -> list[str]:
+    return sorted({r.campaign for r in found})
 
 
 def edited_images(out_dir: Path, *, limit: int = 50) -> list[tuple[str, Path]]:
-    """(label, file) for the edited images of past runs, newest first: start images for image-to-video."""
+    """(label, file) for the edited images of past local runs, newest first: start images for image-to-video."""
     seen: set[tuple[int, int]] = set()  # a run's files are hard links into cache/: one entry per file
     images = []
     for run in list_runs(out_dir):
-        report = load_report(run.report_path) or {}
-        for im in report.get("images", []):
+        for im in (read_report(run) or {}).get("images", []):
             if not im.get("path"):
                 continue
-            path = run.folder / im["path"]
+            path = out_dir / run.file(im["path"])
             if not path.is_file() or (path.stat().st_dev, path.stat().st_ino) in seen:
                 continue
             seen.add((path.stat().st_dev, path.stat().st_ino))
-            images.append((f"{run.campaign} / {im['id']} ({run.run_id})", run.folder / im["path"]))
+            images.append((f"{run.campaign} / {im['id']} ({run.run_id})", path))
             if len(images) >= limit:
                 return images
     return images
