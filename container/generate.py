@@ -129,6 +129,7 @@ class BatchResult:
 
 
 Log = Callable[[str], None]
+StepHook = Callable[[str, int, int], None]  # (job key, steps done, steps): a caller's live progress (the studio)
 
 
 def log_line(message: str) -> None:
@@ -152,6 +153,7 @@ def run_batch(
     compile_cache_out: Path | None = None,
     summary_path: Path | None = None,
     log: Log = log_line,
+    on_step: StepHook | None = None,
 ) -> BatchResult:
     """Render every job in `jobs_path` (a .jsonl file or a folder of them) into `out_dir`.
 
@@ -209,7 +211,7 @@ def run_batch(
                     placement = SimpleNamespace(identity=loaded.identity, dtype=loaded.dtype, device=loaded.device,
                                                 memory_mode=loaded.memory_mode)
                     pending.append((job, render_clip(loaded, job, out_dir, environment, log=log, writer=writer,
-                                                     dump_raw_frames=dump_raw_frames), placement))
+                                                     dump_raw_frames=dump_raw_frames, on_step=on_step), placement))
                 except torch.cuda.OutOfMemoryError as exc:
                     release_memory()
                     before = loaded.memory_mode
@@ -477,7 +479,7 @@ def folder_identity(folder: Path) -> dict[str, Any]:
 
 
 def render_clip(loaded: LoadedPipeline, job: Job, out_dir: Path, environment: dict[str, Any], *, log: Log,
-                writer: ClipWriter, dump_raw_frames: bool = False) -> Future[JobResult]:
+                writer: ClipWriter, dump_raw_frames: bool = False, on_step: StepHook | None = None) -> Future[JobResult]:
     """Prepare the inputs, denoise and decode on the device; hand encoding and provenance to `writer`."""
     pipe = loaded.pipe
     started = time.perf_counter()
@@ -519,7 +521,7 @@ def render_clip(loaded: LoadedPipeline, job: Job, out_dir: Path, environment: di
             generator=torch.Generator(device="cpu").manual_seed(job.seed),
             output_type="pt",
             max_sequence_length=max_tokens,
-            callback_on_step_end=progress_callback(job, log),
+            callback_on_step_end=progress_callback(job, log, on_step),
             **call,
         )
     video = output.frames[0]  # [F, C, H, W] in [0, 1], still on the device
@@ -618,7 +620,8 @@ def fit_image(path: Path, width: int, height: int) -> tuple[Image.Image, dict[st
                     "fit": "cover+center-crop", "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
-def progress_callback(job: Job, log: Log) -> Callable[..., dict[str, Any]]:
+def progress_callback(job: Job, log: Log, on_step: StepHook | None = None) -> Callable[..., dict[str, Any]]:
+    """diffusers' callback_on_step_end: a log line every few steps, and every step to `on_step` when given."""
     every = max(1, job.steps // PROGRESS_LINES_PER_CLIP)
     started = time.perf_counter()
 
@@ -626,6 +629,8 @@ def progress_callback(job: Job, log: Log) -> Callable[..., dict[str, Any]]:
         done = step + 1
         if done % every == 0 or done == job.steps:
             log(f"{job.key}: step {done}/{job.steps} ({time.perf_counter() - started:.1f}s)")
+        if on_step is not None:
+            on_step(job.key, done, job.steps)
         return callback_kwargs
 
     return on_step_end

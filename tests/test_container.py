@@ -22,7 +22,7 @@ from botocore.validate import validate_parameters
 from fake_aws.validate import model_checked
 from moto import mock_aws
 
-from pipeline.backends.base import ClipRequest
+from pipeline.backends.base import ClipRequest, set_step_reporter
 from pipeline.backends.video_diffusers import DiffusersVideoBackend
 from pipeline.backends.video_sagemaker import SageMakerVideoBackend
 from pipeline.catalog import VIDEO_MODELS
@@ -330,7 +330,13 @@ def test_diffusers_backend_runs_generate_in_process_and_loads_once(models, tmp_p
     original = gen.load_pipeline
     monkeypatch.setattr(gen, "load_pipeline", lambda folder, **kw: loads.append(folder.name) or original(folder, **kw))
     backend = DiffusersVideoBackend(models)
-    outcomes = backend.render(requests, tmp_path / "clips")
+    steps: list[tuple[str, int, int, str]] = []
+    set_step_reporter(lambda *report: steps.append(report))  # what the studio shows while a clip renders
+    try:
+        outcomes = backend.render(requests, tmp_path / "clips")
+    finally:
+        set_step_reporter(None)
+    assert steps == [(r.key, n, 2, "step") for r in requests[:4] for n in (1, 2)]  # the bad clip never denoised
     assert [o.key for o in outcomes] == [r.key for r in requests]
     assert loads == ["cogvideox-5b", "cogvideox-5b-i2v"]  # three T2V clips, one load
     for outcome in outcomes[:4]:

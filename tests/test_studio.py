@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from pipeline.errors import ManifestInvalid
 from pipeline.manifest import load_manifest, load_manifest_text
 from pipeline.studio import engine, jobs, runs, shots
 from pipeline.studio.config import ENV_VAR, StudioConfig
-from pipeline.studio.worker import gpu_locks
+from pipeline.studio.worker import ClipSteps, StatusFile, gpu_locks
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -184,6 +185,37 @@ def test_a_gpu_backend_renders_one_job_per_model_and_a_waiting_job_can_be_cancel
         done = wait_for(lambda: finished(config, job.id), what="the cancelled worker to stop")
     assert done.state == "cancelled"
     assert not list((config.out_dir / "cache").glob("clip/*.mp4"))  # it never rendered
+
+
+def test_a_generation_reports_each_clips_frames_as_it_renders(config: StudioConfig) -> None:
+    """The preview backend reports each frame drawn (diffusers each denoising step: tests/test_container.py);
+    the worker keeps the latest per clip in status.json, where the page shows it under the job's progress."""
+    job = jobs.start_job(config, campaign="studio", shot=shots.ShotSpec(prompt="A bee", frames=17))
+    done = wait_for(lambda: finished(config, job.id), what="the generation")
+    assert done.state == "succeeded", done.message
+    assert done.rendering == (("clip:shot/01", 17, 17, "frame"),) and done.in_progress == ()
+    status = json.loads((jobs.jobs_dir(config) / job.id / "status.json").read_text())
+    assert status["rendering"] == {"clip:shot/01": [17, 17, "frame"]}
+
+
+def test_the_shot_page_shows_the_steps_of_a_clip_being_rendered(config: StudioConfig) -> None:
+    """A job mid-render, as a diffusers worker leaves it (status.json written by the worker's own StatusFile)."""
+    folder = jobs.jobs_dir(config) / "20261125T000000Z-demo"
+    folder.mkdir(parents=True)
+    (folder / "request.json").write_text(json.dumps({"id": folder.name, "campaign": "studio", "manifest": "m.yaml",
+                                                     "shot": shots.ShotSpec(prompt="A bee").to_dict()}))
+    status = StatusFile(folder)
+    ClipSteps(status, {"k1": "clip:shot/01"})("k1", 12, 50, "step")
+    status.update(state="running", total=2, done=1)
+    worker = subprocess.Popen(["sleep", "600"])  # stands in for the worker process while the page looks
+    try:
+        (folder / "pid").write_text(str(worker.pid))
+        at = app()
+        texts = [p.proto.text for p in at.get("progress")]
+        assert "clip:shot/01: step 12/50" in texts and any(t.startswith("1/2 job(s)") for t in texts), texts
+    finally:
+        worker.kill()
+        worker.wait()
 
 
 def test_previews_take_no_lock(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -140,3 +141,31 @@ class BackendSet(Protocol):
     def video(self) -> VideoBackend: ...
 
     def names(self) -> dict[str, str]: ...
+
+
+# --- live progress within a clip -------------------------------------------------------------------
+
+# (clip key, units done, units in all, unit): a backend that renders in steps says so as it goes; whoever shows
+# progress (the studio's worker, one generation per process) installs the reporter. Without one, nothing happens.
+StepReporter = Callable[[str, int, int, str], None]
+_reporter: list[StepReporter] = []
+
+
+def set_step_reporter(reporter: StepReporter | None) -> None:
+    _reporter[:] = [reporter] if reporter is not None else []
+
+
+def report_step(key: str, done: int, total: int, unit: str = "step") -> None:
+    for reporter in _reporter:
+        try:
+            reporter(key, done, total, unit)
+        except Exception as exc:  # noqa: BLE001 - progress display must never fail a render
+            print(f"progress not shown: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def reporting_frames(frames: Iterable[Any], *, key: str, total: int) -> Iterator[Any]:
+    """`frames`, reporting each one drawn (for backends whose unit of work is a frame)."""
+    for i, frame in enumerate(frames, 1):
+        yield frame
+        report_step(key, i, total, "frame")
+

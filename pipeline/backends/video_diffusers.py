@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pipeline.backends.base import ClipOutcome, ClipRequest
+from pipeline.backends.base import ClipOutcome, ClipRequest, report_step
 from pipeline.errors import BackendUnavailable
 from pipeline.media.encode import H264_PROFILE, PROFILE_ID
 from pipeline.schedule import I2V_SUFFIX
@@ -108,7 +108,8 @@ class DiffusersVideoBackend:
             jobs_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
             generate.quiet_libraries()
             batch = generate.run_batch(jobs_path, self.models_dir, out_dir, compile_transformer=self.compile_transformer,
-                                       memory_mode=self.memory_mode)
+                                       memory_mode=self.memory_mode,
+                                       on_step=lambda key, done, steps: report_step(key, done, steps, "step"))
         by_key = {result.key: result for result in batch.results if result.key is not None}
         return [self._outcome(request, by_key.get(request.key)) for request in requests]
 

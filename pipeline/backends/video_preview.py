@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from pipeline.backends.base import ClipOutcome, ClipRequest
+from pipeline.backends.base import ClipOutcome, ClipRequest, reporting_frames
 from pipeline.errors import InputRejected, JobFailed, PipelineError
 from pipeline.media.compose import draw_text_block, font
 from pipeline.media.encode import PROFILE_ID, write_clip
@@ -48,7 +48,7 @@ class PreviewVideoBackend:
             _check(req)
             frames = _ken_burns(req) if req.image is not None else _title_card(req)
             path = out_dir / f"{req.key}.mp4"
-            written = write_clip(path, frames, width=req.width, height=req.height, fps=req.fps)
+            written = write_clip(path, reporting_frames(frames, key=req.key, total=req.frames), width=req.width, height=req.height, fps=req.fps)
             if written != req.frames:  # cannot happen by construction; never leave a wrong clip under its key
                 path.unlink(missing_ok=True)
                 raise JobFailed(f"clip {req.key}: wrote {written} frames, expected {req.frames}")

@@ -133,6 +133,8 @@ def show_job(config: StudioConfig, job: jobs.StudioJob) -> None:
         st.markdown(f"**{job.state}** · `{job.id}` · {title}")
         if job.active:
             st.progress(job.fraction, text=f"{job.done}/{job.total or '?'} job(s) · {job.message}")
+            for job_id, done, of, unit in job.in_progress:  # where the backend reports steps (diffusers) or frames
+                st.progress(done / of, text=f"{job_id}: {unit} {done}/{of}")
             if st.button("Cancel", key=f"cancel-{job.id}"):
                 jobs.cancel_job(config, job.id)
                 st.rerun()

@@ -34,6 +34,12 @@ class StudioJob:
     report: str | None = None
     shot: ShotSpec | None = None
     pid: int | None = None
+    rendering: tuple[tuple[str, int, int, str], ...] = ()  # (job id, done, of, "step" | "frame") as backends report
+
+    @property
+    def in_progress(self) -> tuple[tuple[str, int, int, str], ...]:
+        """The clips rendering now, with their steps (or frames) so far."""
+        return tuple(r for r in self.rendering if r[1] < r[2])
 
     @property
     def active(self) -> bool:
@@ -88,7 +94,9 @@ def read_job(folder: Path) -> StudioJob:
     return StudioJob(id=str(request["id"]), campaign=str(request["campaign"]), manifest=str(request["manifest"]),
                      state=state, done=int(status.get("done", 0)), total=int(status.get("total", 0)),
                      message=message, report=status.get("report"),
-                     shot=ShotSpec.from_dict(shot) if shot else None, pid=pid)
+                     shot=ShotSpec.from_dict(shot) if shot else None, pid=pid,
+                     rendering=tuple((str(k), int(v[0]), int(v[1]), str(v[2]))
+                                     for k, v in sorted((status.get("rendering") or {}).items())))
 
 
 def list_jobs(config: StudioConfig) -> list[StudioJob]:

@@ -11,6 +11,7 @@ import fcntl
 import json
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from pipeline.studio.shots import write_text_atomic
 # (sagemaker gives every job its own instance; preview is CPU and cheap, so those run side by side.)
 LOCAL_GPU_BACKENDS = ("diffusers",)
 LOCKS_DIR = "locks"
+STEP_WRITE_S = 0.25  # how often a clip's step progress is written (the page refreshes every second)
 
 
 class StatusFile:
@@ -32,11 +34,34 @@ class StatusFile:
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / "status.json"
-        self.data: dict[str, Any] = {"state": "queued", "done": 0, "total": 0, "message": "", "report": None}
+        self.data: dict[str, Any] = {"state": "queued", "done": 0, "total": 0, "message": "", "report": None,
+                                     "rendering": {}}
+        self._lock = threading.Lock()  # the runner's threads and the renderers' step reports both write it
 
     def update(self, **changes: Any) -> None:
-        self.data.update(changes, updated=time.time())
-        write_text_atomic(self.path, json.dumps(self.data, indent=1))
+        with self._lock:
+            self.data.update(changes, updated=time.time())
+            write_text_atomic(self.path, json.dumps(self.data, indent=1))
+
+
+class ClipSteps:
+    """A backend's step (or frame) reports, as `rendering` in status.json: {job id: [done, of, unit]}. Written at
+    most every STEP_WRITE_S per clip, and always on its last step; the page reads it on its next refresh."""
+
+    def __init__(self, status: StatusFile, job_ids: dict[str, str]) -> None:
+        self.status = status
+        self.job_ids = job_ids  # clip key -> job id (clip:<video>/<shot>)
+        self.last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str, done: int, total: int, unit: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if done < total and now - self.last.get(key, 0.0) < STEP_WRITE_S:
+                return
+            self.last[key] = now
+            rendering = {**self.status.data.get("rendering", {}), self.job_ids.get(key, key): [done, total, unit]}
+            self.status.update(rendering=rendering)
 
 
 class ProgressStream:
@@ -87,6 +112,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def run_job(folder: Path, config: StudioConfig) -> int:
+    from pipeline.backends.base import set_step_reporter
     from pipeline.cost import estimate_cost
     from pipeline.errors import ManifestInvalid, PipelineError
     from pipeline.manifest import load_manifest
@@ -102,6 +128,7 @@ def run_job(folder: Path, config: StudioConfig) -> int:
         backends, plan = plan_campaign(campaign, config)
         models = sorted({j.clip.model for j in plan.jobs if j.kind == "clip"})
         status.update(total=len(plan.jobs), backends=backends.names())
+        set_step_reporter(ClipSteps(status, {j.key: j.id for j in plan.jobs if j.kind == "clip"}))
         with gpu_locks(config.studio_dir, backend=backends.video.name, models=models,
                        on_wait=lambda m: status.update(message=f"waiting for the {backends.video.name} {m} renderer")):
             status.update(state="running", message=f"{len(plan.jobs)} job(s)", started=time.time())
