@@ -95,7 +95,8 @@ class BucketRuns:
             # SigV4 for presigning: botocore still signs presigned URLs with SigV2 in us-east-1 by default, and
             # buckets created after 24 June 2020 refuse SigV2 (S3 API Reference, "Specifying the Signature
             # Version in request authentication", docs.aws.amazon.com/AmazonS3/latest/API/specify-signature-version.html).
-            # The client's region is the environment's: run the studio in the stack's region.
+            # The client's region is the environment's: the stack's, in the deployed studio, where ECS sets
+            # AWS_REGION (docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs-environment-variables.html).
             self._client = boto3.client("s3", config=Config(signature_version="s3v4"))
         return self._client
 
