@@ -153,7 +153,7 @@ class CampaignStudio(Construct):
             # (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-listeners.html).
             # ACM certificates are regional: it must be in the stack's region
             # (https://docs.amazonaws.cn/en_us/acm/latest/userguide/acm-regions.html); the stack names no region at
-            # synth, so only the deployment can check that.
+            # synth, so that is not checked here (what a deployment with another region's certificate reports: unverified).
             self.listener = self.load_balancer.add_listener(
                 "Https", port=443, protocol=elbv2.ApplicationProtocol.HTTPS, open=False, ssl_policy=SSL_POLICY,
                 certificates=[elbv2.ListenerCertificate.from_arn(settings.certificate_arn)], default_action=forbidden)
