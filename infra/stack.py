@@ -116,8 +116,10 @@ class CampaignStack(Stack):
         if studio.enabled:
             self.studio = CampaignStudio(self, "Studio", settings=studio, input_bucket=self.buckets.input,
                                          output_bucket=self.buckets.output, log_retention=retention)
-            CfnOutput(self, "StudioUrl", value=f"http://{self.studio.load_balancer.load_balancer_dns_name}",
+            CfnOutput(self, "StudioUrl", value=self.studio.url,
                       description="campaign studio (reachable from allowed_ips only)")
+            if studio.domain_name:  # the name in StudioUrl must point here (CNAME or alias): no DNS record is made
+                CfnOutput(self, "StudioLoadBalancerDnsName", value=self.studio.load_balancer.load_balancer_dns_name)
         self._acknowledge_nag_findings()
 
     def _environment(self) -> dict[str, str]:

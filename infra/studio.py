@@ -1,13 +1,15 @@
 """The studio on AWS (optional, context `studio: true`): ECS Fargate behind an Application Load Balancer that
-only `allowed_ips` can reach, reading runs from the output bucket and starting runs by dropping manifests."""
+only `allowed_ips` can reach (HTTPS when `studio_certificate_arn` names a certificate), reading runs from the
+output bucket and starting runs by dropping manifests."""
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, Annotations, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
@@ -25,21 +27,43 @@ PORT = 8501
 IMAGE_EXCLUDE = ["*", "!pyproject.toml", "!README.md", "!pipeline/", "!pipeline/**", "!tasks/", "!tasks/**",
                  "**/__pycache__"]
 SUBMITTED_PREFIXES = (MANIFEST_PREFIX, SUBMITTED_ASSETS_PREFIX)  # where `campaign submit` writes
+# The form ACM documents for a certificate ARN, arn:aws:acm:region:123456789012:certificate/<uuid>
+# (https://docs.aws.amazon.com/sdk-for-kotlin/api/latest/acm/aws.sdk.kotlin.services.acm.model/-describe-certificate-request/certificate-arn.html);
+# `aws[a-z-]*` admits the other partitions (aws-cn, aws-us-gov).
+CERTIFICATE_ARN = re.compile(r"arn:aws[a-z-]*:acm:[a-z]{2}(-[a-z]+)+-\d+:\d{12}:certificate/"
+                             r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+HOST_NAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]", re.IGNORECASE)
+# AWS recommends this post-quantum TLS 1.3/1.2 policy for new HTTPS listeners, and it is the console's default;
+# CloudFormation and CDK would otherwise give ELBSecurityPolicy-2016-08 (TLS 1.0+)
+# (https://docs.amazonaws.cn/en_us/elasticloadbalancing/latest/application/describe-ssl-policies.md).
+# CDK's enum value is 'ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09' (aws-elasticloadbalancingv2/lib/shared/enums.ts).
+SSL_POLICY = elbv2.SslPolicy.TLS13_12_RES_PQ
+HTTP_WARNING = ("campaign studio: served over plain HTTP on port 80, so prompts, uploaded images and manifests "
+                "cross the internet unencrypted; give -c studio_certificate_arn=<ACM certificate ARN in the stack's "
+                "region> to serve HTTPS on 443 and redirect port 80 to it")
 
 
 @dataclass(frozen=True)
 class StudioSettings:
     enabled: bool = False
     allowed_ips: tuple[str, ...] = ()
+    certificate_arn: str | None = None  # HTTPS on 443 with it; plain HTTP on 80 (and a synth warning) without
+    domain_name: str | None = None  # the name users open (the certificate's), for StudioUrl; HTTPS only
 
     @classmethod
     def from_context(cls, node: Node) -> StudioSettings:
         enabled = str(node.try_get_context("studio") or "").lower() in ("true", "1", "yes")
         raw = node.try_get_context("allowed_ips") or ()
         ips = tuple(x.strip() for x in (raw.split(",") if isinstance(raw, str) else raw) if str(x).strip())
-        settings = cls(enabled=enabled, allowed_ips=ips)
+        settings = cls(enabled=enabled, allowed_ips=ips,
+                       certificate_arn=str(node.try_get_context("studio_certificate_arn") or "").strip() or None,
+                       domain_name=str(node.try_get_context("studio_domain_name") or "").strip() or None)
         settings.check()
         return settings
+
+    @property
+    def https(self) -> bool:
+        return self.certificate_arn is not None
 
     def check(self) -> None:
         if not self.enabled:
@@ -55,11 +79,22 @@ class StudioSettings:
             if net.prefixlen == 0:
                 raise ValueError(f"context allowed_ips: {cidr!r} opens the studio to the whole internet; "
                                  "name the addresses that may reach it")
+        if self.certificate_arn is not None and not CERTIFICATE_ARN.fullmatch(self.certificate_arn):
+            raise ValueError(f"context studio_certificate_arn: {self.certificate_arn!r} is not an ACM certificate ARN "
+                             "(arn:aws:acm:<region>:<account>:certificate/<id>, in the stack's region)")
+        if self.domain_name is not None:
+            if self.certificate_arn is None:
+                raise ValueError(f"context studio_domain_name: {self.domain_name!r} needs studio_certificate_arn "
+                                 "(the name is only used for the HTTPS address, which the certificate must match)")
+            if not HOST_NAME.fullmatch(self.domain_name):
+                raise ValueError(f"context studio_domain_name: {self.domain_name!r} is not a DNS name "
+                                 "(e.g. studio.example.com, no scheme or path)")
 
 
 class CampaignStudio(Construct):
     """VPC (2 AZs, one NAT, flow logs), a Fargate service in private subnets, and an internet-facing ALB whose
-    security group admits only `allowed_ips`; the listener's default answer is 403 as a second fence."""
+    security group admits only `allowed_ips`; the listener's default answer is 403 as a second fence. With a
+    certificate that listener is HTTPS on 443 and port 80 only redirects to it; `url` is where users open it."""
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: StudioSettings, input_bucket: s3.IBucket,
                  output_bucket: s3.IBucket, log_retention: logs.RetentionDays) -> None:
@@ -95,10 +130,12 @@ class CampaignStudio(Construct):
         # 2. The load balancer: only allowed_ips get in, on its security group and again on its listener.
         alb_sg = ec2.SecurityGroup(self, "AlbSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
                                    description="campaign studio load balancer: allowed_ips only")
+        ports = (443, 80) if settings.https else (80,)  # 80 stays open with HTTPS, to redirect
         for cidr in settings.allowed_ips:
             net = ipaddress.ip_network(cidr, strict=False)
             peer = ec2.Peer.ipv4(str(net)) if net.version == 4 else ec2.Peer.ipv6(str(net))
-            alb_sg.add_ingress_rule(peer, ec2.Port.tcp(80), f"studio from {net}")
+            for port in ports:
+                alb_sg.add_ingress_rule(peer, ec2.Port.tcp(port), f"studio from {net}")
         self.load_balancer = elbv2.ApplicationLoadBalancer(self, "LoadBalancer", vpc=self.vpc, internet_facing=True,
                                                            security_group=alb_sg, drop_invalid_header_fields=True)
         service_sg = ec2.SecurityGroup(self, "ServiceSecurityGroup", vpc=self.vpc, allow_all_outbound=True,
@@ -108,10 +145,31 @@ class CampaignStudio(Construct):
         self.service = ecs.FargateService(self, "Service", cluster=cluster, task_definition=self.task, desired_count=1,
                                           assign_public_ip=False, security_groups=[service_sg],
                                           vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS))
-        listener = self.load_balancer.add_listener(
-            "Http", port=80, open=False,
-            default_action=elbv2.ListenerAction.fixed_response(403, content_type="text/plain", message_body="Forbidden"))
-        listener.add_targets(
+        # 3. The listeners. open=False everywhere: CDK would otherwise add 0.0.0.0/0 ingress for the listener port.
+        forbidden = elbv2.ListenerAction.fixed_response(403, content_type="text/plain", message_body="Forbidden")
+        if settings.certificate_arn is not None:
+            # An HTTPS listener needs a server certificate; WebSockets (Streamlit's channel to the browser) work on
+            # HTTPS listeners as on HTTP ones
+            # (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-listeners.html).
+            # ACM certificates are regional: it must be in the stack's region
+            # (https://docs.amazonaws.cn/en_us/acm/latest/userguide/acm-regions.html); the stack names no region at
+            # synth, so that is not checked here (what a deployment with another region's certificate reports: unverified).
+            self.listener = self.load_balancer.add_listener(
+                "Https", port=443, protocol=elbv2.ApplicationProtocol.HTTPS, open=False, ssl_policy=SSL_POLICY,
+                certificates=[elbv2.ListenerCertificate.from_arn(settings.certificate_arn)], default_action=forbidden)
+            # Port 80 answers every request with a permanent redirect to the same host and path on HTTPS:443
+            # (RedirectConfig: https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-elasticloadbalancingv2-listenerrule-redirectconfig.html;
+            # redirect actions: https://docs.aws.amazon.com/elasticloadbalancing/latest/application/rule-action-types.html).
+            self.redirect_listener: elbv2.ApplicationListener | None = self.load_balancer.add_listener(
+                "Http", port=80, protocol=elbv2.ApplicationProtocol.HTTP, open=False,
+                default_action=elbv2.ListenerAction.redirect(protocol="HTTPS", port="443", permanent=True))
+            self.url = f"https://{settings.domain_name or self.load_balancer.load_balancer_dns_name}"
+        else:
+            self.listener = self.load_balancer.add_listener("Http", port=80, open=False, default_action=forbidden)
+            self.redirect_listener = None
+            self.url = f"http://{self.load_balancer.load_balancer_dns_name}"
+            Annotations.of(self).add_warning_v2("campaign:studio-unencrypted", HTTP_WARNING)
+        self.listener.add_targets(
             "Studio", port=PORT, protocol=elbv2.ApplicationProtocol.HTTP, targets=[self.service], priority=1,
             conditions=[elbv2.ListenerCondition.source_ips(list(settings.allowed_ips))],
             health_check=elbv2.HealthCheck(path="/_stcore/health", interval=Duration.seconds(30)),

@@ -1,5 +1,6 @@
 """The optional studio deployment (context studio=true): synthesized with cdk-nag's AwsSolutions checks, the
-load balancer admits only allowed_ips, 0.0.0.0/0 is refused, and the task role reads runs and drops manifests."""
+load balancer admits only allowed_ips, 0.0.0.0/0 is refused, the task role reads runs and drops manifests, and
+with studio_certificate_arn it serves HTTPS and port 80 only redirects (without it, a synth warning says so)."""
 
 from __future__ import annotations
 
@@ -14,21 +15,41 @@ import pytest
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed (pip install -e '.[cloud]')")
 from aws_cdk import Stack  # noqa: E402
-from aws_cdk.assertions import Template  # noqa: E402
+from aws_cdk.assertions import Annotations, Match, Template  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def synth(tmp_path: Path, **context: Any) -> Template:
+CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
+IPS = "203.0.113.7/32,198.51.100.0/24"
+STUDIO = "/CampaignPipeline/Studio"  # the construct's path, where its annotations sit
+
+
+def synth_stack(tmp_path: Path, **context: Any) -> Stack:
     from cdk_app import DEFAULT_STACK_NAME, _cdk_json_context, build_app
     from infra.build_layer import build
 
     layer = build(tmp_path / "layer", stub=True)
     app = build_app({**_cdk_json_context(), "layer_dir": str(layer), **context}, outdir=str(tmp_path / "cdk.out"))
     app.synth()  # an unacknowledged AwsSolutions finding raises here
-    return Template.from_stack(cast(Stack, app.node.find_child(DEFAULT_STACK_NAME)))
+    return cast(Stack, app.node.find_child(DEFAULT_STACK_NAME))
+
+
+def synth(tmp_path: Path, **context: Any) -> Template:
+    return Template.from_stack(synth_stack(tmp_path, **context))
+
+
+@pytest.fixture(scope="module")
+def http_stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    return synth_stack(tmp_path_factory.mktemp("http"), studio="true", allowed_ips=IPS)
+
+
+@pytest.fixture(scope="module")
+def https_stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    return synth_stack(tmp_path_factory.mktemp("https"), studio="true", allowed_ips=IPS,
+                       studio_certificate_arn=CERTIFICATE, studio_domain_name="studio.example.com")
 
 
 def props(template: Template, kind: str) -> list[dict[str, Any]]:
@@ -40,8 +61,8 @@ def test_studio_is_off_by_default(tmp_path: Path) -> None:
     assert props(template, "AWS::ECS::Service") == [] and props(template, "AWS::ElasticLoadBalancingV2::LoadBalancer") == []
 
 
-def test_studio_behind_a_load_balancer_only_allowed_ips_reach(tmp_path: Path) -> None:
-    template = synth(tmp_path, studio="true", allowed_ips="203.0.113.7/32,198.51.100.0/24")
+def test_studio_behind_a_load_balancer_only_allowed_ips_reach(http_stack: Stack) -> None:
+    template = Template.from_stack(http_stack)
     [service] = props(template, "AWS::ECS::Service")
     assert service["LaunchType"] == "FARGATE"
     assert service["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
@@ -50,7 +71,10 @@ def test_studio_behind_a_load_balancer_only_allowed_ips_reach(tmp_path: Path) ->
     groups = [g for g in props(template, "AWS::EC2::SecurityGroup") if "allowed_ips" in g.get("GroupDescription", "")]
     [alb_sg] = groups
     assert sorted(r["CidrIp"] for r in alb_sg["SecurityGroupIngress"]) == ["198.51.100.0/24", "203.0.113.7/32"]
+    assert {(r["CidrIp"], r["FromPort"], r["ToPort"]) for r in alb_sg["SecurityGroupIngress"]} == {
+        ("198.51.100.0/24", 80, 80), ("203.0.113.7/32", 80, 80)}  # no 443: nothing listens there without HTTPS
     [listener] = props(template, "AWS::ElasticLoadBalancingV2::Listener")
+    assert (listener["Port"], listener["Protocol"]) == (80, "HTTP")
     assert listener["DefaultActions"][0]["FixedResponseConfig"]["StatusCode"] == "403"
     [rule] = props(template, "AWS::ElasticLoadBalancingV2::ListenerRule")
     assert rule["Conditions"][0]["SourceIpConfig"]["Values"] == ["203.0.113.7/32", "198.51.100.0/24"]
@@ -77,3 +101,93 @@ def test_the_studio_task_role_reads_runs_and_drops_manifests_only(tmp_path: Path
 def test_open_or_missing_allowed_ips_are_refused_at_synth(tmp_path: Path, ips: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         synth(tmp_path, studio="true", allowed_ips=ips)
+
+
+def alb_ingress(template: Template) -> set[tuple[str, int, int]]:
+    [alb_sg] = [g for g in props(template, "AWS::EC2::SecurityGroup") if "allowed_ips" in g.get("GroupDescription", "")]
+    return {(r.get("CidrIp") or r["CidrIpv6"], r["FromPort"], r["ToPort"]) for r in alb_sg["SecurityGroupIngress"]}
+
+
+def listeners_by_port(template: Template) -> dict[int, tuple[str, dict[str, Any]]]:
+    found = template.find_resources("AWS::ElasticLoadBalancingV2::Listener")
+    return {r["Properties"]["Port"]: (logical_id, r["Properties"]) for logical_id, r in found.items()}
+
+
+def test_with_a_certificate_the_studio_serves_https_with_a_tls13_policy(https_stack: Stack) -> None:
+    template = Template.from_stack(https_stack)
+    listeners = listeners_by_port(template)
+    assert sorted(listeners) == [80, 443]
+    https_id, https = listeners[443]
+    assert https["Protocol"] == "HTTPS"
+    assert https["Certificates"] == [{"CertificateArn": CERTIFICATE}]
+    assert https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"
+    assert https["DefaultActions"] == [{"Type": "fixed-response", "FixedResponseConfig": {
+        "StatusCode": "403", "ContentType": "text/plain", "MessageBody": "Forbidden"}}]
+    # the one forwarding rule (source IPs -> the studio's target group) sits on the HTTPS listener
+    [rule] = props(template, "AWS::ElasticLoadBalancingV2::ListenerRule")
+    assert rule["ListenerArn"] == {"Ref": https_id}
+    assert rule["Conditions"] == [{"Field": "source-ip", "SourceIpConfig": {"Values": IPS.split(",")}}]
+    [group] = props(template, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    assert rule["Actions"][0]["Type"] == "forward"
+    assert group["HealthCheckPath"] == "/_stcore/health" and group["Port"] == 8501 and group["Protocol"] == "HTTP"
+    assert {"Key": "stickiness.enabled", "Value": "true"} in group["TargetGroupAttributes"]
+
+
+def test_with_a_certificate_port_80_only_redirects_to_https(https_stack: Stack) -> None:
+    template = Template.from_stack(https_stack)
+    http_id, http = listeners_by_port(template)[80]
+    assert http["Protocol"] == "HTTP" and "Certificates" not in http
+    assert http["DefaultActions"] == [{"Type": "redirect", "RedirectConfig": {
+        "StatusCode": "HTTP_301", "Protocol": "HTTPS", "Port": "443"}}]
+    rules = props(template, "AWS::ElasticLoadBalancingV2::ListenerRule")
+    assert all(r["ListenerArn"] != {"Ref": http_id} for r in rules)  # nothing on port 80 forwards to the studio
+
+
+def test_with_a_certificate_443_and_80_are_open_to_allowed_ips_only(https_stack: Stack) -> None:
+    template = Template.from_stack(https_stack)
+    assert alb_ingress(template) == {(cidr, port, port) for cidr in IPS.split(",") for port in (80, 443)}
+
+
+def test_studio_url_is_https_on_the_domain_name_with_a_certificate(https_stack: Stack) -> None:
+    outputs = Template.from_stack(https_stack).find_outputs("*")
+    assert outputs["StudioUrl"]["Value"] == "https://studio.example.com"
+    # the name is the user's to point at the load balancer: its DNS name is an output
+    assert outputs["StudioLoadBalancerDnsName"]["Value"]["Fn::GetAtt"][1] == "DNSName"
+
+
+def test_studio_url_is_https_on_the_load_balancer_without_a_domain_name(tmp_path: Path) -> None:
+    outputs = synth(tmp_path, studio="true", allowed_ips=IPS, studio_certificate_arn=CERTIFICATE).find_outputs("*")
+    parts = outputs["StudioUrl"]["Value"]["Fn::Join"][1]
+    assert parts[0] == "https://" and parts[1]["Fn::GetAtt"][1] == "DNSName"
+    assert "StudioLoadBalancerDnsName" not in outputs
+
+
+def test_without_a_certificate_the_url_is_http_and_synth_warns(http_stack: Stack, https_stack: Stack) -> None:
+    parts = Template.from_stack(http_stack).find_outputs("*")["StudioUrl"]["Value"]["Fn::Join"][1]
+    assert parts[0] == "http://" and parts[1]["Fn::GetAtt"][1] == "DNSName"
+    unencrypted = Match.string_like_regexp(r"unencrypted.*studio_certificate_arn")
+    Annotations.from_stack(http_stack).has_warning(STUDIO, unencrypted)
+    Annotations.from_stack(https_stack).has_no_warning("*", unencrypted)
+
+
+@pytest.mark.parametrize("arn", [
+    "not-an-arn",
+    "arn:aws:acm:eu-west-1:123456789012:certificate/",  # no certificate id
+    "arn:aws:acm:eu-west-1:1234:certificate/12345678-1234-1234-1234-123456789012",  # short account
+    "arn:aws:iam::123456789012:server-certificate/studio",  # an IAM server certificate, not ACM
+    "arn:aws:acm::123456789012:certificate/12345678-1234-1234-1234-123456789012",  # no region
+    f"{CERTIFICATE}/extra",  # trailing text
+])
+def test_a_malformed_certificate_arn_is_refused_naming_its_context_key(tmp_path: Path, arn: str) -> None:
+    with pytest.raises(ValueError, match="context studio_certificate_arn: .* is not an ACM certificate ARN"):
+        synth(tmp_path, studio="true", allowed_ips=IPS, studio_certificate_arn=arn)
+
+
+@pytest.mark.parametrize("context, message", [
+    ({"studio_domain_name": "studio.example.com"}, "studio_domain_name: .* needs studio_certificate_arn"),
+    ({"studio_domain_name": "https://studio.example.com", "studio_certificate_arn": CERTIFICATE},
+     "studio_domain_name: .* is not a DNS name"),
+])
+def test_a_domain_name_needs_a_certificate_and_a_dns_name(tmp_path: Path, context: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        synth(tmp_path, studio="true", allowed_ips=IPS, **context)
