@@ -23,6 +23,7 @@ import pytest
 from pipeline import catalog
 from pipeline.errors import ManifestInvalid
 from pipeline.manifest import load_manifest_text
+from pipeline.studio import editor as editor_module
 from pipeline.studio import engine, jobs, runs
 from pipeline.studio.config import StudioConfig
 
@@ -198,3 +199,38 @@ def test_a_bad_manifest_shows_its_problems_with_line_numbers_as_you_type(studio:
         page.screenshot(path=str(shots_dir / "manifest-valid.png"), full_page=True)
     assert (shots_dir / "manifest.png").stat().st_size > 20_000
     print(f"screenshots: {shots_dir}")
+
+
+def test_the_editor_sends_once_per_pause_in_typing(studio: tuple[str, Path]) -> None:
+    """The debounce, on Playwright's fake clock (no real waiting): eight keys typed with time stopped send nothing,
+    nor does DEBOUNCE_MS - 1 more milliseconds; the last one sends the text once, and its problem appears."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    url, out = studio
+    typed = "bogus: 1"  # an unknown top-level key after the starter's last line: one problem
+    with pytest.raises(ManifestInvalid) as exc:
+        load_manifest_text(engine.STARTER_MANIFEST + typed, file="campaign.yaml", base_dir=out / "studio" / "manifests")
+    [problem] = exc.value.problems
+    with chromium_page(sync_api, "about:blank") as page:
+        sent: list[bytes] = []  # the browser's messages to the server: a rerun request carries the widget values
+        page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(
+            payload if isinstance(payload, bytes) else payload.encode())))
+        page.clock.install()  # before the page loads, so the editor's setTimeout is the fake one
+        page.goto(url, wait_until="load", timeout=LONG)
+        page.get_by_text("Manifest", exact=True).click()
+        editor = page.get_by_label("Manifest YAML")
+        expect(editor).to_have_value(engine.STARTER_MANIFEST, timeout=LONG)
+        editor.click()
+        page.keyboard.press("Control+End")
+        now_ms = page.evaluate("Date.now()")
+        page.clock.pause_at(now_ms / 1000 + 1)  # time stands still from here
+        page.keyboard.type(typed)
+        expect(editor).to_have_value(engine.STARTER_MANIFEST + typed)
+        page.clock.run_for(editor_module.DEBOUNCE_MS - 1)
+        assert not [f for f in sent if typed.encode() in f]  # nothing sent while typing, nor during the pause
+        page.clock.run_for(1)
+        page.clock.resume()
+        expect(page.get_by_text(f"line {problem.line}, column {problem.col}:", exact=False).first).to_be_visible(timeout=LONG)
+        expect(editor).to_be_focused()
+        carrying = [f for f in sent if typed.encode() in f]
+        assert len(carrying) == 1, len(carrying)  # one send for eight keys
