@@ -9,7 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,7 +17,7 @@ from pipeline import catalog
 from pipeline.cli import main
 from pipeline.errors import ManifestInvalid
 from pipeline.manifest import load_manifest, load_manifest_text
-from pipeline.studio import engine, jobs, runs, shots
+from pipeline.studio import editor, engine, jobs, runs, shots
 from pipeline.studio.config import ENV_VAR, StudioConfig
 from pipeline.studio.worker import ClipSteps, StatusFile, gpu_locks
 
@@ -148,14 +148,19 @@ def test_manifest_page_shows_each_problem_with_line_and_column_then_plans_and_ru
         load_manifest_text(bad, file="campaign.yaml", base_dir=config.studio_dir / "manifests")
     at = app()
     at.sidebar.radio(key="page").set_value("Manifest").run()
-    at.text_area(key="manifest_text").input(bad).run()
+    type_into_editor(at, bad)
     shown = [m.value for m in at.markdown]
     for p in exc.value.problems:
         assert any(f"line {p.line}, column {p.col}:" in m and p.message in m for m in shown), (p, shown)
     assert {p.line for p in exc.value.problems} >= {1, 6}
+    # the editor receives the same problems, to mark their lines
+    marked = editor_data(at)["problems"]
+    assert [(m["line"], m["col"]) for m in marked] == [(p.line, p.col) for p in exc.value.problems]
+    assert all(p.message in m["message"] for p, m in zip(exc.value.problems, marked, strict=True))
 
-    at.text_area(key="manifest_text").input(engine.STARTER_MANIFEST).run()
+    type_into_editor(at, engine.STARTER_MANIFEST)
     assert not at.exception, at.exception
+    assert editor_data(at)["problems"] == []
     assert any(s.value.startswith("valid:") for s in at.success)
     [run] = [b for b in at.button if b.label == "Run locally"]
     run.click().run()
@@ -165,6 +170,59 @@ def test_manifest_page_shows_each_problem_with_line_and_column_then_plans_and_ru
     assert [r.campaign for r in runs.list_runs(config.out_dir)] == ["my-campaign"]
     submit = [b for b in at.button if b.label == "Submit to AWS"]
     assert submit[0].disabled  # no input bucket configured
+
+
+def editor_data(at: AppTest) -> dict[str, Any]:
+    """What the page sent the manifest editor (a components-v2 element: AppTest shows it as an UnknownElement
+    whose proto carries the JSON `data`)."""
+    [element] = at.get("bidi_component")
+    assert element.proto.component_name == "campaign_manifest_editor"
+    data: dict[str, Any] = json.loads(element.proto.json)
+    return data
+
+
+def type_into_editor(at: AppTest, text: str) -> None:
+    """An edit as the browser sends it, through the editor's own callback body. AppTest cannot send a
+    components-v2 value: its widget states come only from the element classes it knows (element_tree.py's
+    get_widget_states), so the browser test drives the real component."""
+    assert editor.take_edit(at.session_state, text_key="manifest_text",
+                            edit={"text": text, "revision": editor_data(at)["revision"]})
+    at.run()
+    assert not at.exception, at.exception
+
+
+def test_manifest_editor_load_replaces_the_text_and_an_edit_typed_before_it_cannot_undo_it(
+        config: StudioConfig, tmp_path: Path) -> None:
+    bad = "campaign: Bad Name\nvideos: []\n"
+    target = tmp_path / "loaded.yaml"
+    target.write_text(bad)
+    at = app()
+    at.sidebar.radio(key="page").set_value("Manifest").run()
+    first = editor_data(at)
+    assert (first["text"], first["debounce_ms"], first["problems"]) == (engine.STARTER_MANIFEST, editor.DEBOUNCE_MS, [])
+
+    at.text_input(key="manifest_path").input(str(target)).run()
+    [load] = [b for b in at.button if b.label == "Load"]
+    load.click().run()
+    loaded = editor_data(at)
+    assert loaded["revision"] == first["revision"] + 1 and loaded["text"] == bad  # the browser replaces its text
+    assert 1 in {m["line"] for m in loaded["problems"]}
+
+    # an edit typed into the starter text that arrives after the Load is refused, so it cannot undo the Load
+    late = {"text": engine.STARTER_MANIFEST + "# typed before Load\n", "revision": first["revision"]}
+    assert not editor.take_edit(at.session_state, text_key="manifest_text", edit=late)
+    assert at.session_state["manifest_text"] == bad
+
+    # one typed into the loaded text is the text Save writes; typing never raises the revision
+    type_into_editor(at, engine.STARTER_MANIFEST)
+    assert editor_data(at)["revision"] == loaded["revision"]
+    assert any(s.value.startswith("valid:") for s in at.success)
+    [save] = [b for b in at.button if b.label == "Save"]
+    save.click().run()
+    assert target.read_text() == engine.STARTER_MANIFEST
+
+    with pytest.raises(ValueError, match="expected an edit .* got 'oops'"):
+        editor.take_edit({}, text_key="manifest_text", edit="oops")
 
 
 def test_a_gpu_backend_renders_one_job_per_model_and_a_waiting_job_can_be_cancelled(tmp_path: Path) -> None:

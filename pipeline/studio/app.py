@@ -8,7 +8,7 @@ from typing import Any
 import streamlit as st
 
 from pipeline import catalog
-from pipeline.studio import engine, jobs, runs, shots
+from pipeline.studio import editor, engine, jobs, runs, shots
 from pipeline.studio.config import DEFAULT_CAMPAIGN, StudioConfig
 
 PAGES = ("Shot", "Runs", "Manifest")
@@ -275,11 +275,12 @@ def manifest_page(config: StudioConfig) -> None:
     default_path = str(config.studio_dir / "manifests" / "campaign.yaml")
     path = Path(st.text_input("Manifest file", value=default_path, key="manifest_path"))
     if st.button("Load") and path.is_file():
-        st.session_state["manifest_text"] = path.read_text()
+        editor.load_text(st.session_state, text_key="manifest_text", text=path.read_text())
     st.session_state.setdefault("manifest_text", path.read_text() if path.is_file() else engine.STARTER_MANIFEST)
-    text = st.text_area("YAML (checked on every change: Ctrl+Enter or click outside the box)", key="manifest_text",
-                        height=420)
+    text = st.session_state["manifest_text"]  # the editor's callback keeps it current: Save/Run/Submit read it
     check = engine.check_manifest(text, file=path.name, base_dir=path.parent, config=config)
+    st.caption(f"YAML, checked as you type (after a {editor.DEBOUNCE_MS} ms pause, or when you leave the box)")
+    editor.manifest_editor(text_key="manifest_text", problems=check.problems, key="manifest_editor")
     if check.problems:
         st.error(f"{len(check.problems)} problem(s)")
         for p in check.problems:
