@@ -4,21 +4,14 @@ their lines, as it is typed. A screenshot of each page is kept in the test's fol
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from studio_server import CHROMIUM, LONG, NO_CHROMIUM, launch_chromium, running_studio, video_duration
 
 from pipeline import catalog
 from pipeline.errors import ManifestInvalid
@@ -27,61 +20,21 @@ from pipeline.studio import editor as editor_module
 from pipeline.studio import engine, jobs, runs
 from pipeline.studio.config import StudioConfig
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ROOT = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
-                                                   "(make test installs it with apt-get when run as root)")]
-LONG = 240_000  # ms: a generous guard against a hang, never a measurement
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)]
 
 
 @pytest.fixture
 def studio(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     out = tmp_path / "out"
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    log = open(tmp_path / "studio.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "studio", "--out", str(out), "--port", str(port),
-                             "--address", "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + LONG / 1000
-        while not healthy(url):
-            assert proc.poll() is None, (tmp_path / "studio.log").read_text()
-            assert time.monotonic() < deadline, "the studio did not come up"
-            time.sleep(0.3)
+    with running_studio(out, log_path=tmp_path / "studio.log") as url:
         yield url, out
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in its terminal
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 @contextmanager
 def chromium_page(sync_api: Any, url: str) -> Iterator[Any]:
     """A page of a fresh headless Chromium, opened at `url`."""
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"])
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1300, "height": 1000}, accept_downloads=True)
             page.goto(url, wait_until="load", timeout=LONG)
@@ -115,11 +68,7 @@ def test_make_watch_and_download_a_clip_then_find_it_under_runs(studio: tuple[st
         page.get_by_role("button", name="Generate video").click()
         video = page.locator("video").first
         video.wait_for(state="attached", timeout=LONG)
-        duration = video.evaluate("""v => new Promise((ok, fail) => {
-            if (v.readyState >= 1) return ok(v.duration);
-            v.addEventListener('loadedmetadata', () => ok(v.duration));
-            v.addEventListener('error', () => fail(new Error('video failed to load'))); })""")
-        assert duration == pytest.approx(model.default_frames / model.fps, abs=0.05)
+        assert video_duration(video) == pytest.approx(model.default_frames / model.fps, abs=0.05)
         video.evaluate("v => { v.muted = true; return v.play(); }")
         page.wait_for_function("v => v.currentTime > 0", arg=video.element_handle(), timeout=LONG)
         page.screenshot(path=str(shots_dir / "shot.png"), full_page=True)
