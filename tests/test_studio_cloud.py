@@ -48,6 +48,19 @@ RUN_ID = "20261125T120000Z-cloud"  # the execution's name is its run id; ids sor
 GOING = "20991231T000000Z-going"  # a run whose report is not written yet
 
 
+def one_shot(write_campaign: Callable[..., Path], campaign: str, *, frames: int) -> Path:
+    """A manifest of one video `teaser` of one shot, written by conftest's write_campaign."""
+    return write_campaign(f"""
+        campaign: {campaign}
+        videos:
+          - id: teaser
+            shots:
+              - prompt: A bee on a flower
+                frames: {frames}
+                enhance: false
+        """, name=f"{campaign}.yaml")
+
+
 @pytest.fixture
 def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
     yield from cloud_for_tasks(monkeypatch)
@@ -88,15 +101,7 @@ def test_a_buckets_runs_are_read_from_their_reports_and_served_by_presigned_urls
 def test_the_runs_page_lists_cloud_runs_beside_local_ones_and_opens_one(
         cloud_run: Cloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_campaign: Callable[..., Path]) -> None:
     out = tmp_path / "out"
-    local = write_campaign("""
-        campaign: local-one
-        videos:
-          - id: v
-            shots:
-              - prompt: A local shot
-                frames: 9
-                enhance: false
-        """, name="local-one.yaml")
+    local = one_shot(write_campaign, "local-one", frames=9)
     assert campaign_cli(["run", str(local), "--out", str(out), "--quiet"]) == 0
     monkeypatch.setenv(ENV_VAR, StudioConfig(out_dir=out, output_bucket=OUTPUT_BUCKET).to_env())
     st.cache_resource.clear()  # the page keeps a bucket's listing for a minute
@@ -149,15 +154,7 @@ def test_a_cloud_runs_video_plays_in_the_browser_from_its_presigned_url(
     # A run made locally, then put in a bucket under the same keys (the cloud writes them with the same writer:
     # see the tests above for a run made by the state machine); moto's server answers the browser over HTTP.
     made = tmp_path / "made"
-    manifest = write_campaign("""
-        campaign: bucket-run
-        videos:
-          - id: teaser
-            shots:
-              - prompt: A bee on a flower
-                frames: 17
-                enhance: false
-        """, name="bucket-run.yaml")
+    manifest = one_shot(write_campaign, "bucket-run", frames=17)
     assert campaign_cli(["run", str(manifest), "--out", str(made), "--quiet"]) == 0
     [run] = runs.list_runs(made)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
