@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="Deb
                                                    "(make test installs it with apt-get when run as root)")]
 
 
-def test_report_renders_every_output_in_chromium(example_manifest: Path, tmp_path: Path) -> None:
+def test_report_renders_every_output_in_chromium(example_manifest: Path, tmp_path: Path, artifacts: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     out = tmp_path / "out"
     assert main(["run", str(example_manifest), "--out", str(out), "--quiet"]) == 0
@@ -42,7 +42,7 @@ def test_report_renders_every_output_in_chromium(example_manifest: Path, tmp_pat
               v.onloadedmetadata = () => r([v.getAttribute('src'), v.duration, v.videoWidth]);
               v.onerror = () => r([v.getAttribute('src'), -1, 0]); setTimeout(() => r([v.getAttribute('src'), -2, 0]), 10000); })))""")
         posters = page.evaluate("() => [...document.querySelectorAll('video')].map(v => v.getAttribute('poster'))")
-        shot = tmp_path / "report.png"
+        shot = artifacts / "report.png"
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert console_errors == [] and failed_requests == []

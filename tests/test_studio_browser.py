@@ -1,6 +1,6 @@
 """`campaign studio` in a real headless Chromium: prompt -> enhance -> edit -> generate (preview backend) ->
 the <video> plays with the clip's length -> download; the run under Runs; a bad manifest's problems with
-their lines, as it is typed. A screenshot of each page is kept in the test's folder (printed at the end)."""
+their lines, as it is typed. A screenshot of each page is kept under build/test-artifacts/<test>/ (printed at the end)."""
 
 from __future__ import annotations
 
@@ -43,12 +43,11 @@ def chromium_page(sync_api: Any, url: str) -> Iterator[Any]:
             browser.close()
 
 
-def test_make_watch_and_download_a_clip_then_find_it_under_runs(studio: tuple[str, Path], tmp_path: Path) -> None:
+def test_make_watch_and_download_a_clip_then_find_it_under_runs(studio: tuple[str, Path], tmp_path: Path, artifacts: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     expect = sync_api.expect
     url, out = studio
-    shots_dir = tmp_path / "screenshots"
-    shots_dir.mkdir()
+    shots_dir = artifacts
     model = catalog.VIDEO_MODELS[catalog.DEFAULT_VIDEO_MODEL]
     with chromium_page(sync_api, url) as page:
         # 1. prompt -> Enhance (passthrough: the prompt as written) -> edit
@@ -94,15 +93,14 @@ def test_make_watch_and_download_a_clip_then_find_it_under_runs(studio: tuple[st
     print(f"screenshots: {shots_dir}")
 
 
-def test_a_bad_manifest_shows_its_problems_with_line_numbers_as_you_type(studio: tuple[str, Path], tmp_path: Path) -> None:
+def test_a_bad_manifest_shows_its_problems_with_line_numbers_as_you_type(studio: tuple[str, Path], tmp_path: Path, artifacts: Path) -> None:
     """Keys only, into the Manifest page's editor: no blur, no Ctrl+Enter, no click outside it. The problems (in the
     list and on the gutter's line numbers) and then "valid" appear while the box keeps the focus and every key typed,
     reruns landing between keystrokes included."""
     sync_api = pytest.importorskip("playwright.sync_api")
     expect = sync_api.expect
     url, out = studio
-    shots_dir = tmp_path / "screenshots"
-    shots_dir.mkdir()
+    shots_dir = artifacts
     bad = "campaign: Bad Name\nvideos:\n  - id: v\n    shots:\n      - prompt: hi\n        frames: 10\n"
     fixed = bad.replace("Bad Name", "bad-name").replace("frames: 10", "frames: 9")
     with pytest.raises(ManifestInvalid) as exc:

@@ -149,7 +149,7 @@ def test_a_bucket_that_cannot_be_read_is_said_and_local_runs_stay_listed(
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 def test_a_cloud_runs_video_plays_in_the_browser_from_its_presigned_url(
-        tmp_path: Path, write_campaign: Callable[..., Path], offline_aws: None) -> None:
+        tmp_path: Path, write_campaign: Callable[..., Path], offline_aws: None, artifacts: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     # A run made locally, then put in a bucket under the same keys (the cloud writes them with the same writer:
     # see the tests above for a run made by the state machine); moto's server answers the browser over HTTP.
@@ -184,8 +184,8 @@ def test_a_cloud_runs_video_plays_in_the_browser_from_its_presigned_url(
             assert link is not None
             with urllib.request.urlopen(link, timeout=30) as got:
                 assert got.read() == (made / run.prefix / "videos" / "teaser.mp4").read_bytes()
-            page.screenshot(path=str(tmp_path / "runs-cloud.png"), full_page=True)
+            page.screenshot(path=str(artifacts / "runs-cloud.png"), full_page=True)
             browser.close()
     finally:
         server.stop()
-    assert (tmp_path / "runs-cloud.png").stat().st_size > 20_000
+    assert (artifacts / "runs-cloud.png").stat().st_size > 20_000
