@@ -103,8 +103,8 @@ def test_a_retry_after_out_of_memory_starts_from_an_empty_cache(models, tmp_path
             loaded.memory_mode = "none"  # so the out-of-memory path has a safer mode to step to
             return loaded
 
-        def callback_that_runs_out_once(the_job, log):
-            inner = real_callback(the_job, log)
+        def callback_that_runs_out_once(the_job, log, on_step=None):
+            inner = real_callback(the_job, log, on_step)
 
             def on_step_end(pipe, step, timestep, kwargs):
                 if step == 2 and not failed:  # 3 steps done: an odd PAB iteration count

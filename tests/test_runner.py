@@ -64,6 +64,7 @@ def test_clips_fill_batches_while_their_prompts_arrive(write_campaign, tmp_path:
 # `campaign run` whose video backend blocks inside its first batch until the test closes standard input: the
 # signal always arrives while the run is in the middle, however slow or loaded the machine is (no race).
 GATED_RUN = """
+import signal
 import sys
 from pathlib import Path
 
@@ -79,6 +80,9 @@ class Gate(PreviewVideoBackend):
         raise RuntimeError("released after the run stopped")
 
 
+# Ctrl-C in a terminal, even when this test runs where SIGINT is ignored and inherited so (pytest started in the
+# background by a shell without job control)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 select = b.select_backends
 b.select_backends = lambda **kw: b.Backends(select(**kw).enhancer, select(**kw).images, Gate())
 sys.exit(main(sys.argv[2:]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -235,7 +236,12 @@ def test_a_gpu_backend_renders_one_job_per_model_and_a_waiting_job_can_be_cancel
     lock.parent.mkdir(parents=True)
     with open(lock, "a") as held:  # another renderer of this model holds the GPU
         fcntl.flock(held, fcntl.LOCK_EX)
-        job = jobs.start_job(config, campaign="studio", shot=shots.ShotSpec(prompt="A bee", frames=9))
+        # started as from `nohup campaign studio &`: the worker inherits SIGINT ignored, and Cancel must still work
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            job = jobs.start_job(config, campaign="studio", shot=shots.ShotSpec(prompt="A bee", frames=9))
+        finally:
+            signal.signal(signal.SIGINT, previous)
         waiting = wait_for(lambda: (j := jobs.read_job(jobs.jobs_dir(config) / job.id)).message.startswith("waiting")
                            and j, what="the job to wait for the renderer")
         assert waiting.state == "queued" and "cogvideox-5b" in waiting.message

@@ -160,7 +160,10 @@ def run_job(folder: Path, config: StudioConfig) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGINT already raises KeyboardInterrupt
+    # Cancel is SIGINT (jobs.cancel_job). Set it here rather than trust Python's default: a studio started where
+    # SIGINT is ignored (`nohup campaign studio &`, a shell without job control) passes that on to its children.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     return run_job(Path(args[0]), StudioConfig.from_env())
 
 
