@@ -109,7 +109,7 @@ class DiffusersVideoBackend:
             generate.quiet_libraries()
             batch = generate.run_batch(jobs_path, self.models_dir, out_dir, compile_transformer=self.compile_transformer,
                                        memory_mode=self.memory_mode,
-                                       on_step=lambda key, done, steps: report_step(key, done, steps, "step"))
+                                       on_step=report_step)
         by_key = {result.key: result for result in batch.results if result.key is not None}
         return [self._outcome(request, by_key.get(request.key)) for request in requests]
 

@@ -199,8 +199,8 @@ def runs_page(config: StudioConfig) -> None:
     picked_status = cols[1].multiselect("Status", runs.STATUSES, key="runs_status")
     where = sorted({r.source.label for r in found})
     picked_source = cols[2].multiselect("Where", where, key="runs_source") if config.output_bucket else []
-    found = runs.newest_first([r for r in runs.filtered(found, campaigns=picked_campaigns, statuses=picked_status)
-                               if not picked_source or r.source.label in picked_source])
+    found = runs.newest_first(runs.filtered(found, campaigns=picked_campaigns, statuses=picked_status,
+                                            where=picked_source))
     if not found:
         places = f"{config.out_dir}/runs" + (f" or s3://{config.output_bucket}/runs" if config.output_bucket else "")
         st.info(f"no runs under {places} yet" if not (picked_campaigns or picked_status or picked_source)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ENV_VAR = "CAMPAIGN_STUDIO_CONFIG"
@@ -29,10 +29,7 @@ class StudioConfig:
         return self.out_dir / STUDIO_DIR
 
     def to_env(self) -> str:
-        return json.dumps({"out_dir": str(self.out_dir), "backend_argv": list(self.backend_argv),
-                           "input_bucket": self.input_bucket, "output_bucket": self.output_bucket,
-                           "state_machine_arn": self.state_machine_arn,
-                           "workers": self.workers})
+        return json.dumps({**asdict(self), "out_dir": str(self.out_dir), "backend_argv": list(self.backend_argv)})
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> StudioConfig:
@@ -41,10 +38,7 @@ class StudioConfig:
         if not raw:
             return cls(out_dir=Path("out").resolve())
         d = json.loads(raw)
-        return cls(out_dir=Path(d["out_dir"]), backend_argv=tuple(d.get("backend_argv") or ()),
-                   input_bucket=d.get("input_bucket"), output_bucket=d.get("output_bucket"),
-                   state_machine_arn=d.get("state_machine_arn"),
-                   workers=int(d.get("workers") or 2))
+        return cls(**{**d, "out_dir": Path(d["out_dir"]), "backend_argv": tuple(d.get("backend_argv") or ())})
 
     def flag(self, name: str) -> str | None:
         """The value of one backend flag (`--video`), or None when it was not given."""

@@ -174,12 +174,10 @@ class RunSummary:
         return f"{self.campaign} / {self.run_id} — {self.status}{where}"
 
 
-def list_runs(where: Path | list[RunSource], *, campaigns: list[str] | None = None,
+def list_runs(out_dir: Path, *, campaigns: list[str] | None = None,
               statuses: list[str] | None = None) -> list[RunSummary]:
-    """Every run with a report in an output folder (or in the sources given), newest first; empty filters keep
-    everything."""
-    found = [run for source in ([FolderRuns(where)] if isinstance(where, Path) else where) for run in read_runs(source)]
-    return newest_first(filtered(found, campaigns=campaigns, statuses=statuses))
+    """Every run with a report under an output folder, newest first; empty filters keep everything."""
+    return newest_first(filtered(read_runs(FolderRuns(out_dir)), campaigns=campaigns, statuses=statuses))
 
 
 def read_runs(source: RunSource) -> list[RunSummary]:
@@ -190,9 +188,11 @@ def read_runs(source: RunSource) -> list[RunSummary]:
     return [summarize(report, source=source, key=key) for key, report in zip(keys, reports, strict=True) if report]
 
 
-def filtered(found: list[RunSummary], *, campaigns: list[str] | None = None,
-             statuses: list[str] | None = None) -> list[RunSummary]:
-    return [r for r in found if (not campaigns or r.campaign in campaigns) and (not statuses or r.status in statuses)]
+def filtered(found: list[RunSummary], *, campaigns: list[str] | None = None, statuses: list[str] | None = None,
+             where: list[str] | None = None) -> list[RunSummary]:
+    """The runs that pass every filter given (`where`: source labels, "local" or "s3://bucket")."""
+    return [r for r in found if (not campaigns or r.campaign in campaigns) and (not statuses or r.status in statuses)
+            and (not where or r.source.label in where)]
 
 
 def newest_first(found: list[RunSummary]) -> list[RunSummary]:
