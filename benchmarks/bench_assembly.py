@@ -148,9 +148,9 @@ def moviepy_formats(clips: list[Path], folder: Path) -> None:
 
 
 def formats_case(clips: list[Path], folder: Path, repeats: int) -> None:
-    from pipeline.jobs import VideoOutput
+    from pipeline.manifest.timeline import timeline
     from pipeline.media.deliver import make_outputs
-    from pipeline.timeline import timeline
+    from pipeline.plan.jobs import VideoOutput
 
     req = AssemblyRequest(clips=tuple(clips), crossfade=CROSSFADE, clip_info=described(clips))
     tl = timeline([(FRAMES, FPS)] * len(clips), crossfade_s=CROSSFADE)

@@ -75,7 +75,7 @@ from clip_speed import SpeedOptions  # noqa: E402
 from clip_writer import ClipWriter, dump_frames, frames_to_uint8  # noqa: E402
 
 # SageMaker Processing mounts its inputs and uploads its output at these paths (ProcessingInputs /
-# ProcessingOutputConfig in pipeline/sagemaker.py name the same ones).
+# ProcessingOutputConfig in pipeline/backends/sagemaker_jobs.py name the same ones).
 SAGEMAKER_JOBS = Path("/opt/ml/processing/input/jobs")
 SAGEMAKER_MODELS = Path("/opt/ml/processing/input/models")
 SAGEMAKER_OUT = Path("/opt/ml/processing/output")

@@ -12,8 +12,8 @@ from typing import Any
 
 from constructs import Node
 
+from pipeline.backends.sagemaker_jobs import container_args
 from pipeline.cloud import DEFAULT_APPROVAL_TIMEOUT_S, DEFAULT_DISTRIBUTED_THRESHOLD
-from pipeline.sagemaker import container_args
 
 # context key -> (field, kind); every key is optional
 CONTEXT_KEYS = {
@@ -39,7 +39,7 @@ class StackSettings:
     enhancer_model: str | None = None  # None: pipeline.backends.bedrock.DEFAULT_ENHANCER_MODEL
     allowed_enhancer_models: tuple[str, ...] = ()  # more ids a manifest's defaults.enhancer_model may name
     stability_region: str | None = None  # None: pipeline.backends.bedrock.DEFAULT_STABILITY_REGION
-    instance_type: str | None = None  # None: pipeline.sagemaker.DEFAULT_INSTANCE_TYPE
+    instance_type: str | None = None  # None: pipeline.backends.sagemaker_jobs.DEFAULT_INSTANCE_TYPE
     # a saved torch.compile cache, relative to the weights prefix (e.g. "compile-cache/l40s/"): mounted into every
     # clip job, which then skips its cold compile (container/README.md "Compile cache between jobs")
     compile_cache_prefix: str | None = None

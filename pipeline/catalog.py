@@ -1,7 +1,7 @@
 """The one place that knows the Stability edit tools and the video models (CogVideoX, Luma Ray2): ids, fields, ranges, sizes.
 
 Facts from ../shared/reference/models-and-services.md (sections 1 and 2). The JSON Schema in
-`pipeline/schema/campaign.schema.json` is generated from these tables (`python -m pipeline.schema`).
+`pipeline/manifest/schema/campaign.schema.json` is generated from these tables (`python -m pipeline.manifest.schema`).
 """
 
 from __future__ import annotations
@@ -276,7 +276,7 @@ class ManagedVideoModel:
     name: str
     model_id: str
     max_prompt_chars: int
-    # The enhance job holds the prompt to a token budget (pipeline/prompts.py, an over-estimate): 1,000
+    # The enhance job holds the prompt to a token budget (pipeline/tasks/prompts.py, an over-estimate): 1,000
     # estimated tokens keep any text at or under 5,000 characters (a token covers at most 4 letters and one
     # separator), so enhancement is bounded by the service's own limit, not by CogVideoX's 226 tokens.
     max_prompt_tokens: int

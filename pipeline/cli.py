@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
+from pipeline.backends.options import add_backend_flags, backend_flags, backends_from_args
 from pipeline.errors import BackendUnavailable, ManifestInvalid, PipelineError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
@@ -37,25 +38,6 @@ def _allow_outside_flag(p: argparse.ArgumentParser) -> None:
                    help="a folder outside the manifest's folder that assets may resolve into (symbolic links are "
                         "followed); repeatable")
 EXIT_AWAITING_APPROVAL = 3  # `campaign run` stopped at the approval gate: review, then `campaign approve`
-
-
-def _backend_flags(p: argparse.ArgumentParser) -> None:
-    from pipeline.backends import ENHANCERS, IMAGE_BACKENDS, VIDEO_BACKENDS
-
-    g = p.add_argument_group("backends (local defaults: passthrough enhancer, local images, preview video)")
-    g.add_argument("--backend", choices=["local", "aws"], default="local",
-                   help="aws = --enhancer bedrock --images bedrock --video sagemaker+bedrock")
-    g.add_argument("--enhancer", choices=ENHANCERS, help="prompt enhancement backend")
-    g.add_argument("--enhancer-model", help="Bedrock model or inference profile id for --enhancer bedrock")
-    g.add_argument("--images", choices=IMAGE_BACKENDS, help="image edit backend")
-    g.add_argument("--video", metavar="BACKEND[+BACKEND]",
-                   help=f"video clip backend(s): {', '.join(VIDEO_BACKENDS)}; join with '+' to mix models "
-                        "(sagemaker+bedrock: CogVideoX on SageMaker, Luma Ray2 on Bedrock)")
-    g.add_argument("--bedrock-output", metavar="S3URI",
-                   help="where Bedrock writes Luma Ray2 clips, for --video bedrock (or CAMPAIGN_BEDROCK_OUTPUT_S3_URI)")
-    g.add_argument("--models", type=Path, help="folder of diffusers pipelines, for --video diffusers")
-    g.add_argument("--sagemaker-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="settings for --video sagemaker (role_arn, image_uri, bucket, models_s3_uri, instance_type, ...)")
 
 
 def _video_models() -> list[str]:
@@ -82,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ask Bedrock (GetFoundationModel) for each model the campaign calls: Legacy or retired "
                          "models and missing access are reported before anything runs")
     _allow_outside_flag(pl)
-    _backend_flags(pl)
+    add_backend_flags(pl)
 
     r = sub.add_parser("run", help="run a campaign on this machine")
     r.add_argument("manifest", type=Path, metavar="MANIFEST")
@@ -100,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="stop after prompt enhancement and image edits, before any clip (as `approval: before-render`)")
     gate.add_argument("--approve", action="store_true",
                       help="approved in advance: run through the gate (continues this manifest's held run, if any)")
-    _backend_flags(r)
+    add_backend_flags(r)
 
     for verb, what in (("approve", "render a run held at the approval gate (continues from the cache)"),
                        ("reject", "end a run held at the approval gate as `rejected`")):
@@ -150,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--output-bucket", default=os.environ.get("CAMPAIGN_OUTPUT_BUCKET"),
                     help="the stack's output bucket: list its runs under Runs too (or CAMPAIGN_OUTPUT_BUCKET)")
     sd.add_argument("--state-machine-arn", default=os.environ.get("CAMPAIGN_STATE_MACHINE_ARN"))
-    _backend_flags(sd)
+    add_backend_flags(sd)
 
     m = sub.add_parser("models", help="model weights: pull once into S3 or a folder")
     msub = m.add_subparsers(dest="models_command", required=True)
@@ -234,7 +216,7 @@ def _os_problem(exc: OSError) -> str:
 def _load_campaign(path: Path, args: argparse.Namespace) -> Any:
     """A manifest from a file, or from standard input for `-` (its asset paths then relative to the working
     directory)."""
-    from pipeline.manifest import load_manifest, load_manifest_text
+    from pipeline.manifest.campaign import load_manifest, load_manifest_text
 
     allow = tuple(getattr(args, "allow_outside", ()) or ())
     if str(path) == STDIN:
@@ -260,27 +242,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return status
 
 
-def backends_from_args(args: argparse.Namespace, *, enhancer_model: str | None = None) -> Any:
-    from pipeline.backends import select_backends
-
-    aws = getattr(args, "backend", "local") == "aws"
-    from pipeline.backends import AWS_VIDEO
-
-    options = dict(kv.split("=", 1) for kv in getattr(args, "sagemaker_option", []) if "=" in kv)
-    if getattr(args, "bedrock_output", None):
-        options["bedrock_output_s3_uri"] = args.bedrock_output
-    return select_backends(
-        enhancer=args.enhancer or ("bedrock" if aws else "passthrough"),
-        images=args.images or ("bedrock" if aws else "local"),
-        video=args.video or (AWS_VIDEO if aws else "preview"),
-        enhancer_model=args.enhancer_model or enhancer_model,
-        models_dir=args.models, options=options,
-    )
-
-
 def _plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from pipeline.backends import check_video_models
-    from pipeline.plan import KeySource, build_plan
+    from pipeline.plan.build import KeySource, build_plan
 
     campaign = _load_campaign(args.manifest, args)
     backends = backends_from_args(args, enhancer_model=campaign.enhancer_model)
@@ -292,17 +256,17 @@ def _plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 def _s3_etags(campaign: Any) -> dict[str, str]:
     """The current version of each s3:// asset: its outputs are keyed by it, so a changed object is re-made."""
-    from pipeline.store import current_etags
+    from pipeline.storage.store import current_etags
 
     return current_etags({a.id: a.uri for a in campaign.assets.values() if a.uri})
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from pipeline.budget import check_budget, estimate_uncached
-    from pipeline.cost import estimate_cost
-    from pipeline.plan import STAGE_NAMES
-    from pipeline.store import LocalStore
-    from pipeline.variants import group_by_template
+    from pipeline.manifest.variables import group_by_template
+    from pipeline.plan.build import STAGE_NAMES
+    from pipeline.plan.cost import estimate_cost
+    from pipeline.run.budget import check_budget, estimate_uncached
+    from pipeline.storage.store import LocalStore
 
     campaign, _, plan = _plan(args)
     problems = 0
@@ -359,9 +323,9 @@ def _plan_verdict(budget: Any, model_errors: int) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.approval import AWAITING, read_record
     from pipeline.errors import ApprovalUnavailable
-    from pipeline.store import LocalStore
+    from pipeline.run.approval import AWAITING, read_record
+    from pipeline.storage.store import LocalStore
 
     campaign, backends, plan = _plan(args)
     run_id = None
@@ -379,13 +343,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, campaign: Any, backends: Any, plan: Any, *, run_id: str | None, gate: bool) -> int:
     """Check the budget before any job, run (up to the gate when `gate`), print the run's summary."""
-    from pipeline.approval import LocalHold, gate_applies
-    from pipeline.budget import check_budget, estimate_uncached
-    from pipeline.cost import estimate_cost
-    from pipeline.notify import summarize
-    from pipeline.report import AWAITING_APPROVAL
-    from pipeline.runner import run_local
-    from pipeline.store import LocalStore
+    from pipeline.plan.cost import estimate_cost
+    from pipeline.report.summary import summarize
+    from pipeline.report.write import AWAITING_APPROVAL
+    from pipeline.run.approval import LocalHold, gate_applies
+    from pipeline.run.budget import check_budget, estimate_uncached
+    from pipeline.run.runner import run_local
+    from pipeline.storage.store import LocalStore
 
     uncached = estimate_uncached(plan, LocalStore(args.out))
     budget = check_budget(campaign, uncached)
@@ -439,8 +403,8 @@ def _user() -> str:
 
 
 def _answer_local(out: Path, record: Any, *, approve: bool, reason: str | None) -> Any:
-    from pipeline.approval import APPROVED, REJECTED, write_record
-    from pipeline.store import LocalStore
+    from pipeline.run.approval import APPROVED, REJECTED, write_record
+    from pipeline.storage.store import LocalStore
 
     answered = record.answer(status=APPROVED if approve else REJECTED, by=_user(), reason=reason)
     write_record(LocalStore(out), answered)
@@ -448,9 +412,9 @@ def _answer_local(out: Path, record: Any, *, approve: bool, reason: str | None) 
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    from pipeline.approval import read_record
     from pipeline.errors import ApprovalUnavailable
-    from pipeline.store import LocalStore
+    from pipeline.run.approval import read_record
+    from pipeline.storage.store import LocalStore
 
     if args.bucket:
         return _answer_cloud(args, approve=True)
@@ -472,10 +436,10 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
-    from pipeline.approval import approval_section, read_record
-    from pipeline.notify import summarize
-    from pipeline.report import REJECTED, restate_report, run_prefix
-    from pipeline.store import LocalStore
+    from pipeline.report.summary import summarize
+    from pipeline.report.write import REJECTED, restate_report, run_prefix
+    from pipeline.run.approval import approval_section, read_record
+    from pipeline.storage.store import LocalStore
 
     if args.bucket:
         return _answer_cloud(args, approve=False)
@@ -494,7 +458,7 @@ def _answer_cloud(args: argparse.Namespace, *, approve: bool) -> int:
     import boto3
 
     from pipeline.cloud.approval_step import answer_approval
-    from pipeline.store import S3Store
+    from pipeline.storage.store import S3Store
 
     store = S3Store(args.bucket, client=boto3.client("s3"))
     record = answer_approval(store, boto3.client("stepfunctions"), campaign=args.campaign, run_id=args.run,
@@ -508,7 +472,7 @@ def _answer_cloud(args: argparse.Namespace, *, approve: bool) -> int:
 def cmd_enhance(args: argparse.Namespace) -> int:
     from pipeline import catalog
     from pipeline.backends import select_backends
-    from pipeline.prompts import fit_prompt
+    from pipeline.tasks.prompts import fit_prompt
 
     model = catalog.VIDEO_MODELS[args.model or catalog.DEFAULT_VIDEO_MODEL]
     backends = select_backends(enhancer=args.enhancer or "passthrough", enhancer_model=args.enhancer_model)
@@ -547,8 +511,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     from pipeline.errors import OutputFolderRefused
-    from pipeline.integrity import verify_cache
-    from pipeline.store import LocalStore
+    from pipeline.storage.integrity import verify_cache
+    from pipeline.storage.store import LocalStore
 
     if not (args.out / "cache").is_dir():
         raise OutputFolderRefused(f"--out {args.out}: there is no cache here (no {args.out / 'cache'} folder)")
@@ -563,7 +527,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from pipeline.models_pull import pull_model
+    from pipeline.backends.weights import pull_model
 
     for line in pull_model(args.model, args.to) or []:
         print(line)
@@ -574,13 +538,13 @@ def cmd_studio(args: argparse.Namespace) -> int:
     try:
         import streamlit  # noqa: F401
 
-        from pipeline.studio.server import backend_argv, serve
+        from pipeline.studio.server import serve
     except ImportError as exc:
         raise BackendUnavailable(f"the studio needs streamlit (pip install -e .): {exc}") from exc
     from pipeline.studio.config import StudioConfig
 
     backends_from_args(args)  # a bad backend choice fails here, with its message, not later in the page
-    config = StudioConfig(out_dir=args.out.resolve(), backend_argv=backend_argv(args), input_bucket=args.bucket,
+    config = StudioConfig(out_dir=args.out.resolve(), backend_argv=backend_flags(args), input_bucket=args.bucket,
                           output_bucket=args.output_bucket, state_machine_arn=args.state_machine_arn, workers=args.workers)
     return serve(config, port=args.port, address=args.address)
 

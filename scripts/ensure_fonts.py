@@ -1,6 +1,6 @@
 """Install Debian's Noto fonts for burned captions (Latin, Greek, Cyrillic, Arabic: fonts-noto-core; Chinese,
 Japanese, Korean: fonts-noto-cjk) when they are missing and we may (root with apt-get). Without them, captions in
-a script no installed font covers are refused at validation with the script named (pipeline/fonts.py)."""
+a script no installed font covers are refused at validation with the script named (pipeline/manifest/fonts.py)."""
 
 from __future__ import annotations
 

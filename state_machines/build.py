@@ -28,7 +28,7 @@ from pipeline.cloud import (
 )
 from pipeline.cloud.contract import RAY2_JOBS_FOLDER, RAY2_START_FIELDS
 from pipeline.errors import PollLimitExceeded, Throttled, TransientError
-from pipeline.schedule import BEDROCK
+from pipeline.plan.schedule import BEDROCK
 
 ASL_PATH = Path(__file__).with_name("campaign.asl.json")
 DISTRIBUTED = " (distributed)"  # the suffix of every state of a Distributed Map's child workflow
@@ -188,7 +188,7 @@ def clip_batch_processor(prefix: str) -> Processor:
                 {"batch.$": "$.batch", "jobs.$": "$.jobs", "run.$": "$.run", "attempt.$": "$.render.attempt"},
                 selector={"render.$": "$.Payload.render", "request.$": "$.Payload.request"}, result_path="$.prepared",
                 comment="Writes the jobs file and start images to S3 and renders the processing job request "
-                        "(pipeline/sagemaker.py)",
+                        "(pipeline/backends/sagemaker_jobs.py)",
             ) | {"Catch": catch_all(collect), "Next": anything},
             anything: {
                 "Type": "Choice", "Comment": "Nothing to render when every clip is cached or waits on a failed job",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cloud.settings import CloudSettings
-from pipeline.store import S3Store
+from pipeline.storage.store import S3Store
 
 
 @functools.cache

@@ -18,7 +18,7 @@ from pipeline.backends.base import ClipOutcome, ClipRequest
 from pipeline.backends.video_preview import PreviewVideoBackend
 from pipeline.catalog import VIDEO_MODELS
 from pipeline.errors import InputRejected, JobFailed
-from pipeline.manifest import Card
+from pipeline.manifest.campaign import Card
 from pipeline.media.assemble import AssemblyRequest, assemble_video
 from pipeline.media.encode import KEYFRAME_INTERVAL
 from pipeline.media.frames import last_frame, match_colors

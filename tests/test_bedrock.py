@@ -18,7 +18,6 @@ from fake_aws.validate import model_checked
 from fake_bedrock import FakeBedrock, converse_ok, error, finish, image_ok, throttle
 from PIL import Image
 
-from pipeline import pricing
 from pipeline.backends.bedrock import (
     DEFAULT_ENHANCER_MODEL,
     PROMPT_TEMPLATE_VERSION,
@@ -30,6 +29,7 @@ from pipeline.backends.bedrock import (
 )
 from pipeline.catalog import EDIT_TOOLS, FieldSpec
 from pipeline.errors import BackendUnavailable, ContentFiltered, InputRejected, JobFailed, Throttled, TransientError
+from pipeline.plan import pricing
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FAST: dict[str, Any] = {"base_delay_s": 0.001, "max_delay_s": 0.002}  # retries without waiting

@@ -21,10 +21,10 @@ from pipeline.backends import Backends, PassThroughEnhancer
 from pipeline.backends.base import ClipOutcome, ClipRequest, EditOutcome
 from pipeline.backends.images_local import LocalImageEditor
 from pipeline.backends.video_preview import PreviewVideoBackend
-from pipeline.manifest import load_manifest
-from pipeline.plan import KeySource, build_plan
-from pipeline.runner import run_local
-from pipeline.store import parse_s3_uri
+from pipeline.manifest.campaign import load_manifest
+from pipeline.plan.build import KeySource, build_plan
+from pipeline.run.runner import run_local
+from pipeline.storage.store import parse_s3_uri
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "manifests" / "assets"

@@ -11,11 +11,11 @@ import pytest
 from PIL import features
 
 from pipeline.errors import ManifestInvalid
-from pipeline.fonts import caption_font
-from pipeline.formats import cues, shot_spans, webvtt
-from pipeline.manifest import load_manifest
+from pipeline.manifest.campaign import load_manifest
+from pipeline.manifest.fonts import caption_font
+from pipeline.manifest.formats import cues, shot_spans, webvtt
+from pipeline.manifest.timeline import timeline
 from pipeline.media.formats import caption_overlay, safe_area
-from pipeline.timeline import timeline
 
 MANIFEST = """\
 campaign: captions-check

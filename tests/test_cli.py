@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import catalog
 from pipeline.cli import build_parser, main
-from pipeline.schema import build_schema
+from pipeline.manifest.schema import build_schema
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline import cloud
 from pipeline.cloud import names, ray2
-from pipeline.report import EXPIRED, REJECTED
+from pipeline.report.write import EXPIRED, REJECTED
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # infra/ lives at the repository root, outside the package

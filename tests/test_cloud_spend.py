@@ -19,8 +19,8 @@ from fake_aws.stepfunctions import route_lambdas, route_sagemaker, wait_for
 from test_spend_control import CAMPAIGN, write_campaign
 
 from pipeline.cloud.approval_step import answer_approval
-from pipeline.report import EXPIRED, REJECTED
-from pipeline.store import S3Store
+from pipeline.report.write import EXPIRED, REJECTED
+from pipeline.storage.store import S3Store
 from tasks import _runtime
 
 PLANNING_ONLY = ["campaign-plan"]
@@ -202,9 +202,9 @@ def test_answers_are_valid_send_task_requests(tmp_path: Path) -> None:
     Step Functions (Stubber on a real client), the record answered once."""
     from botocore.stub import Stubber
 
-    from pipeline.approval import ApprovalRecord, write_record
     from pipeline.errors import ApprovalUnavailable
-    from pipeline.store import LocalStore
+    from pipeline.run.approval import ApprovalRecord, write_record
+    from pipeline.storage.store import LocalStore
 
     store = LocalStore(tmp_path)
     sfn = boto3.client("stepfunctions", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")

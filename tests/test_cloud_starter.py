@@ -180,7 +180,7 @@ def test_submit_uploads_assets_rewrites_their_paths_and_names_the_execution_like
     [address] = [line.split(": ", 1)[1] for line in text.splitlines() if line.strip().startswith("sofa:")]
     assert address.startswith(f"s3://{BUCKET}/assets/spring-teaser/") and address.endswith("/sofa.png")
     # the uploaded manifest is valid as it stands (its asset now lives in S3)
-    from pipeline.manifest import load_manifest_text
+    from pipeline.manifest.campaign import load_manifest_text
 
     assert load_manifest_text(text, file="uploaded.yaml", base_dir=tmp_path, check_files=True).name == "spring-teaser"
     # the trigger, seeing this upload, names its execution exactly as submit said

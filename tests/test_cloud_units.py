@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import errors, schedule
+from pipeline import errors
 from pipeline.cloud import names, rundoc
 from pipeline.cloud.contract import ERROR_MESSAGE_MAX, PLAN_SUMMARY_FIELDS, SCHEDULE_NAME_MAX
 from pipeline.cloud.events import JobEvent, ManifestSource, PlanEvent, StepError
@@ -19,9 +19,10 @@ from pipeline.cloud.job_step import run_job_step
 from pipeline.cloud.plan_step import _enhancer_model_problem, plan_run
 from pipeline.cloud.settings import CloudSettings
 from pipeline.errors import BackendUnavailable
-from pipeline.manifest import load_manifest
-from pipeline.plan import KeySource, Plan, build_plan
-from pipeline.store import LocalStore
+from pipeline.manifest.campaign import load_manifest
+from pipeline.plan import schedule
+from pipeline.plan.build import KeySource, Plan, build_plan
+from pipeline.storage.store import LocalStore
 from pipeline.tasks.enhance import run_enhance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,8 +151,8 @@ def test_the_light_task_functions_need_nothing_beyond_their_layer() -> None:
                     raise ImportError(f"{name} is not in the light functions' layer")
         sys.meta_path.insert(0, Block())
         import tasks.plan, tasks.enhance, tasks.image, tasks.report, tasks.starter
-        import pipeline.manifest, pipeline.report, pipeline.report_html, pipeline.cost, pipeline.sagemaker
-        import pipeline.yamlsrc, pipeline.tasks
+        import pipeline.manifest.campaign, pipeline.report.write, pipeline.report.html, pipeline.plan.cost, pipeline.backends.sagemaker_jobs
+        import pipeline.manifest.yamlsrc, pipeline.tasks
         from pipeline.cloud.settings import CloudBackends, CloudSettings
         s = CloudSettings(output_bucket="o", sagemaker_role_arn="arn:aws:iam::1:role/r",
                           sagemaker_image_uri="1.dkr.ecr.us-east-1.amazonaws.com/x:1", models_s3_uri="s3://o/models/")

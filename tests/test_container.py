@@ -23,17 +23,17 @@ from fake_aws.validate import model_checked
 from moto import mock_aws
 
 from pipeline.backends.base import ClipRequest, set_step_reporter
-from pipeline.backends.video_diffusers import DiffusersVideoBackend
-from pipeline.backends.video_sagemaker import SageMakerVideoBackend
-from pipeline.catalog import VIDEO_MODELS
-from pipeline.errors import BackendUnavailable
-from pipeline.models_pull import model_repos, pull_model, store_model_folders
-from pipeline.sagemaker import (
-    DEFAULT_INSTANCE_TYPE,
+from pipeline.backends.sagemaker_jobs import (
     batch_clips,
     processing_job_name,
     processing_job_request,
 )
+from pipeline.backends.video_diffusers import DiffusersVideoBackend
+from pipeline.backends.video_sagemaker import SageMakerVideoBackend
+from pipeline.backends.weights import model_repos, pull_model, store_model_folders
+from pipeline.catalog import VIDEO_MODELS
+from pipeline.errors import BackendUnavailable
+from pipeline.plan.pricing import DEFAULT_INSTANCE_TYPE
 
 gen = tiny.load_generate()
 

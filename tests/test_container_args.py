@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.backends.sagemaker_jobs import CONTAINER_SPEED_FLAGS, container_args, processing_job_request
 from pipeline.backends.video_sagemaker import SageMakerVideoBackend
-from pipeline.sagemaker import CONTAINER_SPEED_FLAGS, container_args, processing_job_request
 
 GENERATE_PY = Path(__file__).resolve().parents[1] / "container" / "generate.py"
 REQUEST = dict(job_name="clips-spring-0123456789ab", image_uri="123456789012.dkr.ecr.us-east-1.amazonaws.com/c:1",

@@ -73,7 +73,7 @@ def test_example_delivers_every_format_and_caption_file(tmp_path: Path) -> None:
     teaser = next(v for v in manifest["videos"] if v["id"].startswith("teaser-"))
     k = round(teaser["transition"]["crossfade"] * fps)
     title = round(teaser["title"]["duration"] * fps)
-    # shot spans, independently of pipeline.formats: clips overlap by k frames; a caption switches at the
+    # shot spans, independently of pipeline.manifest.formats: clips overlap by k frames; a caption switches at the
     # window's middle frame (the first where the incoming clip weighs at least half)
     spans = [(title, title + frames - (k - k // 2)), (title + frames - k + k // 2, title + 2 * frames - k)]
     total = title + 2 * frames - k

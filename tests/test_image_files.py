@@ -14,7 +14,7 @@ from PIL import Image
 from pipeline.backends.images_local import LocalImageEditor
 from pipeline.cli import main
 from pipeline.errors import InputRejected
-from pipeline.image_files import load_image
+from pipeline.manifest.image_files import load_image
 from pipeline.tasks.common import open_image as _load_image
 
 W, H = 256, 8

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import integrity
 from pipeline.backends import select_backends
 from pipeline.cli import main
-from pipeline.manifest import load_manifest
+from pipeline.manifest.campaign import load_manifest
 from pipeline.media.probe import probe_video
-from pipeline.plan import KeySource, build_plan
-from pipeline.runner import run_plan
-from pipeline.store import LocalStore
+from pipeline.plan.build import KeySource, build_plan
+from pipeline.run.runner import run_plan
+from pipeline.storage import integrity
+from pipeline.storage.store import LocalStore
 
 SMALL = """\
 campaign: small
@@ -160,7 +160,7 @@ def test_an_s3_cache_entry_is_checked_and_a_damaged_one_copied_to_quarantine_bef
     import boto3
     from moto import mock_aws
 
-    from pipeline.store import S3Store
+    from pipeline.storage.store import S3Store
 
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")

@@ -1,5 +1,5 @@
-"""The code's shape: imports run one way (entry points above the runner, the runner above the tasks, the tasks
-above backends and media, nothing importing upward) and no module under pipeline/ grows past ~600 lines
+"""The code's shape: one package per stage, imports run one way (the CLI above the studio, the studio above the
+cloud runner, ... the manifest above nothing but errors and the catalog) and no module under pipeline/ grows past ~600 lines
 without saying why in its opening docstring."""
 
 from __future__ import annotations
@@ -10,23 +10,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = ROOT / "pipeline"
 
-# Layers, lowest first. A module may import its own layer and the ones below, never one above.
+# Layers, lowest first, in the order of the flow (manifest -> plan -> run -> media -> report). A module may
+# import its own layer and the ones below, never one above. docs/architecture.md draws the same picture.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("pipeline.errors", "pipeline.catalog", "pipeline.keys", "pipeline.timeline", "pipeline.prompts",
-     "pipeline.pricing", "pipeline.store", "pipeline.yamlsrc", "pipeline.schedule", "pipeline.schedule_expr",
-     "pipeline.integrity", "pipeline.outdir", "pipeline.image_files", "pipeline.inputs",
-     "pipeline.fonts", "pipeline.records"),
-    ("pipeline.schema", "pipeline.variants", "pipeline.manifest", "pipeline.manifest_ray2", "pipeline.formats",
-     "pipeline.manifest_formats"),
-    ("pipeline.jobs", "pipeline.plan"),
-    ("pipeline.backends", "pipeline.sagemaker", "pipeline.media", "pipeline.models_pull"),
-    ("pipeline.tasks",),
-    ("pipeline.report", "pipeline.report_html", "pipeline.cost", "pipeline.budget", "pipeline.approval",
-     "pipeline.notify"),
-    ("pipeline.runner",),
-    ("pipeline.cloud",),
-    ("pipeline.cli", "pipeline.studio"),  # the entry points
+    ("pipeline.errors", "pipeline.catalog"),  # what every stage names: error types, models and tools
+    ("pipeline.manifest",),  # YAML -> Campaign, and the contract's rules on sizes, frames and fonts
+    ("pipeline.plan",),  # Campaign -> Plan: jobs, keys, schedule, cost
+    ("pipeline.storage",),  # the cache and the output folder, local or S3
+    ("pipeline.media",),  # moviepy/ffmpeg: probe, encode, compose, assemble, formats
+    ("pipeline.backends",),  # the services and models that make images, clips and prompts
+    ("pipeline.tasks",),  # one task function per job kind, shared by both runners
+    ("pipeline.report",),  # report.json, report.html, the run summary
+    ("pipeline.run",),  # the local runner, budget and approval
+    ("pipeline.cloud",),  # the Step Functions runner's steps
+    ("pipeline.studio",),  # the Streamlit studio
+    ("pipeline.cli",),  # the `campaign` command, above everything it starts
 )
+# The top level holds only these modules; everything else lives in the package of its stage.
+TOP_LEVEL = {"__init__.py", "cli.py", "errors.py", "catalog.py"}
 MAX_LINES = 600
 
 
@@ -76,6 +77,11 @@ def pipeline_modules() -> list[Path]:
 def test_every_pipeline_module_has_a_layer() -> None:
     missing = [module_name(p) for p in pipeline_modules() if layer_of(module_name(p)) is None]
     assert not missing, f"add these modules to LAYERS: {missing}"
+
+
+def test_the_top_level_holds_only_the_entry_points() -> None:
+    extra = sorted(p.name for p in PIPELINE.glob("*.py") if p.name not in TOP_LEVEL)
+    assert not extra, f"move these into the package of their stage: {extra}"
 
 
 def test_imports_never_point_upward() -> None:

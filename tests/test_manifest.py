@@ -12,9 +12,9 @@ import pytest
 from pipeline import catalog
 from pipeline.cli import main
 from pipeline.errors import ManifestInvalid
-from pipeline.manifest import load_manifest
-from pipeline.schedule_expr import schedule_problem
-from pipeline.schema import SCHEMA_PATH, render_schema
+from pipeline.manifest.campaign import load_manifest
+from pipeline.manifest.schedule_expr import schedule_problem
+from pipeline.manifest.schema import SCHEMA_PATH, render_schema
 
 INVALID = sorted((Path(__file__).parent / "manifests" / "invalid").glob("*.yaml"))
 EXPECT = re.compile(r"^# expect: (\d+):(\d+) (\S+): (.*)$")
@@ -34,7 +34,7 @@ def test_example_is_valid_and_resolved(example_manifest: Path) -> None:
 
 
 def test_shipped_schema_matches_the_catalog() -> None:
-    assert SCHEMA_PATH.read_text(encoding="utf-8") == render_schema(), "run: python -m pipeline.schema"
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == render_schema(), "run: python -m pipeline.manifest.schema"
     schema = json.loads(SCHEMA_PATH.read_text())
     assert set(schema["$defs"]["edit"]["propertyNames"]["enum"]) == set(catalog.EDIT_TOOLS)
     assert len(catalog.EDIT_TOOLS) == 13

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.outdir import MARKER
-from pipeline.store import TMP_MARK
+from pipeline.storage.outdir import MARKER
+from pipeline.storage.store import TMP_MARK
 
 ONE_CLIP = """\
 campaign: tiny

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.jobs import ClipLastFrame
-from pipeline.manifest import load_manifest
-from pipeline.plan import KeySource, Plan, build_plan, expected_duration
-from pipeline.prompts import estimate_tokens, fit_prompt
+from pipeline.manifest.campaign import load_manifest
+from pipeline.plan.build import KeySource, Plan, build_plan, expected_duration
+from pipeline.plan.jobs import ClipLastFrame
+from pipeline.tasks.prompts import estimate_tokens, fit_prompt
 
 KEYS = KeySource(enhancer="passthrough:v1", images="local", video="preview")
 

@@ -10,15 +10,16 @@ from pathlib import Path
 import imageio_ffmpeg
 import pytest
 
-from pipeline import catalog, pricing
+from pipeline import catalog
 from pipeline.backends.base import ClipRequest
 from pipeline.backends.video_preview import PreviewVideoBackend
-from pipeline.cost import estimate_cost
 from pipeline.errors import ManifestInvalid
-from pipeline.jobs import Job
-from pipeline.manifest import load_manifest
-from pipeline.plan import KeySource, Plan, build_plan
-from pipeline.schema import render_schema
+from pipeline.manifest.campaign import load_manifest
+from pipeline.manifest.schema import render_schema
+from pipeline.plan import pricing
+from pipeline.plan.build import KeySource, Plan, build_plan
+from pipeline.plan.cost import estimate_cost
+from pipeline.plan.jobs import Job
 
 KEYS = KeySource(enhancer="passthrough:v1", images="local", video="preview")
 
@@ -221,7 +222,7 @@ def test_the_cloud_plan_step_refuses_ray2_shots_located(tmp_path: Path) -> None:
     from pipeline.cloud.events import ManifestSource, PlanEvent
     from pipeline.cloud.plan_step import plan_run
     from pipeline.cloud.settings import CloudSettings
-    from pipeline.store import LocalStore
+    from pipeline.storage.store import LocalStore
 
     text = "campaign: cloud-ray2\nvideos:\n  - id: v\n    shots:\n      - prompt: A bee.\n      - prompt: A cat.\n        model: luma-ray2\n"
     settings = CloudSettings(enhancer="passthrough", images="local", video="sagemaker", clips_per_batch=8)

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from pipeline.cli import main
-from pipeline.store import TMP_MARK
+from pipeline.storage.store import TMP_MARK
 
 pytestmark = pytest.mark.slow
 

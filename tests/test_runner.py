@@ -17,10 +17,10 @@ import pytest
 from pipeline.backends import Backends, PassThroughEnhancer, make_image_editor
 from pipeline.backends.base import ClipOutcome, ClipRequest
 from pipeline.backends.video_preview import PreviewVideoBackend
-from pipeline.manifest import load_manifest
-from pipeline.plan import KeySource, build_plan
-from pipeline.runner import run_plan
-from pipeline.store import LocalStore
+from pipeline.manifest.campaign import load_manifest
+from pipeline.plan.build import KeySource, build_plan
+from pipeline.run.runner import run_plan
+from pipeline.storage.store import LocalStore
 
 
 class SlowEnhancer(PassThroughEnhancer):

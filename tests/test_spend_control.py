@@ -15,7 +15,7 @@ from botocore.stub import Stubber
 
 from pipeline.cli import EXIT_AWAITING_APPROVAL, EXIT_INVALID, EXIT_OK
 from pipeline.cli import main as campaign
-from pipeline.notify import publish, summarize
+from pipeline.report.summary import publish, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "manifests" / "assets"

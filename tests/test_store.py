@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.outdir import WORK_DIR, sweep_work
-from pipeline.store import TMP_MARK, LocalStore
+from pipeline.storage.outdir import WORK_DIR, sweep_work
+from pipeline.storage.store import TMP_MARK, LocalStore
 
 
 def test_write_read_copy(tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_unsafe_keys_are_refused(tmp_path: Path) -> None:
 
 
 # A process that holds a work lease on a folder until its standard input closes, and prints the lease's token.
-HOLDER = ("import sys; from pathlib import Path; from pipeline.outdir import acquire_lease; "
+HOLDER = ("import sys; from pathlib import Path; from pipeline.storage.outdir import acquire_lease; "
           "lease = acquire_lease(Path(sys.argv[1]), folder=True); print(lease.token, flush=True); sys.stdin.read()")
 
 

@@ -17,7 +17,7 @@ import pytest
 from pipeline import catalog
 from pipeline.cli import main
 from pipeline.errors import ManifestInvalid
-from pipeline.manifest import load_manifest, load_manifest_text
+from pipeline.manifest.campaign import load_manifest, load_manifest_text
 from pipeline.studio import editor, engine, jobs, runs, shots
 from pipeline.studio.config import ENV_VAR, StudioConfig
 from pipeline.studio.worker import ClipSteps, StatusFile, gpu_locks

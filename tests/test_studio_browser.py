@@ -15,7 +15,7 @@ from studio_server import CHROMIUM, LONG, NO_CHROMIUM, launch_chromium, running_
 
 from pipeline import catalog
 from pipeline.errors import ManifestInvalid
-from pipeline.manifest import load_manifest_text
+from pipeline.manifest.campaign import load_manifest_text
 from pipeline.studio import editor as editor_module
 from pipeline.studio import engine, jobs, runs
 from pipeline.studio.config import StudioConfig

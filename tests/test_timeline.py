@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.cli import main as campaign_cli
 from pipeline.errors import ManifestInvalid
-from pipeline.manifest import load_manifest
+from pipeline.manifest.campaign import load_manifest
 
 
 def run_and_read_back(manifest: Path, out: Path) -> tuple[dict, int]:

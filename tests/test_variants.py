@@ -13,8 +13,8 @@ from PIL import Image
 
 from pipeline.cli import main
 from pipeline.errors import ManifestInvalid
-from pipeline.manifest import load_manifest
-from pipeline.variants import MAX_EXPANDED_JOBS, Variant
+from pipeline.manifest.campaign import load_manifest
+from pipeline.manifest.variables import MAX_EXPANDED_JOBS, Variant
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "manifests" / "multi-market.yaml"
@@ -322,7 +322,7 @@ def test_report_groups_variants_by_template_with_their_own_errors(write_campaign
           - id: plain
             shots: [{prompt: A bee.}]
         """)
-    # a real failure, for one product: 3 MP is a valid image, but more than upscale-fast takes (pipeline/image_files.py)
+    # a real failure, for one product: 3 MP is a valid image, but more than upscale-fast takes (pipeline/manifest/image_files.py)
     Image.new("RGB", (2000, 1500), (90, 60, 40)).save(path.parent / "assets" / "broken.png")
     out = tmp_path / "out"
     assert main(["run", str(path), "--out", str(out), "--quiet"]) == 1

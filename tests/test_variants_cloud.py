@@ -16,8 +16,8 @@ from fake_aws.cloud import Cloud, cloud_for_tasks
 from pipeline.cli import main as campaign_cli
 from pipeline.cloud import DEFAULT_DISTRIBUTED_THRESHOLD
 from pipeline.cloud.contract import MAX_SUMMARY_BYTES
-from pipeline.jobs import Job
-from pipeline.variants import Variant
+from pipeline.manifest.variables import Variant
+from pipeline.plan.jobs import Job
 
 # 40 markets x 50 products: 2,000 videos of one shot each.
 MARKETS, PRODUCTS = 40, 50

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pipeline.backends.base import EditOutcome
 from pipeline.catalog import EDIT_TOOLS, EditTool
 from pipeline.errors import InputRejected, JobFailed
-from pipeline.image_files import check_edit_size
+from pipeline.manifest.image_files import check_edit_size
 
 BACKEND = "local"
 

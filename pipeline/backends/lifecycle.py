@@ -21,8 +21,8 @@ from typing import Any, TextIO
 
 from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL, DEFAULT_REGION, DEFAULT_STABILITY_REGION
 from pipeline.catalog import EDIT_TOOLS, RAY2
-from pipeline.manifest import Campaign
-from pipeline.yamlsrc import load_file
+from pipeline.manifest.campaign import Campaign
+from pipeline.manifest.yamlsrc import load_file
 
 PROFILE_PREFIXES = ("us.", "eu.", "apac.", "global.")
 

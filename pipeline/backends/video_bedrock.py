@@ -29,7 +29,7 @@ from pipeline.backends.base import ClipOutcome, ClipRequest
 from pipeline.backends.bedrock import RetryPolicy, _LazyClient, _map_error, _Where, _with_retries
 from pipeline.catalog import RAY2, Ray2Settings
 from pipeline.errors import BackendUnavailable, ContentFiltered, InputRejected, JobFailed, PipelineError
-from pipeline.store import parse_s3_uri
+from pipeline.storage.store import parse_s3_uri
 
 OUTPUT_ENV = "CAMPAIGN_BEDROCK_OUTPUT_S3_URI"
 POLL_ENV = "CAMPAIGN_BEDROCK_POLL_S"

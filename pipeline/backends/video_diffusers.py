@@ -21,7 +21,7 @@ from typing import Any
 from pipeline.backends.base import ClipOutcome, ClipRequest, report_step
 from pipeline.errors import BackendUnavailable
 from pipeline.media.encode import H264_PROFILE, PROFILE_ID
-from pipeline.schedule import I2V_SUFFIX
+from pipeline.plan.schedule import I2V_SUFFIX
 
 GENERATE_PY = Path(__file__).resolve().parents[2] / "container" / "generate.py"
 _MODULE_NAME = "campaign_container_generate"

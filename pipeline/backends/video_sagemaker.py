@@ -1,7 +1,7 @@
 """The `sagemaker` video backend: clip batches as SageMaker processing jobs running container/generate.py.
 
 For each batch (clips of one pipeline folder, at most `max_batch`): upload the jobs file and start images
-to S3, create the processing job from `pipeline.sagemaker.processing_job_request` (the same request the
+to S3, create the processing job from `pipeline.backends.sagemaker_jobs.processing_job_request` (the same request the
 state machine sends), poll until it ends, download <key>.mp4 and <key>.json. boto3 clients are created on
 first use from the standard AWS configuration (profile, AWS_REGION, AWS_ENDPOINT_URL_<SERVICE>).
 """
@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.backends.base import ClipOutcome, ClipRequest
-from pipeline.errors import BackendUnavailable
-from pipeline.sagemaker import (
-    DEFAULT_INSTANCE_TYPE,
+from pipeline.backends.sagemaker_jobs import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_RUNTIME_S,
     DEFAULT_VOLUME_GB,
@@ -31,10 +29,12 @@ from pipeline.sagemaker import (
     processing_job_request,
     upload_batch_inputs,
 )
-from pipeline.sagemaker import (
+from pipeline.backends.sagemaker_jobs import (
     container_args as parse_container_args,
 )
-from pipeline.store import parse_s3_uri
+from pipeline.errors import BackendUnavailable
+from pipeline.plan.pricing import DEFAULT_INSTANCE_TYPE
+from pipeline.storage.store import parse_s3_uri
 
 TERMINAL_STATUSES = ("Completed", "Failed", "Stopped")
 

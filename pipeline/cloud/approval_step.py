@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.approval import APPROVED, REJECTED, ApprovalRecord, hold_for_approval, read_record, write_record
 from pipeline.cloud.contract import APPROVAL_REJECTED_ERROR, ERROR_MESSAGE_MAX
 from pipeline.cloud.events import epoch, need, need_str
 from pipeline.cloud.names import RunRef
@@ -22,8 +21,9 @@ from pipeline.cloud.report_step import collect_results, load_budget, notify, run
 from pipeline.cloud.rundoc import load_run
 from pipeline.cloud.settings import CloudSettings
 from pipeline.errors import ApprovalUnavailable
-from pipeline.notify import Notification, summarize
-from pipeline.store import Store
+from pipeline.report.summary import Notification, summarize
+from pipeline.run.approval import APPROVED, REJECTED, ApprovalRecord, hold_for_approval, read_record, write_record
+from pipeline.storage.store import Store
 
 
 @dataclass(frozen=True)

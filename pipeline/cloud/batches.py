@@ -12,18 +12,7 @@ from typing import Any
 
 from pipeline.backends import RoutingVideoBackend
 from pipeline.backends.base import ClipOutcome, ClipRequest, VideoBackend
-from pipeline.cloud.contract import RENDER_REQUEST_FIELDS
-from pipeline.cloud.events import CollectBatchEvent, PrepareBatchEvent
-from pipeline.cloud.failures import describe_failure
-from pipeline.cloud.job_step import save_result
-from pipeline.cloud.names import batch_s3_uri
-from pipeline.cloud.outputs import JobOutputs
-from pipeline.cloud.ray2 import Ray2BatchEvent, Ray2CollectEvent, collect_ray2_batch, prepare_ray2_batch
-from pipeline.cloud.rundoc import load_run
-from pipeline.cloud.settings import CloudSettings
-from pipeline.errors import JobFailed
-from pipeline.sagemaker import (
-    DEFAULT_INSTANCE_TYPE,
+from pipeline.backends.sagemaker_jobs import (
     DEFAULT_MAX_RUNTIME_S,
     DEFAULT_VOLUME_GB,
     clip_outcome,
@@ -34,8 +23,19 @@ from pipeline.sagemaker import (
     processing_job_request,
     upload_batch_inputs,
 )
-from pipeline.schedule import BEDROCK
-from pipeline.store import Store
+from pipeline.cloud.contract import RENDER_REQUEST_FIELDS
+from pipeline.cloud.events import CollectBatchEvent, PrepareBatchEvent
+from pipeline.cloud.failures import describe_failure
+from pipeline.cloud.job_step import save_result
+from pipeline.cloud.names import batch_s3_uri
+from pipeline.cloud.outputs import JobOutputs
+from pipeline.cloud.ray2 import Ray2BatchEvent, Ray2CollectEvent, collect_ray2_batch, prepare_ray2_batch
+from pipeline.cloud.rundoc import load_run
+from pipeline.cloud.settings import CloudSettings
+from pipeline.errors import JobFailed
+from pipeline.plan.pricing import DEFAULT_INSTANCE_TYPE
+from pipeline.plan.schedule import BEDROCK
+from pipeline.storage.store import Store
 from pipeline.tasks import is_done, missing_dependency
 from pipeline.tasks.clips import clip_request, run_clip_batch
 
@@ -43,7 +43,7 @@ from pipeline.tasks.clips import clip_request, run_clip_batch
 def prepare_clip_batch(event: PrepareBatchEvent, *, store: Store, s3: Any, settings: CloudSettings,
                        workdir: Path) -> dict[str, Any]:
     """Write the batch's jobs file and start images to S3 and render its CreateProcessingJob request
-    (pipeline/sagemaker.py builds it; the state passes it on whole). Clips already cached, waiting on a
+    (pipeline/backends/sagemaker_jobs.py builds it; the state passes it on whole). Clips already cached, waiting on a
     failed job or whose request cannot be built are left out: the collect step records them.
 
     Safe to run again for the same batch: the state machine does so after a job SageMaker could not start

@@ -16,9 +16,9 @@ import yaml
 from pipeline.cloud.contract import MANIFEST_PREFIX, SUBMITTED_ASSETS_PREFIX
 from pipeline.cloud.failures import client_error_code
 from pipeline.cloud.names import execution_arn, execution_console_url, execution_name, object_version, region_of
-from pipeline.inputs import submit_name
-from pipeline.keys import file_digest
-from pipeline.manifest import load_manifest
+from pipeline.manifest.campaign import load_manifest
+from pipeline.manifest.inputs import submit_name
+from pipeline.plan.keys import file_digest
 
 
 def submit(manifest_path: str | Path, *, bucket: str, state_machine_arn: str | None = None,

@@ -43,7 +43,7 @@ DEFAULT_APPROVAL_TIMEOUT_S = 7 * 24 * 3600
 # stands in for States.Timeout): the report step turns them into the statuses `rejected` and `expired`.
 APPROVAL_REJECTED_ERROR = "ApprovalRejected"
 APPROVAL_EXPIRED_ERROR = "ApprovalExpired"
-# ... and the report statuses they end in (pipeline/report.py REJECTED, EXPIRED), which `Campaign outcome` reads
+# ... and the report statuses they end in (pipeline/report/write.py REJECTED, EXPIRED), which `Campaign outcome` reads
 APPROVAL_ENDED_STATUSES = ("rejected", "expired")
 
 PARALLEL_S3_READS = 16  # the report step reads one result per job: in parallel, a few thousand fit its timeout

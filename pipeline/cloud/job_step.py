@@ -12,8 +12,8 @@ from pipeline.cloud.names import RunRef, result_key
 from pipeline.cloud.rundoc import load_run
 from pipeline.cloud.settings import CloudSettings
 from pipeline.errors import TransientError
-from pipeline.jobs import JobKind
-from pipeline.store import Store
+from pipeline.plan.jobs import JobKind
+from pipeline.storage.store import Store
 from pipeline.tasks import JobResult, TaskFunction, run_task
 
 

@@ -19,7 +19,7 @@ from pipeline.cloud.contract import (
     NAME_HASH_CHARS,
     SCHEDULE_NAME_MAX,
 )
-from pipeline.report import run_prefix
+from pipeline.report.write import run_prefix
 
 
 def slug(text: str, max_len: int) -> str:

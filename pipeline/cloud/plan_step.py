@@ -10,11 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.approval import gate_applies
 from pipeline.backends import makes, video_backend_names
 from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL
 from pipeline.backends.lifecycle import ModelFinding, check_models, models_used
-from pipeline.budget import check_budget, estimate_uncached
+from pipeline.backends.sagemaker_jobs import DEFAULT_MAX_BATCH
 from pipeline.cloud.contract import DEFAULT_DISTRIBUTED_THRESHOLD, MAX_SUMMARY_BYTES
 from pipeline.cloud.events import PlanEvent
 from pipeline.cloud.failures import client_error_code
@@ -22,14 +21,15 @@ from pipeline.cloud.names import RunRef, campaign_name_of, run_document_key
 from pipeline.cloud.rundoc import CloudRun, choose_distributed, empty_stages
 from pipeline.cloud.settings import CloudBackends, CloudSettings
 from pipeline.errors import JobFailed, ManifestInvalid, Problem
-from pipeline.jobs import Job
-from pipeline.manifest import load_manifest_text
-from pipeline.plan import build_plan
-from pipeline.report import write_invalid, write_refused
-from pipeline.sagemaker import DEFAULT_MAX_BATCH
-from pipeline.schedule import BEDROCK, SAGEMAKER, clip_waves, image_waves
-from pipeline.store import Store, s3_etag
-from pipeline.yamlsrc import load_text
+from pipeline.manifest.campaign import load_manifest_text
+from pipeline.manifest.yamlsrc import load_text
+from pipeline.plan.build import build_plan
+from pipeline.plan.jobs import Job
+from pipeline.plan.schedule import BEDROCK, SAGEMAKER, clip_waves, image_waves
+from pipeline.report.write import write_invalid, write_refused
+from pipeline.run.approval import gate_applies
+from pipeline.run.budget import check_budget, estimate_uncached
+from pipeline.storage.store import Store, s3_etag
 
 
 def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings, workdir: Path,
@@ -196,7 +196,7 @@ def _unmade_model_problems(campaign: Any, src: Any, video: str) -> list[Problem]
 
 
 def clip_service(video: str) -> Callable[[Job], str]:
-    """`job -> service` for pipeline.schedule.clip_waves: BEDROCK for a clip the deployment's video backend
+    """`job -> service` for pipeline.plan.schedule.clip_waves: BEDROCK for a clip the deployment's video backend
     (e.g. `sagemaker+bedrock`) sends to Bedrock, SAGEMAKER for the rest (the preview stand-in included)."""
     names = video_backend_names(video)
 

@@ -35,7 +35,7 @@ from pipeline.cloud.outputs import JobOutputs
 from pipeline.cloud.rundoc import load_run
 from pipeline.cloud.settings import CloudSettings
 from pipeline.errors import JobFailed, PipelineError, PollLimitExceeded
-from pipeline.store import Store
+from pipeline.storage.store import Store
 from pipeline.tasks import is_done, missing_dependency
 from pipeline.tasks.clips import clip_request, run_clip_batch
 

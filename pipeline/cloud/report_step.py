@@ -10,21 +10,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pipeline.approval import AWAITING, approval_section, read_record, write_record
-from pipeline.approval import EXPIRED as RECORD_EXPIRED
 from pipeline.cloud.contract import APPROVAL_EXPIRED_ERROR, APPROVAL_REJECTED_ERROR, PARALLEL_S3_READS
 from pipeline.cloud.events import FinishEvent, StepError
 from pipeline.cloud.failures import describe_failure
 from pipeline.cloud.names import RunRef, slug
 from pipeline.cloud.rundoc import load_run
 from pipeline.cloud.settings import CloudSettings
-from pipeline.cost import estimate_cost
 from pipeline.errors import ApprovalUnavailable
-from pipeline.jobs import Job
-from pipeline.notify import Notification, publish, summarize
-from pipeline.plan import Plan
-from pipeline.report import EXPIRED, REJECTED, restate_report, write_failed, write_run
-from pipeline.store import Store
+from pipeline.plan.build import Plan
+from pipeline.plan.cost import estimate_cost
+from pipeline.plan.jobs import Job
+from pipeline.report.summary import Notification, publish, summarize
+from pipeline.report.write import EXPIRED, REJECTED, restate_report, write_failed, write_run
+from pipeline.run.approval import AWAITING, approval_section, read_record, write_record
+from pipeline.run.approval import EXPIRED as RECORD_EXPIRED
+from pipeline.storage.store import Store
 from pipeline.tasks import JobResult
 
 # How a run held at the approval gate ended -> its report's status

@@ -18,9 +18,9 @@ from pipeline.cloud.contract import (
 )
 from pipeline.cloud.names import RunRef, run_document_key, stage_key
 from pipeline.cloud.settings import CloudBackends, CloudSettings
-from pipeline.plan import Plan
-from pipeline.schedule import SAGEMAKER, ClipBatch
-from pipeline.store import Store
+from pipeline.plan.build import Plan
+from pipeline.plan.schedule import SAGEMAKER, ClipBatch
+from pipeline.storage.store import Store
 from pipeline.tasks import TaskContext
 
 

@@ -15,12 +15,13 @@ from pipeline.backends import (
     video_backend_names,
 )
 from pipeline.backends.base import Enhancer, ImageEditor, VideoBackend
+from pipeline.backends.sagemaker_jobs import DEFAULT_MAX_BATCH, DEFAULT_MAX_RUNTIME_S, DEFAULT_VOLUME_GB
 from pipeline.backends.video_bedrock import BedrockVideoBackend
 from pipeline.backends.video_sagemaker import SageMakerVideoBackend
 from pipeline.cloud.contract import RAY2_OUTPUT_PREFIX
 from pipeline.errors import BackendUnavailable
-from pipeline.plan import KeySource
-from pipeline.sagemaker import DEFAULT_INSTANCE_TYPE, DEFAULT_MAX_BATCH, DEFAULT_MAX_RUNTIME_S, DEFAULT_VOLUME_GB
+from pipeline.plan.build import KeySource
+from pipeline.plan.pricing import DEFAULT_INSTANCE_TYPE
 
 ENV_NAMES = {
     "output_bucket": "CAMPAIGN_OUTPUT_BUCKET",
@@ -42,7 +43,7 @@ ENV_NAMES = {
     "scheduler_role_arn": "CAMPAIGN_SCHEDULER_ROLE_ARN",
     "schedule_group": "CAMPAIGN_SCHEDULE_GROUP",
     "max_budget_usd": "CAMPAIGN_MAX_BUDGET_USD",  # the stack-wide ceiling no manifest's budget can pass
-    "notify_topic_arn": "CAMPAIGN_NOTIFY_TOPIC_ARN",  # run summaries (pipeline/notify.py)
+    "notify_topic_arn": "CAMPAIGN_NOTIFY_TOPIC_ARN",  # run summaries (pipeline/report/summary.py)
     "ray2_poll_s": "CAMPAIGN_RAY2_POLL_S",  # seconds between GetAsyncInvoke polls of a Luma Ray2 job (0 in tests)
     "ray2_max_polls": "CAMPAIGN_RAY2_MAX_POLLS",
 }
@@ -53,7 +54,7 @@ _MAY_BE_ZERO = ("ray2_poll_s",)
 @dataclass(frozen=True)
 class CloudSettings:
     """What a task needs to know about its deployment. Unset values are None; `need` says which variable
-    is missing. Values left unset fall back to the defaults in pipeline/sagemaker.py."""
+    is missing. Values left unset fall back to the defaults in pipeline/backends/sagemaker_jobs.py."""
 
     output_bucket: str | None = None
     state_machine_arn: str | None = None

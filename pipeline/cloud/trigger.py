@@ -21,7 +21,7 @@ from pipeline.cloud.names import (
 )
 from pipeline.cloud.settings import CloudSettings
 from pipeline.errors import ManifestInvalid
-from pipeline.manifest import load_manifest_text
+from pipeline.manifest.campaign import load_manifest_text
 
 LIFECYCLE_EXPIRATION = "Lifecycle Expiration"
 NOT_FOUND = ("NoSuchKey", "NoSuchVersion", "404", "NotFound")

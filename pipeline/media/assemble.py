@@ -2,7 +2,7 @@
 
 How a video is made (`assemble_video`):
 1. Describe every clip: from the product's provenance when it wrote the clip (`AssemblyRequest.clip_info`),
-   else by probing it (pipeline.media.probe). Count the video's frames with pipeline.timeline.
+   else by probing it (pipeline.media.probe). Count the video's frames with pipeline.manifest.timeline.
 2. Plan the output frame by frame: each frame is copied from a clip or made (a crossfade blend, a card, a clip
    that must be normalised to the first clip's size/rate/profile). Copied runs start on a keyframe, so every
    copied run can be cut out of its clip without decoding it.
@@ -33,12 +33,12 @@ import cv2
 import numpy as np
 
 from pipeline.errors import InputRejected, JobFailed
-from pipeline.manifest import Card
+from pipeline.manifest.campaign import Card
+from pipeline.manifest.timeline import timeline
 from pipeline.media.compose import crossfade, fitted_frames, render_card
 from pipeline.media.encode import AUDIO_BITRATE, AUDIO_CODEC, SegmentWriter, ffmpeg_exe, temp_beside
 from pipeline.media.frames import decode
 from pipeline.media.probe import ClipInfo, check_file, inspect_clip
-from pipeline.timeline import timeline
 
 POSTER_POSITION = 1 / 3  # of the video's frames
 

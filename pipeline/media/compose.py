@@ -15,7 +15,7 @@ from moviepy import ColorClip, CompositeVideoClip, ImageSequenceClip, TextClip, 
 from PIL import ImageColor, ImageDraw, ImageFont
 
 from pipeline.errors import InputRejected, JobFailed
-from pipeline.manifest import Card
+from pipeline.manifest.campaign import Card
 from pipeline.media.probe import ClipInfo
 
 # --- fonts and text -----------------------------------------------------------------------------------------

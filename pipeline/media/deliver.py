@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import JobFailed
-from pipeline.formats import cues
-from pipeline.jobs import VideoOutput
+from pipeline.manifest.formats import cues
+from pipeline.manifest.timeline import Timeline
 from pipeline.media.assemble import AssemblyRequest, assemble_video
 from pipeline.media.formats import FormatTarget, render_formats
-from pipeline.timeline import Timeline
+from pipeline.plan.jobs import VideoOutput
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ How (`render_formats`):
 Burned captions sit in the format's safe area: 10 % of the width on each side, and above a bottom margin of
 10 % of the height (12 % for 4:5, 20 % for 9:16, where the feed players put their buttons and text). The text is
 6 % of the short side (4 % at least when a caption needs more than 3 lines), white with a dark outline on a
-translucent band, in the first installed font that covers the caption's script (pipeline/fonts.py).
+translucent band, in the first installed font that covers the caption's script (pipeline/manifest/fonts.py).
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.errors import InputRejected, JobFailed
-from pipeline.fonts import caption_font
-from pipeline.formats import Cue, caption_at
-from pipeline.manifest import Card
+from pipeline.manifest.campaign import Card
+from pipeline.manifest.fonts import caption_font
+from pipeline.manifest.formats import Cue, caption_at
+from pipeline.manifest.timeline import Timeline
 from pipeline.media.compose import _wrap, render_card
 from pipeline.media.encode import SegmentWriter, ffmpeg_exe, temp_beside
 from pipeline.media.frames import decode
-from pipeline.timeline import Timeline
 
 ENERGY_SAMPLES = 16  # frames per clip the energy map averages
 ENERGY_SCALE = 4  # the map is 1/4 of the clip's size

@@ -123,7 +123,7 @@ def clip_info_from_provenance(info: Mapping[str, Any]) -> ClipInfo | None:
     except KeyError:
         return None
     extra = info.get("extra") or {}
-    output = extra.get("output")  # the container's record of the file it wrote (pipeline/sagemaker.py keeps it)
+    output = extra.get("output")  # the container's record of the file it wrote (pipeline/backends/sagemaker_jobs.py keeps it)
     if not isinstance(output, Mapping):
         output = (extra.get("provenance") or {}).get("output") or {}
     encoding = extra.get("encoding") or output.get("encoding")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 from dataclasses import dataclass, replace
@@ -11,25 +10,17 @@ from typing import Any
 
 from pipeline import catalog
 from pipeline.errors import ManifestInvalid, PipelineError, Problem
-from pipeline.keys import file_digest
-from pipeline.manifest import Campaign, load_manifest_text
-from pipeline.prompts import estimate_tokens, fit_prompt
+from pipeline.manifest.campaign import Campaign, load_manifest_text
+from pipeline.plan.keys import file_digest
 from pipeline.studio.config import StudioConfig
-
-
-def run_args(config: StudioConfig, manifest: Path) -> argparse.Namespace:
-    """`campaign run MANIFEST --out OUT <backend flags>` parsed by the CLI's own parser (one set of defaults)."""
-    from pipeline.cli import build_parser
-
-    return build_parser().parse_args(["run", str(manifest), "--out", str(config.out_dir),
-                                      "--workers", str(config.workers), *config.backend_argv])
+from pipeline.tasks.prompts import estimate_tokens, fit_prompt
 
 
 def make_backends(config: StudioConfig, *, enhancer_model: str | None = None) -> Any:
-    """The backends `campaign run` would use with these flags."""
-    from pipeline.cli import backends_from_args
+    """The backends `campaign run` would use with the studio's backend flags."""
+    from pipeline.backends.options import backends_from_args, parse_backend_flags
 
-    return backends_from_args(run_args(config, Path("studio.yaml")), enhancer_model=enhancer_model)
+    return backends_from_args(parse_backend_flags(config.backend_argv), enhancer_model=enhancer_model)
 
 
 @dataclass(frozen=True)
@@ -79,7 +70,7 @@ def check_manifest(text: str, *, file: str, base_dir: Path, config: StudioConfig
         _, plan = plan_campaign(campaign, config)
     except PipelineError as exc:
         return ManifestCheck(problems=(), campaign=campaign, error=f"{type(exc).__name__}: {exc}")
-    from pipeline.cost import estimate_cost
+    from pipeline.plan.cost import estimate_cost
 
     jobs = tuple({"stage": j.stage, "job": j.id, "kind": j.kind, "key": j.key[:12], "what": j.label,
                   "after": ", ".join(j.deps)} for j in plan.jobs)
@@ -88,8 +79,8 @@ def check_manifest(text: str, *, file: str, base_dir: Path, config: StudioConfig
 
 def plan_campaign(campaign: Campaign, config: StudioConfig) -> tuple[Any, Any]:
     """(backends, plan): `campaign plan`'s plan of a loaded campaign, keyed by the configured backends."""
-    from pipeline.plan import KeySource, build_plan
-    from pipeline.store import current_etags
+    from pipeline.plan.build import KeySource, build_plan
+    from pipeline.storage.store import current_etags
 
     backends = make_backends(config, enhancer_model=campaign.enhancer_model)
     keys = KeySource(enhancer=backends.enhancer.identity(), images=backends.images.identity,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.report import new_run_id
+from pipeline.report.write import new_run_id
 from pipeline.studio.config import ENV_VAR, StudioConfig
 from pipeline.studio.shots import ShotSpec, manifest_text, write_text_atomic
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.report import AWAITING_APPROVAL, EXPIRED, REJECTED
+from pipeline.report.write import AWAITING_APPROVAL, EXPIRED, REJECTED
 
 STATUSES = ("succeeded", "partial", "failed", AWAITING_APPROVAL, REJECTED, EXPIRED)
 LOCAL = "local"

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.outdir import prepare_out_dir
+from pipeline.storage.outdir import prepare_out_dir
 from pipeline.studio.config import ENV_VAR, StudioConfig
 
 APP = Path(__file__).with_name("app.py")
-
-
-def backend_argv(args: argparse.Namespace) -> tuple[str, ...]:
-    """The backend flags as given on the command line, for the workers' `campaign run` parser."""
-    argv: list[str] = []
-    if getattr(args, "backend", "local") != "local":
-        argv += ["--backend", args.backend]
-    for flag, value in (("--enhancer", args.enhancer), ("--enhancer-model", args.enhancer_model),
-                        ("--images", args.images), ("--video", args.video), ("--models", args.models)):
-        if value is not None:
-            argv += [flag, str(Path(value).resolve()) if flag == "--models" else str(value)]
-    for option in args.sagemaker_option:
-        argv += ["--sagemaker-option", option]
-    return tuple(argv)
 
 
 def streamlit_command(*, port: int, address: str) -> list[str]:

@@ -113,10 +113,10 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def run_job(folder: Path, config: StudioConfig) -> int:
     from pipeline.backends.base import set_step_reporter
-    from pipeline.cost import estimate_cost
     from pipeline.errors import ManifestInvalid, PipelineError
-    from pipeline.manifest import load_manifest
-    from pipeline.runner import run_local
+    from pipeline.manifest.campaign import load_manifest
+    from pipeline.plan.cost import estimate_cost
+    from pipeline.run.runner import run_local
     from pipeline.studio.engine import plan_campaign
 
     request = json.loads((folder / "request.json").read_text())

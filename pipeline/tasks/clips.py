@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.backends.base import ClipRequest
-from pipeline.image_files import upright_copy
-from pipeline.jobs import AssetImage, ClipLastFrame, ImageRef, Job, ref_to_json
+from pipeline.manifest.image_files import upright_copy
 from pipeline.media.frames import last_frame, match_colors
-from pipeline.prompts import fit_prompt
+from pipeline.plan.jobs import AssetImage, ClipLastFrame, ImageRef, Job, ref_to_json
 from pipeline.tasks.common import (
     JobResult,
     TaskContext,
@@ -26,6 +25,7 @@ from pipeline.tasks.common import (
     write_done,
 )
 from pipeline.tasks.enhance import enhanced_text
+from pipeline.tasks.prompts import fit_prompt
 
 
 def start_image(ctx: TaskContext, ref: ImageRef) -> Path:

@@ -20,8 +20,10 @@ from PIL import Image
 from pipeline import __version__
 from pipeline.backends.base import BackendSet
 from pipeline.errors import DependencyFailed, JobFailed, PipelineError
-from pipeline.image_files import load_image
-from pipeline.integrity import (
+from pipeline.manifest.image_files import load_image
+from pipeline.plan.build import Plan
+from pipeline.plan.jobs import AssetImage, EditedImage, ImageRef, Job, output_key, provenance_key, ref_to_json
+from pipeline.storage.integrity import (
     check_and_repair,
     check_entry,
     fingerprint_bytes,
@@ -29,9 +31,7 @@ from pipeline.integrity import (
     snapshot_asset,
     with_fingerprint,
 )
-from pipeline.jobs import AssetImage, EditedImage, ImageRef, Job, output_key, provenance_key, ref_to_json
-from pipeline.plan import Plan
-from pipeline.store import Store, parse_s3_uri
+from pipeline.storage.store import Store, parse_s3_uri
 
 TaskFunction = Callable[[Job, "TaskContext"], dict[str, Any]]  # one job -> the info its provenance records
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.jobs import Job
+from pipeline.plan.jobs import Job
 from pipeline.tasks.clips import run_clip_batch
 from pipeline.tasks.common import JobResult, TaskContext, TaskFunction, run_task
 from pipeline.tasks.enhance import run_enhance

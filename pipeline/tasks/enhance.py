@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pipeline.jobs import Job
-from pipeline.prompts import fit_prompt
+from pipeline.plan.jobs import Job
 from pipeline.tasks.common import TaskContext, provenance, write_done
+from pipeline.tasks.prompts import fit_prompt
 
 
 def run_enhance(job: Job, ctx: TaskContext) -> dict[str, Any]:

@@ -8,9 +8,9 @@ from typing import Any
 
 from PIL import Image
 
-from pipeline.image_files import load_image
-from pipeline.integrity import check_and_repair
-from pipeline.jobs import Job, output_key, provenance_key, ref_to_json
+from pipeline.manifest.image_files import load_image
+from pipeline.plan.jobs import Job, output_key, provenance_key, ref_to_json
+from pipeline.storage.integrity import check_and_repair
 from pipeline.tasks.common import TaskContext, image_info, open_image, provenance, resolve_image, write_done
 
 

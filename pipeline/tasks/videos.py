@@ -8,13 +8,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipeline.formats import cues, webvtt
-from pipeline.integrity import CHECK_FIELD, check_entry
-from pipeline.jobs import Job, output_key, provenance_key
+from pipeline.manifest.formats import cues, webvtt
 from pipeline.media.assemble import AssemblyRequest, assemble_video
 from pipeline.media.deliver import make_outputs
 from pipeline.media.probe import clip_info_from_provenance
-from pipeline.plan import video_timeline
+from pipeline.plan.build import video_timeline
+from pipeline.plan.jobs import Job, output_key, provenance_key
+from pipeline.storage.integrity import CHECK_FIELD, check_entry
 from pipeline.tasks.common import TaskContext, provenance, read_provenance, write_done
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline.backends.base import ClipRequest
 from pipeline.backends.video_preview import PreviewVideoBackend
-from pipeline.store import parse_s3_uri
+from pipeline.storage.store import parse_s3_uri
 
 # What SageMaker reports when it cannot get the instance for a job it accepted (the job fails, never starts).
 CAPACITY_REASON = ("CapacityError: Unable to provision requested ML compute capacity. "

@@ -10,10 +10,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypedDict
 
 from pipeline.errors import Problem
-from pipeline.formats import file_tag
-from pipeline.jobs import AssetImage, EditedImage, output_key, ref_to_json
-from pipeline.plan import AssetRef, Plan, expected_duration
-from pipeline.records import (
+from pipeline.manifest.formats import file_tag
+from pipeline.manifest.variables import Variant, group_by_template
+from pipeline.plan.build import AssetRef, Plan, expected_duration
+from pipeline.plan.jobs import AssetImage, EditedImage, output_key, ref_to_json
+from pipeline.report.html import render_html
+from pipeline.report.records import (
     ClipRecord,
     EnhancementRecord,
     ErrorRecord,
@@ -24,15 +26,13 @@ from pipeline.records import (
     StepRecord,
     VideoRecord,
 )
-from pipeline.report_html import render_html
-from pipeline.store import Store
+from pipeline.storage.store import Store
 from pipeline.tasks import JobResult
-from pipeline.variants import Variant, group_by_template
 
 REPORT_VERSION = 1
 PARALLEL_COPIES = 16
 # Statuses besides run_status()'s succeeded/partial/failed: a run held at the approval gate, and how it ended
-# there (pipeline/approval.py, pipeline/cloud/approval_step.py).
+# there (pipeline/run/approval.py, pipeline/cloud/approval_step.py).
 AWAITING_APPROVAL, REJECTED, EXPIRED = "awaiting-approval", "rejected", "expired"
 
 
@@ -268,7 +268,7 @@ def write_run(plan: Plan, results: list[JobResult], store: Store, *, run_id: str
         report["errors"].insert(0, {"job": "run", "error": "Interrupted",
                                     "message": f"stopped after {len(results)} of {len(plan.jobs)} job(s); "
                                                "run again to finish (done work is kept)"})
-    # damaged cache entries this run found, moved to quarantine/ and made again (pipeline.integrity)
+    # damaged cache entries this run found, moved to quarantine/ and made again (pipeline.storage.integrity)
     report["cache_repairs"] = [r.to_dict() for r in getattr(store, "repairs", [])]
     prefix = report["prefix"]
     copies = report.pop("_copies")
@@ -315,7 +315,7 @@ def write_failed(*, campaign: str, manifest: str, error: str, message: str, stor
 
 def write_refused(*, campaign: str, manifest: str, problem: Problem, budget: dict[str, Any],
                   cost: dict[str, Any] | None, store: Store, run_id: str, started: float | None = None) -> dict[str, Any]:
-    """A failed report for a run refused before any job: its estimate is over its budget (pipeline/budget.py)."""
+    """A failed report for a run refused before any job: its estimate is over its budget (pipeline/run/budget.py)."""
     errors = [{"job": "budget", "error": "OverBudget", "message": str(problem), "line": problem.line,
                "col": problem.col, "path": problem.path}]
     return _write_unplanned(campaign=campaign, manifest=manifest, errors=errors, store=store, run_id=run_id,

@@ -16,7 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.inputs import undrawable
+from pipeline.manifest.inputs import undrawable
 
 # Tried in order; the first that covers every character of a caption draws it. Noto Sans first (Latin, Greek,
 # Cyrillic), the Arabic faces before the CJK collection (whose Latin is fine but which has no Arabic).

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import schedule
 from pipeline.backends.base import ClipOutcome, ClipRequest
-from pipeline.store import parse_s3_uri
+from pipeline.plan import schedule
+from pipeline.storage.store import parse_s3_uri
 
 # Where the container reads and writes; container/generate.py's defaults name the same paths.
 CONTAINER_ENTRYPOINT = ("python", "/opt/program/generate.py")
@@ -27,11 +27,7 @@ MODELS_LOCAL_PATH = "/opt/ml/processing/input/models"
 COMPILE_CACHE_LOCAL_PATH = "/opt/ml/processing/input/compile-cache"  # container/README.md "Compile cache between jobs"
 OUTPUT_LOCAL_PATH = "/opt/ml/processing/output"
 
-# ml.g6e.2xlarge: 1x NVIDIA L40S, 48 GB, bf16 (AWS instance-type page). CogVideoX-5b in bf16 is ~19.7 GiB of
-# weights (reference/toolchain.md), so it runs without any offload there. The sample's ml.g5.4xlarge
-# (A10G, 24 GB) forces offloading, which THUDM measures 3-4x slower (reference §5, limitation 2);
-# ml.p4d/p5 would also fit but rent 8 GPUs to use one. Override per deployment.
-DEFAULT_INSTANCE_TYPE = "ml.g6e.2xlarge"
+# The default instance type is a price decision: pipeline/plan/pricing.py says why.
 # One model folder is ~21 GB (5B T2V: transformer + T5-XXL + VAE); room for it, its I2V twin and the clips.
 DEFAULT_VOLUME_GB = 100
 # A batch of 8 5B clips at the sample's ~3 min each plus load stays far below this; a hung job still ends.

@@ -1,6 +1,6 @@
 """The manifest's JSON Schema: built from the catalog, shipped as campaign.schema.json for editors.
 
-`python -m pipeline.schema` rewrites the shipped file; a test checks that it matches the catalog.
+`python -m pipeline.manifest.schema` rewrites the shipped file; a test checks that it matches the catalog.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 from pipeline import catalog
 
 SCHEMA_PATH = Path(__file__).with_name("campaign.schema.json")
-SCHEMA_ID = "https://github.com/campaign-pipeline/campaign/pipeline/schema/campaign.schema.json"
+SCHEMA_ID = "https://github.com/campaign-pipeline/campaign/pipeline/manifest/schema/campaign.schema.json"
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-# Variables (pipeline/variants.py): a name, and ids/references that may hold `{name}` / `{name.field}`
+# Variables (pipeline/manifest/variables.py): a name, and ids/references that may hold `{name}` / `{name.field}`
 # placeholders; an expanded id is checked against ID_PATTERN.
 VARIABLE_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _PLACEHOLDER = rf"\{{{VARIABLE_NAME}(?:\.{VARIABLE_NAME})?\}}"
@@ -28,7 +28,7 @@ MAX_CROSSFADE_S = 10.0
 MAX_BUDGET_USD = 1_000_000
 APPROVAL_MODES = ("before-render",)
 MAX_CAPTION_CHARS = 200
-# Formats and captions (pipeline/formats.py holds their meaning; the names live here, the schema's one place)
+# Formats and captions (pipeline/manifest/formats.py holds their meaning; the names live here, the schema's one place)
 FORMATS = ("16:9", "9:16", "1:1", "4:5")
 FITS = ("crop", "blur-pad", "pad")
 CAPTION_MODES = ("sidecar", "burn", "both")

@@ -1,7 +1,7 @@
 """The report's records, typed: what report.json holds for each image, video, clip, format and error.
 
 TypedDicts, because the report is JSON by contract (DESIGN "report.json contract"): the type checker holds
-pipeline/report.py to these shapes, and json.dumps writes them as they are. Keys a record has only sometimes
+pipeline/report/write.py to these shapes, and json.dumps writes them as they are. Keys a record has only sometimes
 (a cached flag, the enhancer of an enhanced shot, a variant's template) sit in the `total=False` parts.
 """
 

@@ -8,11 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.cost import estimate_cost
 from pipeline.errors import Problem
-from pipeline.manifest import Campaign
-from pipeline.plan import Plan
-from pipeline.store import Store
+from pipeline.manifest.campaign import Campaign
+from pipeline.plan.build import Plan
+from pipeline.plan.cost import estimate_cost
+from pipeline.storage.store import Store
 from pipeline.tasks import is_done
 
 PARALLEL_CACHE_CHECKS = 16  # one HEAD pair per job on S3: overlap them for a large campaign

@@ -13,15 +13,15 @@ import jsonschema
 
 from pipeline import catalog
 from pipeline.errors import ManifestInvalid, Problem
-from pipeline.formats import DEFAULT_CAPTIONS, DEFAULT_FIT, DEFAULT_LANGUAGE
-from pipeline.inputs import file_problem, is_blank, outside_problem, undrawable
-from pipeline.manifest_formats import caption_problems
-from pipeline.manifest_ray2 import cogvideox_shot_problems, ray2_problems, ray2_settings
-from pipeline.schedule_expr import schedule_problem
-from pipeline.schema import load_schema
-from pipeline.timeline import crossfade_problem
-from pipeline.variants import Variant, collapse, expand, template_data, variant_of
-from pipeline.yamlsrc import Source, load_file, load_text
+from pipeline.manifest.formats import DEFAULT_CAPTIONS, DEFAULT_FIT, DEFAULT_LANGUAGE
+from pipeline.manifest.inputs import file_problem, is_blank, outside_problem, undrawable
+from pipeline.manifest.model_rules import cogvideox_shot_problems, ray2_problems, ray2_settings
+from pipeline.manifest.schedule_expr import schedule_problem
+from pipeline.manifest.schema import load_schema
+from pipeline.manifest.timeline import crossfade_problem
+from pipeline.manifest.variables import Variant, collapse, expand, template_data, variant_of
+from pipeline.manifest.video_rules import caption_problems
+from pipeline.manifest.yamlsrc import Source, load_file, load_text
 
 DEFAULT_ENHANCE = True
 DEFAULT_CARD_SECONDS = 2.0
@@ -85,7 +85,7 @@ class Shot:
     seed: int
     negative_prompt: str | None
     ray2: catalog.Ray2Settings | None = None  # set exactly when model is luma-ray2 (steps..seed then unused)
-    caption: str | None = None  # shown for the shot's span (pipeline/formats.py)
+    caption: str | None = None  # shown for the shot's span (pipeline/manifest/formats.py)
 
     @property
     def video_model(self) -> catalog.VideoModel:
@@ -426,7 +426,7 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True,
                 continue
             spath = vpath + ("shots", j)
             model_name = shot.get("model", dv.get("model", catalog.DEFAULT_VIDEO_MODEL))
-            if str(model_name) in catalog.MANAGED_VIDEO_MODELS:  # Luma Ray2: its own rules (manifest_ray2.py)
+            if str(model_name) in catalog.MANAGED_VIDEO_MODELS:  # Luma Ray2: its own rules (model_rules.py)
                 clip_frames += ray2_problems(src, spath, shot, dv, continuity=continuity and j > 0,
                                              check_ref=check_image_ref, problems=problems)
                 continue

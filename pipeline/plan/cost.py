@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline import pricing
-from pipeline.plan import Plan
-from pipeline.sagemaker import DEFAULT_INSTANCE_TYPE
+from pipeline.plan import pricing
+from pipeline.plan.build import Plan
+from pipeline.plan.pricing import DEFAULT_INSTANCE_TYPE
 
 TRANSITIONS_PER_JOB = 6  # Map iteration, Task, Retry/Catch bookkeeping, result write [estimate]
 LAMBDA_GB_SECONDS_PER_JOB = 2.0 * 10  # a 2 GB task Lambda for ~10 s [estimate]
@@ -63,13 +63,13 @@ def estimate_cost(plan: Plan, *, instance_type: str | None = None, cached: dict[
         "items": [dict(i, usd=round(i["usd"], 4)) for i in items.values()],
         "prices_as_of": pricing.PRICES_AS_OF,
         "unknowns": unknowns,
-        "note": f"list prices as of {pricing.PRICES_AS_OF}, some estimated (see pipeline/pricing.py); "
+        "note": f"list prices as of {pricing.PRICES_AS_OF}, some estimated (see pipeline/plan/pricing.py); "
                 "GPU time from THUDM's published timings; model loading excluded; Luma Ray2 per second of video",
     }
 
 
 def _unknowns(plan: Plan, instance_type: str) -> list[str]:
-    """What the estimate rests on that no primary price page confirmed (pipeline/pricing.py marks each figure
+    """What the estimate rests on that no primary price page confirmed (pipeline/plan/pricing.py marks each figure
     [unverified] or [estimate]): stated with every estimate, so a budget check never looks more exact than it is."""
     kinds = {j.kind for j in plan.jobs}
     out: list[str] = []

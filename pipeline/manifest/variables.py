@@ -18,8 +18,8 @@ from typing import Any
 import jsonschema
 
 from pipeline.errors import ManifestInvalid, Problem
-from pipeline.schema import ID_PATTERN, MAX_TEMPLATE_ID_CHARS, TEMPLATE_ID_PATTERN, VARIABLE_NAME, load_schema
-from pipeline.yamlsrc import Path, Source, format_path
+from pipeline.manifest.schema import ID_PATTERN, MAX_TEMPLATE_ID_CHARS, TEMPLATE_ID_PATTERN, VARIABLE_NAME, load_schema
+from pipeline.manifest.yamlsrc import Path, Source, format_path
 
 # One image job, one video job and one clip job per shot: a manifest may expand to at most this many
 # (prompt enhancements, at most one per shot and shared between equal prompts, are not counted).

@@ -14,6 +14,12 @@ from pipeline.catalog import EDIT_TOOLS, VIDEO_MODELS
 
 PRICES_AS_OF = "2026-11-22"
 
+# ml.g6e.2xlarge: 1x NVIDIA L40S, 48 GB, bf16 (AWS instance-type page). CogVideoX-5b in bf16 is ~19.7 GiB of
+# weights (reference/toolchain.md), so it runs without any offload there. The sample's ml.g5.4xlarge
+# (A10G, 24 GB) forces offloading, which THUDM measures 3-4x slower (reference §5, limitation 2);
+# ml.p4d/p5 would also fit but rent 8 GPUs to use one. Override per deployment.
+DEFAULT_INSTANCE_TYPE = "ml.g6e.2xlarge"
+
 # --- Stability AI Image Services on Bedrock, per request ------------------------------------------------
 # The only public figure found: one catalog lists $0.07 per remove-background request in Oregon, N. Virginia and
 # Ohio (../shared/reference/models-and-services.md §1) [unverified]. The other edit and control tools are

@@ -9,11 +9,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from pipeline.budget import estimate_uncached
 from pipeline.errors import ApprovalUnavailable
-from pipeline.plan import Plan
-from pipeline.report import AWAITING_APPROVAL, run_prefix, write_run
-from pipeline.store import Store
+from pipeline.plan.build import Plan
+from pipeline.report.write import AWAITING_APPROVAL, run_prefix, write_run
+from pipeline.run.budget import estimate_uncached
+from pipeline.storage.store import Store
 from pipeline.tasks import JobResult
 
 BEFORE_RENDER = "before-render"

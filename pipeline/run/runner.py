@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipeline.approval import LocalHold, before_render, hold_for_approval
 from pipeline.backends import Backends
 from pipeline.errors import DependencyFailed
-from pipeline.jobs import Job
-from pipeline.outdir import acquire_lease, prepare_out_dir, sweep_work
-from pipeline.plan import STAGE_NAMES, Plan
-from pipeline.report import new_run_id, write_run
-from pipeline.schedule import Readiness, batches, clip_group, readiness, waits_only_on_fast_jobs
-from pipeline.store import LocalStore, Store
+from pipeline.plan.build import STAGE_NAMES, Plan
+from pipeline.plan.jobs import Job
+from pipeline.plan.schedule import Readiness, batches, clip_group, readiness, waits_only_on_fast_jobs
+from pipeline.report.write import new_run_id, write_run
+from pipeline.run.approval import LocalHold, before_render, hold_for_approval
+from pipeline.storage.outdir import acquire_lease, prepare_out_dir, sweep_work
+from pipeline.storage.store import LocalStore, Store
 from pipeline.tasks import JobResult, TaskContext, failure
 from pipeline.tasks.clips import run_clip_batch
 from pipeline.tasks.dispatch import run_job
@@ -161,7 +161,7 @@ def run_local(plan: Plan, backends: Backends, *, out_dir: Path, workers: int = 2
     """`campaign run`: execute the plan into out_dir (cache/ + runs/<campaign>/<run-id>/) and write the report.
     With `hold`, only the jobs before the approval gate run and the report waits for approval.
 
-    The folder must be ours (pipeline.outdir: marker file) unless `force`; the run holds a lock on its work
+    The folder must be ours (pipeline.storage.outdir: marker file) unless `force`; the run holds a lock on its work
     folder for its whole life, so concurrent runs, here or in another container, never sweep each other's."""
     prepare_out_dir(out_dir, force=force)
     _sweep_workdirs(out_dir)
@@ -198,5 +198,5 @@ def run_local(plan: Plan, backends: Backends, *, out_dir: Path, workers: int = 2
 
 
 def _sweep_workdirs(out_dir: Path) -> None:
-    """Remove work folders whose run is gone: its lock is free (pipeline.outdir), whatever host it ran on."""
+    """Remove work folders whose run is gone: its lock is free (pipeline.storage.outdir), whatever host it ran on."""
     sweep_work(out_dir)

@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import catalog
-from pipeline.formats import format_size
-from pipeline.jobs import (
+from pipeline.manifest.campaign import Campaign, Shot
+from pipeline.manifest.campaign import VideoSpec as VideoSpec_
+from pipeline.manifest.formats import format_size
+from pipeline.manifest.timeline import Timeline, timeline
+from pipeline.plan.jobs import (
     AssetImage,
     AudioSpec,
     ClipLastFrame,
@@ -24,10 +27,7 @@ from pipeline.jobs import (
     VideoOutput,
     VideoSpec,
 )
-from pipeline.keys import content_key, file_digest
-from pipeline.manifest import Campaign, Shot
-from pipeline.manifest import VideoSpec as VideoSpec_
-from pipeline.timeline import Timeline, timeline
+from pipeline.plan.keys import content_key, file_digest
 
 ASSEMBLER_VERSION = "assemble:v1"
 FORMATS_VERSION = "formats:v1"  # pipeline/media/formats.py: fitting, burned captions, WebVTT

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypeVar
 
 from pipeline.catalog import Ray2Settings
-from pipeline.manifest import Card
-from pipeline.variants import Variant
+from pipeline.manifest.campaign import Card
+from pipeline.manifest.variables import Variant
 
 JobKind = Literal["enhance", "image", "clip", "video"]
 
@@ -143,7 +143,7 @@ class VideoSpec:
     title: Card | None = None
     end_card: Card | None = None
     variant: Variant | None = None  # its template and combination, when expanded from `variables:` (not keyed)
-    # formats and captions (pipeline/formats.py); empty `outputs`: one file in the clips' shape, as before them
+    # formats and captions (pipeline/manifest/formats.py); empty `outputs`: one file in the clips' shape, as before them
     fit: str = "blur-pad"
     captions: tuple[str | None, ...] = ()  # per shot
     language: str = "und"

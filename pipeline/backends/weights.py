@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.catalog import VIDEO_MODELS
-from pipeline.schedule import I2V_SUFFIX
+from pipeline.plan.schedule import I2V_SUFFIX
 
 # Written last: generate.py refuses a folder without it, so an interrupted upload is never mistaken
 # for a complete pipeline folder.

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.report import AWAITING_APPROVAL
+from pipeline.report.write import AWAITING_APPROVAL
 
 MAX_ERRORS_SHOWN = 5
 # SNS Publish: "Subjects must be UTF-8 text with no line breaks or control characters, and less than 100 characters

@@ -1,5 +1,5 @@
 """Delivery formats and caption timing: each format's output size, and which frames each shot's caption covers
-(WebVTT cues on frame boundaries), from the one timeline rule (pipeline/timeline.py).
+(WebVTT cues on frame boundaries), from the one timeline rule (pipeline/manifest/timeline.py).
 
 Sizes: a format whose ratio is within 1 % of the clips' own shape is delivered at the clips' size (so a video
 of hard cuts stays a stream copy). Any other format keeps the clips' short side and sets the long side to the
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from pipeline.schema import FORMATS
-from pipeline.timeline import Timeline
+from pipeline.manifest.schema import FORMATS
+from pipeline.manifest.timeline import Timeline
 
 SAME_SHAPE_TOLERANCE = 0.01
 DEFAULT_FIT = "blur-pad"  # the common social treatment: nothing of the picture is lost

@@ -1,15 +1,15 @@
 """Manifest rules for a video's `formats`, `fit`, `captions`, `language` and its shots' `caption` (kept apart so
-pipeline/manifest.py stays small): blank captions, and captions to burn that no installed font can draw."""
+pipeline/manifest/campaign.py stays small): blank captions, and captions to burn that no installed font can draw."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pipeline.errors import Problem
-from pipeline.fonts import caption_font_problem
-from pipeline.formats import DEFAULT_CAPTIONS
-from pipeline.inputs import is_blank
-from pipeline.yamlsrc import Source
+from pipeline.manifest.fonts import caption_font_problem
+from pipeline.manifest.formats import DEFAULT_CAPTIONS
+from pipeline.manifest.inputs import is_blank
+from pipeline.manifest.yamlsrc import Source
 
 
 def caption_problems(src: Source, vpath: tuple[Any, ...], vid: dict[str, Any]) -> list[Problem]:

@@ -7,8 +7,8 @@ from typing import Any
 
 from pipeline import catalog
 from pipeline.errors import Problem
-from pipeline.schema import MAX_SHOT_PROMPT_CHARS
-from pipeline.yamlsrc import Source
+from pipeline.manifest.schema import MAX_SHOT_PROMPT_CHARS
+from pipeline.manifest.yamlsrc import Source
 
 
 def ray2_problems(src: Source, spath: tuple[Any, ...], shot: dict[str, Any], dv: dict[str, Any], *, continuity: bool,

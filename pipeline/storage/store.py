@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.outdir import delivered_mode
+from pipeline.storage.outdir import delivered_mode
 
 TMP_MARK = ".tmp-"
 
@@ -20,7 +20,7 @@ class Store(Protocol):
     """Key/value storage of files. Keys are '/'-separated relative paths (cache/clip/<key>.mp4)."""
 
     verify: bool  # hash every cached output on a cache hit, not only check its size
-    repairs: list[Any]  # pipeline.integrity.Repair: damaged entries moved (or copied) to quarantine/ this run
+    repairs: list[Any]  # pipeline.storage.integrity.Repair: damaged entries moved (or copied) to quarantine/ this run
 
     def exists(self, key: str) -> bool: ...
 
@@ -58,17 +58,17 @@ class LocalStore:
 
     def __init__(self, root: Path, *, lease: Any = None, verify: bool = False) -> None:
         self.root = Path(root)
-        # the lock (pipeline.outdir.WorkLease) that marks this writer's temp files as alive; made on the
+        # the lock (pipeline.storage.outdir.WorkLease) that marks this writer's temp files as alive; made on the
         # first write when the runner does not hand one over
         self._lease = lease
         self._lease_lock = threading.Lock()
         self.verify = verify  # hash every cached output on a cache hit, not only small ones
-        self.repairs: list[Any] = []  # pipeline.integrity.Repair: damaged entries moved to quarantine/
+        self.repairs: list[Any] = []  # pipeline.storage.integrity.Repair: damaged entries moved to quarantine/
 
     def _owner(self) -> str:
         with self._lease_lock:
             if self._lease is None:
-                from pipeline.outdir import acquire_lease
+                from pipeline.storage.outdir import acquire_lease
 
                 self._lease = acquire_lease(self.root)
             return str(self._lease.token)
@@ -150,7 +150,7 @@ class LocalStore:
     def sweep_temp(self) -> int:
         """Remove temporary files left by writers that are gone (their lock is free), in the store's own
         folders only. Returns how many."""
-        from pipeline.outdir import lease_alive
+        from pipeline.storage.outdir import lease_alive
 
         removed = 0
         for folder in (self.root / "cache", self.root / "runs"):
@@ -175,7 +175,7 @@ class S3Store:
         self._client = client
         self._lock = threading.Lock()
         self.verify = False  # hash every cached output on a cache hit (reads it), not only check its size
-        self.repairs: list[Any] = []  # pipeline.integrity.Repair: damaged entries copied to quarantine/
+        self.repairs: list[Any] = []  # pipeline.storage.integrity.Repair: damaged entries copied to quarantine/
 
     @property
     def client(self) -> Any:

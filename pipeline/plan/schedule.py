@@ -13,8 +13,8 @@ from enum import Enum
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:  # the schedule reads plans; at run time it imports nothing of the pipeline's (backends use it)
-    from pipeline.jobs import Job
-    from pipeline.plan import Plan
+    from pipeline.plan.build import Plan
+    from pipeline.plan.jobs import Job
 
 I2V_SUFFIX = "-i2v"  # a shot with a start image runs in <models>/<model>-i2v
 _T = TypeVar("_T")

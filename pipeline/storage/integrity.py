@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import AssetChanged
-from pipeline.store import LocalStore, Store
+from pipeline.storage.store import LocalStore, Store
 
 # Outputs up to this size are hashed on every cache hit (prompts, images, most preview clips: a few ms);
 # larger ones have their size checked, and their hash with `campaign run --verify` or `campaign cache verify`.
