@@ -197,7 +197,7 @@ def test_ray2_cost_per_second_of_output(write_campaign: Callable[..., Path]) -> 
 
 
 def test_schema_is_generated_from_the_catalog() -> None:
-    shipped = Path(__file__).resolve().parents[1] / "pipeline" / "schema" / "campaign.schema.json"
+    shipped = Path(__file__).resolve().parents[1] / "pipeline" / "manifest" / "schema" / "campaign.schema.json"
     assert shipped.read_text(encoding="utf-8") == render_schema()
     shot = json.loads(render_schema())["$defs"]["shot"]["properties"]
     assert shot["model"]["enum"] == catalog.all_video_model_names()

@@ -69,6 +69,7 @@ import sys
 from pathlib import Path
 
 import pipeline.backends as b
+import pipeline.backends.options as options
 from pipeline.backends.video_preview import PreviewVideoBackend
 from pipeline.cli import main
 
@@ -84,7 +85,7 @@ class Gate(PreviewVideoBackend):
 # background by a shell without job control)
 signal.signal(signal.SIGINT, signal.default_int_handler)
 select = b.select_backends
-b.select_backends = lambda **kw: b.Backends(select(**kw).enhancer, select(**kw).images, Gate())
+options.select_backends = lambda **kw: b.Backends(select(**kw).enhancer, select(**kw).images, Gate())
 sys.exit(main(sys.argv[2:]))
 """
 
