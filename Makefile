@@ -36,7 +36,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check pipeline tasks container infra tests benchmarks state_machines cdk_app.py
 	$(VENV)/bin/mypy pipeline tasks state_machines
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadscope
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check pipeline tasks container infra tests benchmarks state_machines cdk_app.py
