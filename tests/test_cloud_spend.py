@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 import pytest
 from fake_aws.cloud import INPUT_BUCKET, OUTPUT_BUCKET, REGION, Cloud, handlers, lambda_env, moto_cloud
 from fake_aws.container import preview_container
@@ -223,6 +224,37 @@ def test_answers_are_valid_send_task_requests(tmp_path: Path) -> None:
         assert answered.status == ("approved" if approve else "rejected")
         with pytest.raises(ApprovalUnavailable, match="not awaiting approval"):
             answer_approval(store, sfn, campaign=CAMPAIGN, run_id=run_id, approve=True, by="ops", reason=None)
+
+
+def test_the_record_says_who_answered_before_the_execution_can_go_on(tmp_path: Path) -> None:
+    """The report step reads who rejected a run and why from approval.json as soon as Step Functions has the
+    answer, so the record is answered first; an answer Step Functions refuses leaves the run awaiting."""
+    from botocore.stub import Stubber
+
+    from pipeline.run.approval import ApprovalRecord, read_record, write_record
+    from pipeline.storage.store import LocalStore
+
+    store = LocalStore(tmp_path)
+    write_record(store, ApprovalRecord(campaign=CAMPAIGN, run_id="r", status="awaiting", manifest="s3://b/m.yaml",
+                                       requested="2026-11-25T00:00:00Z", task_token="token-r"))
+    sfn = boto3.client("stepfunctions", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    seen: list[tuple[str, str | None, str | None]] = []
+
+    def look(**_: Any) -> None:  # what the report step would read at the moment the answer arrives
+        r = read_record(store, CAMPAIGN, "r")
+        seen.append((r.status, r.answered_by, r.reason))
+
+    sfn.meta.events.register("before-parameter-build.sfn.SendTaskFailure", look)
+    with Stubber(sfn) as stub:
+        stub.add_client_error("send_task_failure", "TaskTimedOut", "Task Timed Out")
+        with pytest.raises(ClientError):
+            answer_approval(store, sfn, campaign=CAMPAIGN, run_id="r", approve=False, by="ops", reason="too dark")
+        assert read_record(store, CAMPAIGN, "r").status == "awaiting"  # the refused answer is not recorded
+        stub.add_response("send_task_failure", {}, {"taskToken": "token-r", "error": "ApprovalRejected",
+                                                    "cause": "rejected by ops: too dark"})
+        answer_approval(store, sfn, campaign=CAMPAIGN, run_id="r", approve=False, by="ops", reason="too dark")
+        stub.assert_no_pending_responses()
+    assert seen == [("rejected", "ops", "too dark")] * 2
 
 
 def pytest_any_json() -> Any:

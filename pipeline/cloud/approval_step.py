@@ -79,14 +79,21 @@ def answer_approval(store: Store, sfn: Any, *, campaign: str, run_id: str | None
     if not record.task_token:
         raise ApprovalUnavailable(f"run {record.run_id} of {campaign} has no task token (a local run? use --out)")
     answered = record.answer(status=APPROVED if approve else REJECTED, by=by, reason=reason)
-    if approve:
-        sfn.send_task_success(taskToken=record.task_token,
-                              output=json.dumps({"approved": True, "by": by, "at": answered.answered}))
-    else:
-        cause = f"rejected by {by}" + (f": {reason}" if reason else "")
-        sfn.send_task_failure(taskToken=record.task_token, error=APPROVAL_REJECTED_ERROR,
-                              cause=cause[:ERROR_MESSAGE_MAX])
+    # The record is written before the token is answered: the execution goes on the moment Step Functions has
+    # the answer, and its report step reads who answered and why from this record. Written after, the report
+    # could say "rejected by None" (it did, once in a full test run).
     write_record(store, answered)
+    try:
+        if approve:
+            sfn.send_task_success(taskToken=record.task_token,
+                                  output=json.dumps({"approved": True, "by": by, "at": answered.answered}))
+        else:
+            cause = f"rejected by {by}" + (f": {reason}" if reason else "")
+            sfn.send_task_failure(taskToken=record.task_token, error=APPROVAL_REJECTED_ERROR,
+                                  cause=cause[:ERROR_MESSAGE_MAX])
+    except Exception:
+        write_record(store, record)  # the answer did not reach the execution: the run is still awaiting
+        raise
     return answered
 
 
