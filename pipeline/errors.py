@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 ECHO_MAX = 200  # characters of a value a user wrote that an error may echo
 MESSAGE_MAX = 1000  # characters of one problem's message, whatever it echoes
-_LONG_RUN = re.compile(r"\S{%d,}" % (ECHO_MAX + 1))
+_LONG_RUN = re.compile(rf"\S{{{ECHO_MAX + 1},}}")
 
 
 def shown(value: object) -> str:

@@ -16,7 +16,8 @@ from fake_aws.cloud import INPUT_BUCKET, OUTPUT_BUCKET, REGION, Cloud, cloud_for
 from fake_aws.validate import model_checked
 from moto import mock_aws
 from test_cloud_starter import MANIFEST, Fakes, event, fakes  # noqa: F401 - `fakes` is a fixture
-from test_spend_control import CAMPAIGN as GATED, write_campaign
+from test_spend_control import CAMPAIGN as GATED
+from test_spend_control import write_campaign
 
 from pipeline.cloud.events import ManifestSource, PlanEvent
 from pipeline.cloud.plan_step import plan_run

@@ -74,7 +74,7 @@ def audio_problem(path: Path, location: str) -> str | None:
         return f"{shown(location)} has no audio stream ffmpeg can read"
     header = _seconds(re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", log))
     times = re.findall(r"time=(\d+):(\d+):(\d+(?:\.\d+)?)", log)
-    decoded = _seconds(times[-1]) if times else 0.0
+    decoded = (_seconds(times[-1]) if times else None) or 0.0
     if decoded <= 0:
         return f"{shown(location)} has no audio ffmpeg can decode (the file may be cut short)"
     if header is not None and decoded < header - max(0.5, 0.02 * header):
