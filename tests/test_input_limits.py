@@ -84,8 +84,8 @@ def cloud_plan(s3: Any, tmp_path: Path, folder: Path) -> tuple[dict[str, Any], d
     out = tmp_path / "out"
     summary = plan_run(PlanEvent(ManifestSource("campaign-in", "manifests/team-a/m.yaml"), run_id="r1", started=0.0),
                        store=LocalStore(out), s3=s3, settings=settings, workdir=tmp_path / "w")
-    [report] = out.glob("runs/*/r1/report.json")
-    return summary, json.loads(report.read_text())
+    reports = list(out.glob("runs/*/r1/report.json"))  # none when the plan is valid
+    return summary, json.loads(reports[0].read_text()) if reports else {}
 
 
 def test_the_cloud_plan_step_refuses_a_truncated_mp3_located(s3: Any, tmp_path: Path) -> None:
@@ -97,6 +97,21 @@ def test_the_cloud_plan_step_refuses_a_truncated_mp3_located(s3: Any, tmp_path: 
     [error] = report["errors"]
     assert (error["path"], error["line"], error["col"]) == ("assets.music", 4, 10)
     assert "'music.mp3' is cut short" in error["message"]
+
+
+def test_the_cloud_plan_step_decodes_an_s3_audio_asset_too(s3: Any, tmp_path: Path) -> None:
+    """A manifest dropped into the bucket by hand may name its music by s3:// address: decoded all the same."""
+    folder = tmp_path / "c"
+    path = campaign(folder)
+    path.write_text(path.read_text().replace("music: music.mp3",
+                                             "music: s3://campaign-in/manifests/team-a/music.mp3"), encoding="utf-8")
+    shutil.copy(MUSIC, folder / "music.mp3")
+    assert cloud_plan(s3, tmp_path / "whole", folder)[0]["valid"] is True
+    cut(folder, MUSIC.stat().st_size // 2)
+    summary, report = cloud_plan(s3, tmp_path / "cut", folder)
+    assert summary["valid"] is False
+    [error] = report["errors"]
+    assert error["path"] == "assets.music" and "is cut short" in error["message"]
 
 
 # --- long values are cut where errors echo them ---------------------------------------------------------------

@@ -29,7 +29,7 @@ from pipeline.cloud.tenancy import (
 )
 from pipeline.errors import JobFailed, ManifestInvalid, Problem, shown
 from pipeline.manifest.campaign import load_manifest_text
-from pipeline.manifest.inputs import file_problem
+from pipeline.manifest.inputs import AUDIO_EXTENSIONS, file_problem
 from pipeline.manifest.yamlsrc import load_text
 from pipeline.plan.build import build_plan
 from pipeline.plan.jobs import Job
@@ -37,7 +37,7 @@ from pipeline.plan.schedule import BEDROCK, SAGEMAKER, clip_waves, image_waves
 from pipeline.report.write import write_invalid, write_refused
 from pipeline.run.approval import gate_applies
 from pipeline.run.budget import check_budget, estimate_uncached
-from pipeline.storage.store import Store, s3_etag
+from pipeline.storage.store import Store, parse_s3_uri, s3_etag
 
 
 def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings, workdir: Path,
@@ -78,7 +78,8 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
             if not isinstance(loc, str) or not loc:
                 continue
             if loc.startswith("s3://"):
-                problem = s3_asset_problem(bucket, key, loc, tenancy) or _head_asset(s3, loc, etags, aid)
+                problem = (s3_asset_problem(bucket, key, loc, tenancy) or _head_asset(s3, loc, etags, aid)
+                           or _s3_audio_problem(s3, loc, root))
             elif "://" in loc:
                 continue  # validation reports it
             else:
@@ -230,6 +231,21 @@ def clip_service(video: str) -> Callable[[Job], str]:
         return BEDROCK if first == "bedrock" else SAGEMAKER
 
     return service
+
+
+def _s3_audio_problem(s3: Any, uri: str, root: Path) -> str | None:
+    """An s3:// audio asset decoded whole, as validation does a local one: a file cut short never reaches a run
+    (images are decoded, with a clear error, by the job that reads them)."""
+    if not uri.lower().endswith(AUDIO_EXTENSIONS):
+        return None
+    asset_bucket, asset_key = parse_s3_uri(uri)
+    dest = root / "s3" / asset_bucket / asset_key
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(asset_bucket, asset_key, str(dest))
+    except Exception as exc:  # noqa: BLE001 - reported as a located manifest problem
+        return f"asset {shown(uri)} cannot be read by the pipeline ({client_error_code(exc)})"
+    return file_problem(dest, asset_key)
 
 
 def _head_asset(s3: Any, uri: str, etags: dict[str, str], aid: str) -> str | None:
