@@ -79,7 +79,7 @@ def asset_key_problem(input_bucket: str, manifest_key: str, bucket: str, asset_k
         return (f"asset {shown(written)} is in bucket {shown(bucket)}; assets are read from the input bucket "
                 f"{input_bucket} only (never another campaign's runs/ or cache/)")
     if _unsafe(asset_key):
-        return f"asset {shown(written)}: its key has an empty, '.' or '..' part; write the key plainly"
+        return f"asset {shown(written)}: its key has an empty, '.' or '..' part or a backslash; write the key plainly"
     allowed = (*own_prefixes(manifest_key), *tenancy.shared_prefixes)
     if any(asset_key.startswith(p) for p in allowed):
         return None
