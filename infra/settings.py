@@ -14,6 +14,8 @@ from constructs import Node
 
 from pipeline.backends.sagemaker_jobs import container_args
 from pipeline.cloud import DEFAULT_APPROVAL_TIMEOUT_S, DEFAULT_DISTRIBUTED_THRESHOLD
+from pipeline.cloud.contract import DEFAULT_MIN_SCHEDULE_INTERVAL_S
+from pipeline.cloud.tenancy import shared_prefix_problem
 
 # context key -> (field, kind); every key is optional
 CONTEXT_KEYS = {
@@ -27,6 +29,8 @@ CONTEXT_KEYS = {
     "weights_bucket": "weights_bucket", "weights_prefix": "weights_prefix",
     "cache_expiry_days": "cache_expiry_days", "log_retention": "log_retention", "layer_dir": "layer_dir",
     "max_budget_usd": "max_budget_usd", "approval_timeout_s": "approval_timeout_s", "notify_email": "notify_email",
+    "shared_asset_prefixes": "shared_asset_prefixes", "require_team_prefix": "require_team_prefix",
+    "min_schedule_interval_s": "min_schedule_interval_s",
 }
 
 
@@ -60,6 +64,12 @@ class StackSettings:
     max_budget_usd: float | None = None  # the spending ceiling no manifest's budget may pass (None: none)
     approval_timeout_s: int = DEFAULT_APPROVAL_TIMEOUT_S  # how long `Await approval` waits, then `expired`
     notify_email: str | None = None  # subscribed to the notification topic
+    # tenants (pipeline/cloud/tenancy.py): input-bucket folders every manifest may read assets from (besides its
+    # own folder and what `campaign submit` uploaded for it), e.g. "brand/,legal/"; whether each manifest must
+    # sit under manifests/<team>/; the shortest interval between two runs of one manifest's schedule
+    shared_asset_prefixes: tuple[str, ...] = ()
+    require_team_prefix: bool = False
+    min_schedule_interval_s: int = DEFAULT_MIN_SCHEDULE_INTERVAL_S
 
     @classmethod
     def from_context(cls, node: Node) -> StackSettings:
@@ -70,7 +80,9 @@ class StackSettings:
             if raw is None or raw == "":
                 continue
             kind = str(types[name])
-            if "float" in kind:
+            if kind == "bool":
+                values[name] = _bool(key, raw)
+            elif "float" in kind:
                 values[name] = _positive_float(key, raw)
             elif "int" in kind:
                 values[name] = _int(key, raw, minimum=0 if name == "distributed_map_threshold" else 1)
@@ -105,6 +117,9 @@ class StackSettings:
             if problems:
                 raise ValueError(f"context stability_region {region!r}: the Stability tools are called through "
                                  f"their inference profiles, and {problems[0]}; choose a US region such as us-west-2")
+        for prefix in self.shared_asset_prefixes:
+            if problem := shared_prefix_problem(prefix):
+                raise ValueError(f"context shared_asset_prefixes: {problem}")
         for name in ("gpu_concurrency", "job_concurrency", "cache_expiry_days"):
             if getattr(self, name) < 1:
                 raise ValueError(f"context {name} must be at least 1, got {getattr(self, name)!r}")
@@ -123,6 +138,14 @@ def _int(key: str, raw: Any, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"context {key} must be at least {minimum}, got {raw!r}")
     return value
+
+
+def _bool(key: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if str(raw).lower() in ("true", "false"):
+        return str(raw).lower() == "true"
+    raise ValueError(f"context {key} must be true or false, got {raw!r}")
 
 
 def _positive_float(key: str, raw: Any) -> float:

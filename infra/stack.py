@@ -33,6 +33,7 @@ from infra.studio import CampaignStudio, StudioSettings
 from infra.triggers import ManifestTriggers
 from infra.workflow import CampaignStateMachine, ClipRenderer
 from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL
+from pipeline.cloud.contract import MANIFEST_PREFIX, SUBMITTED_ASSETS_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BASE_ENHANCER = DEFAULT_ENHANCER_MODEL.split(".", 1)[1]  # the model behind the default's `us.` profile
@@ -51,6 +52,9 @@ class CampaignStack(Stack):
         self._geography: str | None = None  # see _region_geography
         retention = logs.RetentionDays[settings.log_retention]
 
+        # what the task functions may read of the input bucket (pipeline/cloud/tenancy.py narrows it per manifest)
+        self.input_read_prefixes = (MANIFEST_PREFIX, SUBMITTED_ASSETS_PREFIX, *settings.shared_asset_prefixes)
+
         # 1. Storage; the weights live in the output bucket unless the context names another bucket.
         self.buckets = CampaignBuckets(self, "Buckets", cache_expiry_days=settings.cache_expiry_days)
         weights: s3.IBucket = (s3.Bucket.from_bucket_name(self, "Weights", settings.weights_bucket)
@@ -66,8 +70,9 @@ class CampaignStack(Stack):
         self.tasks = TaskFunctions(self, "Tasks", layer_dir=(ROOT / settings.layer_dir), environment=self._environment(),
                                    log_retention=retention, all_media=settings.heavy_backends)
         fns = self.tasks.functions
-        for key in READS_INPUT:
-            _grant_objects(fns[key], self.buckets.input, ["s3:GetObject", "s3:GetObjectVersion"])
+        for key in READS_INPUT:  # manifests, submitted assets and the shared folders: nothing else in the bucket
+            _grant_objects(fns[key], self.buckets.input, ["s3:GetObject", "s3:GetObjectVersion"],
+                           prefixes=self.input_read_prefixes)
         for key in USES_OUTPUT:
             _grant_objects(fns[key], self.buckets.output, ["s3:GetObject", "s3:PutObject"])
         self._grant_bedrock(fns)
@@ -141,7 +146,10 @@ class CampaignStack(Stack):
                                                       if s.compile_cache_prefix else None),
                     "CAMPAIGN_SAGEMAKER_MAX_RUNTIME_S": s.max_runtime_s, "CAMPAIGN_CLIPS_PER_BATCH": s.clips_per_batch,
                     "CAMPAIGN_ALLOWED_ENHANCER_MODELS": ",".join(s.allowed_enhancer_models) or None,
-                    "CAMPAIGN_MAX_BUDGET_USD": s.max_budget_usd}
+                    "CAMPAIGN_MAX_BUDGET_USD": s.max_budget_usd,
+                    "CAMPAIGN_SHARED_ASSET_PREFIXES": ",".join(s.shared_asset_prefixes) or None,
+                    "CAMPAIGN_REQUIRE_TEAM_PREFIX": "true" if s.require_team_prefix else None,
+                    "CAMPAIGN_MIN_SCHEDULE_INTERVAL_S": s.min_schedule_interval_s}
         env.update({k: str(v) for k, v in optional.items() if v is not None})
         return env
 
@@ -247,9 +255,10 @@ class CampaignStack(Stack):
             }
             if key in USES_OUTPUT:
                 findings[f"AwsSolutions-IAM5[Resource::{out}/*]"] = objects
-            if key in READS_INPUT:
-                findings[f"AwsSolutions-IAM5[Resource::{inp}/*]"] = (
-                    "A manifest's assets may sit anywhere in the input bucket (paths relative to the manifest)")
+            for prefix in self.input_read_prefixes if key in READS_INPUT else ():
+                findings[f"AwsSolutions-IAM5[Resource::{inp}/{prefix}*]"] = (
+                    "Manifests, the assets submitted for them and the stack's shared asset folders; the plan step "
+                    "lets each manifest read only its own folder, its submitted assets and the shared folders")
             if not isinstance(fn, lambda_.DockerImageFunction):
                 findings["AwsSolutions-L1"] = ("The layer is built for the pinned Python 3.12 runtime "
                                                "(infra/build_layer.py); moving on is a deliberate change of both")
@@ -307,9 +316,12 @@ class CampaignStack(Stack):
         return f"<{self._logical_id(bucket)}.Arn>"
 
 
-def _grant_objects(fn: lambda_.IFunction, bucket: s3.IBucket, actions: list[str]) -> None:
-    """Object actions on the bucket's objects and ListBucket (so a missing key reads as 404, not 403)."""
-    fn.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=[bucket.arn_for_objects("*")]))
+def _grant_objects(fn: lambda_.IFunction, bucket: s3.IBucket, actions: list[str],
+                   prefixes: tuple[str, ...] = ("",)) -> None:
+    """Object actions on the bucket's objects (under `prefixes`) and ListBucket (so a missing key reads as 404,
+    not 403)."""
+    fn.add_to_role_policy(iam.PolicyStatement(actions=actions,
+                                              resources=[bucket.arn_for_objects(f"{p}*") for p in prefixes]))
     fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn]))
 
 

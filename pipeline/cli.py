@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("manifest", type=Path, metavar="MANIFEST")
     s.add_argument("--bucket", default=os.environ.get("CAMPAIGN_INPUT_BUCKET"), help="input bucket (or CAMPAIGN_INPUT_BUCKET)")
     s.add_argument("--state-machine-arn", default=os.environ.get("CAMPAIGN_STATE_MACHINE_ARN"))
+    s.add_argument("--team", default=os.environ.get("CAMPAIGN_TEAM"),
+                   help="put the manifest under manifests/TEAM/ (or CAMPAIGN_TEAM; required where the stack says so)")
+    s.add_argument("--replace", action="store_true",
+                   help="replace the manifest of this name even if someone else submitted it (and its schedule)")
     _allow_outside_flag(s)
 
     c = sub.add_parser("cache", help="check the local cache: every output against the size and hash in its provenance")
@@ -490,7 +494,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from pipeline.cloud import commands
 
     result = commands.submit(args.manifest, bucket=args.bucket, state_machine_arn=args.state_machine_arn,
-                             allow_outside=tuple(args.allow_outside))
+                             allow_outside=tuple(args.allow_outside), replace=args.replace, team=args.team)
     for k, v in result.items():
         print(f"{k}: {v}")
     return EXIT_OK

@@ -2,7 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+ECHO_MAX = 200  # characters of a value a user wrote that an error may echo
+MESSAGE_MAX = 1000  # characters of one problem's message, whatever it echoes
+_LONG_RUN = re.compile(rf"\S{{{ECHO_MAX + 1},}}")
+
+
+def shown(value: object) -> str:
+    """repr() of a value a user wrote, cut to about ECHO_MAX characters: a 100,000-character name must not give a
+    100 KB error (or report, or log line)."""
+    text = repr(value)
+    if len(text) <= ECHO_MAX:
+        return text
+    size = f"{len(value)} characters" if isinstance(value, str | bytes) else f"{len(text)} characters as written"
+    return f"{text[:ECHO_MAX]}... ({size})"
+
+
+def clip_echoes(text: str) -> str:
+    """`text` with every run of more than ECHO_MAX non-blank characters cut (an echoed value, wherever it came
+    from: our messages, jsonschema's, YAML's), and the whole kept under MESSAGE_MAX characters."""
+    if len(text) <= ECHO_MAX:
+        return text
+    text = _LONG_RUN.sub(lambda m: f"{m.group()[:ECHO_MAX]}...({len(m.group())} characters)", text)
+    return text if len(text) <= MESSAGE_MAX else f"{text[:MESSAGE_MAX]}... ({len(text)} characters in all)"
 
 
 class PipelineError(Exception):
@@ -18,6 +42,11 @@ class Problem:
     col: int
     path: str
     message: str
+
+    def __post_init__(self) -> None:
+        # the one place every manifest problem passes: no echoed value makes it longer than MESSAGE_MAX
+        for name in ("file", "path", "message"):
+            object.__setattr__(self, name, clip_echoes(getattr(self, name)))
 
     def __str__(self) -> str:
         where = self.path or "<document>"
@@ -70,6 +99,10 @@ class OutputFolderRefused(PipelineError):
 
 class AssetChanged(JobFailed):
     """An input asset's bytes differ from the ones its outputs are keyed by (it was edited during the run)."""
+
+
+class SubmitRefused(PipelineError):
+    """`campaign submit` would replace a manifest someone else wrote (or the key changed while it wrote)."""
 
 
 class ApprovalUnavailable(PipelineError):

@@ -384,6 +384,22 @@ def test_clip_container_is_a_docker_image_asset_built_at_deploy(synth: tuple[Any
     assert staged == {"pipeline", "tasks", "infra", "pyproject.toml"}
 
 
+def test_task_functions_read_only_manifests_and_submitted_assets_of_the_input_bucket(
+        synth: tuple[Any, Template, Path]) -> None:
+    """Issue 29: the whole input bucket is no longer readable; per manifest, the plan step narrows it further
+    (pipeline/cloud/tenancy.py, tests/test_cloud_tenants.py). The tenant settings reach every task function."""
+    stack, t, _ = synth
+    input_lid = stack.resolve(stack.buckets.input.node.default_child.logical_id)
+    for module in ("plan", "image", "prepare_batch", "collect_batch", "assemble", "report"):
+        fn = function_by_handler(t, module)[1]["Properties"]
+        reads = [s for s in statements(t, fn["Role"]["Fn::GetAtt"][0])
+                 if "s3:GetObjectVersion" in actions_of(s) and input_lid in json.dumps(s["Resource"])]
+        [statement] = reads
+        suffixes = sorted(part["Fn::Join"][1][-1] for part in statement["Resource"])
+        assert suffixes == ["/assets/*", "/manifests/*"], (module, suffixes)
+        assert fn["Environment"]["Variables"]["CAMPAIGN_MIN_SCHEDULE_INTERVAL_S"] == "3600", module
+
+
 # --- IAM: exactly what the code calls ----------------------------------------------------------------------------
 
 XRAY = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}  # Tracing.ACTIVE

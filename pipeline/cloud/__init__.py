@@ -17,6 +17,7 @@ the same task functions as the local runner (`pipeline.tasks`) with an `S3Store`
   report_step   `Write report` (and the run's notification)
   outputs       the collect steps' backend: what a finished job left, named as the plan's video backend
   trigger       the S3 trigger and the manifests' schedules
+  tenancy       what a manifest may read (its own folder, its submitted assets, shared folders), schedule floor
   commands      `campaign submit` and `campaign status`
 
 The state carries ids only: the plan and every job's result live in S3 under `runs/<campaign>/<run-id>/`

@@ -13,31 +13,53 @@ from typing import Any
 import boto3
 import yaml
 
-from pipeline.cloud.contract import MANIFEST_PREFIX, SUBMITTED_ASSETS_PREFIX
+from pipeline.cloud.contract import MANIFEST_PREFIX
 from pipeline.cloud.failures import client_error_code
 from pipeline.cloud.names import execution_arn, execution_console_url, execution_name, object_version, region_of
+from pipeline.cloud.tenancy import submitted_assets_prefix
+from pipeline.errors import SubmitRefused, shown
 from pipeline.manifest.campaign import load_manifest
 from pipeline.manifest.inputs import submit_name
 from pipeline.plan.keys import file_digest
 
+# S3 user-defined metadata (x-amz-meta-*, read back lower-case) naming who submitted the manifest
+WRITER_METADATA = "campaign-submitted-by"
+TEAM_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
 
 def submit(manifest_path: str | Path, *, bucket: str, state_machine_arn: str | None = None,
-           s3: Any = None, allow_outside: Sequence[Path] = ()) -> dict[str, str]:
+           s3: Any = None, allow_outside: Sequence[Path] = (), replace: bool = False, team: str | None = None,
+           sts: Any = None) -> dict[str, str]:
     """Validate the manifest here, upload its local assets (content-addressed: unchanged files are not sent
     again) and the manifest with those assets rewritten to their s3:// addresses; the upload's event
-    starts the run. Returns the manifest's address, the execution's name and, given the state machine,
-    its console URL."""
+    starts the run. A manifest of that name that someone else wrote is not replaced unless `replace`; `team`
+    puts it under manifests/<team>/. Returns the manifest's address, the execution's name and, given the state
+    machine, its console URL."""
     path = Path(manifest_path)
     # ManifestInvalid lists every problem, as `campaign validate` does, assets outside the folder included
     campaign = load_manifest(path, allow_outside=allow_outside)
+    if team is not None and not TEAM_NAME.fullmatch(team):
+        raise SubmitRefused(f"--team {shown(team)}: use a-z, 0-9 and '-', 1 to 63 characters")
     if s3 is None:
         s3 = boto3.client("s3")
+    manifest_key = f"{MANIFEST_PREFIX}{team + '/' if team else ''}{campaign.name}.yaml"
+    writer = caller_arn(sts)
+    # Who wrote the manifest there now, before anything is uploaded: a refusal leaves the bucket untouched.
+    current = _head_or_none(s3, bucket, manifest_key)
+    if current is not None and not replace:
+        owner = (current.get("Metadata") or {}).get(WRITER_METADATA)
+        if not owner or writer_principal(owner) != writer_principal(writer):
+            raise SubmitRefused(
+                f"s3://{bucket}/{manifest_key} was written by {shown(owner) if owner else 'someone else (not campaign submit)'}, "
+                f"not by you ({writer}): another team's campaign may have this name; rename `campaign:` in "
+                f"{path.name}, submit with --team, or pass --replace to replace it (and its schedule)")
     addresses: dict[str, str] = {}
     uploaded = 0
+    asset_prefix = submitted_assets_prefix(manifest_key)
     for asset in campaign.assets.values():
         if asset.path is None:
             continue  # s3:// assets stay as written
-        key = f"{SUBMITTED_ASSETS_PREFIX}{campaign.name}/{file_digest(asset.path)}/{submit_name(asset.location)}"
+        key = f"{asset_prefix}{file_digest(asset.path)}/{submit_name(asset.location)}"
         if not _object_exists(s3, bucket, key):
             s3.upload_file(str(asset.path), bucket, key)
             uploaded += 1
@@ -46,8 +68,17 @@ def submit(manifest_path: str | Path, *, bucket: str, state_machine_arn: str | N
     data["assets"] = {aid: addresses.get(aid, loc) for aid, loc in (campaign.raw.get("assets") or {}).items()}
     text = (f"# uploaded by `campaign submit` from {path.name}; local asset paths rewritten to s3:// addresses\n"
             + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-    manifest_key = f"{MANIFEST_PREFIX}{campaign.name}.yaml"
-    put = s3.put_object(Bucket=bucket, Key=manifest_key, Body=text.encode(), ContentType="application/yaml")
+    # Conditional write (AmazonS3/latest/userguide/conditional-writes.html): create only if still absent, or
+    # replace only the version looked at above; a write in between fails with 412 (or 409), not silently.
+    condition = {"IfMatch": current["ETag"]} if current is not None else {"IfNoneMatch": "*"}
+    try:
+        put = s3.put_object(Bucket=bucket, Key=manifest_key, Body=text.encode(), ContentType="application/yaml",
+                            Metadata={WRITER_METADATA: writer}, **condition)
+    except Exception as exc:
+        if client_error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+            raise SubmitRefused(f"s3://{bucket}/{manifest_key} changed while this submit ran (someone else wrote "
+                                "it); look at it, then submit again") from None
+        raise
     name = execution_name(campaign.name, bucket=bucket, key=manifest_key, version=object_version(put))
     out = {"manifest": f"s3://{bucket}/{manifest_key}", "assets_uploaded": f"{uploaded} of {len(addresses)}",
            "execution_name": name}
@@ -56,6 +87,30 @@ def submit(manifest_path: str | Path, *, bucket: str, state_machine_arn: str | N
         out["execution_arn"] = arn
         out["console_url"] = execution_console_url(arn)
     return out
+
+
+def caller_arn(sts: Any = None) -> str:
+    """The caller's identity as STS answers it (GetCallerIdentity needs no permission)."""
+    if sts is None:
+        sts = boto3.client("sts")
+    return str(sts.get_caller_identity()["Arn"])
+
+
+def writer_principal(arn: str) -> str:
+    """Who owns what an ARN wrote: an IAM user itself; for an assumed role, the role (its session name changes
+    from login to login, and a team shares its role): arn:aws:sts::A:assumed-role/R/s -> arn:aws:iam::A:role/R."""
+    m = re.fullmatch(r"arn:([^:]+):sts::(\d+):assumed-role/([^/]+)/.*", arn)
+    return f"arn:{m.group(1)}:iam::{m.group(2)}:role/{m.group(3)}" if m else arn
+
+
+def _head_or_none(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    try:
+        head: dict[str, Any] = s3.head_object(Bucket=bucket, Key=key)
+    except Exception as exc:  # noqa: BLE001
+        if client_error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return head
 
 
 def _object_exists(s3: Any, bucket: str, key: str) -> bool:

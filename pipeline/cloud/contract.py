@@ -10,6 +10,9 @@ NAME_HASH_CHARS = 16
 MANIFEST_PREFIX = "manifests/"
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 SUBMITTED_ASSETS_PREFIX = "assets/"
+# The shortest interval between two runs of one manifest's `schedule:` unless the stack's
+# min_schedule_interval_s says otherwise: each scheduled run is a full run, held to the manifest's budget.
+DEFAULT_MIN_SCHEDULE_INTERVAL_S = 3600
 ERROR_MESSAGE_MAX = 2000
 # Inline or Distributed Map, per stage. An inline Map item adds about 8 events to the execution's history
 # (25,000 at most) and its id to the state (256 KB at most); a Distributed Map's items are child executions

@@ -20,8 +20,16 @@ from pipeline.cloud.failures import client_error_code
 from pipeline.cloud.names import RunRef, campaign_name_of, run_document_key
 from pipeline.cloud.rundoc import CloudRun, choose_distributed, empty_stages
 from pipeline.cloud.settings import CloudBackends, CloudSettings
-from pipeline.errors import JobFailed, ManifestInvalid, Problem
+from pipeline.cloud.tenancy import (
+    Tenancy,
+    asset_key_problem,
+    manifest_key_problem,
+    s3_asset_problem,
+    schedule_floor_problem,
+)
+from pipeline.errors import JobFailed, ManifestInvalid, Problem, shown
 from pipeline.manifest.campaign import load_manifest_text
+from pipeline.manifest.inputs import AUDIO_EXTENSIONS, file_problem
 from pipeline.manifest.yamlsrc import load_text
 from pipeline.plan.build import build_plan
 from pipeline.plan.jobs import Job
@@ -29,7 +37,7 @@ from pipeline.plan.schedule import BEDROCK, SAGEMAKER, clip_waves, image_waves
 from pipeline.report.write import write_invalid, write_refused
 from pipeline.run.approval import gate_applies
 from pipeline.run.budget import check_budget, estimate_uncached
-from pipeline.storage.store import Store, s3_etag
+from pipeline.storage.store import Store, parse_s3_uri, s3_etag
 
 
 def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings, workdir: Path,
@@ -42,6 +50,13 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
     # 1. Where the manifest is, and its text (this exact version when the event named one).
     source, run_id, started_s = event.source, event.run_id, event.started
     bucket, key, version, uri = source.bucket, source.key, source.version_id, source.uri
+    tenancy = settings.tenancy()
+    refused = manifest_key_problem(key, tenancy)
+    if refused:  # not read at all: a run starts only from a manifest where its team may put one
+        ref = RunRef(campaign_name_of("", key), run_id)
+        write_invalid(campaign=ref.campaign, manifest=uri, problems=[Problem(uri, 1, 1, "", refused)], store=store,
+                      run_id=run_id, started=started_s)
+        return _not_run(ref, store.location(f"{ref.prefix}/report.json"), problems=1, over_budget=False)
     get_args = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
     text = s3.get_object(**get_args)["Body"].read().decode("utf-8")
 
@@ -63,11 +78,12 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
             if not isinstance(loc, str) or not loc:
                 continue
             if loc.startswith("s3://"):
-                problem = _head_asset(s3, loc, etags, aid)
+                problem = (s3_asset_problem(bucket, key, loc, tenancy) or _head_asset(s3, loc, etags, aid)
+                           or _s3_audio_problem(s3, loc, root))
             elif "://" in loc:
                 continue  # validation reports it
             else:
-                problem = _fetch_relative_asset(s3, bucket, key, loc, root, relative, aid)
+                problem = _fetch_relative_asset(s3, bucket, key, loc, root, relative, aid, tenancy)
             if problem:
                 problems.append(src.problem(("assets", aid), problem))
 
@@ -83,6 +99,10 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
             problems.append(src.problem(("defaults", "enhancer_model"), problem))
     if campaign is not None and src is not None:
         problems += _unmade_model_problems(campaign, src, settings.need("video"))
+    if campaign is not None and src is not None and campaign.schedule:
+        problem = schedule_floor_problem(campaign.schedule, settings.schedule_floor_s())
+        if problem:
+            problems.append(src.problem(("schedule",), problem))
     findings: list[ModelFinding] = []
     if campaign is not None and src is not None and not problems:
         # 3b. Every Bedrock model the run will call, asked for its lifecycle and access before any job runs:
@@ -156,17 +176,23 @@ def _not_run(ref: RunRef, report_uri: str, *, problems: int, over_budget: bool) 
 
 
 def _fetch_relative_asset(s3: Any, bucket: str, manifest_key: str, loc: str, root: Path,
-                          found: dict[str, str], aid: str) -> str | None:
+                          found: dict[str, str], aid: str, tenancy: Tenancy) -> str | None:
     """Download a manifest-relative asset to the same relative place under `root` (a mirror of the bucket)."""
     asset_key = posixpath.normpath(posixpath.join(posixpath.dirname(manifest_key), loc))
     if loc.startswith("/") or asset_key == ".." or asset_key.startswith("../"):
-        return f"asset path {loc!r} leaves the bucket (relative to s3://{bucket}/{manifest_key})"
+        return f"asset path {shown(loc)} leaves the bucket (relative to s3://{bucket}/{manifest_key})"
+    refused = asset_key_problem(bucket, manifest_key, bucket, asset_key, loc, tenancy)
+    if refused:
+        return refused
     dest = root / asset_key
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         s3.download_file(bucket, asset_key, str(dest))
     except Exception as exc:  # noqa: BLE001 - reported as a located manifest problem
-        return f"asset file {loc!r} not found (looked for s3://{bucket}/{asset_key}: {client_error_code(exc)})"
+        return f"asset file {shown(loc)} not found (looked for s3://{bucket}/{asset_key}: {client_error_code(exc)})"
+    bad = file_problem(dest, loc)  # really the image or audio its name says, whole (a cut-short MP3 is refused)
+    if bad:
+        return bad
     found[aid] = asset_key
     return None
 
@@ -207,11 +233,26 @@ def clip_service(video: str) -> Callable[[Job], str]:
     return service
 
 
+def _s3_audio_problem(s3: Any, uri: str, root: Path) -> str | None:
+    """An s3:// audio asset decoded whole, as validation does a local one: a file cut short never reaches a run
+    (images are decoded, with a clear error, by the job that reads them)."""
+    if not uri.lower().endswith(AUDIO_EXTENSIONS):
+        return None
+    asset_bucket, asset_key = parse_s3_uri(uri)
+    dest = root / "s3" / asset_bucket / asset_key
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(asset_bucket, asset_key, str(dest))
+    except Exception as exc:  # noqa: BLE001 - reported as a located manifest problem
+        return f"asset {shown(uri)} cannot be read by the pipeline ({client_error_code(exc)})"
+    return file_problem(dest, asset_key)
+
+
 def _head_asset(s3: Any, uri: str, etags: dict[str, str], aid: str) -> str | None:
     try:
         etags[aid] = s3_etag(s3, uri)
     except Exception as exc:  # noqa: BLE001 - reported as a located manifest problem
-        return f"asset {uri} cannot be read by the pipeline ({client_error_code(exc)})"
+        return f"asset {shown(uri)} cannot be read by the pipeline ({client_error_code(exc)})"
     return None
 
 

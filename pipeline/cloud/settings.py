@@ -18,7 +18,8 @@ from pipeline.backends.base import Enhancer, ImageEditor, VideoBackend
 from pipeline.backends.sagemaker_jobs import DEFAULT_MAX_BATCH, DEFAULT_MAX_RUNTIME_S, DEFAULT_VOLUME_GB
 from pipeline.backends.video_bedrock import BedrockVideoBackend
 from pipeline.backends.video_sagemaker import SageMakerVideoBackend
-from pipeline.cloud.contract import RAY2_OUTPUT_PREFIX
+from pipeline.cloud.contract import DEFAULT_MIN_SCHEDULE_INTERVAL_S, RAY2_OUTPUT_PREFIX
+from pipeline.cloud.tenancy import Tenancy
 from pipeline.errors import BackendUnavailable
 from pipeline.plan.build import KeySource
 from pipeline.plan.pricing import DEFAULT_INSTANCE_TYPE
@@ -46,8 +47,14 @@ ENV_NAMES = {
     "notify_topic_arn": "CAMPAIGN_NOTIFY_TOPIC_ARN",  # run summaries (pipeline/report/summary.py)
     "ray2_poll_s": "CAMPAIGN_RAY2_POLL_S",  # seconds between GetAsyncInvoke polls of a Luma Ray2 job (0 in tests)
     "ray2_max_polls": "CAMPAIGN_RAY2_MAX_POLLS",
+    # tenants (pipeline/cloud/tenancy.py): input-bucket folders every manifest may read (comma-separated), and
+    # whether each manifest must sit under manifests/<team>/; the shortest interval a manifest's schedule may have
+    "shared_asset_prefixes": "CAMPAIGN_SHARED_ASSET_PREFIXES",
+    "require_team_prefix": "CAMPAIGN_REQUIRE_TEAM_PREFIX",
+    "min_schedule_interval_s": "CAMPAIGN_MIN_SCHEDULE_INTERVAL_S",
 }
-_INT_SETTINGS = ("clips_per_batch", "volume_gb", "max_runtime_s", "ray2_poll_s", "ray2_max_polls")
+_INT_SETTINGS = ("clips_per_batch", "volume_gb", "max_runtime_s", "ray2_poll_s", "ray2_max_polls",
+                 "min_schedule_interval_s")
 _MAY_BE_ZERO = ("ray2_poll_s",)
 
 
@@ -78,6 +85,9 @@ class CloudSettings:
     notify_topic_arn: str | None = None
     ray2_poll_s: int | None = None
     ray2_max_polls: int | None = None
+    shared_asset_prefixes: str | None = None
+    require_team_prefix: str | None = None
+    min_schedule_interval_s: int | None = None  # None: contract.DEFAULT_MIN_SCHEDULE_INTERVAL_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CloudSettings:
@@ -111,6 +121,12 @@ class CloudSettings:
             raise BackendUnavailable(f"{ENV_NAMES[name]} is not set in this function's environment "
                                      "(the CDK stack sets it; is the function wired to this task?)")
         return value
+
+    def tenancy(self) -> Tenancy:
+        return Tenancy.from_setting(self.shared_asset_prefixes, self.require_team_prefix)
+
+    def schedule_floor_s(self) -> int:
+        return self.min_schedule_interval_s or DEFAULT_MIN_SCHEDULE_INTERVAL_S
 
     def backend_names(self) -> dict[str, str]:
         return {"enhancer": self.need("enhancer"), "images": self.need("images"), "video": self.need("video")}

@@ -20,6 +20,7 @@ from pipeline.cloud.names import (
     schedule_name,
 )
 from pipeline.cloud.settings import CloudSettings
+from pipeline.cloud.tenancy import manifest_key_problem, schedule_floor_problem
 from pipeline.errors import ManifestInvalid
 from pipeline.manifest.campaign import load_manifest_text
 
@@ -60,6 +61,10 @@ def handle_manifest_event(event: Mapping[str, Any], *, s3: Any, sfn: Any, schedu
         schedule_action = f"unchanged (current version is {current or 'none'}, not {ev.version})"
     elif not valid:
         schedule_action = "unchanged (manifest invalid)"
+    elif cron and (refused := manifest_key_problem(key, settings.tenancy())
+                   or schedule_floor_problem(cron, settings.schedule_floor_s())):
+        # the run reports the same refusal, located; no schedule starts runs this deployment refuses
+        schedule_action = f"refused: {refused}; {_delete_schedule(scheduler, schedule, settings)}"
     elif cron:
         schedule_action = _upsert_schedule(scheduler, schedule, settings, expression=cron, bucket=bucket, key=key,
                                            campaign=name)

@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 
 from pipeline import catalog
-from pipeline.errors import ManifestInvalid, Problem
+from pipeline.errors import ManifestInvalid, Problem, shown
 from pipeline.manifest.formats import DEFAULT_CAPTIONS, DEFAULT_FIT, DEFAULT_LANGUAGE
 from pipeline.manifest.inputs import file_problem, is_blank, outside_problem, undrawable
 from pipeline.manifest.model_rules import cogvideox_shot_problems, ray2_problems, ray2_settings
@@ -332,7 +332,13 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True,
                                         f"nor an audio file ({', '.join(AUDIO_EXTENSIONS)})"))
         if check_files:
             p = (base_dir / loc)
-            if not p.is_file():
+            try:
+                is_file = p.is_file()
+            except OSError as exc:  # a name the file system refuses (too long, ...): a problem, not a crash
+                problems.append(src.problem(("assets", aid), f"asset file {shown(loc)} cannot be looked up "
+                                            f"({exc.strerror or exc})"))
+                continue
+            if not is_file:
                 problems.append(src.problem(("assets", aid), f"asset file {loc!r} not found (looked in {p})"))
             else:  # inside the folder (links followed), and really the image or audio its name says
                 msg = outside_problem(base_dir, loc, allow_outside=allow_outside) or file_problem(p, loc)

@@ -3,6 +3,8 @@ image or audio their name says) and text (blank when only invisible characters, 
 
 from __future__ import annotations
 
+import re
+import subprocess
 import unicodedata
 import warnings
 from collections.abc import Sequence
@@ -10,10 +12,12 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
+from pipeline.errors import shown
 from pipeline.manifest.image_files import MAX_INPUT_PIXELS
 
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".m4a", ".aac", ".ogg", ".flac")
+AUDIO_DECODE_TIMEOUT_S = 120  # an hour of MP3 decodes in seconds; past this the file is hostile or broken
 
 
 def outside_problem(base_dir: Path, location: str, *, allow_outside: Sequence[Path] = ()) -> str | None:
@@ -49,14 +53,41 @@ def file_problem(path: Path, location: str) -> str | None:
                     f"{MAX_INPUT_PIXELS / 1e6:.0f} MP are accepted")
         return None
     if suffix in AUDIO_EXTENSIONS:
-        from moviepy.video.io.ffmpeg_reader import ffmpeg_parse_infos
-
-        try:
-            found = bool(ffmpeg_parse_infos(str(path)).get("audio_found"))
-        except Exception:  # ffmpeg cannot read it at all
-            found = False
-        return None if found else f"{location!r} has no audio stream ffmpeg can read"
+        return audio_problem(path, location)
     return None
+
+
+def audio_problem(path: Path, location: str) -> str | None:
+    """The whole stream decoded (ffmpeg to its null muxer): a header alone passes a file cut short, e.g. a
+    truncated MP3 whose Xing header still says its full length. Decoding stops short of the length its header
+    says (ffmpeg's `Duration`) -> refused, since the video would go silent (or fail) where the bytes end."""
+    import imageio_ffmpeg
+
+    try:
+        done = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path),
+                               "-map", "0:a:0", "-f", "null", "-"], capture_output=True, text=True,
+                              errors="replace", timeout=AUDIO_DECODE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        return f"{shown(location)} could not be decoded within {AUDIO_DECODE_TIMEOUT_S} s"
+    log = done.stderr
+    if done.returncode != 0 or not re.search(r"Stream #\d+:\d+.*: Audio:", log):
+        return f"{shown(location)} has no audio stream ffmpeg can read"
+    header = _seconds(re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", log))
+    times = re.findall(r"time=(\d+):(\d+):(\d+(?:\.\d+)?)", log)
+    decoded = (_seconds(times[-1]) if times else None) or 0.0
+    if decoded <= 0:
+        return f"{shown(location)} has no audio ffmpeg can decode (the file may be cut short)"
+    if header is not None and decoded < header - max(0.5, 0.02 * header):
+        return (f"{shown(location)} is cut short: its header says {header:.1f} s but only {decoded:.1f} s decode "
+                "(an incomplete download or copy?); export or copy it again")
+    return None
+
+
+def _seconds(hms: re.Match[str] | tuple[str, ...] | None) -> float | None:
+    if hms is None:
+        return None
+    h, m, s = hms.groups() if isinstance(hms, re.Match) else hms
+    return int(h) * 3600 + int(m) * 60 + float(s)
 
 
 def submit_name(location: str) -> str:

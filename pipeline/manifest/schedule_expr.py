@@ -76,4 +76,48 @@ def _cron_field_problem(value: str, lo: int, hi: int, names: str, *, allow_q: bo
     return None
 
 
+_UNIT_S = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def min_interval_s(expr: str) -> int | None:
+    """The shortest time between two runs of a valid rate() or cron() expression, in seconds (for cron, a lower
+    bound: the closest two minutes of a day it may fire at); None for at() (it runs once)."""
+    m = _RATE.match(expr)
+    if m:
+        return int(m.group(1)) * _UNIT_S[m.group(2).rstrip("s")]
+    if not (expr.startswith("cron(") and expr.endswith(")")):
+        return None
+    parts = expr[5:-1].split()
+    if len(parts) != 6:
+        return None
+    minutes, hours = _expand(parts[0], 59), _expand(parts[1], 23)
+    if len(minutes) > 1:
+        gap = min(b - a for a, b in zip(minutes, minutes[1:], strict=False))
+        # the last minute of one hour to the first of the next, when two fired hours are neighbours
+        if len(hours) > 1 and any((h + 1) % 24 in hours for h in hours):
+            gap = min(gap, 60 - minutes[-1] + minutes[0])
+        return gap * 60
+    if len(hours) > 1:
+        gaps = [b - a for a, b in zip(hours, hours[1:], strict=False)] + [24 - hours[-1] + hours[0]]
+        return min(gaps) * 3600
+    return 86400  # one minute of one hour: at most once a day
+
+
+def _expand(field: str, hi: int) -> list[int]:
+    """The values a minutes or hours field of a valid cron expression fires at."""
+    out: set[int] = set()
+    for item in field.split(","):
+        base, _, step_text = item.partition("/")
+        step = int(step_text) if step_text else 1
+        if base == "*":
+            lo, top = 0, hi
+        elif "-" in base:
+            lo, top = (int(x) for x in base.split("-", 1))
+        else:
+            lo = int(base)
+            top = hi if step_text else lo
+        out.update(range(lo, top + 1, max(step, 1)))
+    return sorted(out)
+
+
 # --- building the typed campaign ------------------------------------------------------------------
