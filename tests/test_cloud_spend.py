@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
 import pytest
+from botocore.exceptions import ClientError
 from fake_aws.cloud import INPUT_BUCKET, OUTPUT_BUCKET, REGION, Cloud, handlers, lambda_env, moto_cloud
 from fake_aws.container import preview_container
 from fake_aws.stepfunctions import route_lambdas, route_sagemaker, wait_for
