@@ -618,3 +618,18 @@ def test_run_notifications_topic_is_encrypted_tls_only_and_catches_runs_that_end
     publishers = [st for r in resources(t, "AWS::IAM::Policy").values()
                   for st in r["Properties"]["PolicyDocument"]["Statement"] if st.get("Action") == "sns:Publish"]
     assert len(publishers) == 2 and all(st["Resource"] == {"Ref": topic_lid} for st in publishers)
+
+
+def test_only_the_functions_that_publish_files_may_sign_with_the_signing_key(synth: tuple[Any, Template, Path]) -> None:
+    """Content Credentials (infra/signing.py): the report and approval functions publish delivered files under
+    runs/..., so they, and only they, may call kms:Sign on the stack's ECC P-256 key."""
+    _, template, _ = synth
+    [(key_lid, _)] = [(lid, r) for lid, r in resources(template, "AWS::KMS::Key").items()
+                      if r["Properties"].get("KeySpec") == "ECC_NIST_P256"]
+    signers = set()
+    for lid, fn in resources(template, "AWS::Lambda::Function").items():
+        role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+        if any("kms:Sign" in str(s["Action"]) and key_lid in json.dumps(s["Resource"]) for s in statements(template, role)):
+            signers.add(fn["Properties"].get("Handler") or fn["Properties"].get("ImageConfig", {}).get("Command", [""])[0])
+            assert "CAMPAIGN_SIGNING_KMS_KEY" in fn["Properties"]["Environment"]["Variables"]
+    assert signers == {"tasks.report.handler", "tasks.approval.handler"}

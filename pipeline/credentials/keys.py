@@ -26,6 +26,7 @@ DEV_ORG = "campaign (development)"
 DEV_DAYS = 3650  # a development chain is for trying things out; it is never trusted, so it need not expire soon
 DEV_CHAIN_VALUE = "development"  # the chain parameter's value until a real chain is put there
 MAX_PEM_BYTES = 256 * 1024
+KMS_RAW_LIMIT = 4096  # bytes of a RAW message to kms:Sign
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ def make_development_chain(public_key: Any = None, *, org: str = DEV_ORG, signer
 
 
 def kms_key(key_id: str, *, chain_parameter: str | None, kms: Any = None, ssm: Any = None) -> SigningKey:
-    """A KMS ECC_NIST_P256 key that signs each claim (kms:Sign, ECDSA_SHA_256 over our SHA-256 digest). Its chain
+    """A KMS ECC_NIST_P256 key that signs each claim (kms:Sign, ECDSA_SHA_256). Its chain
     is the SSM parameter's PEM; while that parameter still says `development`, a development chain is issued for
     the key's public key (kms:GetPublicKey) by a CA key that exists only in this process's memory."""
     import boto3
@@ -234,10 +235,14 @@ def kms_key(key_id: str, *, chain_parameter: str | None, kms: Any = None, ssm: A
         kind = "development"  # an untrusted chain, whoever holds the key
 
     def sign(data: bytes) -> bytes:
-        # AWS KMS API Reference, Sign: MessageType DIGEST takes a precomputed digest (a RAW message is limited to
-        # 4096 bytes); for ECC keys the signature is DER-encoded (ANS X9.62), which c2pa's callback accepts.
-        digest = hashlib.sha256(data).digest()
-        out = kms.sign(KeyId=key_id, Message=digest, MessageType="DIGEST", SigningAlgorithm="ECDSA_SHA_256")
+        # AWS KMS API Reference, Sign: a RAW Message is at most 4096 bytes (KMS hashes it with the algorithm's
+        # SHA-256); a longer claim (a video of many clips) is sent as its SHA-256 with MessageType DIGEST. For ECC
+        # keys the signature is DER-encoded (ANS X9.62), which c2pa's callback signer accepts.
+        if len(data) <= KMS_RAW_LIMIT:
+            out = kms.sign(KeyId=key_id, Message=data, MessageType="RAW", SigningAlgorithm="ECDSA_SHA_256")
+        else:
+            out = kms.sign(KeyId=key_id, Message=hashlib.sha256(data).digest(), MessageType="DIGEST",
+                           SigningAlgorithm="ECDSA_SHA_256")
         return bytes(out["Signature"])
 
     return SigningKey(kind, chain_pem, None, sign=sign, origin=key_id)
