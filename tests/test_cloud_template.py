@@ -392,6 +392,7 @@ MARKETPLACE = {"aws-marketplace:Subscribe", "aws-marketplace:Unsubscribe", "aws-
 PUBLISH = {"sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"}  # the notification topic and its key
 # Each role, and every action its code (or the service acting for it) calls: boto3 calls in pipeline/ and tasks/,
 # the ASL's integrations, SageMaker's processing container, CDK's log delivery for the state machine.
+SIGN = {"kms:Sign", "kms:GetPublicKey", "ssm:GetParameter"}  # Content Credentials (infra/signing.py)
 EXPECTED_ACTIONS = {
     "plan": TASK_S3 | XRAY | {"bedrock:GetFoundationModel"},  # the model lifecycle check (infra/ray2.py)
     "enhance": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "bedrock:InvokeModel"} | MARKETPLACE | XRAY,
@@ -399,13 +400,13 @@ EXPECTED_ACTIONS = {
     "prepare_batch": TASK_S3 | XRAY,
     "collect_batch": TASK_S3 | XRAY,
     "assemble": TASK_S3 | XRAY,
-    "report": TASK_S3 | XRAY | PUBLISH,
+    "report": TASK_S3 | XRAY | PUBLISH | SIGN,
     "starter": {"s3:GetObject", "s3:GetObjectVersion", "states:StartExecution", "states:DescribeExecution",
                 "scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule",
                 "scheduler:GetSchedule", "iam:PassRole",
                 # the on-failure destination (CDK's grantSendMessages for SqsDestination)
                 "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"} | XRAY,
-    "approval": {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} | PUBLISH | XRAY,
+    "approval": {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} | PUBLISH | XRAY | SIGN,
     "scheduler": {"states:StartExecution"},
     "state machine": {"lambda:InvokeFunction", "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
                       "sagemaker:StopProcessingJob", "sagemaker:AddTags", "events:PutTargets", "events:PutRule",
