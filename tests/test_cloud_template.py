@@ -628,7 +628,7 @@ def test_only_the_functions_that_publish_files_may_sign_with_the_signing_key(syn
     [(key_lid, _)] = [(lid, r) for lid, r in resources(template, "AWS::KMS::Key").items()
                       if r["Properties"].get("KeySpec") == "ECC_NIST_P256"]
     signers = set()
-    for lid, fn in resources(template, "AWS::Lambda::Function").items():
+    for fn in resources(template, "AWS::Lambda::Function").values():
         role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
         if any("kms:Sign" in str(s["Action"]) and key_lid in json.dumps(s["Resource"]) for s in statements(template, role)):
             signers.add(fn["Properties"].get("Handler") or fn["Properties"].get("ImageConfig", {}).get("Command", [""])[0])

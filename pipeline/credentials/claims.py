@@ -148,7 +148,8 @@ class _Refs:
     """Ingredients for image references, with their hashes (memoised: many files share a source)."""
 
     def __init__(self, plan: Plan, digest: Callable[[str], str | None]) -> None:
-        self.plan, self._digest, self._memo = plan, digest, {}  # type: dict[str, str | None]
+        self.plan, self._digest = plan, digest
+        self._memo: dict[str, str | None] = {}
 
     def digest(self, key: str) -> str | None:
         if key not in self._memo:
