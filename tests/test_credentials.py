@@ -141,6 +141,56 @@ def test_claims_say_what_made_each_file_and_never_claim_a_model_the_preview_did_
     assert not any(m["generative_model_ran"] for m in models)  # local classical edits and a placeholder
 
 
+def test_media_a_model_made_is_trained_and_what_combines_it_composite(run) -> None:  # type: ignore[no-untyped-def]
+    """The same run's claims as they would be had a GPU backend made the clips and Stability on Bedrock the edit:
+    the claims follow what each job's result says made it (pipeline/credentials/claims.py), signed and read back."""
+    import copy
+
+    from pipeline.credentials.claims import COMPOSITE_TRAINED, TRAINED, file_claims
+    from pipeline.credentials.sign import sign_file
+
+    manifest, out, report, _ = run
+    plan, results = _replan(manifest, out)
+    info = {r.job_id: copy.deepcopy(r.info or {}) for r in results}
+    made = copy.deepcopy(report)
+    for c in made["videos"][0]["clips"]:
+        c.update(backend="sagemaker", placeholder=False)
+        info[c["job"]].update(backend="sagemaker", placeholder=False, identity="sagemaker/cogvideox-5b@weights-v1")
+    last = info["image:navy"]["steps"][-1]
+    last.update(backend="bedrock", placeholder=False, identity="stability.stable-image-search-recolor-v1:0")
+    claims = file_claims(plan, made, info, lambda key: None)
+    clip = claims[made["videos"][0]["clips"][0]["path"]]
+    assert clip.source_type == TRAINED and clip.models[0]["generative_model_ran"] is True
+    assert clip.actions[0]["softwareAgent"] == {"name": "cogvideox-5b", "version": "sagemaker/cogvideox-5b@weights-v1"}
+    video = claims[made["videos"][0]["formats"][0]["path"]]
+    poster = claims[made["videos"][0]["formats"][0]["poster"]]
+    assert video.source_type == poster.source_type == COMPOSITE_TRAINED
+    image = claims[made["images"][0]["path"]]
+    first_step = claims[made["images"][0]["steps"][0]["path"]]
+    assert image.source_type == COMPOSITE_TRAINED and first_step.source_type is None  # erase-object ran locally
+    assert [a.get("digitalSourceType") for a in image.actions] == [None, None, COMPOSITE_TRAINED]
+    dst = out.parent / "trained.mp4"
+    unsigned = out / "cache" / "video" / f"{plan.job('video:teaser').video.outputs[0].key}.mp4"  # as the cache keeps it
+    assert read_credentials(unsigned).state == "missing"  # the cache holds unsigned outputs
+    sign_file(unsigned, dst,
+              video.definition(campaign="creds", run_id="x", include_prompts=True, signed_at="now"),
+              development_key(out.parent / "cfg"), mime="video/mp4")
+    store = manifest_store(dst)
+    assert assertion(store, ASSERTION)["digital_source_type"] == COMPOSITE_TRAINED
+    assert failure_codes(store) == {"signingCredential.untrusted"}
+
+
+def test_report_html_shows_each_files_credential_state(run) -> None:  # type: ignore[no-untyped-def]
+    _, _, report, run_dir = run
+    page = (run_dir / "report.html").read_text()
+    section = page[page.index("<section id=credentials>"):]
+    section = section[:section.index("</section>")]
+    assert "not trusted for publication" in section
+    for rel in delivered(report):
+        assert f">{rel}</a>" in section
+    assert section.count(">signed</span>") == len(delivered(report))
+
+
 def test_campaign_credentials_exit_0_intact_and_1_on_a_flipped_byte_or_no_manifest(run, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     _, _, report, run_dir = run
     video = run_dir / report["videos"][0]["formats"][0]["path"]
