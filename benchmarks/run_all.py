@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SCRIPTS = ["bench_local_run.py", "bench_assembly.py"]
+SCRIPTS = ["bench_local_run.py", "bench_assembly.py", "bench_signing.py"]
 
 
 def has_cuda() -> bool:

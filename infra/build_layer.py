@@ -2,7 +2,7 @@
 
     python infra/build_layer.py [--out build/lambda-layer] [--stub]
 
-The light tasks (plan, enhance prompts, edit images with Bedrock, report, starter) import only what
+The light tasks (plan, enhance prompts, edit images with Bedrock, report, approval, starter) import only what
 LAYER_PACKAGES lists; the versions come from pyproject.toml's dependencies, so they are pinned once.
 boto3 is left out: the Lambda runtime carries it. `--stub` writes an empty layer for template tests.
 No Docker and no network beyond the package index.
@@ -20,7 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "build" / "lambda-layer"
-LAYER_PACKAGES = ("pyyaml", "jsonschema", "pillow", "numpy")  # numpy: images are read exactly (16-bit modes)
+LAYER_PACKAGES = ("pyyaml", "jsonschema", "pillow", "numpy",  # numpy: images are read exactly (16-bit modes)
+                  "c2pa-python")  # the report and approval steps sign delivered files (brings cryptography)
 PYTHON_VERSION = "3.12"  # the functions' runtime (infra/functions.py)
 PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")  # Amazon Linux 2023 (glibc 2.34) runs both
 STAMP = ".requirements.txt"

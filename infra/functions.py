@@ -67,7 +67,7 @@ class TaskFunctions(Construct):
         self.layer = lambda_.LayerVersion(
             self, "Layer", code=lambda_.Code.from_asset(str(layer_dir)), compatible_runtimes=[RUNTIME],
             compatible_architectures=[lambda_.Architecture.X86_64],
-            description="pyyaml, jsonschema, pillow, numpy (pins from pyproject.toml) for the light task functions")
+            description="pyyaml, jsonschema, pillow, numpy, c2pa-python (pins from pyproject.toml) for the light task functions")
         code = lambda_.Code.from_asset(str(ROOT), exclude=CODE_ASSET_EXCLUDE, ignore_mode=IgnoreMode.DOCKER)
         self.functions: dict[str, lambda_.Function] = {}
         for spec in TASKS:

@@ -28,6 +28,7 @@ from infra.functions import TaskFunctions
 from infra.notifications import RunNotifications
 from infra.ray2 import ModelLifecycleCheck, Ray2Jobs
 from infra.settings import StackSettings
+from infra.signing import CampaignSigning
 from infra.storage import CampaignBuckets
 from infra.studio import CampaignStudio, StudioSettings
 from infra.triggers import ManifestTriggers
@@ -42,6 +43,7 @@ READS_INPUT = ("plan", "image", "prepare_batch", "collect_batch", "assemble", "r
 # (the report copies each edited image's source asset beside it)
 USES_OUTPUT = ("plan", "enhance", "image", "prepare_batch", "collect_batch", "assemble", "report", "approval")
 PUBLISHES = ("report", "approval")  # run summaries to the notification topic
+SIGNS = ("report", "approval")  # they publish delivered files under runs/..., signed (pipeline/credentials/)
 
 
 class CampaignStack(Stack):
@@ -78,6 +80,9 @@ class CampaignStack(Stack):
         self._grant_bedrock(fns)
         for key in PUBLISHES:
             self.notifications.grant_publish(fns[key])
+        self.signing = CampaignSigning(self, "Signing", chain_file=self.node.try_get_context("signing_chain"))
+        for key in SIGNS:
+            self.signing.grant_sign(fns[key])
 
         # 3. The state machine and its triggers.
         self.workflow = CampaignStateMachine(
@@ -112,6 +117,10 @@ class CampaignStack(Stack):
         CfnOutput(self, "WeightsS3Uri", value=self.weights_s3_uri,
                   description="Put model weights here: campaign models pull MODEL --to <this>")
         CfnOutput(self, "ScheduleGroupName", value=self.triggers.schedule_group.ref)
+        CfnOutput(self, "SigningKeyArn", value=self.signing.key.key_arn,
+                  description="KMS key (ECC P-256) that signs Content Credentials; certify its public key and put the "
+                              "chain in SigningChainParameter (or deploy with -c signing_chain=chain.pem)")
+        CfnOutput(self, "SigningChainParameter", value=self.signing.chain.parameter_name)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.triggers.failed_events.queue_url,
                   description="Manifest events that were not handled: raw events EventBridge could not deliver, "
                   "and Lambda records (requestPayload = the event) the starter failed on 3 times")

@@ -37,6 +37,12 @@ def _allow_outside_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-outside", action="append", type=Path, default=[], metavar="PATH",
                    help="a folder outside the manifest's folder that assets may resolve into (symbolic links are "
                         "followed); repeatable")
+def _signing_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sign-cert", type=Path, default=None, metavar="PEM",
+                   help="certificate chain (leaf first) that signs the Content Credentials (or CAMPAIGN_SIGN_CERT); "
+                        "without it a development certificate, not trusted for publication, is used")
+    p.add_argument("--sign-key", type=Path, default=None, metavar="PEM",
+                   help="the certificate's EC P-256 private key (or CAMPAIGN_SIGN_KEY)")
 EXIT_AWAITING_APPROVAL = 3  # `campaign run` stopped at the approval gate: review, then `campaign approve`
 
 
@@ -82,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="stop after prompt enhancement and image edits, before any clip (as `approval: before-render`)")
     gate.add_argument("--approve", action="store_true",
                       help="approved in advance: run through the gate (continues this manifest's held run, if any)")
+    _signing_flags(r)
     add_backend_flags(r)
 
     for verb, what in (("approve", "render a run held at the approval gate (continues from the cache)"),
@@ -94,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "approve":
             a.add_argument("--workers", type=int, default=max(2, os.cpu_count() or 2), help="jobs run in parallel")
             a.add_argument("--quiet", action="store_true", help="no progress output")
+            _signing_flags(a)
         else:
             a.add_argument("--reason", default="", help="why, for the report")
 
@@ -137,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the stack's output bucket: list its runs under Runs too (or CAMPAIGN_OUTPUT_BUCKET)")
     sd.add_argument("--state-machine-arn", default=os.environ.get("CAMPAIGN_STATE_MACHINE_ARN"))
     add_backend_flags(sd)
+
+    cr = sub.add_parser("credentials", help="read delivered files' Content Credentials (C2PA): what they say, intact or not")
+    cr.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
     m = sub.add_parser("models", help="model weights: pull once into S3 or a folder")
     msub = m.add_subparsers(dest="models_command", required=True)
@@ -365,9 +376,14 @@ def _run(args: argparse.Namespace, campaign: Any, backends: Any, plan: Any, *, r
         hold = LocalHold(manifest=str(Path(args.manifest).resolve()), manifest_sha256=_sha256(args.manifest),
                          backends={k: getattr(args, k) for k in _BACKEND_ARGS} | {"models": _str(args.models)}
                          | {"allow_outside": [str(p) for p in args.allow_outside]})
+    signing = None
+    if campaign.credentials.enabled:  # a certificate that cannot be used stops the run before any job
+        from pipeline.credentials.keys import signing_key
+
+        signing = signing_key(cert=getattr(args, "sign_cert", None), key=getattr(args, "sign_key", None))
     outcome = run_local(plan, backends, out_dir=args.out, workers=args.workers, show_progress=not args.quiet,
                         cost=estimate_cost(plan), force=args.force, verify=args.verify, budget=budget.to_json(),
-                        hold=hold, run_id=run_id)
+                        hold=hold, run_id=run_id, signing=signing)
     report = outcome.report
     if args.json:
         print(json.dumps(report, indent=1, default=str))
@@ -432,7 +448,8 @@ def cmd_approve(args: argparse.Namespace) -> int:
                             json=False, **{k: stored.get(k) for k in _BACKEND_ARGS},
                             models=Path(stored["models"]) if stored.get("models") else None,
                             allow_outside=[Path(p) for p in stored.get("allow_outside") or []],
-                            force=False, verify=False)  # the held run made the folder ours
+                            force=False, verify=False,  # the held run made the folder ours
+                            sign_cert=args.sign_cert, sign_key=args.sign_key)
     ns.backend = ns.backend or "local"
     ns.sagemaker_option = ns.sagemaker_option or []
     campaign, backends, plan = _plan(ns)
@@ -530,6 +547,17 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return EXIT_FAILED if report.repairs else EXIT_OK
 
 
+def cmd_credentials(args: argparse.Namespace) -> int:
+    from pipeline.credentials.read import read_credentials
+
+    status = EXIT_OK
+    for path in args.files:
+        found = read_credentials(path)
+        print("\n".join(found.lines()))
+        status = status if found.intact else EXIT_FAILED
+    return status
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from pipeline.backends.weights import pull_model
 
@@ -555,7 +583,7 @@ def cmd_studio(args: argparse.Namespace) -> int:
 
 _COMMANDS = {"validate": cmd_validate, "plan": cmd_plan, "run": cmd_run, "enhance": cmd_enhance,
              "submit": cmd_submit, "status": cmd_status, "models": cmd_models, "studio": cmd_studio,
-             "cache": cmd_cache, "approve": cmd_approve, "reject": cmd_reject}
+             "cache": cmd_cache, "approve": cmd_approve, "reject": cmd_reject, "credentials": cmd_credentials}
 
 
 if __name__ == "__main__":

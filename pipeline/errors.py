@@ -107,3 +107,11 @@ class SubmitRefused(PipelineError):
 
 class ApprovalUnavailable(PipelineError):
     """`campaign approve` / `reject` found no run waiting for an answer (none, or already answered)."""
+
+
+class CredentialsUnavailable(PipelineError):
+    """No usable signing key for Content Credentials (a certificate or key that cannot be read or do not match)."""
+
+
+class SigningFailed(JobFailed):
+    """A delivered file could not be signed with Content Credentials; it is not published unsigned."""

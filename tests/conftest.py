@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "manifests" / "spring-sofa-launch.yaml"
 EXAMPLE_ASSETS = ROOT / "manifests" / "assets"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def config_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The user's configuration folder (where `campaign run` makes its development signing chain on first use)
+    points into this session's temporary folder: no test writes under the real ~/.config. Session-scoped so
+    module-scoped fixtures that run a campaign see it too; each xdist worker has its own session."""
+    folder = tmp_path_factory.mktemp("config")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CONFIG_HOME", str(folder))
+        for name in ("CAMPAIGN_SIGN_CERT", "CAMPAIGN_SIGN_KEY", "CAMPAIGN_SIGNING_KMS_KEY",
+                     "CAMPAIGN_SIGNING_CHAIN_PARAMETER"):
+            mp.delenv(name, raising=False)
+        yield folder
 
 
 @pytest.fixture

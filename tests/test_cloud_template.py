@@ -408,6 +408,7 @@ MARKETPLACE = {"aws-marketplace:Subscribe", "aws-marketplace:Unsubscribe", "aws-
 PUBLISH = {"sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"}  # the notification topic and its key
 # Each role, and every action its code (or the service acting for it) calls: boto3 calls in pipeline/ and tasks/,
 # the ASL's integrations, SageMaker's processing container, CDK's log delivery for the state machine.
+SIGN = {"kms:Sign", "kms:GetPublicKey", "ssm:GetParameter"}  # Content Credentials (infra/signing.py)
 EXPECTED_ACTIONS = {
     "plan": TASK_S3 | XRAY | {"bedrock:GetFoundationModel"},  # the model lifecycle check (infra/ray2.py)
     "enhance": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "bedrock:InvokeModel"} | MARKETPLACE | XRAY,
@@ -415,13 +416,13 @@ EXPECTED_ACTIONS = {
     "prepare_batch": TASK_S3 | XRAY,
     "collect_batch": TASK_S3 | XRAY,
     "assemble": TASK_S3 | XRAY,
-    "report": TASK_S3 | XRAY | PUBLISH,
+    "report": TASK_S3 | XRAY | PUBLISH | SIGN,
     "starter": {"s3:GetObject", "s3:GetObjectVersion", "states:StartExecution", "states:DescribeExecution",
                 "scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule",
                 "scheduler:GetSchedule", "iam:PassRole",
                 # the on-failure destination (CDK's grantSendMessages for SqsDestination)
                 "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"} | XRAY,
-    "approval": {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} | PUBLISH | XRAY,
+    "approval": {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} | PUBLISH | XRAY | SIGN,
     "scheduler": {"states:StartExecution"},
     "state machine": {"lambda:InvokeFunction", "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
                       "sagemaker:StopProcessingJob", "sagemaker:AddTags", "events:PutTargets", "events:PutRule",
@@ -634,3 +635,18 @@ def test_run_notifications_topic_is_encrypted_tls_only_and_catches_runs_that_end
     publishers = [st for r in resources(t, "AWS::IAM::Policy").values()
                   for st in r["Properties"]["PolicyDocument"]["Statement"] if st.get("Action") == "sns:Publish"]
     assert len(publishers) == 2 and all(st["Resource"] == {"Ref": topic_lid} for st in publishers)
+
+
+def test_only_the_functions_that_publish_files_may_sign_with_the_signing_key(synth: tuple[Any, Template, Path]) -> None:
+    """Content Credentials (infra/signing.py): the report and approval functions publish delivered files under
+    runs/..., so they, and only they, may call kms:Sign on the stack's ECC P-256 key."""
+    _, template, _ = synth
+    [(key_lid, _)] = [(lid, r) for lid, r in resources(template, "AWS::KMS::Key").items()
+                      if r["Properties"].get("KeySpec") == "ECC_NIST_P256"]
+    signers = set()
+    for fn in resources(template, "AWS::Lambda::Function").values():
+        role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+        if any("kms:Sign" in str(s["Action"]) and key_lid in json.dumps(s["Resource"]) for s in statements(template, role)):
+            signers.add(fn["Properties"].get("Handler") or fn["Properties"].get("ImageConfig", {}).get("Command", [""])[0])
+            assert "CAMPAIGN_SIGNING_KMS_KEY" in fn["Properties"]["Environment"]["Variables"]
+    assert signers == {"tasks.report.handler", "tasks.approval.handler"}

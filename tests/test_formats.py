@@ -85,6 +85,9 @@ def test_example_delivers_every_format_and_caption_file(tmp_path: Path) -> None:
     assert main(["run", str(EXAMPLE), "--out", str(out), "--quiet"]) == 0
     report, run_dir = _latest(out, "multi-market")
     assert report["status"] == "succeeded"
+    from credentials_check import assert_every_delivered_file_signed  # C2PA on every delivered file
+
+    assert_every_delivered_file_signed(report, run_dir)
     teasers = [v for v in report["videos"] if v["template"] == "teaser-{product}-{market}"]
     assert len(teasers) == 6
     for v in teasers:

@@ -20,6 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline.media",),  # moviepy/ffmpeg: probe, encode, compose, assemble, formats
     ("pipeline.backends",),  # the services and models that make images, clips and prompts
     ("pipeline.tasks",),  # one task function per job kind, shared by both runners
+    ("pipeline.credentials",),  # Content Credentials (C2PA): signed as report publishes each file, read back
     ("pipeline.report",),  # report.json, report.html, the run summary
     ("pipeline.run",),  # the local runner, budget and approval
     ("pipeline.cloud",),  # the Step Functions runner's steps

@@ -57,6 +57,13 @@ def test_example_campaign_succeeds_with_the_report_contract(example_run) -> None
     assert (run_dir / "report.html").is_file()
 
 
+def test_every_delivered_file_of_the_demo_reads_back_with_c2pa(example_run) -> None:  # type: ignore[no-untyped-def]
+    from credentials_check import assert_every_delivered_file_signed
+
+    _, report, run_dir, _ = example_run
+    assert assert_every_delivered_file_signed(report, run_dir) == len(report["credentials"]["files"])
+
+
 def test_videos_have_exact_durations_sizes_and_fps(example_run) -> None:  # type: ignore[no-untyped-def]
     _, report, run_dir, _ = example_run
     videos = {v["id"]: v for v in report["videos"]}

@@ -13,6 +13,7 @@ import jsonschema
 
 from pipeline import catalog
 from pipeline.errors import ManifestInvalid, Problem, shown
+from pipeline.manifest.credentials import CredentialsSpec, credentials_spec
 from pipeline.manifest.formats import DEFAULT_CAPTIONS, DEFAULT_FIT, DEFAULT_LANGUAGE
 from pipeline.manifest.inputs import file_problem, is_blank, outside_problem, undrawable
 from pipeline.manifest.model_rules import cogvideox_shot_problems, ray2_problems, ray2_settings
@@ -153,6 +154,7 @@ class Campaign:
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
     budget: BudgetSpec | None = None
     approval: str | None = None  # "before-render": stop before any clip until approved
+    credentials: CredentialsSpec = CredentialsSpec()  # C2PA on delivered files (pipeline/credentials/)
 
     def image(self, image_id: str) -> ImageSpec:
         return next(i for i in self.images if i.id == image_id)
@@ -583,4 +585,5 @@ def _build(src: Source, base_dir: Path) -> Campaign:
         name=data["campaign"], description=data.get("description", ""), schedule=data.get("schedule"),
         enhancer_model=defaults.get("enhancer_model"), assets=assets, images=images, videos=tuple(videos),
         source_file=src.file, base_dir=base_dir, raw=template_data(src), budget=budget, approval=data.get("approval"),
+        credentials=credentials_spec(data.get("credentials")),
     )

@@ -11,6 +11,7 @@ from typing import Any
 from pipeline import catalog
 from pipeline.manifest.campaign import Campaign, Shot
 from pipeline.manifest.campaign import VideoSpec as VideoSpec_
+from pipeline.manifest.credentials import CredentialsSpec
 from pipeline.manifest.formats import format_size
 from pipeline.manifest.timeline import Timeline, timeline
 from pipeline.plan.jobs import (
@@ -60,6 +61,7 @@ class Plan:
     jobs: tuple[Job, ...]
     schedule: str | None = None
     description: str = ""
+    credentials: CredentialsSpec = CredentialsSpec()  # C2PA at publication (pipeline/credentials/): not in any key
     _index: dict[str, Job] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -83,7 +85,7 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "campaign": self.campaign, "manifest_file": self.manifest_file, "backends": self.backends,
-            "schedule": self.schedule, "description": self.description,
+            "schedule": self.schedule, "description": self.description, "credentials": self.credentials.to_json(),
             "assets": {k: asdict(v) for k, v in self.assets.items()},
             "jobs": [j.to_json() for j in self.jobs],
         }
@@ -96,6 +98,7 @@ class Plan:
         return cls(
             campaign=d["campaign"], manifest_file=d["manifest_file"], backends=dict(d["backends"]),
             schedule=d.get("schedule"), description=d.get("description", ""),
+            credentials=CredentialsSpec.from_json(d.get("credentials")),
             assets={k: AssetRef(**v) for k, v in d["assets"].items()},
             jobs=tuple(Job.from_json(j) for j in d["jobs"]),
         )
@@ -279,7 +282,8 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
 
     jobs.sort(key=lambda j: (j.stage, _KIND_ORDER[j.kind]))
     return Plan(campaign=campaign.name, manifest_file=campaign.source_file, backends=dict(backends),
-                assets=assets, jobs=tuple(jobs), schedule=campaign.schedule, description=campaign.description)
+                assets=assets, jobs=tuple(jobs), schedule=campaign.schedule, description=campaign.description,
+                credentials=campaign.credentials)
 
 
 _KIND_ORDER = {"enhance": 0, "image": 1, "clip": 2, "video": 3}

@@ -82,6 +82,7 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append("<section id=images><h2>Images</h2>")
         parts.extend(_by_template(report["images"], _image))
         parts.append("</section>")
+    parts.append(_credentials(report.get("credentials") or {}))
     cost = report.get("cost") or {}
     if cost.get("items"):
         rows = "".join(f"<tr><td>{_e(i['what'])}</td><td>{_e(i['count'])}</td><td>${i['usd']:.4f}</td>"
@@ -110,6 +111,23 @@ def render_html(report: dict[str, Any]) -> str:
                  + "</code></pre></details></section>")
     parts.append("</main></body></html>")
     return "".join(parts)
+
+
+def _credentials(section: dict[str, Any]) -> str:
+    """Each delivered file's Content Credentials: signed (and by what), unsigned (`credentials: off`) or failed."""
+    files = section.get("files") or {}
+    if not files:
+        return ""
+    signer = section.get("signer") or {}
+    head = ("off (credentials: off): files are delivered unsigned" if not section.get("enabled") else
+            f"signed by <code>{_e(signer.get('subject'))}</code> ({_e(signer.get('kind'))})")
+    warn = f"<p class='pill placeholder'>{_e(signer['note'])}</p>" if signer.get("note") else ""
+    cls = {"signed": "succeeded", "failed": "failed", "unsigned": "placeholder"}
+    rows = "".join(f"<tr><td><a href='{_e(path)}'>{_e(path)}</a></td><td>{_pill(st.get('state', '?'), cls.get(st.get('state'), ''))}"
+                   f"</td><td class=mute>{_e(st.get('reason') or (st.get('digital_source_type') or '').rsplit('/', 1)[-1])}</td></tr>"
+                   for path, st in files.items())
+    return (f"<section id=credentials><h2>Content Credentials</h2><div class=card><p>{head}</p>{warn}<table><tr>"
+            f"<th>file</th><th>state</th><th>source type / reason</th></tr>{rows}</table></div></section>")
 
 
 def _by_template(items: list[dict[str, Any]], render: Any) -> list[str]:

@@ -9,6 +9,8 @@ from dataclasses import asdict
 from pathlib import Path, PurePosixPath
 from typing import Any, TypedDict
 
+from pipeline.credentials.keys import SigningKey
+from pipeline.credentials.sign import open_publisher
 from pipeline.errors import Problem
 from pipeline.manifest.formats import file_tag
 from pipeline.manifest.variables import Variant, group_by_template
@@ -250,7 +252,7 @@ def _variant_groups(images: list[ImageRecord], videos: list[VideoRecord]) -> lis
 def write_run(plan: Plan, results: list[JobResult], store: Store, *, run_id: str, started: float,
               finished: float, cost: dict[str, Any] | None = None, interrupted: bool = False,
               budget: dict[str, Any] | None = None, approval: dict[str, Any] | None = None,
-              status: str | None = None) -> dict[str, Any]:
+              status: str | None = None, signing: SigningKey | None = None) -> dict[str, Any]:
     """Give the run's outputs their names, then write report.json and report.html (always, also on failure).
     An interrupted run reports the jobs that finished; the rest are `not-run`. `status` overrides the one the
     results give (AWAITING_APPROVAL, REJECTED, EXPIRED); a run held for approval counts its jobs not run yet
@@ -273,16 +275,19 @@ def write_run(plan: Plan, results: list[JobResult], store: Store, *, run_id: str
     prefix = report["prefix"]
     copies = report.pop("_copies")
     asset_copies = report.pop("_asset_copies")
+    publisher = open_publisher(plan, {r.job_id: r.info or {} for r in results}, store, report=report, run_id=run_id,
+                               key=signing)
+
     def give_name(copy: tuple[str, str]) -> dict[str, str] | None:
         src, dst = copy
         try:
-            store.copy(src, f"{prefix}/{dst}")
+            return publisher.publish(src, dst, f"{prefix}/{dst}")  # signed on the way, or copied
         except Exception as exc:  # a missing output must not stop the report from being written
             return {"job": "report", "error": "OutputMissing", "message": f"{dst}: {exc}"}
-        return None
 
     with ThreadPoolExecutor(max_workers=PARALLEL_COPIES) as pool:  # S3 copies are round trips: overlap them
         report["errors"].extend(e for e in pool.map(give_name, copies) if e)
+    report["credentials"] = publisher.finish(report)  # a file that could not be signed was not delivered
     for asset, dst in asset_copies:
         try:
             if asset.path:

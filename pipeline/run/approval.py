@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from pipeline.credentials.keys import SigningKey
 from pipeline.errors import ApprovalUnavailable
 from pipeline.plan.build import Plan
 from pipeline.report.write import AWAITING_APPROVAL, run_prefix, write_run
@@ -105,7 +106,8 @@ def hold_for_approval(plan: Plan, results: list[JobResult], store: Store, *, run
                       cost: dict[str, Any] | None, budget: dict[str, Any] | None, manifest: str,
                       manifest_sha256: str | None = None, backends: Mapping[str, Any] | None = None,
                       task_token: str | None = None, timeout_s: int | None = None,
-                      instance_type: str | None = None) -> tuple[dict[str, Any], ApprovalRecord]:
+                      instance_type: str | None = None, signing: SigningKey | None = None,
+                      ) -> tuple[dict[str, Any], ApprovalRecord]:
     """Write the held run's record and its report (status `awaiting-approval`: every enhanced prompt, every
     edited image, and the estimate of what approval would still spend)."""
     now = time.time()
@@ -115,7 +117,7 @@ def hold_for_approval(plan: Plan, results: list[JobResult], store: Store, *, run
         manifest_sha256=manifest_sha256, remaining_usd=float(remaining["uncached_usd"]) if remaining else None,
         expires=iso(now + timeout_s) if timeout_s else None, backends=dict(backends or {}), task_token=task_token)
     report = write_run(plan, results, store, run_id=run_id, started=started, finished=now, cost=cost, budget=budget,
-                       status=AWAITING_APPROVAL, approval=approval_section(record))
+                       status=AWAITING_APPROVAL, approval=approval_section(record), signing=signing)
     write_record(store, record)  # last: a run with a record has its report for review
     return report, record
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pipeline.backends import Backends
+from pipeline.credentials.keys import SigningKey
 from pipeline.errors import DependencyFailed
 from pipeline.plan.build import STAGE_NAMES, Plan
 from pipeline.plan.jobs import Job
@@ -157,7 +158,8 @@ def _run_one(job: Job, ctx: TaskContext) -> list[JobResult]:
 def run_local(plan: Plan, backends: Backends, *, out_dir: Path, workers: int = 2, show_progress: bool = True,
               stream: TextIO | None = None, run_id: str | None = None,
               cost: dict[str, Any] | None = None, force: bool = False, verify: bool = False,
-              budget: dict[str, Any] | None = None, hold: LocalHold | None = None) -> RunOutcome:
+              budget: dict[str, Any] | None = None, hold: LocalHold | None = None,
+              signing: SigningKey | None = None) -> RunOutcome:
     """`campaign run`: execute the plan into out_dir (cache/ + runs/<campaign>/<run-id>/) and write the report.
     With `hold`, only the jobs before the approval gate run and the report waits for approval.
 
@@ -180,7 +182,7 @@ def run_local(plan: Plan, backends: Backends, *, out_dir: Path, workers: int = 2
         except RunInterrupted as stop:  # still write what was done, then let the CLI say so
             progress.close()
             write_run(plan, stop.results, store, run_id=run_id, started=started, finished=time.time(), cost=cost,
-                      interrupted=True)
+                      interrupted=True, signing=signing)
             raise KeyboardInterrupt from None
         finally:
             progress.close()
@@ -188,10 +190,10 @@ def run_local(plan: Plan, backends: Backends, *, out_dir: Path, workers: int = 2
         if hold:
             report, _ = hold_for_approval(plan, results, store, run_id=run_id, started=started, cost=cost,
                                           budget=budget, manifest=hold.manifest, manifest_sha256=hold.manifest_sha256,
-                                          backends=hold.backends)
+                                          backends=hold.backends, signing=signing)
         else:
             report = write_run(plan, results, store, run_id=run_id, started=started, finished=time.time(), cost=cost,
-                               budget=budget)
+                               budget=budget, signing=signing)
     finally:
         lease.release()  # after the report: its temp files are alive only while the lock is held
     return RunOutcome(report, results, store.location(f"{report['prefix']}/report.json"))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import catalog
+from pipeline.manifest.credentials import credentials_schema
 
 SCHEMA_PATH = Path(__file__).with_name("campaign.schema.json")
 SCHEMA_ID = "https://github.com/campaign-pipeline/campaign/pipeline/manifest/schema/campaign.schema.json"
@@ -93,6 +94,7 @@ def build_schema() -> dict[str, Any]:
             "approval": {"enum": list(APPROVAL_MODES),
                          "description": "before-render: stop after prompt enhancement and image edits until the run "
                                         "is approved (campaign approve), before any clip is rendered"},
+            "credentials": credentials_schema(),
             "defaults": {
                 "type": "object",
                 "additionalProperties": False,
