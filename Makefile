@@ -33,9 +33,8 @@ install-test: $(VENV)/.installed-test
 demo: $(VENV)/.installed
 	$(VENV)/bin/campaign run manifests/spring-sofa-launch.yaml --out out
 
+# ruff and mypy run as tests of the suite (tests/test_static_checks.py), beside the others on every core.
 test: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check pipeline tasks container infra tests benchmarks state_machines cdk_app.py
-	$(VENV)/bin/mypy pipeline tasks state_machines
 	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadscope
 
 lint: $(VENV)/.installed-test
