@@ -173,7 +173,7 @@ def test_a_cloud_runs_video_plays_in_the_browser_from_its_presigned_url(
                 sync_api.sync_playwright() as p:
             browser = launch_chromium(p)
             page = browser.new_page(viewport={"width": 1300, "height": 1000})
-            page.goto(f"{url}/?page=Runs", wait_until="load", timeout=LONG)
+            page.goto(f"{url}&page=Runs", wait_until="load", timeout=LONG)  # the link has its ?token=
             sync_api.expect(page.get_by_role("heading", name=f"bucket-run / {run.run_id}")).to_be_visible(timeout=LONG)
             video = page.locator("video")
             sync_api.expect(video).to_have_count(1, timeout=LONG)
