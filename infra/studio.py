@@ -239,6 +239,9 @@ class CampaignStudio(Construct):
             Validations.of(self.task.execution_role).acknowledge(Acknowledgment(
                 id="AwsSolutions-IAM5[Resource::*]", reason="ecr:GetAuthorizationToken (pulling the studio image) has "
                 "no resource scope"))
+        Validations.of(self.user_pool).acknowledge(Acknowledgment(
+            id="AwsSolutions-COG8", reason="The Plus tier's threat protection is billed per active user; this pool "
+            "holds a few studio users whom an administrator adds, each with a strong password and required MFA"))
         Validations.of(self.task).acknowledge(Acknowledgment(
             id="AwsSolutions-ECS2", reason="The environment holds bucket names only, no secrets"))
         Validations.of(self.load_balancer).acknowledge(Acknowledgment(

@@ -66,7 +66,7 @@ def test_studio_behind_a_load_balancer_only_allowed_ips_reach(https_stack: Stack
     assert alb["Scheme"] == "internet-facing"
     groups = [g for g in props(template, "AWS::EC2::SecurityGroup") if "allowed_ips" in g.get("GroupDescription", "")]
     [alb_sg] = groups
-    assert sorted(r["CidrIp"] for r in alb_sg["SecurityGroupIngress"]) == ["198.51.100.0/24", "203.0.113.7/32"]
+    assert sorted({r["CidrIp"] for r in alb_sg["SecurityGroupIngress"]}) == ["198.51.100.0/24", "203.0.113.7/32"]
     assert {(r["CidrIp"], r["FromPort"], r["ToPort"]) for r in alb_sg["SecurityGroupIngress"]} == {
         (cidr, port, port) for cidr in IPS.split(",") for port in (80, 443)}
     _, listener = listeners_by_port(template)[443]

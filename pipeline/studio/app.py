@@ -323,8 +323,8 @@ def download(run: runs.RunSummary, relative: str, *, filename: str, mime: str, l
 
 def manifest_page(config: StudioConfig) -> None:
     st.title("Manifest")
-    typed = st.text_input("Manifest file", value="campaign.yaml", key="manifest_path",
-                          help=f"a *.yaml file in the workspace ({config.workspace}); nothing outside it")
+    typed = st.text_input("Manifest file", value="campaign.yaml", key="manifest_path")
+    st.caption(f"a \\*.yaml file in the workspace {literal(config.workspace)} (nothing outside it)")
     try:
         path: Path | None = workspace.manifest_path(config.workspace, typed)
     except workspace.WorkspaceError as exc:
