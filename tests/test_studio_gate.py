@@ -10,7 +10,6 @@ import http.client
 import os
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -146,7 +145,7 @@ def websocket_status(link: str, *, host: str | None = None, cookie: str | None =
     """The status line's code for a websocket handshake on Streamlit's stream (101: accepted)."""
     parts = urlsplit(link)
     key = base64.b64encode(os.urandom(16)).decode()
-    lines = [f"GET /_stcore/stream HTTP/1.1", f"Host: {host or parts.netloc}", "Upgrade: websocket", "Connection: Upgrade",
+    lines = ["GET /_stcore/stream HTTP/1.1", f"Host: {host or parts.netloc}", "Upgrade: websocket", "Connection: Upgrade",
              f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: streamlit",
              f"Origin: http://{host or parts.netloc}"] + ([f"Cookie: {cookie}"] if cookie else [])
     with socket.create_connection((parts.hostname or "", parts.port or 80), timeout=60) as s:

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from pipeline.storage.outdir import prepare_out_dir
 from pipeline.studio.config import ENV_VAR, StudioConfig
-from pipeline.studio.gate import (GATE_ENV, LOOPBACK_HOSTS, TOKEN_ENV, TOKEN_PARAM, USER_HEADER, USER_KEY, GateSettings,
-                                  host_name)
+from pipeline.studio.gate import GATE_ENV, LOOPBACK_HOSTS, TOKEN_ENV, TOKEN_PARAM, USER_HEADER, USER_KEY, GateSettings, host_name
 
 ASGI = Path(__file__).with_name("asgi.py")
 ANY_ADDRESS = ("0.0.0.0", "::", "")
