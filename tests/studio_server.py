@@ -60,9 +60,9 @@ def base_url(link: str) -> str:
 
 @contextmanager
 def running_studio(out: Path, *, log_path: Path, workspace: Path | None = None, flags: tuple[str, ...] = (),
-                   env: Mapping[str, str] | None = None) -> Iterator[str]:
+                   env: Mapping[str, str] | None = None, link: bool = True) -> Iterator[str]:
     """`campaign studio --out OUT FLAGS` on 127.0.0.1, started in `workspace` (default: a new folder beside OUT);
-    yields the link it printed, with its token."""
+    yields the link it printed, with its token (`link=False`: its bare URL, for --auth alb)."""
     port = free_port()
     workspace = workspace or out.parent / "workspace"
     workspace.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,7 @@ def running_studio(out: Path, *, log_path: Path, workspace: Path | None = None, 
                 assert proc.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, "the studio did not come up"
                 time.sleep(0.3)
-            yield studio_link(log_path.read_text())
+            yield studio_link(log_path.read_text()) if link else url
         finally:
             os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in its terminal
             try:

@@ -126,7 +126,7 @@ def test_load_of_etc_passwd_and_save_outside_the_workspace_are_refused_on_the_pa
     assert not list(config.workspace.glob(".*.tmp"))
 
 
-def test_save_as_manifest_outside_the_workspace_is_refused(config: StudioConfig, tmp_path: Path) -> None:
+def test_save_as_manifest_outside_the_workspace_is_refused_and_the_run_names_who_started_it(config: StudioConfig, tmp_path: Path) -> None:
     job = jobs.start_job(config, campaign="studio", shot=shots.ShotSpec(prompt="A bee", frames=9), owner="ana")
     done = wait_for(lambda: (j := jobs.read_job(jobs.jobs_dir(config) / job.id)).active is False and j, what="the shot")
     assert done.state == "succeeded", done.message
@@ -135,6 +135,10 @@ def test_save_as_manifest_outside_the_workspace_is_refused(config: StudioConfig,
     click(at, "Save as manifest")
     assert any("outside the workspace" in e.value for e in at.error)
     assert not (tmp_path / "elsewhere.yaml").exists()
+    # the run records who started it: its request, and the Runs page
+    assert json.loads((jobs.jobs_dir(config) / job.id / "request.json").read_text())["owner"] == "ana"
+    runs_page = page("Runs", user="bob")
+    assert any("started by ana" in m.value for m in runs_page.markdown)
 
 
 # --- a report's paths ----------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import http.client
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -172,6 +173,20 @@ def test_the_running_studio_wants_its_token_and_its_own_host(studio: str) -> Non
     assert get(studio, "/_stcore/health", host=f"rebind.example:{port}").status == 403
     assert get(studio, "/_stcore/health").status == 200
     assert get(studio, "/media/anything.mp4").status == 403
+
+
+def test_behind_the_load_balancer_the_studio_serves_only_signed_in_requests(tmp_path: Path) -> None:
+    """`campaign studio --auth alb`, as the container runs it: no token; the load balancer's identity header is
+    the way in (only the load balancer can reach the task: its security group)."""
+    with running_studio(tmp_path / "out", log_path=tmp_path / "studio.log", flags=("--auth", "alb"),
+                        link=False) as url:
+        assert get(url, "/").status == 401
+        assert get(url, "/_stcore/health").status == 200  # the target group's health check
+        conn = http.client.HTTPConnection(urlsplit(url).hostname or "", urlsplit(url).port, timeout=60)
+        conn.request("GET", "/", headers={ALB_IDENTITY_HEADER: "8f0c-sub", "Host": "studio.example.com"})
+        signed = conn.getresponse()
+        assert signed.status == 200 and b"<html" in signed.read().lower()
+        conn.close()
 
 
 def test_the_running_studio_opens_its_websocket_only_to_the_token_holder_on_its_host(studio: str) -> None:

@@ -239,7 +239,7 @@ def runs_page(config: StudioConfig) -> None:
     labels = {r.label: r for r in found}
     chosen = labels[st.selectbox("Open a run", list(labels), key="run")]
     try:
-        show_report(chosen)
+        show_report(chosen, started_by=_started_by(config, chosen))
     except runs.SourceUnavailable as exc:
         st.error(literal(exc))
 
@@ -249,10 +249,19 @@ def _cells(rows: list[Any]) -> list[dict[str, str]]:
     return [{str(k): "" if v is None else str(v) for k, v in r.items()} for r in rows if isinstance(r, dict)]
 
 
-def show_report(run: runs.RunSummary) -> None:
+def _started_by(config: StudioConfig, run: runs.RunSummary) -> str | None:
+    """Who started a local run from the studio (its job's request records them); None for other runs."""
+    if run.source.label != runs.LOCAL or not jobs.JOB_ID.fullmatch(run.run_id):
+        return None
+    folder = jobs.jobs_dir(config) / run.run_id
+    return jobs.read_job(folder).owner if (folder / "request.json").is_file() else None
+
+
+def show_report(run: runs.RunSummary, *, started_by: str | None = None) -> None:
     report = runs.read_report(run) or {}
     st.header(literal(f"{run.campaign} / {run.run_id}"))
-    st.markdown(f"**{literal(report.get('status'))}** · {literal(run.source.label)} · backends: "
+    st.markdown(f"**{literal(report.get('status'))}** · {literal(run.source.label)} · "
+                + (f"started by {literal(started_by)} · " if started_by else "") + "backends: "
                 + literal(", ".join(f"{k}={v}" for k, v in (report.get("backends") or {}).items())))
     if report.get("description"):
         st.caption(literal(report["description"], limit=2000))
