@@ -137,7 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     sd = sub.add_parser("studio", help="the studio web page: make and watch a clip, review runs, edit manifests")
     sd.add_argument("--out", type=Path, default=Path("out"), help="output folder (default ./out)")
     sd.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
-    sd.add_argument("--address", default="localhost", help="address to listen on (default localhost)")
+    sd.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sd.add_argument("--workspace", type=Path, default=Path("."),
+                    help="the folder whose *.yaml manifests the Manifest page loads and saves (default: this one)")
+    sd.add_argument("--auth", choices=("token", "alb"), default="token",
+                    help="token: a link with a random token, printed at start (default); alb: behind the deployed "
+                         "load balancer's sign-in, which names the user")
+    sd.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                    help="another Host name the studio answers to (besides localhost and 127.0.0.1)")
+    sd.add_argument("--admin", action="append", default=[x for x in os.environ.get("CAMPAIGN_STUDIO_ADMINS", "").split(",") if x],
+                    metavar="USER", help="a user who may cancel anyone's render (or CAMPAIGN_STUDIO_ADMINS, comma-separated)")
     sd.add_argument("--workers", type=int, default=2, help="jobs each generation runs in parallel")
     sd.add_argument("--bucket", default=os.environ.get("CAMPAIGN_INPUT_BUCKET"),
                     help="input bucket for Submit (or CAMPAIGN_INPUT_BUCKET)")
@@ -576,9 +585,12 @@ def cmd_studio(args: argparse.Namespace) -> int:
     from pipeline.studio.config import StudioConfig
 
     backends_from_args(args)  # a bad backend choice fails here, with its message, not later in the page
+    if not args.workspace.is_dir():
+        raise PipelineError(f"--workspace {args.workspace}: not a folder")
     config = StudioConfig(out_dir=args.out.resolve(), backend_argv=backend_flags(args), input_bucket=args.bucket,
-                          output_bucket=args.output_bucket, state_machine_arn=args.state_machine_arn, workers=args.workers)
-    return serve(config, port=args.port, address=args.address)
+                          output_bucket=args.output_bucket, state_machine_arn=args.state_machine_arn, workers=args.workers,
+                          workspace=args.workspace.resolve(), admins=tuple(args.admin))
+    return serve(config, port=args.port, address=args.address, auth=args.auth, allowed_hosts=tuple(args.allowed_host))
 
 
 _COMMANDS = {"validate": cmd_validate, "plan": cmd_plan, "run": cmd_run, "enhance": cmd_enhance,

@@ -1,9 +1,11 @@
-"""`campaign studio` as a real server for the browser tests: started on a free port, waited for by its health
-endpoint, stopped as Ctrl-C would; and the headless Chromium those tests drive."""
+"""`campaign studio` as a real server for the browser tests: started as a person starts it (the `campaign` command,
+in the workspace folder) on a free port, waited for by its health endpoint, its tokened link read from what it
+printed, stopped as Ctrl-C would; and the headless Chromium those tests drive."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -38,17 +40,38 @@ def healthy(url: str) -> bool:
         return False
 
 
+def campaign_command() -> list[str]:
+    """The installed `campaign` script (what a person runs: its folder, not the working one, is on sys.path), or
+    the same entry point isolated where no script was installed."""
+    script = Path(sys.executable).with_name("campaign")
+    return [str(script)] if script.is_file() else [sys.executable, "-I", "-m", "pipeline.cli"]
+
+
+def studio_link(log: str) -> str:
+    """The link `campaign studio` printed, token included."""
+    found = re.search(r"http://127\.0\.0\.1:\d+/\?token=[A-Za-z0-9_-]+", log)
+    assert found, log
+    return found.group(0)
+
+
+def base_url(link: str) -> str:
+    return link.split("/?", 1)[0]
+
+
 @contextmanager
-def running_studio(out: Path, *, log_path: Path, flags: tuple[str, ...] = (),
-                   env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """`campaign studio --out OUT FLAGS` on 127.0.0.1; yields its URL."""
+def running_studio(out: Path, *, log_path: Path, workspace: Path | None = None, flags: tuple[str, ...] = (),
+                   env: Mapping[str, str] | None = None, link: bool = True) -> Iterator[str]:
+    """`campaign studio --out OUT FLAGS` on 127.0.0.1, started in `workspace` (default: a new folder beside OUT);
+    yields the link it printed, with its token (`link=False`: its bare URL, for --auth alb)."""
     port = free_port()
+    workspace = workspace or out.parent / "workspace"
+    workspace.mkdir(parents=True, exist_ok=True)
     full_env = dict(os.environ, **(env or {}))
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    full_env.pop("CAMPAIGN_STUDIO_TOKEN", None)
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "studio", "--out", str(out), "--port", str(port),
+        proc = subprocess.Popen([*campaign_command(), "studio", "--out", str(out), "--port", str(port),
                                  "--address", "127.0.0.1", *flags], env=full_env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, cwd=workspace)
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + LONG / 1000
@@ -56,7 +79,7 @@ def running_studio(out: Path, *, log_path: Path, flags: tuple[str, ...] = (),
                 assert proc.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, "the studio did not come up"
                 time.sleep(0.3)
-            yield url
+            yield studio_link(log_path.read_text()) if link else url
         finally:
             os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in its terminal
             try:

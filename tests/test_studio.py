@@ -20,6 +20,7 @@ from pipeline.errors import ManifestInvalid
 from pipeline.manifest.campaign import load_manifest, load_manifest_text
 from pipeline.studio import editor, engine, jobs, runs, shots
 from pipeline.studio.config import ENV_VAR, StudioConfig
+from pipeline.studio.plain import literal
 from pipeline.studio.worker import ClipSteps, StatusFile, gpu_locks
 
 pytest.importorskip("streamlit")
@@ -27,6 +28,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 APP = Path(__file__).resolve().parents[1] / "pipeline" / "studio" / "app.py"
 T = TypeVar("T")
+USER = "tester"  # who the gate would name (AppTest seeds st.user as Streamlit's trustedUserHeaders would)
 
 
 def wait_for(condition: Callable[[], T], *, what: str, timeout: float = 240.0) -> T:
@@ -41,17 +43,19 @@ def wait_for(condition: Callable[[], T], *, what: str, timeout: float = 240.0) -
 
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StudioConfig]:
-    cfg = StudioConfig(out_dir=tmp_path / "out")
+    (tmp_path / "workspace").mkdir()
+    cfg = StudioConfig(out_dir=tmp_path / "out", workspace=tmp_path / "workspace")
     monkeypatch.setenv(ENV_VAR, cfg.to_env())
     yield cfg
     for job in jobs.list_jobs(cfg):  # never leave a worker behind
         if job.active:
-            jobs.cancel_job(cfg, job.id)
+            jobs.cancel_job(cfg, job.id, user=job.owner)
             wait_for(lambda j=job: not jobs.read_job(jobs.jobs_dir(cfg) / j.id).active, what="worker to stop")
 
 
-def app() -> AppTest:
+def app(user: str = USER) -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=60)
+    at.user = {"name": user}
     at.run()
     assert not at.exception, at.exception
     return at
@@ -99,8 +103,9 @@ def test_shot_page_enhance_edit_generate_play_and_save_as_manifest(config: Studi
 
     # Save as manifest: a valid campaign whose clip is the one just made (a re-run executes no clip)
     at.text_input(key="save_campaign").input("bee-teaser").run()
-    target = tmp_path / "saved" / "bee.yaml"
-    at.text_input(key="save_path").input(str(target)).run()
+    target = config.workspace / "saved" / "bee.yaml"
+    target.parent.mkdir()
+    at.text_input(key="save_path").input("saved/bee.yaml").run()
     [save] = [b for b in at.button if b.label == "Save as manifest"]
     save.click().run()
     assert not at.exception, at.exception
@@ -137,7 +142,7 @@ def test_runs_page_lists_runs_newest_first_filters_and_opens_a_report(config: St
     assert at.selectbox(key="run").value.startswith("beta-run / ")
     at.multiselect(key="runs_campaigns").set_value(["alpha-run"]).run()
     assert at.selectbox(key="run").options == [f"alpha-run / {listed[1].run_id} — succeeded"]
-    assert [h.value for h in at.header] == [f"alpha-run / {listed[1].run_id}"]
+    assert [h.value for h in at.header] == [literal(f"alpha-run / {listed[1].run_id}")]
     assert len(at.get("video")) == 1  # the run's video with a player, in place
     at.multiselect(key="runs_status").set_value(["partial"]).run()
     assert any("no runs" in i.value for i in at.info)
@@ -152,7 +157,7 @@ def test_manifest_page_shows_each_problem_with_line_and_column_then_plans_and_ru
     type_into_editor(at, bad)
     shown = [m.value for m in at.markdown]
     for p in exc.value.problems:
-        assert any(f"line {p.line}, column {p.col}:" in m and p.message in m for m in shown), (p, shown)
+        assert any(f"line {p.line}, column {p.col}:" in m and literal(p.message) in m for m in shown), (p, shown)
     assert {p.line for p in exc.value.problems} >= {1, 6}
     # the editor receives the same problems, to mark their lines
     marked = editor_data(at)["problems"]
@@ -167,7 +172,8 @@ def test_manifest_page_shows_each_problem_with_line_and_column_then_plans_and_ru
     run.click().run()
     [job] = jobs.list_jobs(config)
     done = wait_for(lambda: finished(config, job.id), what="the manifest's run")
-    assert done.state == "succeeded" and done.campaign == "my-campaign", done.message
+    assert done.state == "succeeded" and done.campaign == "my-campaign" and done.owner == USER, done.message
+    assert (config.workspace / "campaign.yaml").read_text() == engine.STARTER_MANIFEST  # saved in the workspace
     assert [r.campaign for r in runs.list_runs(config.out_dir)] == ["my-campaign"]
     submit = [b for b in at.button if b.label == "Submit to AWS"]
     assert submit[0].disabled  # no input bucket configured
@@ -195,14 +201,14 @@ def type_into_editor(at: AppTest, text: str) -> None:
 def test_manifest_editor_load_replaces_the_text_and_an_edit_typed_before_it_cannot_undo_it(
         config: StudioConfig, tmp_path: Path) -> None:
     bad = "campaign: Bad Name\nvideos: []\n"
-    target = tmp_path / "loaded.yaml"
+    target = config.workspace / "loaded.yaml"
     target.write_text(bad)
     at = app()
     at.sidebar.radio(key="page").set_value("Manifest").run()
     first = editor_data(at)
     assert (first["text"], first["debounce_ms"], first["problems"]) == (engine.STARTER_MANIFEST, editor.DEBOUNCE_MS, [])
 
-    at.text_input(key="manifest_path").input(str(target)).run()
+    at.text_input(key="manifest_path").input("loaded.yaml").run()
     [load] = [b for b in at.button if b.label == "Load"]
     load.click().run()
     loaded = editor_data(at)
@@ -239,13 +245,13 @@ def test_a_gpu_backend_renders_one_job_per_model_and_a_waiting_job_can_be_cancel
         # started as from `nohup campaign studio &`: the worker inherits SIGINT ignored, and Cancel must still work
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            job = jobs.start_job(config, campaign="studio", shot=shots.ShotSpec(prompt="A bee", frames=9))
+            job = jobs.start_job(config, campaign="studio", shot=shots.ShotSpec(prompt="A bee", frames=9), owner=USER)
         finally:
             signal.signal(signal.SIGINT, previous)
         waiting = wait_for(lambda: (j := jobs.read_job(jobs.jobs_dir(config) / job.id)).message.startswith("waiting")
                            and j, what="the job to wait for the renderer")
         assert waiting.state == "queued" and "cogvideox-5b" in waiting.message
-        assert jobs.cancel_job(config, job.id)
+        assert jobs.cancel_job(config, job.id, user=USER)
         done = wait_for(lambda: finished(config, job.id), what="the cancelled worker to stop")
     assert done.state == "cancelled"
     assert not list((config.out_dir / "cache").glob("clip/*.mp4"))  # it never rendered
@@ -254,7 +260,7 @@ def test_a_gpu_backend_renders_one_job_per_model_and_a_waiting_job_can_be_cancel
 def test_a_generation_reports_each_clips_frames_as_it_renders(config: StudioConfig) -> None:
     """The preview backend reports each frame drawn (diffusers each denoising step: tests/test_container.py);
     the worker keeps the latest per clip in status.json, where the page shows it under the job's progress."""
-    job = jobs.start_job(config, campaign="studio", shot=shots.ShotSpec(prompt="A bee", frames=17))
+    job = jobs.start_job(config, campaign="studio", shot=shots.ShotSpec(prompt="A bee", frames=17), owner=USER)
     done = wait_for(lambda: finished(config, job.id), what="the generation")
     assert done.state == "succeeded", done.message
     assert done.rendering == (("clip:shot/01", 17, 17, "frame"),) and done.in_progress == ()
@@ -276,7 +282,8 @@ def test_the_shot_page_shows_the_steps_of_a_clip_being_rendered(config: StudioCo
         (folder / "pid").write_text(str(worker.pid))
         at = app()
         texts = [p.proto.text for p in at.get("progress")]
-        assert "clip:shot/01: step 12/50" in texts and any(t.startswith("1/2 job(s)") for t in texts), texts
+        # progress text reads Markdown, so the page passes it through plain.literal
+        assert literal("clip:shot/01: step 12/50") in texts and any(t.startswith(literal("1/2 job(s)")) for t in texts), texts
     finally:
         worker.kill()
         worker.wait()

@@ -146,10 +146,10 @@ def test_a_bad_manifest_shows_its_problems_with_line_numbers_as_you_type(studio:
         page.screenshot(path=str(shots_dir / "manifest-valid.png"), full_page=True)
 
         # Load (now the box may lose the focus): the file's text replaces the typed text in the editor
-        saved = tmp_path / "saved.yaml"
+        saved = tmp_path / "workspace" / "saved.yaml"  # the studio's workspace (running_studio's default)
         saved.write_text(engine.STARTER_MANIFEST)
         path_box = page.get_by_label("Manifest file")
-        path_box.fill(str(saved))
+        path_box.fill("saved.yaml")
         path_box.press("Enter")
         page.get_by_role("button", name="Load", exact=True).click()
         expect(editor).to_have_value(engine.STARTER_MANIFEST, timeout=LONG)

@@ -21,6 +21,7 @@ from studio_server import CHROMIUM, LONG, NO_CHROMIUM, launch_chromium, running_
 from pipeline.cli import main as campaign_cli
 from pipeline.studio import runs
 from pipeline.studio.config import ENV_VAR, StudioConfig
+from pipeline.studio.plain import literal
 
 APP = Path(__file__).resolve().parents[1] / "pipeline" / "studio" / "app.py"
 CAMPAIGN = "cloud-review"
@@ -118,7 +119,7 @@ def test_the_runs_page_lists_cloud_runs_beside_local_ones_and_opens_one(
 
     at.multiselect(key="runs_source").set_value([f"s3://{OUTPUT_BUCKET}"]).run()
     assert at.selectbox(key="run").options == [f"{CAMPAIGN} / {RUN_ID} — succeeded (s3://{OUTPUT_BUCKET})"]
-    assert [h.value for h in at.header] == [f"{CAMPAIGN} / {RUN_ID}"]
+    assert [h.value for h in at.header] == [literal(f"{CAMPAIGN} / {RUN_ID}")]  # shown as text, not Markdown
     [player] = at.get("video")
     assert urllib.parse.urlsplit(player.proto.url).path == f"/runs/{CAMPAIGN}/{RUN_ID}/videos/teaser.mp4"
     assert "X-Amz-Signature=" in player.proto.url
@@ -142,7 +143,7 @@ def test_a_bucket_that_cannot_be_read_is_said_and_local_runs_stay_listed(
     at.sidebar.radio(key="page").set_value("Runs").run()
     assert not at.exception, at.exception
     [error] = at.error
-    assert "cannot list the runs in s3://no-such-bucket/runs/" in error.value and "NoSuchBucket" in error.value
+    assert literal("cannot list the runs in s3://no-such-bucket/runs/") in error.value and "NoSuchBucket" in error.value
     assert any("no runs under" in i.value for i in at.info)
 
 
@@ -173,7 +174,7 @@ def test_a_cloud_runs_video_plays_in_the_browser_from_its_presigned_url(
                 sync_api.sync_playwright() as p:
             browser = launch_chromium(p)
             page = browser.new_page(viewport={"width": 1300, "height": 1000})
-            page.goto(f"{url}/?page=Runs", wait_until="load", timeout=LONG)
+            page.goto(f"{url}&page=Runs", wait_until="load", timeout=LONG)  # the link has its ?token=
             sync_api.expect(page.get_by_role("heading", name=f"bucket-run / {run.run_id}")).to_be_visible(timeout=LONG)
             video = page.locator("video")
             sync_api.expect(video).to_have_count(1, timeout=LONG)

@@ -1,6 +1,8 @@
 """The optional studio deployment (context studio=true): synthesized with cdk-nag's AwsSolutions checks, the
-load balancer admits only allowed_ips, 0.0.0.0/0 is refused, the task role reads runs and drops manifests, and
-with studio_certificate_arn it serves HTTPS and port 80 only redirects (without it, a synth warning says so)."""
+load balancer admits only allowed_ips, 0.0.0.0/0 is refused, the task role reads runs and drops manifests, it
+serves HTTPS only (no certificate, no studio) and port 80 only redirects, users sign in through the listener's
+authenticate action (a Cognito user pool without self sign-up) before anything reaches the task, and the task's
+root filesystem is read-only with one scratch volume."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pytest
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed (pip install -e '.[cloud]')")
 from aws_cdk import Stack  # noqa: E402
-from aws_cdk.assertions import Annotations, Match, Template  # noqa: E402
+from aws_cdk.assertions import Template  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -24,7 +26,6 @@ if str(ROOT) not in sys.path:
 
 CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
 IPS = "203.0.113.7/32,198.51.100.0/24"
-STUDIO = "/CampaignPipeline/Studio"  # the construct's path, where its annotations sit
 
 
 def synth_stack(tmp_path: Path, **context: Any) -> Stack:
@@ -42,11 +43,6 @@ def synth(tmp_path: Path, **context: Any) -> Template:
 
 
 @pytest.fixture(scope="module")
-def http_stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
-    return synth_stack(tmp_path_factory.mktemp("http"), studio="true", allowed_ips=IPS)
-
-
-@pytest.fixture(scope="module")
 def https_stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
     return synth_stack(tmp_path_factory.mktemp("https"), studio="true", allowed_ips=IPS,
                        studio_certificate_arn=CERTIFICATE, studio_domain_name="studio.example.com")
@@ -61,8 +57,8 @@ def test_studio_is_off_by_default(tmp_path: Path) -> None:
     assert props(template, "AWS::ECS::Service") == [] and props(template, "AWS::ElasticLoadBalancingV2::LoadBalancer") == []
 
 
-def test_studio_behind_a_load_balancer_only_allowed_ips_reach(http_stack: Stack) -> None:
-    template = Template.from_stack(http_stack)
+def test_studio_behind_a_load_balancer_only_allowed_ips_reach(https_stack: Stack) -> None:
+    template = Template.from_stack(https_stack)
     [service] = props(template, "AWS::ECS::Service")
     assert service["LaunchType"] == "FARGATE"
     assert service["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
@@ -70,11 +66,10 @@ def test_studio_behind_a_load_balancer_only_allowed_ips_reach(http_stack: Stack)
     assert alb["Scheme"] == "internet-facing"
     groups = [g for g in props(template, "AWS::EC2::SecurityGroup") if "allowed_ips" in g.get("GroupDescription", "")]
     [alb_sg] = groups
-    assert sorted(r["CidrIp"] for r in alb_sg["SecurityGroupIngress"]) == ["198.51.100.0/24", "203.0.113.7/32"]
+    assert sorted({r["CidrIp"] for r in alb_sg["SecurityGroupIngress"]}) == ["198.51.100.0/24", "203.0.113.7/32"]
     assert {(r["CidrIp"], r["FromPort"], r["ToPort"]) for r in alb_sg["SecurityGroupIngress"]} == {
-        ("198.51.100.0/24", 80, 80), ("203.0.113.7/32", 80, 80)}  # no 443: nothing listens there without HTTPS
-    [listener] = props(template, "AWS::ElasticLoadBalancingV2::Listener")
-    assert (listener["Port"], listener["Protocol"]) == (80, "HTTP")
+        (cidr, port, port) for cidr in IPS.split(",") for port in (80, 443)}
+    _, listener = listeners_by_port(template)[443]
     assert listener["DefaultActions"][0]["FixedResponseConfig"]["StatusCode"] == "403"
     [rule] = props(template, "AWS::ElasticLoadBalancingV2::ListenerRule")
     assert rule["Conditions"][0]["SourceIpConfig"]["Values"] == ["203.0.113.7/32", "198.51.100.0/24"]
@@ -83,7 +78,7 @@ def test_studio_behind_a_load_balancer_only_allowed_ips_reach(http_stack: Stack)
 
 
 def test_the_studio_task_role_reads_runs_and_drops_manifests_only(tmp_path: Path) -> None:
-    template = synth(tmp_path, studio=True, allowed_ips=["203.0.113.7/32"])
+    template = synth(tmp_path, studio=True, allowed_ips=["203.0.113.7/32"], studio_certificate_arn=CERTIFICATE)
     [task] = props(template, "AWS::ECS::TaskDefinition")
     role_ref = task["TaskRoleArn"]["Fn::GetAtt"][0]
     policies = [p for p in props(template, "AWS::IAM::Policy") if {"Ref": role_ref} in p["Roles"]]
@@ -128,7 +123,7 @@ def test_with_a_certificate_the_studio_serves_https_with_a_tls13_policy(https_st
     assert rule["ListenerArn"] == {"Ref": https_id}
     assert rule["Conditions"] == [{"Field": "source-ip", "SourceIpConfig": {"Values": IPS.split(",")}}]
     [group] = props(template, "AWS::ElasticLoadBalancingV2::TargetGroup")
-    assert rule["Actions"][0]["Type"] == "forward"
+    assert [a["Type"] for a in sorted(rule["Actions"], key=lambda a: a["Order"])] == ["authenticate-cognito", "forward"]
     assert group["HealthCheckPath"] == "/_stcore/health" and group["Port"] == 8501 and group["Protocol"] == "HTTP"
     assert {"Key": "stickiness.enabled", "Value": "true"} in group["TargetGroupAttributes"]
 
@@ -162,12 +157,49 @@ def test_studio_url_is_https_on_the_load_balancer_without_a_domain_name(tmp_path
     assert "StudioLoadBalancerDnsName" not in outputs
 
 
-def test_without_a_certificate_the_url_is_http_and_synth_warns(http_stack: Stack, https_stack: Stack) -> None:
-    parts = Template.from_stack(http_stack).find_outputs("*")["StudioUrl"]["Value"]["Fn::Join"][1]
-    assert parts[0] == "http://" and parts[1]["Fn::GetAtt"][1] == "DNSName"
-    unencrypted = Match.string_like_regexp(r"unencrypted.*studio_certificate_arn")
-    Annotations.from_stack(http_stack).has_warning(STUDIO, unencrypted)
-    Annotations.from_stack(https_stack).has_no_warning("*", unencrypted)
+def test_without_a_certificate_there_is_no_studio(tmp_path: Path) -> None:
+    """Plain HTTP would carry prompts and sign-in cookies in clear, and the load balancer signs users in on HTTPS
+    listeners only: synth refuses, naming the context key."""
+    with pytest.raises(ValueError, match="needs studio_certificate_arn .* HTTPS only"):
+        synth(tmp_path, studio="true", allowed_ips=IPS)
+
+
+def test_users_sign_in_through_the_listener_before_anything_reaches_the_studio(https_stack: Stack) -> None:
+    template = Template.from_stack(https_stack)
+    https_id, _ = listeners_by_port(template)[443]
+    [rule] = props(template, "AWS::ElasticLoadBalancingV2::ListenerRule")
+    assert rule["ListenerArn"] == {"Ref": https_id}
+    auth, forward = sorted(rule["Actions"], key=lambda a: a["Order"])
+    config = auth["AuthenticateCognitoConfig"]
+    [pool_id] = template.find_resources("AWS::Cognito::UserPool")
+    assert config["UserPoolArn"] == {"Fn::GetAtt": [pool_id, "Arn"]}
+    [client_id] = template.find_resources("AWS::Cognito::UserPoolClient")
+    assert config["UserPoolClientId"] == {"Ref": client_id}
+    assert forward["Type"] == "forward" and forward["TargetGroupArn"]["Ref"] in template.find_resources(
+        "AWS::ElasticLoadBalancingV2::TargetGroup")
+    # an administrator adds each user; MFA is required
+    [pool] = props(template, "AWS::Cognito::UserPool")
+    assert pool["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True and pool["MfaConfiguration"] == "ON"
+    [client] = props(template, "AWS::Cognito::UserPoolClient")
+    assert client["GenerateSecret"] is True and client["AllowedOAuthFlows"] == ["code"]
+    assert client["CallbackURLs"] == ["https://studio.example.com/oauth2/idpresponse"]
+    # the load balancer reaches the sign-in endpoints over HTTPS only
+    [alb_sg] = [g for g in props(template, "AWS::EC2::SecurityGroup") if "allowed_ips" in g.get("GroupDescription", "")]
+    egress = [r for r in alb_sg.get("SecurityGroupEgress", []) if "CidrIp" in r]
+    assert egress and all((r["FromPort"], r["ToPort"], r["IpProtocol"]) == (443, 443, "tcp") for r in egress)
+
+
+def test_the_studio_task_has_a_read_only_root_and_one_scratch_volume(https_stack: Stack) -> None:
+    template = Template.from_stack(https_stack)
+    [task] = props(template, "AWS::ECS::TaskDefinition")
+    [container] = task["ContainerDefinitions"]
+    assert container["ReadonlyRootFilesystem"] is True
+    assert task["Volumes"] == [{"Name": "scratch"}]  # no host path: Fargate ephemeral storage
+    assert container["MountPoints"] == [{"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": "scratch"}]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env["HOME"].startswith("/tmp/") and env["TMPDIR"] == "/tmp"
+    dockerfile = (ROOT / "pipeline" / "studio" / "Dockerfile").read_text()
+    assert "--auth alb" in dockerfile and "--workspace /tmp/workspace" in dockerfile and "--out /tmp/out" in dockerfile
 
 
 @pytest.mark.parametrize("arn", [
@@ -184,7 +216,9 @@ def test_a_malformed_certificate_arn_is_refused_naming_its_context_key(tmp_path:
 
 
 @pytest.mark.parametrize("context, message", [
-    ({"studio_domain_name": "studio.example.com"}, "studio_domain_name: .* needs studio_certificate_arn"),
+    ({"studio_domain_name": "studio.example.com"}, "needs studio_certificate_arn"),
+    ({"studio_certificate_arn": CERTIFICATE, "studio_auth_domain_prefix": "My_Studio"}, "not a Cognito domain prefix"),
+    ({"studio_certificate_arn": CERTIFICATE, "studio_auth_domain_prefix": "aws-studio"}, "not a Cognito domain prefix"),
     ({"studio_domain_name": "https://studio.example.com", "studio_certificate_arn": CERTIFICATE},
      "studio_domain_name: .* is not a DNS name"),
 ])

@@ -1,10 +1,16 @@
-"""report.html: a self-contained page (inline CSS, relative links) rendered from the report dict."""
+"""report.html: a self-contained page (inline CSS, relative links) rendered from the report dict, under a
+Content-Security-Policy that loads nothing from outside its run folder."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 from html import escape
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
 CSS = """
 :root{--bg:#f6f7f9;--card:#fff;--ink:#1d2330;--mute:#667085;--line:#e4e7ec;--bad:#b42318;--badbg:#fef3f2;
@@ -33,20 +39,47 @@ th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertic
 .template{border-left:4px solid var(--accent);padding-left:12px;margin:0 0 20px}.template h3{margin:0 0 8px}
 .combo{background:#f2f4f7;color:var(--ink);font-weight:500}
 .prompt{white-space:pre-wrap}.mute{color:var(--mute)}code{font:12px ui-monospace,Menlo,Consolas,monospace}
+body,td,th,h1,h2,h3,code,figcaption,.sub{overflow-wrap:anywhere}pre{white-space:pre-wrap;overflow-wrap:anywhere}
 """
+# Nothing but this page's own stylesheet (by its hash) and media from the page's own folder: no script, no font,
+# no frame, no fetch, nothing from another origin ('self' for a file:// page is file: URLs; every path this page
+# names is checked to stay inside the run folder, see _src). CSP Level 3 (W3C), <meta http-equiv> delivery.
+CSP = ("default-src 'none'; img-src 'self'; media-src 'self'; "
+       f"style-src 'sha256-{base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()}'; "
+       "base-uri 'none'; form-action 'none'")
+# Bidirectional controls reorder what follows them ("\u202egnp.exe" reads as "exe.png"): each is shown by its
+# code instead (Unicode UAX #9's explicit embedding, override and isolate controls, and the implicit marks).
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible_controls(text: str) -> str:
+    """`text` with each bidirectional control written as <U+202E>: seen, not obeyed."""
+    return BIDI_CONTROLS.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)
 
 
 def _e(v: Any) -> str:
-    return escape("" if v is None else str(v))
+    return escape(visible_controls("" if v is None else str(v)))
+
+
+def _src(path: Any) -> str | None:
+    """A path the report names, for src/href: only relative paths that stay inside the run folder (no scheme,
+    no leading /, no ..), percent-encoded; None for anything else, which the page then leaves out."""
+    text = path if isinstance(path, str) else ""
+    parts = PurePosixPath(text).parts
+    if (not text or "\\" in text or text.startswith("/") or not parts or ":" in parts[0]
+            or any(p in ("..", ".", "") for p in text.split("/")) or any(ord(c) < 32 for c in text)):
+        return None
+    return escape(quote(text, safe="/-._~()!*'@,;=+&$"))
 
 
 def _pill(text: str, cls: str) -> str:
-    return f'<span class="pill {cls}">{_e(text)}</span>'
+    return f'<span class="pill {escape(str(cls))}">{_e(text)}</span>'
 
 
 def render_html(report: dict[str, Any]) -> str:
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}"><meta name=referrer content=no-referrer>',
         '<meta name=viewport content="width=device-width,initial-scale=1">',
         f"<title>{_e(report['campaign'])} — {_e(report['run_id'])}</title><style>{CSS}</style></head><body>",
         f"<header><h1>{_e(report['campaign'])}</h1><div class=sub>{_e(report.get('description'))}</div>",
@@ -177,14 +210,15 @@ def _cost_stat(cost: dict[str, Any]) -> str:
 
 
 def _player(f: dict[str, Any], language: str | None) -> str:
-    poster = f' poster="{_e(f["poster"])}"' if f.get("poster") else ""
-    track = (f'<track kind=captions default src="{_e(f["captions"])}" srclang="{_e(language or "und")}" '
-             f'label="captions ({_e(language or "und")})">' if f.get("captions") else "")
+    poster = f' poster="{_src(f.get("poster"))}"' if _src(f.get("poster")) else ""
+    track = (f'<track kind=captions default src="{_src(f.get("captions"))}" srclang="{_e(language or "und")}" '
+             f'label="captions ({_e(language or "und")})">' if _src(f.get("captions")) else "")
     label = f.get("format") or "clips' shape"
-    how = " · ".join(x for x in (f"fit {f['fit']}" if f.get("fit") else "", "captions burned in" if f.get("burned") else "",
+    how = " · ".join(x for x in (f"fit {_e(f['fit'])}" if f.get("fit") else "", "captions burned in" if f.get("burned") else "",
                                  _e(f.get("method"))) if x)
-    return (f'<figure class=format data-format="{_e(label)}"><video controls preload=metadata{poster} '
-            f'src="{_e(f["path"])}">{track}</video><figcaption>{_e(label)} · {_e(f.get("width"))}×{_e(f.get("height"))}'
+    video = (f'<video controls preload=metadata{poster} src="{_src(f.get("path"))}">{track}</video>'
+             if _src(f.get("path")) else "")
+    return (f'<figure class=format data-format="{_e(label)}">{video}<figcaption>{_e(label)} · {_e(f.get("width"))}×{_e(f.get("height"))}'
             f'{" · " + how if how else ""}{" · " + _pill("cached", "cached") if f.get("cached") else ""}</figcaption></figure>')
 
 
@@ -196,9 +230,9 @@ def _video(v: dict[str, Any]) -> str:
     player = ""
     if v.get("formats"):  # one player per delivered format, each with its captions track
         player = "<div class=formats>" + "".join(_player(f, v.get("language")) for f in v["formats"]) + "</div>"
-    elif v.get("path"):
-        poster = f' poster="{_e(v["poster"])}"' if v.get("poster") else ""
-        player = f'<video controls preload=metadata{poster} src="{_e(v["path"])}"></video>'
+    elif _src(v.get("path")):
+        poster = f' poster="{_src(v.get("poster"))}"' if _src(v.get("poster")) else ""
+        player = f'<video controls preload=metadata{poster} src="{_src(v.get("path"))}"></video>'
     meta = (f"<p class=mute>{_e(v.get('duration_s'))} s (expected {_e(v.get('expected_duration_s'))} s) · "
             f"{_e(v.get('width'))}×{_e(v.get('height'))} · {_e(v.get('fps'))} fps · {_e(v.get('method'))}"
             f"{' · crossfade ' + _e(v['crossfade']) + ' s' if v.get('crossfade') else ''}"
@@ -206,7 +240,7 @@ def _video(v: dict[str, Any]) -> str:
     rows = []
     for c in v.get("clips", []):
         flags = (_pill("placeholder", "placeholder") if c.get("placeholder") else "") + (_pill("cached", "cached") if c.get("cached") else "")
-        clip_link = f'<a href="{_e(c["path"])}">clip</a>' if c.get("path") else _pill(c["status"], "failed")
+        clip_link = f'<a href="{_src(c.get("path"))}">clip</a>' if _src(c.get("path")) else _pill(c["status"], "failed")
         enhanced = c.get("enhanced_prompt")
         if enhanced and c.get("enhancer") == "passthrough":
             enhanced_cell = "<span class=mute>passthrough: used as written</span>"
@@ -215,7 +249,7 @@ def _video(v: dict[str, Any]) -> str:
         else:
             enhanced_cell = "<span class=mute>not enhanced</span>"
         rows.append(
-            f"<tr><td>{c['shot']}</td><td class=prompt>{_e(c['prompt'])}</td>"
+            f"<tr><td>{_e(c['shot'])}</td><td class=prompt>{_e(c['prompt'])}</td>"
             f"<td class=prompt>{enhanced_cell}"
             f"{' <span class=pill placeholder>trimmed</span>' if c.get('prompt_trimmed') or c.get('enhance_trimmed') else ''}</td>"
             f"<td>{_e(c['model'])}{' I2V' if c.get('i2v') else ''}<br>{_e(c['frames'])} f @ {_e(c['fps'])} fps<br>seed {_e(c['seed'])}</td>"
@@ -239,11 +273,11 @@ def _image(im: dict[str, Any]) -> str:
         head += _pill("contains placeholder steps", "placeholder")
     head += "</h3>" + _variant_head(im) + f"<p class=mute>from {_e(_ref(im.get('source')))} · backend {_e(im.get('backend'))}</p>"
     figs = []
-    if im.get("source_path"):
-        figs.append(f'<figure><img loading=lazy src="{_e(im["source_path"])}" alt="{_e(im["id"])} source">'
+    if _src(im.get("source_path")):
+        figs.append(f'<figure><img loading=lazy src="{_src(im.get("source_path"))}" alt="{_e(im["id"])} source">'
                     f"<figcaption><b>source</b><br>{_e(_ref(im.get('source')))}</figcaption></figure>")
     for i, s in enumerate(im.get("steps", []), 1):
-        img = f'<img loading=lazy src="{_e(s["path"])}" alt="{_e(im["id"])} step {i}">' if s.get("path") else ""
+        img = f'<img loading=lazy src="{_src(s.get("path"))}" alt="{_e(im["id"])} step {i}">' if _src(s.get("path")) else ""
         flag = _pill("placeholder", "placeholder") if s.get("placeholder") else ""
         params = ", ".join(f"{k}={v}" for k, v in (s.get("params") or {}).items())
         figs.append(f"<figure>{img}<figcaption><b>{i}. {_e(s['tool'])}</b> {flag}<br>{_e(params)}"

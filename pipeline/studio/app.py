@@ -8,8 +8,10 @@ from typing import Any
 import streamlit as st
 
 from pipeline import catalog
-from pipeline.studio import editor, engine, jobs, runs, shots
+from pipeline.studio import editor, engine, jobs, runs, shots, workspace
 from pipeline.studio.config import DEFAULT_CAMPAIGN, StudioConfig
+from pipeline.studio.gate import USER_KEY
+from pipeline.studio.plain import literal
 
 PAGES = ("Shot", "Runs", "Manifest")
 
@@ -20,12 +22,20 @@ def _backends(raw_config: str) -> Any:
     return engine.make_backends(StudioConfig.from_env({"CAMPAIGN_STUDIO_CONFIG": raw_config}))
 
 
+def current_user() -> str | None:
+    """Who is using this page: the gate names them (the local user, or the load balancer's signed-in user) in a
+    header Streamlit copies into st.user (server.trustedUserHeaders); a client cannot set it (gate.py)."""
+    user = st.user.get(USER_KEY)
+    return user if isinstance(user, str) and user else None
+
+
 def main() -> None:
     config = StudioConfig.from_env()
     st.set_page_config(page_title="campaign studio", layout="wide")
     page = st.sidebar.radio("Page", PAGES, key="page", bind="query-params")  # in the URL: kept on refresh
-    st.sidebar.caption(f"output folder: `{config.out_dir}`"
-                       + (f" · cloud runs: `s3://{config.output_bucket}/runs`" if config.output_bucket else ""))
+    st.sidebar.caption(f"signed in as {literal(current_user() or 'nobody')} · output folder: {literal(config.out_dir)} · "
+                       f"workspace: {literal(config.workspace)}"
+                       + (f" · cloud runs: {literal(f's3://{config.output_bucket}/runs')}" if config.output_bucket else ""))
     if page == "Shot":
         shot_page(config)
     elif page == "Runs":
@@ -92,7 +102,7 @@ def shot_page(config: StudioConfig) -> None:
         spec = shots.ShotSpec(prompt=final, model=model, frames=int(frames), seed=int(seed),
                               image=str(image) if image else None, typed_prompt=st.session_state.get("typed_prompt"),
                               enhancer=backends.enhancer.name if st.session_state.get("typed_prompt") else None)
-        job = jobs.start_job(config, campaign=DEFAULT_CAMPAIGN, shot=spec)
+        job = jobs.start_job(config, campaign=DEFAULT_CAMPAIGN, shot=spec, owner=current_user())
         st.session_state["current_job"] = job.id
     generations(config)
     save_manifest_form(config)
@@ -129,28 +139,41 @@ def generations(config: StudioConfig) -> None:
 
 def show_job(config: StudioConfig, job: jobs.StudioJob) -> None:
     with st.container(border=True):
-        title = job.shot.prompt[:90] if job.shot else job.manifest
-        st.markdown(f"**{job.state}** · `{job.id}` · {title}")
+        title = job.shot.prompt if job.shot else Path(job.manifest).name
+        st.markdown(f"**{literal(job.state)}** · {literal(job.id)} · started by {literal(job.owner or 'unknown')} · "
+                    f"{literal(title, limit=90)}")
         if job.active:
-            st.progress(job.fraction, text=f"{job.done}/{job.total or '?'} job(s) · {job.message}")
+            st.progress(job.fraction, text=literal(f"{job.done}/{job.total or '?'} job(s) · {job.message}"))
             for job_id, done, of, unit in job.in_progress:  # where the backend reports steps (diffusers) or frames
-                st.progress(done / of, text=f"{job_id}: {unit} {done}/{of}")
-            if st.button("Cancel", key=f"cancel-{job.id}"):
-                jobs.cancel_job(config, job.id)
-                st.rerun()
+                st.progress(done / of, text=literal(f"{job_id}: {unit} {done}/{of}"))
+            user = current_user()
+            if jobs.may_cancel(config, job, user):
+                if st.button("Cancel", key=f"cancel-{job.id}"):
+                    try:
+                        jobs.cancel_job(config, job.id, user=user)
+                    except jobs.NotAllowed as exc:
+                        st.error(literal(exc))
+                    st.rerun()
+            else:  # others watch: the owner (or an administrator) cancels
+                st.caption(f"only {literal(job.owner or 'its owner')} or an administrator can cancel it")
             return
         if job.message and job.state != "succeeded":
-            st.error(job.message)
+            st.error(literal(job.message, limit=2000))
         report = runs.load_report(config.out_dir / job.report) if job.report else None
+        prefix = (job.report or "").rsplit("/", 1)[0]
         for video in (report or {}).get("videos", []):
             if not video.get("path"):
                 continue
-            path = config.out_dir / Path(job.report or "").parent / video["path"]
+            try:
+                path = runs.local_run_file(config.out_dir, f"{prefix}/{runs.run_relative(video['path'])}")
+            except runs.OutsideRun as exc:
+                st.error(literal(exc))
+                continue
             st.video(str(path), width=640)
             st.download_button("Download", data=path.read_bytes(), file_name=f"{job.campaign}-{job.id}-{video['id']}.mp4",
                                mime="video/mp4", key=f"download-{job.id}-{video['id']}")
-            st.caption(f"{video.get('duration_s')} s · {video.get('width')}×{video.get('height')} · "
-                       f"{video.get('fps')} fps · report: runs/{job.campaign}/{job.id}/report.html")
+            st.caption(literal(f"{video.get('duration_s')} s · {video.get('width')}×{video.get('height')} · "
+                               f"{video.get('fps')} fps · report: runs/{job.campaign}/{job.id}/report.html"))
 
 
 def save_manifest_form(config: StudioConfig) -> None:
@@ -161,17 +184,21 @@ def save_manifest_form(config: StudioConfig) -> None:
         picked = st.multiselect("Shots", [j.id for j in made], default=[made[0].id], key="save_shots",
                                 format_func=lambda i: f"{i}: {next(j for j in made if j.id == i).shot.prompt[:60]}")  # type: ignore[union-attr]
         name = st.text_input("Campaign name", value="my-campaign", key="save_campaign")
-        path = Path(st.text_input("Manifest file", value=str(config.studio_dir / "manifests" / "my-campaign.yaml"),
-                                  key="save_path"))
+        typed = st.text_input("Manifest file (in the workspace)", value="my-campaign.yaml", key="save_path")
         one = st.checkbox("Join the shots into one video", key="save_one_video")
         if st.button("Save as manifest", disabled=not picked):
             specs = [j.shot for j in made if j.id in picked and j.shot is not None]
+            try:
+                path = workspace.manifest_path(config.workspace, typed)
+            except workspace.WorkspaceError as exc:
+                st.error(literal(exc))
+                return
             result = engine.save_manifest(specs, campaign=name, path=path, one_video=one)
             if result.problems:
                 for p in result.problems:
-                    st.error(f"line {p.line}, column {p.col}: {p.path}: {p.message}")
+                    st.error(literal(f"line {p.line}, column {p.col}: {p.path}: {p.message}"))
             else:
-                st.success(f"saved {path} ({len(specs)} shot(s)): `campaign run {path}`")
+                st.success(literal(f"saved {path} ({len(specs)} shot(s)): campaign run {path}", limit=None))
 
 
 # --- Runs ---------------------------------------------------------------------------------------------
@@ -193,7 +220,7 @@ def runs_page(config: StudioConfig) -> None:
         try:
             found += _bucket_runs(config.output_bucket)
         except runs.SourceUnavailable as exc:
-            st.error(f"{exc} (local runs are listed below)")
+            st.error(literal(f"{exc} (local runs are listed below)"))
     cols = st.columns(3 if config.output_bucket else 2)
     picked_campaigns = cols[0].multiselect("Campaign", runs.campaigns(found), key="runs_campaigns")
     picked_status = cols[1].multiselect("Status", runs.STATUSES, key="runs_status")
@@ -203,7 +230,7 @@ def runs_page(config: StudioConfig) -> None:
                                             where=picked_source))
     if not found:
         places = f"{config.out_dir}/runs" + (f" or s3://{config.output_bucket}/runs" if config.output_bucket else "")
-        st.info(f"no runs under {places} yet" if not (picked_campaigns or picked_status or picked_source)
+        st.info(literal(f"no runs under {places} yet", limit=None) if not (picked_campaigns or picked_status or picked_source)
                 else "no runs match these filters")
         return
     st.dataframe([{"started": r.started, "campaign": r.campaign, "run": r.run_id, "status": r.status,
@@ -212,52 +239,85 @@ def runs_page(config: StudioConfig) -> None:
     labels = {r.label: r for r in found}
     chosen = labels[st.selectbox("Open a run", list(labels), key="run")]
     try:
-        show_report(chosen)
+        show_report(chosen, started_by=_started_by(config, chosen))
     except runs.SourceUnavailable as exc:
-        st.error(str(exc))
+        st.error(literal(exc))
 
 
-def show_report(run: runs.RunSummary) -> None:
+def _cells(rows: list[Any]) -> list[dict[str, str]]:
+    """Table rows as plain strings for st.dataframe (a grid that shows text as text; st.table reads Markdown)."""
+    return [{str(k): "" if v is None else str(v) for k, v in r.items()} for r in rows if isinstance(r, dict)]
+
+
+def _started_by(config: StudioConfig, run: runs.RunSummary) -> str | None:
+    """Who started a local run from the studio (its job's request records them); None for other runs."""
+    if run.source.label != runs.LOCAL or not jobs.JOB_ID.fullmatch(run.run_id):
+        return None
+    folder = jobs.jobs_dir(config) / run.run_id
+    return jobs.read_job(folder).owner if (folder / "request.json").is_file() else None
+
+
+def show_report(run: runs.RunSummary, *, started_by: str | None = None) -> None:
     report = runs.read_report(run) or {}
-    st.header(f"{run.campaign} / {run.run_id}")
-    st.markdown(f"**{report.get('status')}** · {run.source.label} · backends: "
-                + ", ".join(f"{k}={v}" for k, v in (report.get("backends") or {}).items()))
+    st.header(literal(f"{run.campaign} / {run.run_id}"))
+    st.markdown(f"**{literal(report.get('status'))}** · {literal(run.source.label)} · "
+                + (f"started by {literal(started_by)} · " if started_by else "") + "backends: "
+                + literal(", ".join(f"{k}={v}" for k, v in (report.get("backends") or {}).items())))
     if report.get("description"):
-        st.caption(report["description"])
+        st.caption(literal(report["description"], limit=2000))
     for err in report.get("errors", []):  # errors first
-        st.error(f"{err.get('job')}: {err.get('error')}: {err.get('message')}")
+        st.error(literal(f"{err.get('job')}: {err.get('error')}: {err.get('message')}", limit=2000))
     j = report.get("jobs", {})
-    st.caption(f"jobs: {j.get('executed', 0)} executed, {j.get('cached', 0)} cached, {j.get('failed', 0)} failed, "
-               f"{j.get('skipped', 0)} skipped of {j.get('total', 0)}")
+    st.caption(literal(f"jobs: {j.get('executed', 0)} executed, {j.get('cached', 0)} cached, {j.get('failed', 0)} "
+                       f"failed, {j.get('skipped', 0)} skipped of {j.get('total', 0)}"))
     for video in report.get("videos", []):
-        st.subheader(f"video {video['id']}")
-        if video.get("path"):
-            st.video(run.source.media(run.file(video["path"])), width=640)
-            st.caption(f"{video.get('duration_s')} s (expected {video.get('expected_duration_s')} s) · "
-                       f"{video.get('width')}×{video.get('height')} · {video.get('fps')} fps · {video.get('method')}")
-            download(run, video["path"], filename=f"{run.campaign}-{run.run_id}-{video['id']}.mp4", mime="video/mp4")
-        st.table([{"shot": c.get("shot"), "prompt": c.get("prompt"),
-                   "enhanced prompt": c.get("enhanced_prompt") or "not enhanced", "model": c.get("model"),
-                   "frames": c.get("frames"), "seed": c.get("seed"), "backend": c.get("backend"),
-                   "status": c.get("status")} for c in video.get("clips", [])])
+        st.subheader(literal(f"video {video.get('id')}"))
+        if video.get("path") and show_media(run, video["path"], kind="video"):
+            st.caption(literal(f"{video.get('duration_s')} s (expected {video.get('expected_duration_s')} s) · "
+                               f"{video.get('width')}×{video.get('height')} · {video.get('fps')} fps · {video.get('method')}"))
+            download(run, video["path"], filename=f"{run.campaign}-{run.run_id}-{video.get('id')}.mp4", mime="video/mp4")
+        st.dataframe(_cells([{"shot": c.get("shot"), "prompt": c.get("prompt"),
+                              "enhanced prompt": c.get("enhanced_prompt") or "not enhanced", "model": c.get("model"),
+                              "frames": c.get("frames"), "seed": c.get("seed"), "backend": c.get("backend"),
+                              "status": c.get("status")} for c in video.get("clips", []) if isinstance(c, dict)]),
+                     hide_index=True)
     for image in report.get("images", []):
-        st.subheader(f"image {image['id']}")
+        st.subheader(literal(f"image {image.get('id')}"))
         if image.get("path"):
-            st.image(run.source.media(run.file(image["path"])), width=320)
-        st.caption(" → ".join(s["tool"] for s in image.get("steps", [])) + f" · {image.get('backend')}")
+            show_media(run, image["path"], kind="image")
+        st.caption(literal(" → ".join(str(s.get("tool")) for s in image.get("steps", [])) + f" · {image.get('backend')}"))
     cost = report.get("cost") or {}
     if cost:
-        st.subheader(f"estimated AWS cost: ${cost.get('total_usd', 0):.2f}")
-        st.table(cost.get("items", []))
+        st.subheader(f"estimated AWS cost: ${float(cost.get('total_usd') or 0):.2f}")
+        st.dataframe(_cells(cost.get("items") or []), hide_index=True)
     download(run, "report.html", filename=f"{run.campaign}-{run.run_id}.html", mime="text/html",
              label="Download report.html")
     with st.expander("report.json"):
         st.json(report, expanded=False)
 
 
+def show_media(run: runs.RunSummary, relative: str, *, kind: str) -> bool:
+    """A video or image the report names, only if it lies inside the run's folder (False, said once, if not)."""
+    try:
+        media = run.source.media(run.file(relative))
+    except runs.OutsideRun as exc:
+        st.error(literal(exc))
+        return False
+    if kind == "video":
+        st.video(media, width=640)
+    else:
+        st.image(media, width=320)
+    return True
+
+
 def download(run: runs.RunSummary, relative: str, *, filename: str, mime: str, label: str = "Download") -> None:
-    """A local file is served by the page; a bucket's through a presigned link, straight from S3."""
-    key = run.file(relative)
+    """A local file is served by the page; a bucket's through a presigned link, straight from S3. Only files inside
+    the run's folder, whatever the report says."""
+    try:
+        key = run.file(relative)
+    except runs.OutsideRun as exc:
+        st.error(literal(exc))
+        return
     link = run.source.link(key, filename=filename)
     if link is not None:
         st.link_button(label, link)
@@ -272,40 +332,70 @@ def download(run: runs.RunSummary, relative: str, *, filename: str, mime: str, l
 
 def manifest_page(config: StudioConfig) -> None:
     st.title("Manifest")
-    default_path = str(config.studio_dir / "manifests" / "campaign.yaml")
-    path = Path(st.text_input("Manifest file", value=default_path, key="manifest_path"))
-    if st.button("Load") and path.is_file():
-        editor.load_text(st.session_state, text_key="manifest_text", text=path.read_text())
-    st.session_state.setdefault("manifest_text", path.read_text() if path.is_file() else engine.STARTER_MANIFEST)
+    typed = st.text_input("Manifest file", value="campaign.yaml", key="manifest_path")
+    st.caption(f"a \\*.yaml file in the workspace {literal(config.workspace)} (nothing outside it)")
+    try:
+        path: Path | None = workspace.manifest_path(config.workspace, typed)
+    except workspace.WorkspaceError as exc:
+        path = None
+        st.error(literal(exc))
+    if st.button("Load") and path is not None:
+        try:
+            _, loaded = workspace.read_manifest(config.workspace, typed)
+            editor.load_text(st.session_state, text_key="manifest_text", text=loaded)
+        except workspace.WorkspaceError as exc:
+            st.error(literal(exc))
+    if "manifest_text" not in st.session_state:
+        starter = engine.STARTER_MANIFEST
+        if path is not None and path.is_file():
+            try:
+                starter = workspace.read_manifest(config.workspace, typed)[1]
+            except workspace.WorkspaceError as exc:
+                st.error(literal(exc))
+        st.session_state["manifest_text"] = starter
     text = st.session_state["manifest_text"]  # the editor's callback keeps it current: Save/Run/Submit read it
-    check = engine.check_manifest(text, file=path.name, base_dir=path.parent, config=config)
+    base = path.parent if path is not None else config.workspace.resolve()
+    check = engine.check_manifest(text, file=path.name if path else "campaign.yaml", base_dir=base, config=config)
     st.caption(f"YAML, checked as you type (after a {editor.DEBOUNCE_MS} ms pause, or when you leave the box)")
     editor.manifest_editor(text_key="manifest_text", problems=check.problems, key="manifest_editor")
     if check.problems:
         st.error(f"{len(check.problems)} problem(s)")
         for p in check.problems:
-            st.markdown(f"- line {p.line}, column {p.col}: `{p.path or '<document>'}`: {p.message}")
+            st.markdown(f"- line {p.line}, column {p.col}: {literal(p.path or '<document>')}: {literal(p.message)}")
     elif check.error:
-        st.error(check.error)
+        st.error(literal(check.error))
     else:
         st.success(f"valid: {len(check.jobs)} job(s)")
         if check.cost:
             st.caption(f"estimated cost if run on AWS: ${check.cost['total_usd']:.2f} · {check.cost['note']}")
         st.dataframe(list(check.jobs), hide_index=True)
     cols = st.columns(3)
-    if cols[0].button("Save"):
-        shots.write_text_atomic(path, text)
-        st.success(f"saved {path}")
-    if cols[1].button("Run locally", disabled=not check.ok):
-        shots.write_text_atomic(path, text)
-        job = jobs.start_job(config, campaign=check.campaign.name if check.campaign else DEFAULT_CAMPAIGN, manifest=path)
-        st.success(f"started run {job.id}: follow it below and under Runs")
-    if cols[2].button("Submit to AWS", disabled=not (check.ok and config.input_bucket),
+    if cols[0].button("Save", disabled=path is None):
+        saved = _save(config, typed, text)
+        if saved is not None:
+            st.success(literal(f"saved {workspace.shown_name(config.workspace, saved)} in the workspace"))
+    if cols[1].button("Run locally", disabled=not check.ok or path is None):
+        saved = _save(config, typed, text)
+        if saved is not None:
+            job = jobs.start_job(config, campaign=check.campaign.name if check.campaign else DEFAULT_CAMPAIGN,
+                                 manifest=saved, owner=current_user())
+            st.success(literal(f"started run {job.id}: follow it below and under Runs"))
+    if cols[2].button("Submit to AWS", disabled=not (check.ok and config.input_bucket) or path is None,
                       help="uploads to the input bucket (set --bucket or CAMPAIGN_INPUT_BUCKET)"):
-        shots.write_text_atomic(path, text)
-        result = engine.submit(path, config=config)
-        st.success(" · ".join(f"{k}: {v}" for k, v in result.items()))
+        saved = _save(config, typed, text)
+        if saved is not None:
+            result = engine.submit(saved, config=config)
+            st.success(literal(" · ".join(f"{k}: {v}" for k, v in result.items()), limit=None))
     generations(config)
+
+
+def _save(config: StudioConfig, typed: str, text: str) -> Path | None:
+    """Write the editor's text to the workspace file typed; the refusal as a one-line error."""
+    try:
+        return workspace.write_manifest(config.workspace, typed, text)
+    except workspace.WorkspaceError as exc:
+        st.error(literal(exc))
+        return None
 
 
 main()

@@ -1,10 +1,11 @@
-"""What the studio's server process needs from `campaign studio`: the output folder and the backend flags."""
+"""What the studio's server process needs from `campaign studio`: the output folder, the workspace, the backend
+flags and who may administer it."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ENV_VAR = "CAMPAIGN_STUDIO_CONFIG"
@@ -23,13 +24,16 @@ class StudioConfig:
     output_bucket: str | None = None  # the stack's output bucket: its runs are listed under Runs too
     state_machine_arn: str | None = None
     workers: int = 2
+    workspace: Path = field(default_factory=Path.cwd)  # manifests are loaded from and saved into this folder only
+    admins: tuple[str, ...] = ()  # users who may cancel anyone's render (the local user is one, see server.py)
 
     @property
     def studio_dir(self) -> Path:
         return self.out_dir / STUDIO_DIR
 
     def to_env(self) -> str:
-        return json.dumps({**asdict(self), "out_dir": str(self.out_dir), "backend_argv": list(self.backend_argv)})
+        return json.dumps({**asdict(self), "out_dir": str(self.out_dir), "backend_argv": list(self.backend_argv),
+                           "workspace": str(self.workspace), "admins": list(self.admins)})
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> StudioConfig:
@@ -38,7 +42,9 @@ class StudioConfig:
         if not raw:
             return cls(out_dir=Path("out").resolve())
         d = json.loads(raw)
-        return cls(**{**d, "out_dir": Path(d["out_dir"]), "backend_argv": tuple(d.get("backend_argv") or ())})
+        return cls(**{**d, "out_dir": Path(d["out_dir"]), "backend_argv": tuple(d.get("backend_argv") or ()),
+                      "workspace": Path(d["workspace"]) if d.get("workspace") else Path.cwd(),
+                      "admins": tuple(d.get("admins") or ())})
 
     def flag(self, name: str) -> str | None:
         """The value of one backend flag (`--video`), or None when it was not given."""

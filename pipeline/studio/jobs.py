@@ -1,10 +1,11 @@
 """Background generation: each run is a worker process with a status file, so it survives a browser refresh
-(and a studio restart), shows progress, and can be cancelled; several preview runs go at once."""
+(and a studio restart), shows progress, and can be cancelled by whoever started it; several preview runs go at once."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,10 +15,16 @@ from typing import Any
 
 from pipeline.report.write import new_run_id
 from pipeline.studio.config import ENV_VAR, StudioConfig
+from pipeline.studio.gate import TOKEN_ENV
 from pipeline.studio.shots import ShotSpec, manifest_text, write_text_atomic
 
 JOBS_DIR = "jobs"
 ACTIVE_STATES = ("queued", "running")
+JOB_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9-]{1,64}")  # report.new_run_id: a folder name, never a path
+
+
+class NotAllowed(Exception):
+    """A user asked to cancel a render that is not theirs (and is no administrator)."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,7 @@ class StudioJob:
     shot: ShotSpec | None = None
     pid: int | None = None
     rendering: tuple[tuple[str, int, int, str], ...] = ()  # (job id, done, of, "step" | "frame") as backends report
+    owner: str | None = None  # who started it: the gate's user (the local user, or the load balancer's sign-in)
 
     @property
     def in_progress(self) -> tuple[tuple[str, int, int, str], ...]:
@@ -54,10 +62,11 @@ def jobs_dir(config: StudioConfig) -> Path:
     return config.studio_dir / JOBS_DIR
 
 
-def start_job(config: StudioConfig, *, campaign: str, manifest: Path | None = None,
+def start_job(config: StudioConfig, *, campaign: str, owner: str | None, manifest: Path | None = None,
               shot: ShotSpec | None = None) -> StudioJob:
     """Start a worker that runs `manifest` like `campaign run`; given a shot instead, its one-video manifest is
-    written into the job's folder first. The job id is the run id: the report lands at runs/<campaign>/<id>/."""
+    written into the job's folder first. The job id is the run id: the report lands at runs/<campaign>/<id>/.
+    `owner` is recorded with the request: only they (or an administrator) may cancel it."""
     job_id = new_run_id()
     folder = jobs_dir(config) / job_id
     folder.mkdir(parents=True)
@@ -67,15 +76,27 @@ def start_job(config: StudioConfig, *, campaign: str, manifest: Path | None = No
     if manifest is None:
         raise ValueError("start_job needs a manifest or a shot")
     request = {"id": job_id, "campaign": campaign, "manifest": str(Path(manifest).resolve()),
-               "shot": shot.to_dict() if shot else None}
+               "shot": shot.to_dict() if shot else None, "owner": owner}
     write_text_atomic(folder / "request.json", json.dumps(request, indent=1))
-    env = dict(os.environ, **{ENV_VAR: config.to_env()})
     with open(folder / "worker.log", "ab") as log:
         # its own session: a Ctrl-C meant for the studio's server does not cancel renders in flight
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.studio.worker", str(folder)], env=env,
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(worker_command(folder), env=worker_env(config), cwd=folder, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=log, start_new_session=True)
     write_text_atomic(folder / "pid", str(proc.pid))
     return read_job(folder)
+
+
+def worker_command(folder: Path) -> list[str]:
+    """`python -I`: no working folder, PYTHONPATH or user site on sys.path, so nothing in the workspace (a
+    yaml.py beside a manifest) is ever imported by a render (Python docs, Command line: -I)."""
+    return [sys.executable, "-I", "-m", "pipeline.studio.worker", str(folder)]
+
+
+def worker_env(config: StudioConfig) -> dict[str, str]:
+    """The server's environment without the studio's token (a render has no use for it), with the config."""
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    env[ENV_VAR] = config.to_env()
+    return env
 
 
 def read_job(folder: Path) -> StudioJob:
@@ -95,6 +116,7 @@ def read_job(folder: Path) -> StudioJob:
                      state=state, done=int(status.get("done", 0)), total=int(status.get("total", 0)),
                      message=message, report=status.get("report"),
                      shot=ShotSpec.from_dict(shot) if shot else None, pid=pid,
+                     owner=str(request["owner"]) if request.get("owner") else None,
                      rendering=tuple((str(k), int(v[0]), int(v[1]), str(v[2]))
                                      for k, v in sorted((status.get("rendering") or {}).items())))
 
@@ -108,11 +130,22 @@ def list_jobs(config: StudioConfig) -> list[StudioJob]:
             if (d / "request.json").is_file()]
 
 
-def cancel_job(config: StudioConfig, job_id: str) -> bool:
+def may_cancel(config: StudioConfig, job: StudioJob, user: str | None) -> bool:
+    """Its owner may cancel a render, and an administrator any; everyone else only watches."""
+    return user is not None and (user == job.owner or user in config.admins)
+
+
+def cancel_job(config: StudioConfig, job_id: str, *, user: str | None) -> bool:
     """Ask the worker to stop, as Ctrl-C stops `campaign run`: queued jobs never start, finished outputs stay
-    in the cache, and a report of what finished is written. False when it had already ended."""
+    in the cache, and a report of what finished is written. False when it had already ended; NotAllowed when
+    `user` may not cancel it."""
+    if not JOB_ID.fullmatch(job_id):
+        raise NotAllowed(f"no such render: {job_id[:80]!r}")
     folder = jobs_dir(config) / job_id
     job = read_job(folder)
+    if not may_cancel(config, job, user):
+        raise NotAllowed(f"render {job_id} was started by {job.owner or 'an unknown user'}; only they or an "
+                         "administrator may cancel it")
     if not job.active or job.pid is None:
         return False
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from pipeline.report.write import AWAITING_APPROVAL, EXPIRED, REJECTED
@@ -44,6 +44,35 @@ class SourceUnavailable(Exception):
     """A bucket's runs could not be listed or read (no credentials, no access, no such bucket)."""
 
 
+class OutsideRun(ValueError):
+    """A report names a file that is not inside its own run folder (an absolute path, `..`, a link out)."""
+
+
+def run_relative(relative: object) -> str:
+    """A report's file path, checked: relative, POSIX, no `..`, nothing but a path. A report is data anyone who can
+    write the output folder or bucket may have crafted, so its paths are never trusted."""
+    text = relative if isinstance(relative, str) else ""
+    parts = PurePosixPath(text).parts
+    if (not text or "\\" in text or "\x00" in text or text.startswith("/") or not parts
+            or any(p in ("..", ".") for p in text.split("/")) or ":" in parts[0]):
+        raise OutsideRun(f"the report names a file outside its run: {str(relative)[:120]!r}")
+    return PurePosixPath(text).as_posix()
+
+
+def local_run_file(out_dir: Path, key: str) -> Path:
+    """The file under a local run folder that `key` (runs/<campaign>/<run-id>/<relative>) names, after following
+    links: it must stay inside runs/<campaign>/<run-id>/ (a run's files are hard links into cache/, not symlinks)."""
+    parts = key.split("/")
+    if len(parts) < 4 or parts[0] != "runs":
+        raise OutsideRun(f"not a run file: {key[:120]!r}")
+    run_relative("/".join(parts[1:]))
+    run_dir = (out_dir / "/".join(parts[:3])).resolve()
+    path = (out_dir / key).resolve()
+    if not path.is_relative_to(run_dir) or path == run_dir:
+        raise OutsideRun(f"the report names a file outside its run: {'/'.join(parts[3:])[:120]!r}")
+    return path
+
+
 class FolderRuns:
     """Runs under a local output folder (`campaign run --out`, the studio's own renders)."""
 
@@ -57,12 +86,12 @@ class FolderRuns:
 
     def read(self, key: str) -> bytes | None:
         try:
-            return (self.out_dir / key).read_bytes()
-        except OSError:
+            return local_run_file(self.out_dir, key).read_bytes()
+        except (OSError, OutsideRun):
             return None
 
     def media(self, key: str) -> str:
-        return str(self.out_dir / key)
+        return str(local_run_file(self.out_dir, key))
 
     def link(self, key: str, *, filename: str) -> str | None:
         return None
@@ -166,7 +195,8 @@ class RunSummary:
         return self.key.rsplit("/", 1)[0]
 
     def file(self, relative: str) -> str:
-        return f"{self.prefix}/{relative}"
+        """The key of a file the report names; OutsideRun when that path would leave the run folder."""
+        return f"{self.prefix}/{run_relative(relative)}"
 
     @property
     def label(self) -> str:
@@ -240,7 +270,10 @@ def edited_images(out_dir: Path, *, limit: int = 50) -> list[tuple[str, Path]]:
         for im in (read_report(run) or {}).get("images", []):
             if not im.get("path"):
                 continue
-            path = out_dir / run.file(im["path"])
+            try:
+                path = local_run_file(out_dir, run.file(im["path"]))
+            except OutsideRun:
+                continue
             if not path.is_file() or (path.stat().st_dev, path.stat().st_ino) in seen:
                 continue
             seen.add((path.stat().st_dev, path.stat().st_ino))
