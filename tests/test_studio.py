@@ -179,6 +179,27 @@ def test_manifest_page_shows_each_problem_with_line_and_column_then_plans_and_ru
     assert submit[0].disabled  # no input bucket configured
 
 
+def test_a_submit_aws_refuses_is_one_line_on_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     offline_aws: None) -> None:
+    """Submit to a bucket that does not exist (moto): the page says so in one line; no traceback, no success."""
+    from moto import mock_aws
+
+    (tmp_path / "workspace").mkdir()
+    cfg = StudioConfig(out_dir=tmp_path / "out", workspace=tmp_path / "workspace", input_bucket="no-such-bucket")
+    monkeypatch.setenv(ENV_VAR, cfg.to_env())
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        at = app()
+        at.sidebar.radio(key="page").set_value("Manifest").run()
+        type_into_editor(at, engine.STARTER_MANIFEST)
+        [submit] = [b for b in at.button if b.label == "Submit to AWS"]
+        submit.click().run()
+    assert not at.exception, at.exception
+    assert not [s for s in at.success if "manifest" in s.value and "s3://" in s.value]
+    errors = [e.value for e in at.error]
+    assert any(e.startswith(literal("not submitted: ")) and "NoSuchBucket" in e for e in errors), errors
+
+
 def editor_data(at: AppTest) -> dict[str, Any]:
     """What the page sent the manifest editor (a components-v2 element: AppTest shows it as an UnknownElement
     whose proto carries the JSON `data`)."""

@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline import catalog
+from pipeline.errors import PipelineError
 from pipeline.studio import editor, engine, jobs, runs, shots, workspace
 from pipeline.studio.config import DEFAULT_CAMPAIGN, StudioConfig
 from pipeline.studio.gate import USER_KEY
@@ -384,8 +386,12 @@ def manifest_page(config: StudioConfig) -> None:
                       help="uploads to the input bucket (set --bucket or CAMPAIGN_INPUT_BUCKET)"):
         saved = _save(config, typed, text)
         if saved is not None:
-            result = engine.submit(saved, config=config)
-            st.success(literal(" · ".join(f"{k}: {v}" for k, v in result.items()), limit=None))
+            try:
+                result = engine.submit(saved, config=config)
+            except (PipelineError, BotoCoreError, ClientError) as exc:  # refused, or AWS said no: one line, no traceback
+                st.error(literal(f"not submitted: {exc}"))
+            else:
+                st.success(literal(" · ".join(f"{k}: {v}" for k, v in result.items()), limit=None))
     generations(config)
 
 
