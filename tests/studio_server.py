@@ -4,6 +4,7 @@ printed, stopped as Ctrl-C would; and the headless Chromium those tests drive.""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -26,10 +27,27 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
 
 
+_PORTS_PER_WORKER = 400
+_next_port = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port that no other test process is handed: below Linux's ephemeral range (32768-60999, where every
+    bind to port 0 draws from) and in a block of this xdist worker's own, so two workers never race for one port
+    (a port picked from the ephemeral range and released could be given to another worker's server before the
+    studio binds it, and a test could then talk to the wrong server)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    base = 20000 + _PORTS_PER_WORKER * index
+    for _ in range(_PORTS_PER_WORKER):
+        port = base + next(_next_port) % _PORTS_PER_WORKER
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # still held by something else on this machine: the next one
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}..{base + _PORTS_PER_WORKER - 1}")
 
 
 def healthy(url: str) -> bool:
