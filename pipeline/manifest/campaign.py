@@ -295,6 +295,8 @@ def _pattern_message(path: tuple[Any, ...], value: Any) -> str:
         return f"schedule {value!r} must be cron(...), rate(...) or at(...)"
     if last in ("color", "text_color"):
         return f"colour {value!r} must be written #rrggbb"
+    if last == "language":
+        return f"language {value!r} is not a BCP 47 tag such as en, de or pt-BR (en_US is read as en-US)"
     return f"{value!r} is not a valid id: use a-z, 0-9, '-' and '_', 1 to 63 characters, starting with a letter or digit"
 
 
@@ -567,7 +569,7 @@ def _build(src: Source, base_dir: Path) -> Campaign:
                         float(audio.get("volume", DEFAULT_AUDIO_VOLUME))) if audio else None,
             title=_card(vid.get("title")), end_card=_card(vid.get("end_card")), variant=variant_of(src, "videos", i),
             formats=tuple(vid.get("formats", ())), fit=vid.get("fit", DEFAULT_FIT),
-            captions=vid.get("captions", DEFAULT_CAPTIONS), language=vid.get("language", DEFAULT_LANGUAGE),
+            captions=vid.get("captions", DEFAULT_CAPTIONS), language=str(vid.get("language", DEFAULT_LANGUAGE)).replace("_", "-"),
         ))
     budget = None
     if "budget" in data:
