@@ -11,9 +11,12 @@ from collections.abc import Iterator
 # Libraries the optional backends import, whose import-time warnings and logs (torchao's extension load failures,
 # torch deprecations raised from transformers) say nothing a campaign author can act on.
 NOISY_LIBRARIES = ("torch", "torchao", "transformers", "diffusers", "accelerate", "huggingface_hub", "gguf")
-# transformers reads its verbosity from this variable when it first configures its logger
-# (huggingface.co/docs/transformers/main_classes/logging, "TRANSFORMERS_VERBOSITY").
-QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
+# Read by the libraries themselves at import, which is when they reset their loggers (so a level set here before
+# would be lost): transformers' verbosity (huggingface.co/docs/transformers/main_classes/logging,
+# TRANSFORMERS_VERBOSITY), and torch's, whose import resets the `torch` logger to WARNING unless TORCH_LOGS says
+# otherwise ("-name" is ERROR: torch/_logging/_internal.py, _parse_log_settings). torchao's import-time pytree
+# deprecations are logged through that logger.
+QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1", "TORCH_LOGS": "-torch"}
 
 
 @contextlib.contextmanager

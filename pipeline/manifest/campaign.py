@@ -19,7 +19,7 @@ from pipeline.manifest.model_rules import cogvideox_shot_problems, ray2_problems
 from pipeline.manifest.schedule_expr import schedule_problem
 from pipeline.manifest.schema import load_schema
 from pipeline.manifest.timeline import crossfade_problem
-from pipeline.manifest.variables import Variant, collapse, expand, template_data, variant_of
+from pipeline.manifest.variables import ExpandedSource, Variant, collapse, expand, template_data, variant_of
 from pipeline.manifest.video_rules import caption_problems
 from pipeline.manifest.yamlsrc import Source, load_file, load_text
 
@@ -178,9 +178,14 @@ def load_manifest_text(text: str, *, file: str, base_dir: Path, check_files: boo
 def _from_source(src: Source, base_dir: Path, *, check_files: bool = True,
                  allow_outside: Sequence[Path] = ()) -> Campaign:
     src, problems = expand(src)  # variables: every templated image and video, once per combination
-    problems += schema_problems(src)
-    problems = collapse(src, problems + semantic_problems(src, base_dir, check_files=check_files,
-                                                          allow_outside=allow_outside))
+    semantic = semantic_problems(src, base_dir, check_files=check_files, allow_outside=allow_outside)
+    said = {(p.line, p.col, p.path) for p in semantic}
+    # A value both checks refuse (a blank caption, a schedule in words) is reported once, in the semantic check's
+    # more specific words.
+    problems += [p for p in schema_problems(src) if (p.line, p.col, p.path) not in said]
+    if isinstance(src, ExpandedSource) and src.template is not None and src.left_out:
+        problems += _template_problems(src.template, src.left_out)
+    problems = collapse(src, problems + semantic)
     if problems:
         problems.sort(key=lambda p: (p.line, p.col, p.message))
         raise ManifestInvalid(_dedupe(problems))
@@ -228,6 +233,18 @@ def schema_problems(src: Source) -> list[Problem]:
     problems: list[Problem] = []
     for err in validator.iter_errors(src.data):
         problems.extend(_explain(src, err))
+    return problems
+
+
+def _template_problems(template: Source, left_out: frozenset[tuple[str, int]]) -> list[Problem]:
+    """The schema's problems in the templates variables could not expand, as written: in one pass with the
+    variable problems, leaving out values that hold a placeholder (what they become is not known yet)."""
+    validator = jsonschema.Draft202012Validator(load_schema())
+    problems: list[Problem] = []
+    for err in validator.iter_errors(template.data):
+        path = tuple(err.absolute_path)
+        if tuple(path[:2]) in left_out and not (isinstance(err.instance, str) and "{" in err.instance):
+            problems.extend(_explain(template, err))
     return problems
 
 

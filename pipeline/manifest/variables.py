@@ -70,6 +70,7 @@ class ExpandedSource(Source):
     origins: dict[tuple[str, int], tuple[int, Variant | None]] = field(default_factory=dict)
     variant_counts: dict[tuple[str, int], int] = field(default_factory=dict)
     stems: dict[Problem, tuple[str, str, tuple[str, int]]] = field(default_factory=dict)
+    left_out: frozenset[tuple[str, int]] = frozenset()  # templates with variable problems, not expanded
 
     def _template_path(self, path: Path) -> tuple[Path, Variant | None, tuple[str, int] | None]:
         if len(path) >= 2 and isinstance(path[0], str) and isinstance(path[1], int):
@@ -253,9 +254,10 @@ def expand(src: Source) -> tuple[Source, list[Problem]]:
                     problems.extend(_id_problem(out, (section, index, "id"), iid, expanded_from=combo))
                 expanded.append(made)
         out.data[section] = expanded
+    out.left_out = frozenset(left_out)
     for section, t in sorted(left_out):  # the later checks cannot run on an item that cannot be expanded: say so
-        problems.append(src.problem((section, t), f"this {section[:-1]}'s other fields are checked once the problems "
-                                    "with its variables are fixed: more problems may follow"))
+        problems.append(src.problem((section, t), f"this {section[:-1]}'s values that hold a placeholder are checked "
+                                    "once the problems with its variables are fixed: more problems may follow"))
     return out, problems
 
 
