@@ -109,7 +109,7 @@ def setup_problem(exc: BaseException) -> SetupProblem | None:
         found = _one_setup_problem(e)
         if found:
             return found
-        e = e.__cause__ or e.__context__
+        e = e.__cause__  # `raise ... from`, not an unrelated error met while handling another
     return None
 
 
