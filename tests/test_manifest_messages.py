@@ -33,8 +33,8 @@ def test_variable_problems_come_with_the_rest_in_one_pass(write_campaign: Callab
         """)
     found = problems_of(path)
     assert found == [
-        "5:videos[0]: this video's values that hold a placeholder are checked once the problems with its variables "
-        "are fixed: more problems may follow",
+        "2:variables: videos[0] could not be expanded for every combination: their values that hold a placeholder "
+        "are checked once these problems are fixed, so more problems may follow",
         "7:videos[0].shots[0].prompt: '{bad placeholder}' is not a placeholder: write {name} or {name.field} with a "
         "variable's name, and {{ or }} for a literal brace",
         "8:videos[0].shots[0].steps: expected an integer, got the string 'lots'",

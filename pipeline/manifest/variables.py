@@ -255,9 +255,12 @@ def expand(src: Source) -> tuple[Source, list[Problem]]:
                 expanded.append(made)
         out.data[section] = expanded
     out.left_out = frozenset(left_out)
-    for section, t in sorted(left_out):  # the later checks cannot run on an item that cannot be expanded: say so
-        problems.append(src.problem((section, t), f"this {section[:-1]}'s values that hold a placeholder are checked "
-                                    "once the problems with its variables are fixed: more problems may follow"))
+    if left_out:  # the later checks cannot run on what cannot be expanded: say so once, at the variables
+        items = ", ".join(f"{section}[{t}]" for section, t in sorted(left_out))
+        line, col = src.where(("variables",), key=True)
+        problems.append(Problem(src.file, line, col, "variables",
+                                f"{items} could not be expanded for every combination: their values that hold a "
+                                "placeholder are checked once these problems are fixed, so more problems may follow"))
     return out, problems
 
 
