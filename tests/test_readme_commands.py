@@ -132,3 +132,14 @@ def test_every_quickstart_command_runs(demo_out: Path, monkeypatch: pytest.Monke
             assert "14 job(s), 14 already in" in captured.out, captured.out
         if args[0] == "run":
             assert "jobs: 14 (0 executed, 14 cached" in captured.out, captured.out
+
+
+def test_the_readme_counts_the_stacks_lambda_functions() -> None:
+    """`| N Lambda functions |` in *What gets deployed* against the TaskSpec entries of infra/functions.py (read
+    with ast: no synth needed for a count)."""
+    import ast
+
+    tree = ast.parse((ROOT / "infra" / "functions.py").read_text())
+    specs = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "TaskSpec"]
+    [count] = re.findall(r"^\| (\d+) Lambda functions \|", README, flags=re.M)
+    assert int(count) == len(specs), (count, len(specs))
