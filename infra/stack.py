@@ -105,6 +105,7 @@ class CampaignStack(Stack):
                   value=Fn.join("", ["https://", self.region, ".console.aws.amazon.com/states/home?region=", self.region,
                                      "#/statemachines/view/", state_machine.state_machine_arn]))
         # What `campaign run --video sagemaker` from a laptop passes as --sagemaker-option role_arn=... image_uri=...
+        # (the caller of CreateProcessingJob needs iam:PassRole on RoleArn: SageMaker API reference, RoleArn)
         CfnOutput(self, "SageMakerRoleArn", value=self.renderer.role.role_arn,
                   description="--sagemaker-option role_arn=<this> (the clip jobs' role; your user needs iam:PassRole on it)")
         CfnOutput(self, "SageMakerImageUri", value=self.renderer.image.image_uri,
