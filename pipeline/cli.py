@@ -212,7 +212,7 @@ def _dispatch(args: argparse.Namespace, terminated: list[bool]) -> int:
                   file=sys.stderr)
             return EXIT_FAILED
         code, message = known
-        print(f"campaign: {message}", file=sys.stderr)
+        print(f"campaign: {' '.join(message.split())}", file=sys.stderr)  # one line, whatever a library wrote
         return code
 
 
@@ -227,6 +227,8 @@ def user_error(exc: Exception) -> tuple[int, str] | None:
         return EXIT_INVALID, str(exc)
     if isinstance(exc, PipelineError):
         return EXIT_FAILED, f"{type(exc).__name__}: {exc}"
+    if type(exc).__module__.startswith("huggingface_hub"):  # `models pull` reaches the Hub: offline, gated, unknown
+        return EXIT_FAILED, f"the Hugging Face Hub: {exc} (models pull needs internet access to huggingface.co)"
     if isinstance(exc, OSError):  # the user's environment (read-only folder, full disk), said plainly
         return EXIT_FAILED, os_problem(exc)
     if type(exc).__module__.startswith("botocore"):  # AWS answered, or could not be reached: what it said
