@@ -41,7 +41,14 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check pipeline tasks container infra tests benchmarks state_machines cdk_app.py
 	$(VENV)/bin/mypy pipeline tasks state_machines
 
-synth: $(VENV)/.installed-test
+# Synth needs only the cloud extra and the pinned CDK CLI (no torch, no GPU or LLM extra, no browser), Node.js 22
+# or later (.nvmrc), and the package index once: infra/build_layer.py downloads the Lambda layer's wheels.
+$(VENV)/.installed-cloud: pyproject.toml package.json | $(VENV)/bin/python
+	$(PIP) install -e '.[cloud]'
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+synth: $(VENV)/.installed-cloud
 	$(PY) infra/build_layer.py
 	npx cdk synth -q
 

@@ -11,8 +11,12 @@ import os
 import sys
 from pathlib import Path
 
-import aws_cdk as cdk
-from cdk_nag import AwsSolutionsChecks
+# jsii warns at import on a Node.js past its end of life; the README and .nvmrc ask for Node 22 or later, and
+# this keeps a Node 20 from burying synth's own messages (set the variable yourself to see it).
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+import aws_cdk as cdk  # noqa: E402
+from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))  # infra/ and pipeline/ when run from elsewhere
@@ -44,7 +48,18 @@ def _cdk_json_context() -> dict[str, object]:
     return dict(json.loads((ROOT / "cdk.json").read_text()).get("context", {}))
 
 
-if __name__ == "__main__":
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+def main() -> int:
+    """Synthesize; a context setting the stack refuses (infra/settings.py, infra/studio.py raise ValueError with
+    the key's name) or a Lambda layer not built yet (infra/functions.py says how) is one plain line on stderr and
+    exit 1, not a traceback. Anything else is a bug and keeps its traceback."""
     by_cli = "CDK_CONTEXT_JSON" in os.environ or "CDK_OUTDIR" in os.environ
-    build_app(None if by_cli else _cdk_json_context(), outdir=None if by_cli else str(ROOT / "cdk.out")).synth()
+    try:
+        build_app(None if by_cli else _cdk_json_context(), outdir=None if by_cli else str(ROOT / "cdk.out")).synth()
+    except (ValueError, FileNotFoundError) as exc:  # a bad context value; the layer not built yet
+        print(f"cdk_app.py: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -114,6 +114,12 @@ class CampaignStack(Stack):
         CfnOutput(self, "ExecutionsConsoleUrl", description="The state machine's executions in the console",
                   value=Fn.join("", ["https://", self.region, ".console.aws.amazon.com/states/home?region=", self.region,
                                      "#/statemachines/view/", state_machine.state_machine_arn]))
+        # What `campaign run --video sagemaker` from a laptop passes as --sagemaker-option role_arn=... image_uri=...
+        # (the caller of CreateProcessingJob needs iam:PassRole on RoleArn: SageMaker API reference, RoleArn)
+        CfnOutput(self, "SageMakerRoleArn", value=self.renderer.role.role_arn,
+                  description="--sagemaker-option role_arn=<this> (the clip jobs' role; your user needs iam:PassRole on it)")
+        CfnOutput(self, "SageMakerImageUri", value=self.renderer.image.image_uri,
+                  description="--sagemaker-option image_uri=<this> (the clip container in ECR)")
         CfnOutput(self, "WeightsS3Uri", value=self.weights_s3_uri,
                   description="Put model weights here: campaign models pull MODEL --to <this>")
         CfnOutput(self, "ScheduleGroupName", value=self.triggers.schedule_group.ref)

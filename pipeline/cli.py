@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import json
 import os
 import signal
@@ -15,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
+from pipeline.backends import environment
 from pipeline.backends.options import add_backend_flags, backend_flags, backends_from_args
-from pipeline.errors import BackendUnavailable, ManifestInvalid, PipelineError
+from pipeline.errors import BackendUnavailable, ManifestInvalid, OutputFolderRefused, PipelineError, os_problem, setup_problem
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_INVALID = 2  # an invalid manifest, or a usage/configuration error (flags, options, --out refused), as argparse's own
+EXIT_SETUP = 4  # this machine's setup: no AWS credentials or region, an optional extra not installed
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM, as a shell reports them
 STDIN = "-"
 
@@ -55,6 +57,7 @@ def _video_models() -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="campaign", description="Batch content production from a YAML campaign manifest.")
     p.add_argument("--version", action="version", version=f"campaign {__version__}")
+    p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     v = sub.add_parser("validate", help="check manifests; every problem as FILE:LINE:COL: error: PATH: MESSAGE")
@@ -161,14 +164,35 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="model weights: pull once into S3 or a folder")
     msub = m.add_subparsers(dest="models_command", required=True)
     mp = msub.add_parser("pull", help="download a CogVideoX model (T2V and I2V) once and store it")
-    mp.add_argument("model")
+    mp.add_argument("model", choices=_pullable_models(), help="one of: %(choices)s")
     mp.add_argument("--to", required=True, help="s3://bucket/prefix or a local folder")
+    _add_verbose_everywhere(sub)
     return p
+
+
+VERBOSE_HELP = "show third-party warnings and logs (torch, transformers, ...), hidden otherwise"
+
+
+def _add_verbose_everywhere(sub: Any) -> None:
+    """`--verbose` after the command too (`campaign enhance ... --verbose`), on every subcommand, nested or not."""
+    for parser in sub.choices.values():
+        if not any("--verbose" in a.option_strings for a in parser._actions):
+            parser.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_verbose_everywhere(action)
+
+
+def _pullable_models() -> list[str]:
+    from pipeline.catalog import VIDEO_MODELS
+
+    return sorted(name for name, model in VIDEO_MODELS.items() if model.repo)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with _sigterm_as_interrupt() as terminated:
+    with _sigterm_as_interrupt() as terminated, environment.aws_region_honoured(), \
+            environment.third_party_quiet(getattr(args, "verbose", False)):
         return _dispatch(args, terminated)
 
 
@@ -199,42 +223,41 @@ def _dispatch(args: argparse.Namespace, terminated: list[bool]) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_INVALID
-    except BackendUnavailable as exc:
-        print(f"campaign: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except PipelineError as exc:
-        print(f"campaign: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
     except KeyboardInterrupt:
         how = "stopped by SIGTERM" if terminated else "interrupted"
         print(f"campaign: {how}; finished outputs are kept, run again to resume", file=sys.stderr)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
-    except OSError as exc:  # the user's environment (read-only folder, full disk), said plainly
-        print(f"campaign: {_os_problem(exc)}", file=sys.stderr)
-        return EXIT_FAILED
     except Exception as exc:
-        if os.environ.get("CAMPAIGN_DEBUG"):
-            raise
-        print(f"campaign: internal error: {type(exc).__name__}: {exc} (set CAMPAIGN_DEBUG=1 for a traceback)",
-              file=sys.stderr)
-        return EXIT_FAILED
+        known = user_error(exc)
+        if known is None:
+            if os.environ.get("CAMPAIGN_DEBUG"):
+                raise
+            print(f"campaign: internal error: {type(exc).__name__}: {exc} (set CAMPAIGN_DEBUG=1 for a traceback)",
+                  file=sys.stderr)
+            return EXIT_FAILED
+        code, message = known
+        print(f"campaign: {' '.join(message.split())}", file=sys.stderr)  # one line, whatever a library wrote
+        return code
 
 
-_OS_HINTS = {
-    errno.EROFS: "the file system is read-only; choose another --out",
-    errno.EACCES: "permission denied; check the folder's permissions or choose another --out",
-    errno.EPERM: "permission denied; check the folder's permissions or choose another --out",
-    errno.ENOSPC: "no space left on the device; free some space (finished outputs are kept) and run again",
-    errno.EDQUOT: "disk quota exceeded; free some space and run again",
-    errno.ENOTDIR: "a part of the path is a file, not a folder",
-    errno.EISDIR: "this is a folder, where a file was expected",
-}
-
-
-def _os_problem(exc: OSError) -> str:
-    where = f"{exc.filename}: " if exc.filename else ""
-    hint = _OS_HINTS.get(exc.errno or 0, exc.strerror or str(exc))
-    return f"{where}{hint}"
+def user_error(exc: Exception) -> tuple[int, str] | None:
+    """The one place an error becomes an exit code and one line: the user's setup (EXIT_SETUP), usage and
+    configuration (EXIT_INVALID), a failure the pipeline expected (EXIT_FAILED); None leaves "internal error"
+    for real bugs. Commands raise; they do not print their own errors."""
+    setup = setup_problem(exc)
+    if setup:
+        return EXIT_SETUP, str(exc) if isinstance(exc, BackendUnavailable) and setup.kind == "extra" else setup.message
+    if isinstance(exc, (BackendUnavailable, OutputFolderRefused)):  # a flag, an option or --out the user chose
+        return EXIT_INVALID, str(exc)
+    if isinstance(exc, PipelineError):
+        return EXIT_FAILED, f"{type(exc).__name__}: {exc}"
+    if type(exc).__module__.startswith("huggingface_hub"):  # `models pull` reaches the Hub: offline, gated, unknown
+        return EXIT_FAILED, f"the Hugging Face Hub: {exc} (models pull needs internet access to huggingface.co)"
+    if isinstance(exc, OSError):  # the user's environment (read-only folder, full disk), said plainly
+        return EXIT_FAILED, os_problem(exc)
+    if type(exc).__module__.startswith("botocore"):  # AWS answered, or could not be reached: what it said
+        return EXIT_FAILED, f"AWS: {exc}"
+    return None
 
 
 def _load_campaign(path: Path, args: argparse.Namespace) -> Any:
@@ -288,7 +311,6 @@ def _s3_etags(campaign: Any) -> dict[str, str]:
 def cmd_plan(args: argparse.Namespace) -> int:
     from pipeline.manifest.variables import group_by_template
     from pipeline.plan.build import STAGE_NAMES
-    from pipeline.plan.cost import estimate_cost
     from pipeline.run.budget import check_budget, estimate_uncached
     from pipeline.storage.store import LocalStore
 
@@ -299,9 +321,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
         problems = print_model_check(args.manifest, campaign, plan.backends,
                                      enhancer_model=args.enhancer_model or campaign.enhancer_model)
-    store = LocalStore(args.out)
-    cost = estimate_cost(plan, instance_type=args.instance_type)
-    uncached = estimate_uncached(plan, store, instance_type=args.instance_type)
+    # One estimate, with what is cached left out: the text, --json, the budget check and the run's summary all
+    # read this one (estimate_uncached), never a second, cache-blind one.
+    uncached = estimate_uncached(plan, LocalStore(args.out), instance_type=args.instance_type)
+    if uncached.estimate is None and args.instance_type:  # the one input that can make it unpriceable
+        raise BackendUnavailable(f"--instance-type {args.instance_type}: {uncached.error}")
+    cost = dict(uncached.estimate or {})
     cached = dict(uncached.cached)
     budget = check_budget(campaign, uncached)
     groups = group_by_template((j.kind, j.image.image_id if j.kind == "image" else j.video.video_id,
@@ -324,8 +349,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
             mark = "cached" if cached[j.id] else "to run"
             deps = f"  after {', '.join(j.deps)}" if j.deps else ""
             print(f"  {mark:<7} {j.id:<28} {j.key[:12]}  {j.label}{deps}")
-    print(f"\nestimated cloud cost if run on AWS: ${cost['total_usd']:.2f} (cached jobs excluded: "
-          f"${cost['uncached_usd']:.2f})")
+    if not cost:
+        print(f"\nno cost estimate: {uncached.error}")
+        return _plan_verdict(budget, problems)
+    print(f"\nestimated cloud cost if run on AWS: ${cost['total_usd']:.2f} for every job; "
+          f"${cost['uncached_usd']:.2f} for the {budget.jobs_to_run} job(s) not cached")
     for item in cost["items"]:
         print(f"  {item['what']:<44} x{item['count']:<4} ${item['usd']:.4f}  ({item['basis']})")
     print(f"  {cost['note']}")
@@ -335,8 +363,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"budget: {f'${limit:,.2f}' if limit is not None else 'none'}; estimate for what is not cached: "
           f"${cost['uncached_usd']:.2f}")
     return _plan_verdict(budget, problems)
-
-
 
 
 def _plan_verdict(budget: Any, model_errors: int) -> int:
@@ -367,10 +393,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, campaign: Any, backends: Any, plan: Any, *, run_id: str | None, gate: bool) -> int:
     """Check the budget before any job, run (up to the gate when `gate`), print the run's summary."""
-    from pipeline.plan.cost import estimate_cost
     from pipeline.report.summary import summarize
     from pipeline.report.write import AWAITING_APPROVAL
-    from pipeline.run.approval import LocalHold, gate_applies
+    from pipeline.run.approval import LocalHold, gate_applies, supersede_held
     from pipeline.run.budget import check_budget, estimate_uncached
     from pipeline.run.runner import run_local
     from pipeline.storage.store import LocalStore
@@ -380,6 +405,10 @@ def _run(args: argparse.Namespace, campaign: Any, backends: Any, plan: Any, *, r
     if budget.refused:
         print(budget.problem, file=sys.stderr)
         return EXIT_INVALID
+    if run_id is None and (Path(args.out) / "runs").is_dir():  # a new run replaces one still held at the gate
+        held = supersede_held(LocalStore(args.out), campaign.name, by=_user())
+        if held:
+            print(f"campaign: run {held.run_id} (held for approval) is superseded by this run", file=sys.stderr)
     hold = None
     if gate and gate_applies(plan, uncached.cached):
         hold = LocalHold(manifest=str(Path(args.manifest).resolve()), manifest_sha256=_sha256(args.manifest),
@@ -391,7 +420,7 @@ def _run(args: argparse.Namespace, campaign: Any, backends: Any, plan: Any, *, r
 
         signing = signing_key(cert=getattr(args, "sign_cert", None), key=getattr(args, "sign_key", None))
     outcome = run_local(plan, backends, out_dir=args.out, workers=args.workers, show_progress=not args.quiet,
-                        cost=estimate_cost(plan), force=args.force, verify=args.verify, budget=budget.to_json(),
+                        cost=dict(uncached.estimate or {}) or None, force=args.force, verify=args.verify, budget=budget.to_json(),
                         hold=hold, run_id=run_id, signing=signing)
     report = outcome.report
     if args.json:

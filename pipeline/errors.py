@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 from dataclasses import dataclass
 
@@ -115,3 +116,80 @@ class CredentialsUnavailable(PipelineError):
 
 class SigningFailed(JobFailed):
     """A delivered file could not be signed with Content Credentials; it is not published unsigned."""
+
+
+# --- the user's setup, said plainly -------------------------------------------------------------------------
+# An optional package -> the install extra that brings it (pyproject.toml's [project.optional-dependencies]).
+EXTRA_OF_MODULE = {"torch": "gpu", "diffusers": "gpu", "transformers": "gpu", "accelerate": "gpu",
+                   "huggingface_hub": "gpu", "torchao": "gpu", "gguf": "llm", "aws_cdk": "cloud", "constructs": "cloud",
+                   "cdk_nag": "cloud"}
+# ClientError codes that mean "these credentials are not accepted" rather than "this request failed".
+REJECTED_CREDENTIAL_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
+                                       "UnrecognizedClientException", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+                                       "AuthFailure", "RequestExpired", "InvalidSignatureException"})
+CREDENTIALS_HINT = ("configure AWS credentials: `aws configure` (or `aws sso login`), AWS_PROFILE, or "
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+REGION_HINT = "set AWS_REGION (or AWS_DEFAULT_REGION), or a region in your AWS profile"
+
+
+@dataclass(frozen=True)
+class SetupProblem:
+    """Why a command could not run on this machine, and what to do: `kind` is credentials, region or extra."""
+
+    kind: str
+    message: str
+
+
+def setup_problem(exc: BaseException) -> SetupProblem | None:
+    """The setup problem behind `exc` or any exception it was raised from (missing AWS credentials or region,
+    credentials AWS refused, an optional extra not installed); None when it is something else."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        found = _one_setup_problem(e)
+        if found:
+            return found
+        e = e.__cause__  # `raise ... from`, not an unrelated error met while handling another
+    return None
+
+
+def _one_setup_problem(e: BaseException) -> SetupProblem | None:
+    name = type(e).__name__
+    module = type(e).__module__ or ""
+    if module.startswith("botocore"):  # by name: botocore is always installed, but errors.py imports nothing
+        if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError", "ProfileNotFound",
+                    "SSOTokenLoadError", "TokenRetrievalError", "UnauthorizedSSOTokenError"):
+            return SetupProblem("credentials", f"no usable AWS credentials ({e}); {CREDENTIALS_HINT}")
+        if name == "NoRegionError":
+            return SetupProblem("region", f"no AWS region configured; {REGION_HINT}")
+        if name == "ClientError":
+            error = getattr(e, "response", {}).get("Error", {})
+            if error.get("Code") in REJECTED_CREDENTIAL_CODES:
+                return SetupProblem("credentials", f"AWS refused the credentials ({error.get('Code')}: "
+                                    f"{error.get('Message', '')}); {CREDENTIALS_HINT}")
+    if isinstance(e, ModuleNotFoundError) and e.name:
+        top = e.name.split(".")[0]
+        extra = EXTRA_OF_MODULE.get(top)
+        if extra:
+            return SetupProblem("extra", f"this needs the '{extra}' extra ({top} is not installed): "
+                                f"pip install -e '.[{extra}]' (README: Which install each feature needs)")
+    return None
+
+
+OS_HINTS = {
+    errno.EROFS: "the file system is read-only; choose another --out",
+    errno.EACCES: "permission denied; check the folder's permissions or choose another --out",
+    errno.EPERM: "permission denied; check the folder's permissions or choose another --out",
+    errno.ENOSPC: "no space left on the device; free some space (finished outputs are kept) and run again",
+    errno.EDQUOT: "disk quota exceeded; free some space and run again",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "this is a folder, where a file was expected",
+}
+
+
+def os_problem(exc: OSError) -> str:
+    """An OSError from the user's environment (read-only folder, full disk) in words, with its path."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    hint = OS_HINTS.get(exc.errno or 0, exc.strerror or str(exc))
+    return f"{where}{hint}"

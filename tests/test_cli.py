@@ -44,7 +44,7 @@ def test_enhance_passthrough_reports_tokens(capsys: pytest.CaptureFixture[str]) 
 def test_status_without_configuration_is_a_clear_error(capsys: pytest.CaptureFixture[str],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CAMPAIGN_STATE_MACHINE_ARN", raising=False)
-    assert main(["status", "--state-machine-arn", ""]) == 1
+    assert main(["status", "--state-machine-arn", ""]) == 2  # a usage error, as argparse's own
     assert "CAMPAIGN_STATE_MACHINE_ARN" in capsys.readouterr().err
 
 

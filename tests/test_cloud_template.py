@@ -370,6 +370,12 @@ def test_outputs_and_no_account_or_region_in_the_template(synth: tuple[Any, Temp
     assert aws_cdk.Token.is_unresolved(stack.account) and aws_cdk.Token.is_unresolved(stack.region)
     assert not re.search(r"\b\d{12}\b", json.dumps(t.to_json()).replace("123456789012", ""))
     t.has_output("StateMachineArn", {"Value": {"Ref": Match.any_value()}})
+    # what `campaign run --video sagemaker` from a laptop needs: the clip jobs' role and image (README walkthrough)
+    role_lid = outputs["SageMakerRoleArn"]["Value"]["Fn::GetAtt"][0]
+    trust = resources(t, "AWS::IAM::Role")[role_lid]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+    assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert outputs["SageMakerRoleArn"]["Value"] == {"Fn::GetAtt": [role_lid, "Arn"]}
+    assert ".dkr.ecr." in json.dumps(outputs["SageMakerImageUri"]["Value"])
 
 
 def test_clip_container_is_a_docker_image_asset_built_at_deploy(synth: tuple[Any, Template, Path]) -> None:

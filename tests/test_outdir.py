@@ -35,7 +35,7 @@ def test_a_folder_that_is_not_ours_is_refused_and_force_removes_nothing_of_the_u
     draft.write_text("mine too")
     old_style = home / ".work-999999-abc"  # looked like a dead run's work folder to the old sweep
     old_style.mkdir()
-    assert main(["run", str(manifest), "--out", str(home), "--quiet"]) == 1
+    assert main(["run", str(manifest), "--out", str(home), "--quiet"]) == 2  # --out refused: a usage error
     err = capsys.readouterr().err
     assert "not empty (.work-999999-abc, docs, notes.txt)" in err and "--force" in err and MARKER in err
     assert not (home / "cache").exists() and not (home / MARKER).exists()
@@ -61,7 +61,7 @@ def test_an_out_name_the_video_tools_cannot_take_is_refused(
         write_campaign: Callable[[str], Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
         name: str, message: str) -> None:
     manifest = write_campaign(ONE_CLIP)
-    assert main(["run", str(manifest), "--out", str(tmp_path / name), "--quiet"]) == 1
+    assert main(["run", str(manifest), "--out", str(tmp_path / name), "--quiet"]) == 2  # --out refused: a usage error
     assert message in capsys.readouterr().err
 
 
@@ -70,7 +70,7 @@ def test_environment_problems_are_said_plainly(write_campaign: Callable[[str], P
     manifest = write_campaign(ONE_CLIP)
     a_file = tmp_path / "report.txt"
     a_file.write_text("x")
-    assert main(["run", str(manifest), "--out", str(a_file), "--quiet"]) == 1
+    assert main(["run", str(manifest), "--out", str(a_file), "--quiet"]) == 2  # --out refused: a usage error
     assert "this is a file, not a folder" in capsys.readouterr().err
     assert main(["run", str(manifest), "--out", str(a_file / "out"), "--quiet"]) == 1
     err = capsys.readouterr().err

@@ -350,7 +350,7 @@ def test_only_image_to_video_models_are_offered_with_a_start_image() -> None:
 
 
 def test_studio_command_rejects_a_bad_backend_before_serving(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["studio", "--out", str(tmp_path), "--video", "diffusers"]) == 1
+    assert main(["studio", "--out", str(tmp_path), "--video", "diffusers"]) == 2  # a configuration error
     assert "--models" in capsys.readouterr().err
 
 

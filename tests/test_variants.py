@@ -159,6 +159,10 @@ def test_every_problem_is_located_at_its_template_with_the_combination(
     path = write_campaign(BAD)
     out = invalid(path, capsys)
     expected = [
+        # what could not be expanded is said once, first: more problems may follow once these are fixed
+        ("2:1", "variables", "images[0], videos[0], videos[2], videos[4], videos[5], videos[6] could not be expanded "
+                             "for every combination: their values that hold a placeholder are checked once these "
+                             "problems are fixed, so more problems may follow"),
         ("13:11", "images[0].from", "unknown variable 'markt' in {markt}; did you mean 'market'? (variables: market, "
                                     "size, label, odd)"),
         ("16:11", "images[1].from", "'sofa-m' names no asset or image; did you mean 'sofa'? (with size=m)"),
@@ -197,9 +201,12 @@ def test_the_variables_block_itself_is_checked(write_campaign, capsys: pytest.Ca
             shots: [{prompt: A bee.}]
         """)
     out = invalid(path, capsys)
-    assert [o.split(": error: ")[0].rsplit(":", 2)[1:] for o in out] == [["3", "20"], ["4", "3"]], out
-    assert "market has the value 'de' twice (first at market[0])" in out[0]
-    assert "variable name 'bad-name' is not allowed" in out[1]
+    assert [o.split(": error: ")[0].rsplit(":", 2)[1:] for o in out] == [["2", "1"], ["3", "20"], ["4", "3"], ["9", "15"]], out
+    assert "videos[0], videos[1] could not be expanded for every combination" in out[0], out
+    assert "more problems may follow" in out[0]
+    assert "market has the value 'de' twice (first at market[0])" in out[1]
+    assert "variable name 'bad-name' is not allowed" in out[2]
+    assert "videos[1].for_each: expected a list or a mapping, got int 3" in out[3]  # checked as written, in the same pass
     path = write_campaign("""\
         campaign: bad-block
         variables:
@@ -212,7 +219,7 @@ def test_the_variables_block_itself_is_checked(write_campaign, capsys: pytest.Ca
     out = invalid(path, capsys)
     assert any(":3:12: error: variables.market[0]: missing required key 'id'" in o for o in out), out
     assert any(":4:10: error: variables.empty: needs at least 1 item(s)" in o for o in out), out
-    assert len(out) == 2, out  # the template that cannot expand is not checked further
+    assert len(out) == 3 and "more problems may follow" in out[0], out  # the template that cannot expand says so
 
 
 def test_the_expansion_limit_is_refused_with_its_count_before_any_work(
@@ -420,4 +427,6 @@ def test_expansion_errors_raise_manifest_invalid_not_a_traceback(write_campaign)
     with pytest.raises(ManifestInvalid) as err:
         load_manifest(path)
     assert [p.message for p in err.value.problems] == [
+        "videos[0] could not be expanded for every combination: their values that hold a placeholder are checked "
+        "once these problems are fixed, so more problems may follow",
         "{m.x}: the values of m are plain values without fields; write {m}"]

@@ -255,7 +255,9 @@ def _check_region(where: _Where) -> None:
     message that does not say why."""
     problem = region_problem(where.model_id, where.region)
     if problem:
-        raise BackendUnavailable(f"{where.what}: {problem} (CAMPAIGN_STABILITY_REGION / AWS_REGION choose the region)")
+        # The enhancer's region is the session's (AWS_REGION); only the Stability tools read STABILITY_REGION_ENV.
+        chooser = "AWS_REGION chooses" if where.what == "prompt enhancement" else f"{STABILITY_REGION_ENV} chooses"
+        raise BackendUnavailable(f"{where.what}: {problem} ({chooser} the region)")
 
 
 def _with_retries(call: Callable[[], T], *, where: _Where, policy: RetryPolicy, rng: random.Random,

@@ -42,6 +42,7 @@ class ModelFinding:
     level: str  # "error" | "warning"
     use: ModelUse
     message: str
+    checked: bool = True  # False: the check itself could not run (no credentials, no network, throttled)
 
 
 def foundation_model_id(model_id: str) -> str:
@@ -101,10 +102,11 @@ def check_models(uses: list[ModelUse], *, client_for: Callable[[str], Any] | Non
                 findings.append(ModelFinding("error", use, f"{fm} is not offered in {use.region} (used for "
                                              f"{use.what}): {message}"))
             else:
-                findings.append(ModelFinding("warning", use, f"could not check {fm} in {use.region}: {code}: {message}"))
+                findings.append(ModelFinding("warning", use, f"could not check {fm} in {use.region}: {code}: {message}",
+                                             checked=False))
             continue
         except BotoCoreError as exc:
-            findings.append(ModelFinding("warning", use, f"could not check {fm} in {use.region}: {exc}"))
+            findings.append(ModelFinding("warning", use, f"could not check {fm} in {use.region}: {exc}", checked=False))
             continue
         lifecycle = details.get("modelLifecycle") or {}
         status = str(lifecycle.get("status", "ACTIVE"))
@@ -135,7 +137,8 @@ def _client_for() -> Callable[[str], Any]:
 def print_model_check(manifest: str | Path, campaign: Campaign, backends: Mapping[str, str], *,
                       enhancer_model: str | None, stream: TextIO | None = None) -> int:
     """`campaign plan --check-models`: each finding located in the manifest (FILE:LINE:COL: error|warning:
-    PATH: MESSAGE) on stderr, then the models checked; returns the number of errors."""
+    PATH: MESSAGE) on stderr, then the models checked and those that could not be; returns the number of errors
+    and of checks that could not run (a check that did not run has not passed)."""
     out = stream or sys.stderr
     src = load_file(str(manifest))
     uses = models_used(campaign, backends, enhancer_model=enhancer_model)
@@ -143,6 +146,9 @@ def print_model_check(manifest: str | Path, campaign: Campaign, backends: Mappin
     for f in findings:
         p = src.problem(f.use.path, f.message)
         print(f"{p.file}:{p.line}:{p.col}: {f.level}: {p.path}: {f.message}", file=out)
-    checked = ", ".join(sorted({u.model_id for u in uses})) or "none (no Bedrock backend chosen)"
-    print(f"models checked: {checked}", file=out)
-    return sum(f.level == "error" for f in findings)
+    unchecked = {f.use.model_id for f in findings if not f.checked}
+    checked = ", ".join(sorted({u.model_id for u in uses} - unchecked)) or "none"
+    print(f"models checked: {checked if uses else 'none (no Bedrock backend chosen)'}", file=out)
+    if unchecked:
+        print(f"could not check: {', '.join(sorted(unchecked))} (see the warnings above; fix and run again)", file=out)
+    return sum(f.level == "error" for f in findings) + sum(not f.checked for f in findings)

@@ -20,7 +20,7 @@ from pipeline.manifest.model_rules import cogvideox_shot_problems, ray2_problems
 from pipeline.manifest.schedule_expr import schedule_problem
 from pipeline.manifest.schema import load_schema
 from pipeline.manifest.timeline import crossfade_problem
-from pipeline.manifest.variables import Variant, collapse, expand, template_data, variant_of
+from pipeline.manifest.variables import ExpandedSource, Variant, collapse, expand, template_data, variant_of
 from pipeline.manifest.video_rules import caption_problems
 from pipeline.manifest.yamlsrc import Source, load_file, load_text
 
@@ -180,9 +180,14 @@ def load_manifest_text(text: str, *, file: str, base_dir: Path, check_files: boo
 def _from_source(src: Source, base_dir: Path, *, check_files: bool = True,
                  allow_outside: Sequence[Path] = ()) -> Campaign:
     src, problems = expand(src)  # variables: every templated image and video, once per combination
-    problems += schema_problems(src)
-    problems = collapse(src, problems + semantic_problems(src, base_dir, check_files=check_files,
-                                                          allow_outside=allow_outside))
+    semantic = semantic_problems(src, base_dir, check_files=check_files, allow_outside=allow_outside)
+    said = {(p.line, p.col, p.path) for p in semantic}
+    # A value both checks refuse (a blank caption, a schedule in words) is reported once, in the semantic check's
+    # more specific words.
+    problems += [p for p in schema_problems(src) if (p.line, p.col, p.path) not in said]
+    if isinstance(src, ExpandedSource) and src.template is not None and src.left_out:
+        problems += _template_problems(src.template, src.left_out)
+    problems = collapse(src, problems + semantic)
     if problems:
         problems.sort(key=lambda p: (p.line, p.col, p.message))
         raise ManifestInvalid(_dedupe(problems))
@@ -230,6 +235,18 @@ def schema_problems(src: Source) -> list[Problem]:
     problems: list[Problem] = []
     for err in validator.iter_errors(src.data):
         problems.extend(_explain(src, err))
+    return problems
+
+
+def _template_problems(template: Source, left_out: frozenset[tuple[str, int]]) -> list[Problem]:
+    """The schema's problems in the templates variables could not expand, as written: in one pass with the
+    variable problems, leaving out values that hold a placeholder (what they become is not known yet)."""
+    validator = jsonschema.Draft202012Validator(load_schema())
+    problems: list[Problem] = []
+    for err in validator.iter_errors(template.data):
+        path = tuple(err.absolute_path)
+        if tuple(path[:2]) in left_out and not (isinstance(err.instance, str) and "{" in err.instance):
+            problems.extend(_explain(template, err))
     return problems
 
 
@@ -297,6 +314,8 @@ def _pattern_message(path: tuple[Any, ...], value: Any) -> str:
         return f"schedule {value!r} must be cron(...), rate(...) or at(...)"
     if last in ("color", "text_color"):
         return f"colour {value!r} must be written #rrggbb"
+    if last == "language":
+        return f"language {value!r} is not a BCP 47 tag such as en, de or pt-BR (en_US is read as en-US)"
     return f"{value!r} is not a valid id: use a-z, 0-9, '-' and '_', 1 to 63 characters, starting with a letter or digit"
 
 
@@ -575,7 +594,7 @@ def _build(src: Source, base_dir: Path) -> Campaign:
                         float(audio.get("volume", DEFAULT_AUDIO_VOLUME))) if audio else None,
             title=_card(vid.get("title")), end_card=_card(vid.get("end_card")), variant=variant_of(src, "videos", i),
             formats=tuple(vid.get("formats", ())), fit=vid.get("fit", DEFAULT_FIT),
-            captions=vid.get("captions", DEFAULT_CAPTIONS), language=vid.get("language", DEFAULT_LANGUAGE),
+            captions=vid.get("captions", DEFAULT_CAPTIONS), language=str(vid.get("language", DEFAULT_LANGUAGE)).replace("_", "-"),
         ))
     budget = None
     if "budget" in data:

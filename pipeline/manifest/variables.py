@@ -70,6 +70,7 @@ class ExpandedSource(Source):
     origins: dict[tuple[str, int], tuple[int, Variant | None]] = field(default_factory=dict)
     variant_counts: dict[tuple[str, int], int] = field(default_factory=dict)
     stems: dict[Problem, tuple[str, str, tuple[str, int]]] = field(default_factory=dict)
+    left_out: frozenset[tuple[str, int]] = frozenset()  # templates with variable problems, not expanded
 
     def _template_path(self, path: Path) -> tuple[Path, Variant | None, tuple[str, int] | None]:
         if len(path) >= 2 and isinstance(path[0], str) and isinstance(path[1], int):
@@ -182,6 +183,7 @@ def expand(src: Source) -> tuple[Source, list[Problem]]:
     # 1. What each item uses and which combinations it gets; items that cannot be expanded are left out
     #    (their problems are reported; checking them further would only repeat those).
     plans: dict[tuple[str, int], list[dict[str, _Value]] | None] = {}
+    left_out: set[tuple[str, int]] = set()  # items with variable problems, not checked further (said once each)
     total = 0
     weights: list[tuple[int, str]] = []
     for section in SECTIONS:
@@ -192,6 +194,8 @@ def expand(src: Source) -> tuple[Source, list[Problem]]:
                 continue
             if not usable:
                 plans[(section, t)] = None if _uses_placeholders(item) else [{}]
+                if plans[(section, t)] is None:
+                    left_out.add((section, t))
                 continue
             try:
                 combos = _combinations(src, section, t, item, variables, problems)
@@ -199,6 +203,8 @@ def expand(src: Source) -> tuple[Source, list[Problem]]:
             except _TooMany as many:
                 combos, count = None, many.count
             plans[(section, t)] = combos
+            if combos is None and count == 0:
+                left_out.add((section, t))
             shots = item.get("shots")
             weight = count * (1 + (len(shots) if section == "videos" and isinstance(shots, list) else 0))
             total += weight
@@ -228,6 +234,7 @@ def expand(src: Source) -> tuple[Source, list[Problem]]:
             for combo in combos:
                 made = _substitute_item(out, section, t, item, combo, problems) if isinstance(item, dict) else item
                 if made is None:
+                    left_out.add((section, t))
                     continue
                 name = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else f"{section}[{t}]"
                 variant = Variant(str(name), tuple((n, combo[n].id) for n in variables if n in combo)) if combo else None
@@ -247,6 +254,13 @@ def expand(src: Source) -> tuple[Source, list[Problem]]:
                     problems.extend(_id_problem(out, (section, index, "id"), iid, expanded_from=combo))
                 expanded.append(made)
         out.data[section] = expanded
+    out.left_out = frozenset(left_out)
+    if left_out:  # the later checks cannot run on what cannot be expanded: say so once, at the variables
+        items = ", ".join(f"{section}[{t}]" for section, t in sorted(left_out))
+        line, col = src.where(("variables",), key=True)
+        problems.append(Problem(src.file, line, col, "variables",
+                                f"{items} could not be expanded for every combination: their values that hold a "
+                                "placeholder are checked once these problems are fixed, so more problems may follow"))
     return out, problems
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from pipeline.credentials.keys import SigningKey
 from pipeline.errors import ApprovalUnavailable
 from pipeline.plan.build import Plan
-from pipeline.report.write import AWAITING_APPROVAL, run_prefix, write_run
+from pipeline.report.write import AWAITING_APPROVAL, restate_report, run_prefix, write_run
 from pipeline.run.budget import estimate_uncached
 from pipeline.storage.store import Store
 from pipeline.tasks import JobResult
@@ -20,6 +20,7 @@ from pipeline.tasks import JobResult
 BEFORE_RENDER = "before-render"
 RENDER_KINDS = ("clip", "video")  # what waits: GPU clips, and the videos made of them
 AWAITING, APPROVED, REJECTED, EXPIRED = "awaiting", "approved", "rejected", "expired"
+SUPERSEDED = "superseded"  # a newer run of the campaign replaced the held one (record and report alike)
 
 
 def approval_key(campaign: str, run_id: str) -> str:
@@ -125,3 +126,21 @@ def hold_for_approval(plan: Plan, results: list[JobResult], store: Store, *, run
 def approval_section(record: ApprovalRecord) -> dict[str, Any]:
     """The report's `approval`: the record without its token (the report is for reviewers)."""
     return {k: v for k, v in asdict(record).items() if k not in ("task_token", "backends", "campaign", "run_id")}
+
+
+def supersede_held(store: Store, campaign: str, *, by: str | None) -> ApprovalRecord | None:
+    """A new run of a campaign whose latest run still waits at the gate replaces it: the held run's record and
+    report end `superseded`, so no run waits forever for an answer nobody will give (the new run holds again
+    for its own review if it renders anything). None when the latest run does not wait."""
+    try:
+        record = read_record(store, campaign)
+    except ApprovalUnavailable:
+        return None
+    if record.status != AWAITING:
+        return None
+    why = "the campaign was run again before this run was answered; the newer run replaces it"
+    answered = record.answer(status=SUPERSEDED, by=by, reason=why)
+    write_record(store, answered)
+    restate_report(store, run_prefix(campaign, record.run_id), status=SUPERSEDED,
+                   error={"job": "approval", "error": "Superseded", "message": why}, approval=approval_section(answered))
+    return answered

@@ -33,7 +33,8 @@ MAX_CAPTION_CHARS = 200
 FORMATS = ("16:9", "9:16", "1:1", "4:5")
 FITS = ("crop", "blur-pad", "pad")
 CAPTION_MODES = ("sidecar", "burn", "both")
-LANGUAGE_PATTERN = r"^(?:[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*|\{[A-Za-z_][A-Za-z0-9_.]*\})$"
+# BCP 47 (`en`, `pt-BR`); `en_US`, the POSIX locale spelling, is accepted and written as `en-US`.
+LANGUAGE_PATTERN = r"^(?:[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*|\{[A-Za-z_][A-Za-z0-9_.]*\})$"
 
 
 def _tool_schema(tool: catalog.EditTool) -> dict[str, Any]:
