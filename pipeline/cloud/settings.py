@@ -46,9 +46,12 @@ ENV_NAMES = {
     "notify_topic_arn": "CAMPAIGN_NOTIFY_TOPIC_ARN",  # run summaries (pipeline/report/summary.py)
     "ray2_poll_s": "CAMPAIGN_RAY2_POLL_S",  # seconds between GetAsyncInvoke polls of a Luma Ray2 job (0 in tests)
     "ray2_max_polls": "CAMPAIGN_RAY2_MAX_POLLS",
+    # the account's processing-instance quota for the clip instance type (pipeline/cloud/quotas.py): 0 refuses
+    # CogVideoX clips at planning instead of failing their batches an hour in
+    "sagemaker_instances": "CAMPAIGN_SAGEMAKER_INSTANCES",
 }
-_INT_SETTINGS = ("clips_per_batch", "volume_gb", "max_runtime_s", "ray2_poll_s", "ray2_max_polls")
-_MAY_BE_ZERO = ("ray2_poll_s",)
+_INT_SETTINGS = ("clips_per_batch", "volume_gb", "max_runtime_s", "ray2_poll_s", "ray2_max_polls", "sagemaker_instances")
+_MAY_BE_ZERO = ("ray2_poll_s", "sagemaker_instances")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class CloudSettings:
     notify_topic_arn: str | None = None
     ray2_poll_s: int | None = None
     ray2_max_polls: int | None = None
+    sagemaker_instances: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CloudSettings:
