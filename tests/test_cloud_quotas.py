@@ -55,7 +55,10 @@ def test_every_map_takes_its_concurrency_from_the_stacks_quota_settings() -> Non
         assert "MaxConcurrency" not in state or state["MaxConcurrency"] == 1, name  # 1: waves one after another
         paths[name] = state.get("MaxConcurrencyPath", "1")
     assert {p for n, p in paths.items() if "Ray2" in n} == {"$.ray2_concurrency"}
-    assert {p for n, p in paths.items() if n.startswith(("Render clips", "Render clip wave"))} == {"$.limits.gpu_batches"}
+    batch_maps = {p for n, p in paths.items() if n in ("Render clips", "Render clips (distributed)")
+                  or n.startswith("Render clip wave")}
+    assert batch_maps == {"$.limits.gpu_batches"}
+    assert paths["Render clips that wait"] == paths["Edit images"] == "1"  # the Maps over waves
     assert {p for n, p in paths.items() if n.startswith(("Enhance", "Edit image wave", "Assemble"))} == {"$.limits.jobs"}
     limits = ASL["States"]["Read settings"]["Parameters"]["limits"]
     assert limits["ray2_concurrency.$"] == "States.StringToJson('${Ray2Concurrency}')"
@@ -78,7 +81,7 @@ def test_ray2_batches_are_split_to_size_and_spread_one_per_wave() -> None:
 
 
 def test_a_zero_sagemaker_quota_refuses_cogvideox_shots_at_planning_with_the_quota_named(tmp_path: Path) -> None:
-    text = ("campaign: q\nvideos:\n  - id: v\n    shots:\n      - {prompt: A bee., model: cogvideox-5b}\n"
+    text = ("campaign: quota-test\nvideos:\n  - id: v\n    shots:\n      - {prompt: A bee., model: cogvideox-5b}\n"
             "      - {prompt: A sofa., model: luma-ray2, resolution: 540p}\n")
     campaign = load_manifest_text(text, file="q.yaml", base_dir=tmp_path, check_files=False)
     src = load_text(text, "q.yaml")
@@ -141,10 +144,9 @@ def test_marketplace_subscribe_is_narrowed_to_ray2s_product_on_the_state_machine
     assert set(by_action) == {"aws-marketplace:Subscribe", "aws-marketplace:Unsubscribe",
                               "aws-marketplace:ViewSubscriptions"}
     assert by_action["aws-marketplace:Subscribe"]["Condition"] == {
-        "ForAnyValue:StringEquals": {"aws-marketplace:ProductId": PRODUCT}}
+        "ForAnyValue:StringEquals": {"aws-marketplace:ProductId": [PRODUCT]}}
     # the quota settings reach the definition and the plan step
-    definition = json.dumps(sm["Properties"]["DefinitionString"])
-    assert "StringToJson('2')" in definition  # Ray2Concurrency
+    assert sm["Properties"]["DefinitionSubstitutions"]["Ray2Concurrency"] == "2"
     plan = next(r for r in template.find_resources("AWS::Lambda::Function").values()
                 if r["Properties"].get("Handler") == "tasks.plan.handler")
     assert plan["Properties"]["Environment"]["Variables"]["CAMPAIGN_SAGEMAKER_INSTANCES"] == "3"

@@ -17,7 +17,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -99,11 +99,11 @@ def _machine(machine: State, load: Load, children: dict[str, int]) -> int:
     limit = tuple(load.loops[h] for h in heads)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
 
-    @lru_cache(maxsize=None)
+    @cache
     def own(name: str) -> int:
         return state_events(states[name]) + _nested(name, states[name], load, children)
 
-    @lru_cache(maxsize=None)
+    @cache
     def longest(name: str, entries: tuple[int, ...]) -> int:
         if name in heads:
             i = heads.index(name)

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.backends import makes, video_backend_names
 from pipeline.cloud.contract import (
     DEFAULT_RAY2_MAX_POLLS,
     HISTORY_BUDGET,
@@ -17,7 +18,6 @@ from pipeline.cloud.contract import (
     RAY2_CLIP_EVENTS,
     RAY2_POLL_EVENTS,
 )
-from pipeline.backends import makes, video_backend_names
 from pipeline.errors import Problem
 from pipeline.plan.schedule import BEDROCK, ClipBatch
 
