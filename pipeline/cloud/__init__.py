@@ -18,6 +18,9 @@ the same task functions as the local runner (`pipeline.tasks`) with an `S3Store`
   outputs       the collect steps' backend: what a finished job left, named as the plan's video backend
   trigger       the S3 trigger and the manifests' schedules
   commands      `campaign submit` and `campaign status`
+  history       worst-case history events of every execution, from the ASL (the 25,000-event quota)
+  quotas        the AWS quotas as stack settings, the wall time they imply, Ray2 batches sized and spread
+  sizing        a plan as the cloud would run it (`campaign plan`'s cloud figures)
 
 The state carries ids only: the plan and every job's result live in S3 under `runs/<campaign>/<run-id>/`
 (run id = execution name). No AWS client is created at import; callers pass them in. This file imports only
