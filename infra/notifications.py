@@ -33,8 +33,10 @@ class RunNotifications(Construct):
         # EventBridge publishes to an encrypted topic only if the key lets it (SNS developer guide, "Enabling
         # compatibility between event sources from AWS services and encrypted topics") [unverified: not found
         # with the search tool; the grant is the documented shape of that page's policy].
+        # The same page lists CloudWatch (cloudwatch.amazonaws.com) for alarm actions on an encrypted topic
+        # [unverified likewise].
         self.key.add_to_resource_policy(iam.PolicyStatement(
-            principals=[iam.ServicePrincipal("events.amazonaws.com")],
+            principals=[iam.ServicePrincipal("events.amazonaws.com"), iam.ServicePrincipal("cloudwatch.amazonaws.com")],
             actions=["kms:Decrypt", "kms:GenerateDataKey*"], resources=["*"]))
         self.topic = sns.Topic(self, "Topic", display_name="Campaign runs", master_key=self.key, enforce_ssl=True)
         if email:

@@ -34,7 +34,8 @@ class Ray2Jobs(Construct):
     this account's async invocations in this region, PutObject for Bedrock's output under RAY2_OUTPUT_PREFIX and
     for the per-clip records under runs/*/<RAY2_JOBS_FOLDER>/. Exposes `policy`."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, role: iam.IRole, output_bucket: s3.IBucket) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, role: iam.IRole, output_bucket: s3.IBucket,
+                 product_id: str | None = None) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         self.model_arn = stack.format_arn(service="bedrock", account="", resource="foundation-model",
@@ -46,6 +47,7 @@ class Ray2Jobs(Construct):
             iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=[self.model_arn]),
             iam.PolicyStatement(actions=["bedrock:GetAsyncInvoke"], resources=[invocations]),
             iam.PolicyStatement(actions=["s3:PutObject"], resources=[output, records]),
+            *marketplace_statements(product_id),
         ])
         for resource, reason in (
             (invocations, "Bedrock assigns each async invocation's id when it starts: GetAsyncInvoke on this account's "
@@ -56,6 +58,29 @@ class Ray2Jobs(Construct):
         ):
             Validations.of(self.policy).acknowledge(Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::{_nag_text(stack, resource)}]", reason=reason))
+        Validations.of(self.policy).acknowledge(Acknowledgment(
+            id="AwsSolutions-IAM5[Resource::*]", reason="The AWS Marketplace subscription actions have no resource type; "
+            "Subscribe is narrowed to Ray2's product with aws-marketplace:ProductId"))
+
+
+# Bedrock's first call to a Marketplace model subscribes the account and needs aws-marketplace:Subscribe,
+# Unsubscribe and ViewSubscriptions on the calling role ("Request access to models", bedrock/latest/userguide/
+# model-access.html). They have no resource type; "For the aws-marketplace:Subscribe action only, you can use the
+# aws-marketplace:ProductId condition key to restrict subscription to specific models" ("Grant IAM permissions to
+# request access to Amazon Bedrock foundation models", model-access-permissions.html), so Subscribe is narrowed to
+# Ray2's product and the other two, which carry no product id, are granted as that page's example grants them.
+# Ray2's product id is on its model card, not in the stored table (model-access-product-ids.html) [unverified]: it
+# is the stack's ray2_product_id context; unset, the role gets no Subscribe (subscribe once in the console).
+MARKETPLACE_VIEW = ("aws-marketplace:Unsubscribe", "aws-marketplace:ViewSubscriptions")
+
+
+def marketplace_statements(product_id: str | None) -> list[iam.PolicyStatement]:
+    statements = [iam.PolicyStatement(actions=list(MARKETPLACE_VIEW), resources=["*"])]
+    if product_id:
+        statements.append(iam.PolicyStatement(
+            actions=["aws-marketplace:Subscribe"], resources=["*"],
+            conditions={"ForAnyValue:StringEquals": {"aws-marketplace:ProductId": [product_id]}}))
+    return statements
 
 
 class ModelLifecycleCheck(Construct):

@@ -7,7 +7,7 @@ the Claude model) stays in pipeline/ and is used whenever the context leaves it 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from constructs import Node
@@ -15,6 +15,8 @@ from constructs import Node
 from pipeline.backends.sagemaker_jobs import container_args
 from pipeline.cloud import DEFAULT_APPROVAL_TIMEOUT_S, DEFAULT_DISTRIBUTED_THRESHOLD
 from pipeline.cloud.contract import DEFAULT_MIN_SCHEDULE_INTERVAL_S
+from pipeline.cloud.quotas import QUOTA_KEYS
+from pipeline.cloud.quotas import quotas as quota_values
 from pipeline.cloud.tenancy import shared_prefix_problem
 
 # context key -> (field, kind); every key is optional
@@ -31,6 +33,7 @@ CONTEXT_KEYS = {
     "max_budget_usd": "max_budget_usd", "approval_timeout_s": "approval_timeout_s", "notify_email": "notify_email",
     "shared_asset_prefixes": "shared_asset_prefixes", "require_team_prefix": "require_team_prefix",
     "min_schedule_interval_s": "min_schedule_interval_s",
+    "ray2_product_id": "ray2_product_id",
 }
 
 
@@ -70,6 +73,11 @@ class StackSettings:
     shared_asset_prefixes: tuple[str, ...] = ()
     require_team_prefix: bool = False
     min_schedule_interval_s: int = DEFAULT_MIN_SCHEDULE_INTERVAL_S
+    # Luma Ray2's AWS Marketplace product id (its Bedrock model card): the state machine's role may subscribe to
+    # that product only (aws-marketplace:ProductId); unset, the role cannot subscribe (subscribe once by hand)
+    ray2_product_id: str | None = None
+    # the account's quotas, each a context key of its own (docs/quotas.md; pipeline/cloud/quotas.py)
+    quotas: dict[str, int] = field(default_factory=quota_values)
 
     @classmethod
     def from_context(cls, node: Node) -> StackSettings:
@@ -90,6 +98,11 @@ class StackSettings:
                 values[name] = tuple(x.strip() for x in (raw.split(",") if isinstance(raw, str) else raw) if x.strip())
             else:
                 values[name] = str(raw)
+        try:  # every quota is a context key of its own, e.g. -c ray2_concurrency=2
+            values["quotas"] = quota_values({k: raw for k in QUOTA_KEYS
+                                             if (raw := node.try_get_context(k)) is not None and raw != ""})
+        except ValueError as exc:
+            raise ValueError(f"context {exc}") from None
         settings = cls(**values)
         settings.check()
         return settings
@@ -123,6 +136,22 @@ class StackSettings:
         for name in ("gpu_concurrency", "job_concurrency", "cache_expiry_days"):
             if getattr(self, name) < 1:
                 raise ValueError(f"context {name} must be at least 1, got {getattr(self, name)!r}")
+        self.check_quotas()
+
+    def check_quotas(self) -> None:
+        """Every Map's MaxConcurrency within the account's quotas (docs/quotas.md)."""
+        q = self.quotas
+        if "sagemaker" in self.video.split("+") and 0 < q["sagemaker_instances"] < self.gpu_concurrency:
+            raise ValueError(f"context gpu_concurrency {self.gpu_concurrency} is more than the quota sagemaker_instances "
+                             f"({q['sagemaker_instances']} processing-job instances of the clip instance type): lower it "
+                             "or raise the quota in Service Quotas and set -c sagemaker_instances=N")
+        if self.job_concurrency > q["lambda_concurrency"]:
+            raise ValueError(f"context job_concurrency {self.job_concurrency} is more than the quota lambda_concurrency "
+                             f"({q['lambda_concurrency']} concurrent Lambda executions)")
+        if "bedrock" in self.video.split("+") and q["ray2_concurrency"] < 1:
+            raise ValueError("context ray2_concurrency is 0: Luma Ray2 jobs cannot start; request the quota 'On-demand "
+                             "model inference concurrent requests for Luma Ray V2' or deploy without the bedrock video "
+                             "backend")
 
     @property
     def heavy_backends(self) -> bool:

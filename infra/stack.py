@@ -18,6 +18,7 @@ from aws_cdk import (
     Stack,
     Validations,
 )
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -89,12 +90,13 @@ class CampaignStack(Stack):
             self, "Workflow", functions=fns, output_bucket=self.buckets.output, renderer=self.renderer,
             job_concurrency=settings.job_concurrency, gpu_concurrency=settings.gpu_concurrency,
             distributed_map_threshold=settings.distributed_map_threshold, log_retention=retention,
-            approval_timeout_s=settings.approval_timeout_s)
+            approval_timeout_s=settings.approval_timeout_s, ray2_concurrency=settings.quotas["ray2_concurrency"])
         state_machine = self.workflow.state_machine
         self.notifications.watch(state_machine)
         # Luma Ray2 on Bedrock: the state machine starts and polls the jobs; the plan step checks every model first
         if "bedrock" in settings.video.split("+"):
-            self.ray2 = Ray2Jobs(self, "Ray2Jobs", role=state_machine.role, output_bucket=self.buckets.output)
+            self.ray2 = Ray2Jobs(self, "Ray2Jobs", role=state_machine.role, output_bucket=self.buckets.output,
+                                 product_id=settings.ray2_product_id)
         checked = self._models_called()
         if checked:
             ModelLifecycleCheck(self, "ModelLifecycleCheck", plan=fns["plan"], models=checked)
@@ -130,6 +132,8 @@ class CampaignStack(Stack):
         CfnOutput(self, "DeadLetterQueueUrl", value=self.triggers.failed_events.queue_url,
                   description="Manifest events that were not handled: raw events EventBridge could not deliver, "
                   "and Lambda records (requestPayload = the event) the starter failed on 3 times")
+        # the failed-events alarm tells the operators' topic (and so the notify_email subscriber)
+        self.triggers.alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.notifications.topic))
         CfnOutput(self, "FailedEventsAlarmName", value=self.triggers.alarm.alarm_name)
         # 5. The studio, when context studio=true (behind a load balancer only allowed_ips reach).
         studio = StudioSettings.from_context(self.node)
@@ -164,7 +168,8 @@ class CampaignStack(Stack):
                     "CAMPAIGN_MAX_BUDGET_USD": s.max_budget_usd,
                     "CAMPAIGN_SHARED_ASSET_PREFIXES": ",".join(s.shared_asset_prefixes) or None,
                     "CAMPAIGN_REQUIRE_TEAM_PREFIX": "true" if s.require_team_prefix else None,
-                    "CAMPAIGN_MIN_SCHEDULE_INTERVAL_S": s.min_schedule_interval_s}
+                    "CAMPAIGN_MIN_SCHEDULE_INTERVAL_S": s.min_schedule_interval_s,
+                    "CAMPAIGN_SAGEMAKER_INSTANCES": s.quotas["sagemaker_instances"]}
         env.update({k: str(v) for k, v in optional.items() if v is not None})
         return env
 

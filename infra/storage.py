@@ -8,9 +8,14 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from pipeline.cloud.contract import RAY2_OUTPUT_PREFIX
+
 ACCESS_LOG_EXPIRY_DAYS = 365
 NONCURRENT_MANIFEST_DAYS = 90  # older manifest versions; a run reads its version when it starts
 MAP_RUN_EXPIRY_DAYS = 14  # Distributed Map result files are kept for inspecting a run, then removed
+# Luma Ray2 jobs' raw output: the collect step copies each finished clip into cache/ with its provenance right
+# after the job ends, so nothing reads these afterwards (failed or abandoned jobs' folders included)
+BEDROCK_OUTPUT_EXPIRY_DAYS = 14
 
 
 class CampaignBuckets(Construct):
@@ -52,6 +57,8 @@ class CampaignBuckets(Construct):
                 s3.LifecycleRule(id="expire-cache", prefix="cache/", expiration=Duration.days(cache_expiry_days)),
                 # Distributed Map result files: the report is built from runs/.../results/, nothing reads these later
                 s3.LifecycleRule(id="expire-map-runs", prefix="map-runs/", expiration=Duration.days(MAP_RUN_EXPIRY_DAYS)),
+                s3.LifecycleRule(id="expire-bedrock-output", prefix=RAY2_OUTPUT_PREFIX,
+                                 expiration=Duration.days(BEDROCK_OUTPUT_EXPIRY_DAYS)),
                 s3.LifecycleRule(id="abort-uploads", abort_incomplete_multipart_upload_after=Duration.days(7)),
             ],
         )

@@ -78,7 +78,7 @@ class CampaignStateMachine(Construct):
                  output_bucket: s3.IBucket, renderer: ClipRenderer, job_concurrency: int, gpu_concurrency: int,
                  distributed_map_threshold: int, log_retention: logs.RetentionDays,
                  capacity_wait_s: int = CAPACITY_WAIT_S, render_attempts: int = RENDER_ATTEMPTS,
-                 approval_timeout_s: int = DEFAULT_APPROVAL_TIMEOUT_S) -> None:
+                 approval_timeout_s: int = DEFAULT_APPROVAL_TIMEOUT_S, ray2_concurrency: int = 1) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         self.log_group = logs.LogGroup(self, "Logs", log_group_name=f"/aws/vendedlogs/states/{stack.stack_name}-campaign",
@@ -87,7 +87,9 @@ class CampaignStateMachine(Construct):
         substitutions.update(OutputBucket=output_bucket.bucket_name, JobConcurrency=str(job_concurrency),
                              GpuConcurrency=str(gpu_concurrency), DistributedMapThreshold=str(distributed_map_threshold),
                              CapacityWaitSeconds=str(capacity_wait_s), RenderAttempts=str(render_attempts),
-                             ApprovalTimeoutSeconds=str(approval_timeout_s))
+                             ApprovalTimeoutSeconds=str(approval_timeout_s),
+                             # the Ray2 batch Map's MaxConcurrency: the account's quota (pipeline/cloud/quotas.py)
+                             Ray2Concurrency=str(ray2_concurrency))
         self.state_machine = sfn.StateMachine(
             self, "StateMachine", state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_string(ASL_PATH.read_text()),

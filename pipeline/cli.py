@@ -335,9 +335,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     groups = group_by_template((j.kind, j.image.image_id if j.kind == "image" else j.video.video_id,
                                 j.image.variant if j.kind == "image" else j.video.variant)
                                for j in plan.jobs if j.kind in ("image", "video"))
+    cloud = _cloud_sizing(plan)
     if args.json:
         print(json.dumps({"plan": plan.to_dict(), "cached": cached, "cost": cost, "budget": budget.to_json(),
-                          "variants": [g.to_json() for g in groups]}, indent=1))
+                          "variants": [g.to_json() for g in groups], "cloud": cloud.to_json()}, indent=1))
         return _plan_verdict(budget, problems)
     print(f"campaign {plan.campaign}: {len(plan.jobs)} job(s), {sum(cached.values())} already in {args.out}/cache")
     distinct = len({j.key for j in plan.jobs})
@@ -365,7 +366,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
     limit = budget.limit_usd
     print(f"budget: {f'${limit:,.2f}' if limit is not None else 'none'}; estimate for what is not cached: "
           f"${cost['uncached_usd']:.2f}")
+    print("\n".join(cloud.lines()))
     return _plan_verdict(budget, problems)
+
+
+def _cloud_sizing(plan: Any) -> Any:
+    """The plan as the cloud would run it: worst-case history events of each execution, and the wall time the
+    default quotas imply (pipeline/cloud/sizing.py)."""
+    from pipeline.cloud.sizing import size_for_cloud
+
+    return size_for_cloud(plan)
 
 
 def _plan_verdict(budget: Any, model_errors: int) -> int:

@@ -279,8 +279,8 @@ def ray2_batch_processor(prefix: str) -> Processor:
         clip: States = {
             start: {
                 "Type": "Task", "Resource": BEDROCK_START_ASYNC,
-                "Comment": "StartAsyncInvoke with the clip's idempotency token (derived from its content key): a "
-                           "retried start is the same job, billed once",
+                "Comment": "StartAsyncInvoke with the clip's idempotency token (its content key and this run, the "
+                           "attempt): a retried start is the same job, billed once; a later run is a new request",
                 # exactly the fields prepare_ray2_batch renders (it refuses a request with any other)
                 "Parameters": {f"{field}.$": f"$.request.{field}" for field in RAY2_START_FIELDS},
                 "ResultSelector": {"arn.$": "$.InvocationArn"}, "ResultPath": "$.job", "Retry": BEDROCK_RETRY,
@@ -288,9 +288,15 @@ def ray2_batch_processor(prefix: str) -> Processor:
             },
             wait: {"Type": "Wait", "Comment": "No Lambda sleeps: the state machine waits between polls",
                    "SecondsPath": "$.poll.wait_s", "Next": get},
+            # A throttled or unanswered poll is a poll that learnt nothing: it counts against the poll limit and
+            # the next one comes after the Wait (the Wait is its backoff). No Retry here, so each poll adds a
+            # fixed 13 events to the child's history (pipeline/cloud/history.py), whatever Bedrock answers.
             get: {
                 "Type": "Task", "Resource": BEDROCK_GET_ASYNC, "Parameters": {"InvocationArn.$": "$.job.arn"},
-                "ResultPath": "$.got", "Retry": BEDROCK_RETRY, "Catch": catch_all(record_error), "Next": done,
+                "ResultPath": "$.got",
+                "Catch": [{"ErrorEquals": BEDROCK_RETRY[0]["ErrorEquals"], "ResultPath": "$.poll_error", "Next": count},
+                          *catch_all(record_error)],
+                "Next": done,
             },
             done: {
                 "Type": "Choice",
@@ -333,11 +339,13 @@ def ray2_batch_processor(prefix: str) -> Processor:
                 "Default": collect,
             },
             run_all: {
-                "Type": "Map", "Comment": "Every clip's job at once (Bedrock runs them side by side)",
+                "Type": "Map", "Comment": "The batch's clip jobs, at most the account's Ray2 quota at once",
                 "ItemsPath": "$.prepared.clips",
                 "ItemSelector": {"key.$": "$$.Map.Item.Value.key", "request.$": "$$.Map.Item.Value.request",
                                  "run.$": "$.run", "poll.$": "$.prepared.poll", "polls": {"n": 0}},
-                "MaxConcurrency": 0,  # a batch is at most clips_per_batch clips; Bedrock runs them side by side
+                # the account's Ray2 concurrent-request quota (a stack setting, pipeline/cloud/quotas.py); the plan
+                # puts at most one Ray2 batch in a wave, so no two batches' jobs run side by side
+                "MaxConcurrencyPath": "$.ray2_concurrency",
                 "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": start, "States": clip},
                 "ResultPath": None, "Catch": catch_all(collect), "Next": collect,
             },
@@ -439,6 +447,7 @@ def job_map(stage: Stage, processor: Processor, mode: Mode) -> State:
     selector["run.$"] = "$.run" if stage.in_waves and not distributed else "$.run.ref"
     if stage.batches:
         selector["render"] = {"attempt": 1, "attempts.$": "$.limits.render_attempts", "wait_s.$": "$.limits.capacity_wait_s"}
+        selector["ray2_concurrency.$"] = "$.limits.ray2_concurrency"
     state: State = {"Type": "Map"}
     if distributed:
         key = f"$.{stage.loop}.wave.key" if stage.in_waves else f"$.run.stages.{stage.name}.key"
@@ -580,6 +589,7 @@ def build() -> State:
                 "source.$": "$", "run_id.$": "$$.Execution.Name", "started.$": "$$.Execution.StartTime",
                 "limits": {"jobs.$": "States.StringToJson('${JobConcurrency}')",
                            "gpu_batches.$": "States.StringToJson('${GpuConcurrency}')",
+                           "ray2_concurrency.$": "States.StringToJson('${Ray2Concurrency}')",
                            "render_attempts.$": "States.StringToJson('${RenderAttempts}')",
                            "capacity_wait_s.$": "States.StringToJson('${CapacityWaitSeconds}')",
                            "distributed_over.$": "States.StringToJson('${DistributedMapThreshold}')",
@@ -631,6 +641,7 @@ def build() -> State:
                        "SendTaskFailure) answers, or the stack's approval timeout passes",
             "Parameters": {"FunctionName": placeholder("ApprovalFunctionArn"),
                            "Payload": {"token.$": "$$.Task.Token", "run.$": "$.run.ref", "started.$": "$.started",
+                                       "execution.$": "$$.Execution.Id",
                                        "timeout_s.$": "$.limits.approval_timeout_s"}},
             "TimeoutSecondsPath": "$.limits.approval_timeout_s",
             "ResultPath": "$.approval", "Retry": [LAMBDA_SERVICE_RETRY],

@@ -19,7 +19,8 @@ from fake_aws.container import preview_container
 from fake_aws.stepfunctions import route_lambdas, route_sagemaker, wait_for
 from test_spend_control import CAMPAIGN, write_campaign
 
-from pipeline.cloud.approval_step import answer_approval
+from pipeline.cloud.approval_step import answer_approval, approval_token_key
+from pipeline.cloud.contract import APPROVAL_TOKENS_PREFIX
 from pipeline.report.write import EXPIRED, REJECTED
 from pipeline.storage.store import S3Store
 from tasks import _runtime
@@ -118,6 +119,7 @@ def held_run(cloud: Cloud, key: str, *, name: str, answer: Callable[[Cloud], Non
         record_key = f"runs/{CAMPAIGN}/{name}/approval.json"
         until(lambda: record_key in cloud.keys(f"runs/{CAMPAIGN}/{name}/"), what="approval record")
         held = {"record": cloud.json(record_key), "report": cloud.json(f"runs/{CAMPAIGN}/{name}/report.json"),
+                "token": cloud.json(f"{APPROVAL_TOKENS_PREFIX}{CAMPAIGN}/{name}.json")["task_token"], "arn": arn,
                 "calls": [n for n, _, _ in calls.calls], "status": cloud.sfn.describe_execution(executionArn=arn)["status"]}
         answer(cloud)
         described = wait_for(cloud.sfn, arn, timeout_s=120)
@@ -145,7 +147,8 @@ def test_the_run_waits_for_approval_then_renders(env: pytest.MonkeyPatch, tmp_pa
     assert "campaign-prepare-batch" not in held["calls"]  # (the approval call is recorded once it returns)
     assert held["report"]["status"] == "awaiting-approval" and held["report"]["jobs"]["pending"] == 3
     assert [i["path"] for i in held["report"]["images"]] == ["images/sofa-big.png"]
-    assert held["record"]["status"] == "awaiting" and held["record"]["task_token"]
+    # the token is kept outside runs/ (which the studio and the reports read), not in the record or the report
+    assert held["record"]["status"] == "awaiting" and held["token"] and not held["record"].get("task_token")
     assert held["record"]["expires"] and "task_token" not in held["report"]["approval"]
     # 2. Approved: every clip rendered after the answer (the first-wave clip moved behind the gate), all done.
     assert described["status"] == "SUCCEEDED", described
@@ -153,11 +156,13 @@ def test_the_run_waits_for_approval_then_renders(env: pytest.MonkeyPatch, tmp_pa
     assert final["status"] == "succeeded" and final["jobs"]["failed"] == 0 and final["jobs"]["total"] == 6
     assert record["status"] == "approved" and record["answered_by"] == "tester"
     assert json.loads(described["output"])["status"] == "succeeded"
-    # 3. The topic got the approval request (with the one-line AWS CLI answer), then the finished run's summary.
+    # 3. The topic got the approval request (the `campaign approve` command and the run's link, never the task
+    #    token), then the finished run's summary.
     by_subject = {m["Subject"]: m["Message"] for m in messages}
     waiting = by_subject[f"campaign {CAMPAIGN}: awaiting-approval"]
     assert f"approve: campaign approve {CAMPAIGN} --run gated --bucket {OUTPUT_BUCKET}" in waiting
-    assert f"aws stepfunctions send-task-success --task-output '{{\"approved\": true}}' --task-token '{held['record']['task_token']}'" in waiting
+    assert f"#/v2/executions/details/{held['arn']}" in waiting
+    assert held["token"] not in waiting and "task-token" not in waiting
     assert "review: 2 enhanced prompt(s) and 1 edited image(s)" in waiting
     done = by_subject[f"campaign {CAMPAIGN}: succeeded"]
     assert done.startswith(f"{CAMPAIGN} run gated: succeeded\n")
@@ -210,8 +215,12 @@ def test_answers_are_valid_send_task_requests(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     sfn = boto3.client("stepfunctions", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
     for run_id, approve in (("r-yes", True), ("r-no", False)):
+        # r-yes: the token where the approval step keeps it now; r-no: in the record, as runs held before did
+        kept = run_id == "r-yes"
         write_record(store, ApprovalRecord(campaign=CAMPAIGN, run_id=run_id, status="awaiting", manifest="s3://b/m.yaml",
-                                           requested="2026-11-25T00:00:00Z", task_token=f"token-{run_id}"))
+                                           requested="2026-11-25T00:00:00Z", task_token=None if kept else f"token-{run_id}"))
+        if kept:
+            store.write_bytes(approval_token_key(CAMPAIGN, run_id), json.dumps({"task_token": f"token-{run_id}"}).encode())
         with Stubber(sfn) as stub:
             if approve:
                 stub.add_response("send_task_success", {}, {"taskToken": "token-r-yes", "output": pytest_any_json()})

@@ -118,7 +118,10 @@ def test_output_bucket_expires_the_cache_and_map_run_results_only(synth: tuple[A
     assert cache["ExpirationInDays"] == 90 and cache["Status"] == "Enabled"
     map_runs = next(rule for rule in rules if rule.get("Prefix") == "map-runs/")
     assert map_runs["ExpirationInDays"] == 14
-    assert not any("ExpirationInDays" in rule and rule.get("Prefix") not in ("cache/", "map-runs/") for rule in rules)
+    bedrock_output = next(rule for rule in rules if rule.get("Prefix") == "bedrock-output/")  # Ray2's raw output
+    assert bedrock_output["ExpirationInDays"] == 14
+    assert not any("ExpirationInDays" in rule and rule.get("Prefix") not in ("cache/", "map-runs/", "bedrock-output/")
+                   for rule in rules)
 
 
 # --- the state machine ---------------------------------------------------------------------------------------------
@@ -430,7 +433,7 @@ EXPECTED_ACTIONS = {
                 "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"} | XRAY,
     "approval": {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} | PUBLISH | XRAY | SIGN,
     "scheduler": {"states:StartExecution"},
-    "state machine": {"lambda:InvokeFunction", "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
+    "state machine": {"aws-marketplace:Unsubscribe", "aws-marketplace:ViewSubscriptions", "lambda:InvokeFunction", "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
                       "sagemaker:StopProcessingJob", "sagemaker:AddTags", "events:PutTargets", "events:PutRule",
                       "events:DescribeRule", "iam:PassRole", "s3:GetObject", "s3:PutObject",
                       "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload", "states:StartExecution",
@@ -489,6 +492,9 @@ def test_only_the_bedrock_callers_may_subscribe_through_marketplace(synth: tuple
         if purpose in ("enhance", "image"):  # no resource type: on "*" (CDK merges them with X-Ray's)
             assert len(marketplace) == 1 and MARKETPLACE <= actions_of(marketplace[0])
             assert marketplace[0]["Resource"] == "*" and "Condition" not in marketplace[0]
+        elif purpose == "state machine":  # Luma Ray2: Subscribe only with ray2_product_id, narrowed to it
+            # (tests/test_cloud_quotas.py); without it the role may view and unsubscribe, not subscribe
+            assert [actions_of(s) for s in marketplace] == [MARKETPLACE - {"aws-marketplace:Subscribe"}]
         else:
             assert marketplace == [], purpose
 
@@ -621,7 +627,9 @@ def test_run_notifications_topic_is_encrypted_tls_only_and_catches_runs_that_end
     key_lid = topic["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
     key = resources(t, "AWS::KMS::Key")[key_lid]["Properties"]
     assert key["EnableKeyRotation"] is True
-    assert any(st["Principal"] == {"Service": "events.amazonaws.com"} for st in key["KeyPolicy"]["Statement"])
+    # EventBridge's rules and the failed-events alarm (CloudWatch) publish to the encrypted topic
+    assert any(st["Principal"] == {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]}
+               for st in key["KeyPolicy"]["Statement"])
     [policy] = [r["Properties"] for r in resources(t, "AWS::SNS::TopicPolicy").values()]
     deny = [st for st in policy["PolicyDocument"]["Statement"] if st["Effect"] == "Deny"]
     assert deny and deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}

@@ -21,10 +21,10 @@ from fake_bedrock import FakeBedrock
 from fake_bedrock_async import AsyncVideoService, Lifecycle, Outcome, failed, ok
 from moto.server import ThreadedMotoServer
 
-from pipeline.backends.video_bedrock import client_request_token
 from pipeline.catalog import RAY2
 from pipeline.cli import main as campaign_cli
 from pipeline.cloud.contract import RAY2_OUTPUT_PREFIX
+from pipeline.cloud.ray2 import attempt_token
 from tasks import _runtime
 
 CAMPAIGN = "mixed-cloud"
@@ -170,9 +170,10 @@ def test_mixed_campaign_in_the_cloud_makes_the_same_clips_and_videos_as_a_local_
     # key in the output bucket's Bedrock prefix, the idempotency token derived from that key
     ray2_keys = sorted(c["key"] for c in clips.values() if c["backend"] == "bedrock")
     started = sorted(bedrock.invocations.values(), key=lambda i: i.body["clientRequestToken"])
-    assert sorted(i.body["clientRequestToken"] for i in started) == sorted(client_request_token(k) for k in ray2_keys)
+    run_id = f"{CAMPAIGN}-same"  # the attempt: this run
+    assert sorted(i.body["clientRequestToken"] for i in started) == sorted(attempt_token(k, run_id) for k in ray2_keys)
     for inv in started:
-        key = next(k for k in ray2_keys if client_request_token(k) == inv.token)
+        key = next(k for k in ray2_keys if attempt_token(k, run_id) == inv.token)
         assert inv.body["modelId"] == RAY2.model_id
         assert inv.body["outputDataConfig"] == {"s3OutputDataConfig": {"s3Uri": f"s3://{OUTPUT_BUCKET}/{RAY2_OUTPUT_PREFIX}{key}"}}
         assert inv.body["modelInput"]["resolution"] == "540p"
@@ -221,6 +222,20 @@ def test_a_ray2_job_that_never_ends_stops_at_the_poll_limit_with_a_named_error(
     assert stuck_job.polls == MAX_POLLS  # exactly the bounded number of GetAsyncInvoke calls
     # the other Ray2 clip, polled side by side, was made
     assert by_prompt[WAVES]["status"] == "executed"
+
+
+def test_a_clip_whose_job_failed_is_a_new_request_in_the_next_run(
+        cloud: Cloud, manifest: Path, control_plane: AsyncVideoService) -> None:
+    # run 1: Bedrock fails the sofa's job; run 2 (a new attempt) must start a new job, not get the failed one back
+    control_plane.by_prompt[SOFA] = failed("Internal model error", polls=0)
+    output, _ = run_cloud(cloud, manifest, name=f"{CAMPAIGN}-first")
+    assert output["status"] == "partial"
+    control_plane.by_prompt[SOFA] = ok(polls=1)
+    output, report = run_cloud(cloud, manifest, name=f"{CAMPAIGN}-again")
+    assert output["status"] == "succeeded", report["errors"]
+    sofa = [i for i in control_plane.invocations.values() if i.body["modelInput"]["prompt"] == SOFA]
+    assert len(sofa) == 2 and len({i.token for i in sofa}) == 2  # one job per attempt, each its own token
+    assert sorted(i.outcome.status for i in sofa) == ["Completed", "Failed"]
 
 
 def test_a_throttled_start_is_retried_by_the_state_machine_and_starts_one_job(

@@ -19,6 +19,9 @@ the same task functions as the local runner (`pipeline.tasks`) with an `S3Store`
   trigger       the S3 trigger and the manifests' schedules
   tenancy       what a manifest may read (its own folder, its submitted assets, shared folders), schedule floor
   commands      `campaign submit` and `campaign status`
+  history       worst-case history events of every execution, from the ASL (the 25,000-event quota)
+  quotas        the AWS quotas as stack settings, the wall time they imply, Ray2 batches sized and spread
+  sizing        a plan as the cloud would run it (`campaign plan`'s cloud figures)
 
 The state carries ids only: the plan and every job's result live in S3 under `runs/<campaign>/<run-id>/`
 (run id = execution name). No AWS client is created at import; callers pass them in. This file imports only

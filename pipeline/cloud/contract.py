@@ -14,16 +14,25 @@ SUBMITTED_ASSETS_PREFIX = "assets/"
 # min_schedule_interval_s says otherwise: each scheduled run is a full run, held to the manifest's budget.
 DEFAULT_MIN_SCHEDULE_INTERVAL_S = 3600
 ERROR_MESSAGE_MAX = 2000
-# Inline or Distributed Map, per stage. An inline Map item adds about 8 events to the execution's history
-# (25,000 at most) and its id to the state (256 KB at most); a Distributed Map's items are child executions
-# with their own histories, read from S3. A stage runs distributed when it has more jobs than the threshold
-# (the state machine passes the stack's `distributed_map_threshold`), and the largest stages also go
-# distributed while the inline ones together pass either budget below.
+# An execution's history holds at most 25,000 events (hard quota, "Step Functions service quotas"); the plan
+# keeps every execution's worst case (pipeline/cloud/history.py, from the ASL) within HISTORY_BUDGET.
+HISTORY_LIMIT = 25_000
+HISTORY_BUDGET = 20_000
+# Inline or Distributed Map, per stage. An inline Map item adds its own states' events to the execution's
+# history (history.py counts them) and its id to the state (256 KB at most); a Distributed Map's items are child
+# executions with their own histories, read from S3. A stage runs distributed when it has more jobs than the
+# threshold (the state machine passes the stack's `distributed_map_threshold`) or holds a Ray2 batch (whose
+# polls must never sit in the parent's history), and the largest stages also go distributed while the inline
+# ones together pass either budget below.
 DEFAULT_DISTRIBUTED_THRESHOLD = 500
 INLINE_JOBS_BUDGET = 2000
 INLINE_SUMMARY_BYTES = 64 * 1024
 # With every stage distributed the state holds one small entry per dependency wave; past this it is refused.
 MAX_SUMMARY_BYTES = 128 * 1024
+# ... and each wave of a distributed stage adds about 12 events to the parent's history (its Distributed Map and
+# the loop's Choice and Passes): past this many waves the parent could pass HISTORY_BUDGET, so it is refused too
+# (tests/test_cloud_history.py checks the parent at this many waves against the ASL).
+MAX_WAVES = 1500
 # The stages as the state machine names them (its `... inline or distributed?` Choices read
 # `$.run.stages.<name>.mode`); images and waiting_clips run in waves, one Distributed Map per wave.
 STAGES = ("enhance", "images", "clips", "waiting_clips", "videos")
@@ -48,6 +57,9 @@ APPROVAL_REJECTED_ERROR = "ApprovalRejected"
 APPROVAL_EXPIRED_ERROR = "ApprovalExpired"
 # ... and the report statuses they end in (pipeline/report/write.py REJECTED, EXPIRED), which `Campaign outcome` reads
 APPROVAL_ENDED_STATUSES = ("rejected", "expired")
+# A held run's task token, kept outside runs/ (which the reports and the studio read): the approval step writes
+# it, `campaign approve|reject` reads it (the README lists that IAM permission).
+APPROVAL_TOKENS_PREFIX = "approval-tokens/"
 
 PARALLEL_S3_READS = 16  # the report step reads one result per job: in parallel, a few thousand fit its timeout
 
@@ -63,3 +75,9 @@ RAY2_JOBS_FOLDER = "ray2-jobs"
 # 30 s, at most 120 polls (an hour); a job still InProgress then fails its clip with PollLimitExceeded.
 DEFAULT_RAY2_POLL_S = 30
 DEFAULT_RAY2_MAX_POLLS = 120
+# The worst-case history events of a Ray2 batch's child execution: BATCH + clips x (CLIP + POLL x max polls).
+# history.py derives them from the ASL; tests/test_cloud_history.py holds these equal to it (the Lambdas do
+# not ship the ASL).
+RAY2_BATCH_EVENTS = 120
+RAY2_CLIP_EVENTS = 69
+RAY2_POLL_EVENTS = 13

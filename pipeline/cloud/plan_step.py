@@ -14,10 +14,11 @@ from pipeline.backends import makes, video_backend_names
 from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL
 from pipeline.backends.lifecycle import ModelFinding, check_models, models_used
 from pipeline.backends.sagemaker_jobs import DEFAULT_MAX_BATCH
-from pipeline.cloud.contract import DEFAULT_DISTRIBUTED_THRESHOLD, MAX_SUMMARY_BYTES
+from pipeline.cloud.contract import DEFAULT_DISTRIBUTED_THRESHOLD, MAX_SUMMARY_BYTES, MAX_WAVES
 from pipeline.cloud.events import PlanEvent
 from pipeline.cloud.failures import client_error_code
 from pipeline.cloud.names import RunRef, campaign_name_of, run_document_key
+from pipeline.cloud.quotas import ray2_batch_size, sagemaker_quota_problems, spread_ray2
 from pipeline.cloud.rundoc import CloudRun, choose_distributed, empty_stages
 from pipeline.cloud.settings import CloudBackends, CloudSettings
 from pipeline.cloud.tenancy import (
@@ -103,6 +104,7 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
         problem = schedule_floor_problem(campaign.schedule, settings.schedule_floor_s())
         if problem:
             problems.append(src.problem(("schedule",), problem))
+        problems += sagemaker_quota_problems(campaign, src, settings.need("video"), settings.sagemaker_instances)
     findings: list[ModelFinding] = []
     if campaign is not None and src is not None and not problems:
         # 3b. Every Bedrock model the run will call, asked for its lifecycle and access before any job runs:
@@ -144,6 +146,8 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
     if approval and first:
         later = (first, *later)
         first = ()
+    first, later = spread_ray2(first, later, size=ray2_batch_size(settings.clips_per_batch or DEFAULT_MAX_BATCH,
+                                                                  settings.ray2_max_polls))
     run = CloudRun(ref=ref, plan=plan, source=source.to_json(),
                    started=started_s, enhancer_model=enhancer_model, image_waves=image_waves(plan),
                    clip_batches=first, clip_waves=later)
@@ -156,6 +160,10 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
         raise JobFailed(f"the plan's {waves} dependency waves take {size} bytes of state, more than the "
                         f"{MAX_SUMMARY_BYTES} kept for them in the execution's 256 KB; split the campaign into "
                         "several manifests or shorten its chains of images made from images / shots continuing shots")
+    waves = len(run.image_waves) + len(run.clip_waves)
+    if waves > MAX_WAVES:  # each wave's Distributed Map adds to the parent's history (pipeline/cloud/history.py)
+        raise JobFailed(f"the plan has {waves} dependency waves, more than the {MAX_WAVES} one execution's history "
+                        "holds (25,000 events); split the campaign into several manifests")
     for stage_file, body in run.stage_files(distributed).items():
         store.write_bytes(stage_file, body)
     store.write_bytes(run_document_key(ref), run.to_json().encode())

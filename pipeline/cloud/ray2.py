@@ -3,7 +3,7 @@ requests before the state machine starts and polls the jobs (AWS SDK integration
 the jobs wrote to S3 into the cache, with the same provenance as `--video bedrock` in a local run, after it.
 
 The requests are the local backend's (pipeline/backends/video_bedrock.py `start_request`: the body, the output
-prefix under the clip's content key, the idempotency token derived from that key), written in the AWS SDK
+prefix under the clip's content key, the idempotency token, here of the key and the run: attempt_token), written in the AWS SDK
 integration's PascalCase: "Parameters in Step Functions are expressed in PascalCase, even if the native service
 API is in camelCase" (https://docs.aws.amazon.com/step-functions/latest/dg/supported-services-awssdk.html). Only
 structure members are renamed; `modelInput` is a document (botocore's bedrock-runtime model) and goes to the
@@ -12,6 +12,7 @@ model as written, as other SDK-integration examples pass documents (e.g. Convers
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,13 @@ def _start_shape() -> Any:
     import botocore.session
 
     return botocore.session.get_session().get_service_model("bedrock-runtime").operation_model("StartAsyncInvoke").input_shape
+
+
+def attempt_token(key: str, attempt: str) -> str:
+    """StartAsyncInvoke's clientRequestToken for one attempt at a clip: its content key and the attempt (the run
+    id), hashed to fit the token's pattern `[a-zA-Z0-9](-*[a-zA-Z0-9])*` and 1-256 characters (botocore's
+    bedrock-runtime model)."""
+    return "clip-" + hashlib.sha256(f"{key}\n{attempt}".encode()).hexdigest()[:59]
 
 
 # --- typed events ------------------------------------------------------------------------------------------------
@@ -148,6 +156,9 @@ def prepare_ray2_batch(event: Ray2BatchEvent, *, store: Store, s3: Any, settings
             raise ValueError(f"the StartAsyncInvoke request has fields {sorted(request)}, the state machine passes "
                              f"{sorted(RAY2_START_FIELDS)}: add the field to RAY2_START_FIELDS and rebuild the ASL "
                              "(python -m state_machines.build --write)")
+        # One attempt (this run) stays idempotent: a retried start is the same job. A later run of a clip whose
+        # job failed must be a new request, not the earlier failed invocation that the same token returns.
+        request["ClientRequestToken"] = attempt_token(clip.key, event.run.run_id)
         clips.append({"key": clip.key, "request": request})
     poll = {"wait_s": DEFAULT_RAY2_POLL_S if settings.ray2_poll_s is None else settings.ray2_poll_s,
             "max_polls": settings.ray2_max_polls or DEFAULT_RAY2_MAX_POLLS}

@@ -19,7 +19,7 @@ from pipeline.cloud.contract import (
 from pipeline.cloud.names import RunRef, run_document_key, stage_key
 from pipeline.cloud.settings import CloudBackends, CloudSettings
 from pipeline.plan.build import Plan
-from pipeline.plan.schedule import SAGEMAKER, ClipBatch
+from pipeline.plan.schedule import BEDROCK, SAGEMAKER, ClipBatch
 from pipeline.storage.store import Store
 from pipeline.tasks import TaskContext
 
@@ -135,12 +135,13 @@ def _jobs_in(items: Sequence[Mapping[str, Any]]) -> int:
 
 
 def choose_distributed(run: CloudRun, *, threshold: int, report_uri: str) -> set[str]:
-    """The stages that run as Distributed Maps: those with more jobs than `threshold`, then the largest of
-    the rest while the inline ones together pass INLINE_JOBS_BUDGET jobs or INLINE_SUMMARY_BYTES of state."""
+    """The stages that run as Distributed Maps: those with more jobs than `threshold` or with a Luma Ray2 batch
+    (its polling loop must sit in a child execution's history, never the parent's), then the largest of the
+    rest while the inline ones together pass INLINE_JOBS_BUDGET jobs or INLINE_SUMMARY_BYTES of state."""
     items = run.stage_items()
     counts = {name: sum(_jobs_in(w) for w in items[name]) for name in STAGES}
     sizes = {name: len(json.dumps(items[name])) for name in STAGES}
-    distributed = {name for name in STAGES if counts[name] > threshold}
+    distributed = {name for name in STAGES if counts[name] > threshold or _has_ray2(items[name])}
     while True:
         inline = [name for name in STAGES if name not in distributed and counts[name]]
         within = (sum(counts[n] for n in inline) <= INLINE_JOBS_BUDGET
@@ -148,6 +149,10 @@ def choose_distributed(run: CloudRun, *, threshold: int, report_uri: str) -> set
         if within or not inline:
             return distributed
         distributed.add(max(inline, key=lambda n: (counts[n], sizes[n])))
+
+
+def _has_ray2(waves: Sequence[Sequence[Mapping[str, Any]]]) -> bool:
+    return any(item.get("service") == BEDROCK for wave in waves for item in wave)
 
 
 def empty_stages() -> dict[str, Any]:

@@ -52,10 +52,13 @@ ENV_NAMES = {
     "shared_asset_prefixes": "CAMPAIGN_SHARED_ASSET_PREFIXES",
     "require_team_prefix": "CAMPAIGN_REQUIRE_TEAM_PREFIX",
     "min_schedule_interval_s": "CAMPAIGN_MIN_SCHEDULE_INTERVAL_S",
+    # the account's processing-instance quota for the clip instance type (pipeline/cloud/quotas.py): 0 refuses
+    # CogVideoX clips at planning instead of failing their batches an hour in
+    "sagemaker_instances": "CAMPAIGN_SAGEMAKER_INSTANCES",
 }
 _INT_SETTINGS = ("clips_per_batch", "volume_gb", "max_runtime_s", "ray2_poll_s", "ray2_max_polls",
-                 "min_schedule_interval_s")
-_MAY_BE_ZERO = ("ray2_poll_s",)
+                 "min_schedule_interval_s", "sagemaker_instances")
+_MAY_BE_ZERO = ("ray2_poll_s", "sagemaker_instances")
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class CloudSettings:
     shared_asset_prefixes: str | None = None
     require_team_prefix: str | None = None
     min_schedule_interval_s: int | None = None  # None: contract.DEFAULT_MIN_SCHEDULE_INTERVAL_S
+    sagemaker_instances: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CloudSettings:

@@ -291,10 +291,13 @@ def wait_for(sfn: Any, execution_arn: str, *, timeout_s: float = 120.0) -> dict[
     import time
 
     deadline = time.monotonic() + timeout_s
+    pause = 0.05
     while True:
         described: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
         if described["status"] != "RUNNING":
             return described
         if time.monotonic() > deadline:
             raise AssertionError(f"execution {execution_arn} still RUNNING after {timeout_s}s")
-        time.sleep(0.05)
+        time.sleep(pause)
+        # each poll is a moto request (model-checked) that holds the GIL the execution's threads need: back off
+        pause = min(0.5, pause * 1.5)
