@@ -155,9 +155,10 @@ def test_marketplace_subscribe_is_narrowed_to_ray2s_product_on_the_state_machine
 def test_the_failed_events_alarm_tells_the_notification_topic(template: Any) -> None:
     [alarm] = [a for a in template.find_resources("AWS::CloudWatch::Alarm").values()
                if "failed-events queue" in a["Properties"]["AlarmDescription"]]
-    [topic_lid] = template.find_resources("AWS::SNS::Topic")
+    [(topic_lid, topic)] = template.find_resources("AWS::SNS::Topic").items()
     assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_lid}]
-    [key] = template.find_resources("AWS::KMS::Key").values()
+    key_lid = topic["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]  # the topic's key (the stack has a signing key too)
+    key = template.find_resources("AWS::KMS::Key")[key_lid]
     principals = json.dumps(key["Properties"]["KeyPolicy"])
     assert "cloudwatch.amazonaws.com" in principals  # the alarm may publish to the encrypted topic
 
