@@ -228,11 +228,17 @@ def test_generate_is_self_contained():
 
 
 def test_model_settings_mirror_the_catalog():
+    """The container's family modules and the pipeline's registry name the same models, dtypes, families and
+    folder layouts (the container cannot import the registry)."""
     assert set(gen.MODEL_SETTINGS) == set(VIDEO_MODELS)
+    assert set(gen.FAMILIES) == {m.family for m in VIDEO_MODELS.values()}
     for name, model in VIDEO_MODELS.items():
         settings = gen.MODEL_SETTINGS[name]
         assert settings.dtype == model.dtype, name
-        assert (settings.scheduler, settings.dynamic_cfg) == (("ddim", False) if name == "cogvideox-2b" else ("dpm", True))
+        assert settings.family == model.family, name
+        assert settings.separate_i2v == (model.i2v_repo is not None), name
+        if model.family == "cogvideox":
+            assert (settings.scheduler, settings.dynamic_cfg) == (("ddim", False) if name == "cogvideox-2b" else ("dpm", True))
 
 
 def test_parse_job_quotes_the_bad_value(tmp_path):
