@@ -84,6 +84,10 @@ class WanFamily(ModelFamily):
         if speed.cache == "fastercache":
             return ("--cache fastercache has no settings for Wan here (the ones in family_cogvideox.py are "
                     "CogVideoX's, from diffusers PR #10163, and unmeasured on Wan); use --cache firstblock, pab or none")
+        if speed.cache == "pab" and speed.compile != "off":
+            # PAB's hook tests the timestep range inside the compiled block: a data-dependent branch that a fullgraph
+            # compile of WanTransformerBlock cannot trace (torch GuardOnDataDependentSymNode, seen on CPU).
+            return "--cache pab cannot run inside --compile regional on Wan (a data-dependent branch); use one of them"
         return None
 
     def cache_config(self, name: str, *, current_timestep: Callable[[], Any], threshold: float) -> Any:

@@ -44,7 +44,7 @@ def tiny_components(*, num_layers: int = 1) -> dict[str, Any]:
     )
     torch.manual_seed(0)
     text_encoder = UMT5EncoderModel(UMT5Config(
-        vocab_size=64, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, relative_attention_num_buckets=8,
+        vocab_size=64, d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4, relative_attention_num_buckets=8,
         feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1,
     ))
     # Wan2.2 TI2V-5B's sampler (scheduler/scheduler_config.json): UniPC on flow sigmas, shift 5.0

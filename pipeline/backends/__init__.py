@@ -20,10 +20,12 @@ from pipeline.errors import BackendUnavailable
 ENHANCERS = ("passthrough", "smollm", "bedrock")
 IMAGE_BACKENDS = ("local", "bedrock")
 VIDEO_BACKENDS = ("preview", "diffusers", "sagemaker", "bedrock")
-# Which models each video backend makes (None: every model).
+# Which models each video backend makes (None: every model), from the registry's `backends` of each model.
+_MODEL_BACKENDS: dict[str, tuple[str, ...]] = {
+    **{name: m.backends for name, m in VIDEO_MODELS.items()}, **{name: m.backends for name, m in MANAGED_VIDEO_MODELS.items()}}
 VIDEO_BACKEND_MODELS: dict[str, tuple[str, ...] | None] = {
     "preview": None,
-    **{backend: tuple(name for name, m in [*VIDEO_MODELS.items(), *MANAGED_VIDEO_MODELS.items()] if backend in m.backends)
+    **{backend: tuple(name for name, backends in _MODEL_BACKENDS.items() if backend in backends)
        for backend in ("diffusers", "sagemaker", "bedrock")},
 }
 AWS_VIDEO = "sagemaker+bedrock"  # `--backend aws`: CogVideoX on SageMaker, Ray2 on Bedrock
