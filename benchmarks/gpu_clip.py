@@ -177,7 +177,7 @@ def build_wan_components(*, tiny: bool, device: str, dtype: Any) -> dict[str, An
         torch.set_default_dtype(dtype)
         with torch.device(device):
             transformer = WanTransformer3DModel(**(TINY_WAN_TRANSFORMER if tiny else WAN_TRANSFORMER))
-            text_encoder = UMT5EncoderModel(UMT5Config(**(TINY_T5 if tiny else UMT5_XXL)))
+            text_encoder = UMT5EncoderModel(UMT5Config(**(dict(TINY_T5, num_layers=1) if tiny else UMT5_XXL)))
         torch.set_default_dtype(torch.float32)
         with torch.device(device):
             vae = AutoencoderKLWan(**(TINY_WAN_VAE if tiny else WAN_VAE))
