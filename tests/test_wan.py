@@ -190,7 +190,7 @@ def test_commercial_manifests_refuse_models_whose_licence_forbids_it(tmp_path: P
                                                            "    model: wan2.2-ti2v-5b\n"), tmp_path) == []
 
 
-def test_a_wan_shot_plans_at_its_true_size_and_previews_at_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_wan_shot_plans_at_its_true_size_and_is_priced(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "m.yaml"
     path.write_text(manifest("      - prompt: a bee on a flower\n        model: wan2.2-ti2v-5b\n"), encoding="utf-8")
     assert campaign(["plan", str(path), "--json", "--out", str(tmp_path / "out")]) == EXIT_OK
