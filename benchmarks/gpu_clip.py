@@ -1,8 +1,14 @@
 """GPU benchmark: seconds per CogVideoX-5b clip through container/generate.py for each speed configuration,
-against eager measured in the same run (and THUDM's published H100 time).
+against eager measured in the same run (and THUDM's published H100 time); with --models, Wan2.2 TI2V-5B beside it
+on the same card.
 
     python benchmarks/gpu_clip.py [--configs eager,compile,compile+fp8,compile+fp8+fastercache] [--clips 8] [--steps 50]
+    python benchmarks/gpu_clip.py --models cogvideox-5b,wan2.2-ti2v-5b --configs compile   # side by side
     python benchmarks/gpu_clip.py --tiny --clips 2 --steps 2 --compile-backend aot_eager   # CPU smoke test
+
+With one model the figures print as `<config>.<name>: value`; with several, as `<model>.<config>.<name>: value`.
+Wan2.2 TI2V-5B is built the same way at its published size (transformer 30 layers x 3072, UMT5-XXL encoder, the
+48-channel residual VAE in float32) and runs 121 frames at 1280x704, 50 steps, its own 24 fps clip.
 
 A configuration is options joined by "+": compile (regional, fullgraph), fp8 (torchao dynamic per-row where the
 GPU has FP8, else off with the reason printed), fp8wo (FP8 weight-only), fastercache / pab / firstblock (feature
@@ -83,6 +89,34 @@ TINY_T5: dict[str, Any] = dict(vocab_size=64, d_model=32, d_kv=8, d_ff=37, num_l
                feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1)
 TINY_CLIP: dict[str, Any] = dict(width=48, height=32, frames=9, fps=8)
 
+# Wan2.2 TI2V-5B's published configs (Wan-AI/Wan2.2-TI2V-5B-Diffusers transformer/, vae/, text_encoder/ config.json;
+# the official wan/configs/wan_ti2v_5B.py: dim 3072, ffn 14336, 24 heads, 30 layers, VAE stride 4x16x16).
+WAN_TRANSFORMER: dict[str, Any] = dict(
+    patch_size=(1, 2, 2), num_attention_heads=24, attention_head_dim=128, in_channels=48, out_channels=48,
+    text_dim=4096, freq_dim=256, ffn_dim=14336, num_layers=30, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+    eps=1e-6, rope_max_seq_len=1024,
+)
+WAN_VAE: dict[str, Any] = dict(
+    base_dim=160, decoder_base_dim=256, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+    temperal_downsample=[False, True, True], is_residual=True, in_channels=12, out_channels=12, patch_size=2,
+    scale_factor_spatial=16, scale_factor_temporal=4, latents_mean=[0.0] * 48, latents_std=[1.0] * 48,
+)
+UMT5_XXL: dict[str, Any] = dict(
+    vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+    relative_attention_num_buckets=32, relative_attention_max_distance=128, feed_forward_proj="gated-gelu",
+    layer_norm_epsilon=1e-6, tie_word_embeddings=False, pad_token_id=0, eos_token_id=1,
+)
+WAN_CLIP: dict[str, Any] = dict(width=1280, height=704, frames=121, fps=24)
+TINY_WAN_TRANSFORMER: dict[str, Any] = dict(
+    patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=48, out_channels=48, text_dim=32,
+    freq_dim=32, ffn_dim=32, num_layers=1, cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+)
+TINY_WAN_VAE: dict[str, Any] = dict(WAN_VAE, base_dim=4, decoder_base_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1)
+TINY_WAN_CLIP: dict[str, Any] = dict(width=64, height=32, frames=5, fps=24)
+WAN = "wan2.2-ti2v-5b"
+CLIPS = {"cogvideox-5b": (FULL_CLIP, TINY_CLIP), WAN: (WAN_CLIP, TINY_WAN_CLIP)}
+GUIDANCE = {"cogvideox-5b": 6.0, WAN: 5.0}
+
 
 def load_generate() -> ModuleType:
     name = "campaign_container_generate"  # the name pipeline/backends/video_diffusers.py uses too
@@ -105,9 +139,12 @@ def tokenizer() -> Any:
     return T5Tokenizer(vocab=vocab, extra_ids=0)
 
 
-def build_components(*, tiny: bool, device: str, dtype: Any) -> dict[str, Any]:
+def build_components(*, tiny: bool, device: str, dtype: Any, model: str = "cogvideox-5b") -> dict[str, Any]:
     """Random-weight components created directly on `device` in `dtype` (no CPU copy, no download)."""
     import torch
+
+    if model == WAN:
+        return build_wan_components(tiny=tiny, device=device, dtype=dtype)
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
     from transformers import T5Config, T5EncoderModel
 
@@ -126,6 +163,29 @@ def build_components(*, tiny: bool, device: str, dtype: Any) -> dict[str, Any]:
     for name in ("text_encoder", "vae", "transformer"):  # buffers made outside the default dtype; no dropout
         components[name] = components[name].to(dtype).eval()
     return components
+
+
+def build_wan_components(*, tiny: bool, device: str, dtype: Any) -> dict[str, Any]:
+    """Wan2.2 TI2V-5B's components with random weights on `device`: bf16, the VAE in float32 (its own mix)."""
+    import torch
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    previous_dtype = torch.get_default_dtype()
+    torch.manual_seed(0)
+    try:
+        torch.set_default_dtype(dtype)
+        with torch.device(device):
+            transformer = WanTransformer3DModel(**(TINY_WAN_TRANSFORMER if tiny else WAN_TRANSFORMER))
+            text_encoder = UMT5EncoderModel(UMT5Config(**(dict(TINY_T5, num_layers=1) if tiny else UMT5_XXL)))
+        torch.set_default_dtype(torch.float32)
+        with torch.device(device):
+            vae = AutoencoderKLWan(**(TINY_WAN_VAE if tiny else WAN_VAE))
+    finally:
+        torch.set_default_dtype(previous_dtype)
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0)
+    return {"tokenizer": tokenizer(), "text_encoder": text_encoder.to(dtype).eval(), "vae": vae.eval(),
+            "transformer": transformer.to(dtype).eval(), "scheduler": scheduler}
 
 
 def parameter_counts(components: dict[str, Any]) -> dict[str, int]:
@@ -157,22 +217,22 @@ def speed_options(generate: ModuleType, config: str, *, compile_backend: str, ti
 
 
 def run_config(generate: ModuleType, config: str, *, args: argparse.Namespace, device: str, dtype_name: str,
-               jobs: list[Any], log: Any) -> dict[str, Any]:
+               jobs: list[Any], log: Any, model: str = "cogvideox-5b") -> dict[str, Any]:
     """One configuration: build + set up (the batch's fixed cost), then the batch through render_clip."""
     import torch
-    from diffusers import CogVideoXPipeline
+    from diffusers import CogVideoXPipeline, WanPipeline
 
-    settings = generate.MODEL_SETTINGS["cogvideox-5b"]
+    settings = generate.MODEL_SETTINGS[model]
     speed = speed_options(generate, config, compile_backend=args.compile_backend, tiny=args.tiny)
     if device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    components = build_components(tiny=args.tiny, device=device, dtype=getattr(torch, dtype_name))
+    components = build_components(tiny=args.tiny, device=device, dtype=getattr(torch, dtype_name), model=model)
     counts = parameter_counts(components)
-    pipe = CogVideoXPipeline(**components)
+    pipe = WanPipeline(**components, expand_timesteps=True) if model == WAN else CogVideoXPipeline(**components)
     loaded = generate.setup_pipeline(
-        pipe, folder="random-cogvideox-5b" + ("-tiny" if args.tiny else ""), settings=settings, i2v=False,
+        pipe, folder=f"random-{model}" + ("-tiny" if args.tiny else ""), settings=settings, i2v=False,
         device=device, dtype=dtype_name, jobs=jobs, memory_mode=args.memory_mode, speed=speed,
         identity={"folder": "random weights", "sha256": None}, log=log,
     )
@@ -220,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="tiny config (CPU, seconds): a smoke test, not a benchmark")
     parser.add_argument("--configs", default=None, help=f"comma-separated configurations (default {DEFAULT_CONFIGS})")
     parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend (aot_eager: no codegen)")
+    parser.add_argument("--models", default="cogvideox-5b", help=f"comma-separated: cogvideox-5b, {WAN} (side by side)")
     parser.add_argument("--clips", type=int, default=8, help="clips in each configuration's batch")
     parser.add_argument("--steps", type=int, default=50, help="denoising steps per clip")
     parser.add_argument("--memory-mode", default=None, help="override generate.py's choice (see its MEMORY_MODES)")
@@ -242,32 +303,54 @@ def main(argv: list[str] | None = None) -> int:
             speed_options(generate, config, compile_backend=args.compile_backend, tiny=args.tiny)
     except ValueError as exc:
         parser.error(str(exc))
-    dtype_name = generate.MODEL_SETTINGS["cogvideox-5b"].dtype if device == "cuda" else "float32"
-    clip = TINY_CLIP if args.tiny else FULL_CLIP
-    jobs = [generate.Job(key=f"bench-{i}", model="cogvideox-5b", prompt="A bee on a flower, the camera slowly orbits it",
-                         steps=args.steps, guidance=6.0, seed=i, source=f"benchmark clip {i}", **clip)
+    models = [m for m in args.models.split(",") if m]
+    unknown = [m for m in models if m not in CLIPS]
+    if unknown or not models:
+        parser.error(f"--models: {unknown or 'none'}; choose from {', '.join(CLIPS)}")
+    for model in models:
+        prefix = f"{model}." if len(models) > 1 else ""
+        bench_model(generate, model, prefix=prefix, configs=configs, args=args, device=device)
+    return 0
+
+
+def bench_model(generate: ModuleType, model: str, *, prefix: str, configs: list[str], args: argparse.Namespace,
+                device: str) -> None:
+    """Every configuration of one model, eager first, printed as `<prefix><config>.<name>: value`."""
+    import torch
+
+    dtype_name = generate.MODEL_SETTINGS[model].dtype if device == "cuda" else "float32"
+    clip = CLIPS[model][1 if args.tiny else 0]
+    jobs = [generate.Job(key=f"bench-{i}", model=model, prompt="A bee on a flower, the camera slowly orbits it",
+                         steps=args.steps, guidance=GUIDANCE[model], seed=i, source=f"benchmark clip {i}", **clip)
             for i in range(args.clips)]
     log = generate.log_line if args.verbose else (lambda message: None)
 
-    print(f"config: {'tiny (smoke test; the times mean nothing)' if args.tiny else 'cogvideox-5b full size, random weights'}")
-    print(f"device: {torch.cuda.get_device_name(0) if device == 'cuda' else 'cpu'}")
-    print(f"dtype: {dtype_name}")
-    print(f"clip: {clip['width']}x{clip['height']}x{clip['frames']} frames, {args.steps} steps")
-    print(f"batch_clips: {args.clips}", flush=True)
+    print(f"{prefix}config: {'tiny (smoke test; the times mean nothing)' if args.tiny else f'{model} full size, random weights'}")
+    print(f"{prefix}device: {torch.cuda.get_device_name(0) if device == 'cuda' else 'cpu'}")
+    print(f"{prefix}dtype: {dtype_name}")
+    print(f"{prefix}clip: {clip['width']}x{clip['height']}x{clip['frames']} frames, {args.steps} steps")
+    print(f"{prefix}batch_clips: {args.clips}", flush=True)
     figures: dict[str, dict[str, Any]] = {}
+    family = generate.family_of(model)
     for config in ["eager", *configs]:  # eager first: the baseline of every ratio, in this run
-        figures[config] = run_config(generate, config, args=args, device=device, dtype_name=dtype_name, jobs=jobs, log=log)
+        refused = family.speed_problem(speed_options(generate, config, compile_backend=args.compile_backend, tiny=args.tiny))
+        if refused:
+            print(f"{prefix}{config}.skipped: {refused}", flush=True)
+            continue
+        figures[config] = run_config(generate, config, args=args, device=device, dtype_name=dtype_name, jobs=jobs,
+                                     log=log, model=model)
     counts = figures["eager"]["counts"]
-    print(f"params_transformer: {counts['transformer']}")
-    print(f"params_text_encoder: {counts['text_encoder']}")
-    print(f"params_vae: {counts['vae']}")
+    print(f"{prefix}params_transformer: {counts['transformer']}")
+    print(f"{prefix}params_text_encoder: {counts['text_encoder']}")
+    print(f"{prefix}params_vae: {counts['vae']}")
     eager = figures["eager"]["seconds_per_clip"]
     for config, f in figures.items():
+        published = (f"{f['seconds_per_clip'] / THUDM_H100_SECONDS_PER_CLIP:.3f} (published {THUDM_H100_SECONDS_PER_CLIP:.0f} s; "
+                     f"target <= {TARGET_RATIO})") if model == "cogvideox-5b" else "n/a (no published H100 time)"
         lines = {
             "seconds_per_clip": f"{f['seconds_per_clip']:.3f}",
             "ratio_vs_eager": f"{f['seconds_per_clip'] / eager:.3f}",
-            "ratio_vs_thudm_h100": f"{f['seconds_per_clip'] / THUDM_H100_SECONDS_PER_CLIP:.3f} "
-                                   f"(published {THUDM_H100_SECONDS_PER_CLIP:.0f} s; target <= {TARGET_RATIO})",
+            "ratio_vs_thudm_h100": published,
             "load_setup_s": f"{f['load_setup_s']:.2f}",
             "first_clip_s": f"{f['first_clip_s']:.2f}",
             "batch_wall_s": f"{f['batch_wall_s']:.2f}",
@@ -278,8 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             "attention_kernel": f["attention_kernel"], "cache": f["cache"], "weights_matter": f["weights_matter"],
         }
         for name, value in lines.items():
-            print(f"{config}.{name}: {value}", flush=True)
-    return 0
+            print(f"{prefix}{config}.{name}: {value}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The jobs file's contract (generate.py step 1): one JSON object per line, checked like a pipeline's
-check_inputs, and THUDM's settings per model family.
+check_inputs, and the settings record each model family declares (clip_families.py).
 
 Part of the container image beside generate.py (it cannot import `pipeline`); generate.py re-exports
-these names, so `generate.Job`, `generate.parse_job` and `generate.MODEL_SETTINGS` are the same objects.
+these names, so `generate.Job` and `generate.parse_job` are the same objects.
 """
 
 from __future__ import annotations
@@ -22,20 +22,20 @@ SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed's range
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """THUDM's recommended precision and sampler for one model family (CogVideo README, cli_demo.py)."""
+    """One model's precision, sampler and folder layout, declared by its family module (family_<family>.py)."""
 
     dtype: str
-    scheduler: str  # "dpm": CogVideoXDPMScheduler, "ddim": CogVideoXDDIMScheduler (both timestep_spacing="trailing")
+    scheduler: str  # "dpm" | "ddim": CogVideoX's sampler (timestep_spacing="trailing"); "folder": the folder's own
     dynamic_cfg: bool  # THUDM: use_dynamic_cfg=True with DPM only; DDIM needs False
+    family: str = "cogvideox"
+    separate_i2v: bool = True  # image-to-video weights in <model>-i2v (CogVideoX); False: one folder does both
 
 
-# Mirrors the dtype column of pipeline/catalog.py VIDEO_MODELS (this file cannot import `pipeline`);
-# tests/test_container.py checks the two agree.
-MODEL_SETTINGS: dict[str, ModelSettings] = {
-    "cogvideox-2b": ModelSettings("float16", "ddim", dynamic_cfg=False),
-    "cogvideox-5b": ModelSettings("bfloat16", "dpm", dynamic_cfg=True),
-    "cogvideox1.5-5b": ModelSettings("bfloat16", "dpm", dynamic_cfg=True),
-}
+def model_settings() -> dict[str, ModelSettings]:
+    """Every model the family modules declare (imported here lazily: the families import this module)."""
+    from clip_families import MODEL_SETTINGS
+
+    return MODEL_SETTINGS
 
 
 class JobError(ValueError):
@@ -61,7 +61,8 @@ class Job:
     @property
     def folder(self) -> str:
         """The pipeline folder under the models directory that renders this job."""
-        return self.model + (I2V_SUFFIX if self.image is not None else "")
+        separate = model_settings()[self.model].separate_i2v
+        return self.model + (I2V_SUFFIX if self.image is not None and separate else "")
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, name) for name in REQUIRED_FIELDS}
@@ -102,8 +103,8 @@ def parse_job(raw: Any, *, source: str, base_dir: Path) -> Job:
     key, model = raw["key"], raw["model"]
     if not KEY_PATTERN.match(key):
         raise JobError(f"{source}: key {key!r} must match {KEY_PATTERN.pattern} (it names the output files)")
-    if model not in MODEL_SETTINGS:
-        raise JobError(f"{source}: model {model!r} is not one of {sorted(MODEL_SETTINGS)}")
+    if model not in model_settings():
+        raise JobError(f"{source}: model {model!r} is not one of {sorted(model_settings())}")
     if not raw["prompt"].strip():
         raise JobError(f"{source}: prompt is empty")
     for name in ("frames", "fps", "width", "height", "steps"):

@@ -1,4 +1,4 @@
-"""Speed options for the CogVideoX transformer (generate.py step 3): regional compile with a persistent
+"""Speed options for the video transformer (generate.py step 3): regional compile with a persistent
 compile cache, FP8 linear layers, the attention kernel and a feature cache; each returns what provenance records.
 
 Part of the container image beside generate.py (it cannot import `pipeline`). Every option is off or exact
@@ -133,7 +133,8 @@ def apply_fp8(transformer: torch.nn.Module, mode: str) -> int:
 @contextlib.contextmanager
 def attention_kernel(name: str) -> Iterator[None]:
     """CogVideoXAttnProcessor2_0 calls F.scaled_dot_product_attention directly, so diffusers'
-    set_attention_backend() does not reach it (reference §7); the global SDPA kernel choice does."""
+    set_attention_backend() does not reach it (reference §7); the global SDPA kernel choice does, and it also
+    reaches Wan's processor, whose default ("native") attention backend calls the same function."""
     with sdpa_kernel(KERNEL_PRIORITY[name], set_priority=True):
         yield
 
@@ -157,52 +158,20 @@ def probe_attention_kernel(name: str, *, device: str, dtype: torch.dtype, batch:
     return ran[0] if ran else "unknown"
 
 
-def attention_shape(transformer: torch.nn.Module, *, width: int, height: int, frames: int,
-                    temporal: int, spatial: int) -> dict[str, int]:
-    """The joint text + video token count CogVideoX's attention sees for one clip (CFG doubles the batch)."""
-    config: Any = transformer.config
-    patch = config.patch_size
-    latent_frames = (frames - 1) // temporal + 1
-    tokens = latent_frames * (height // spatial // patch) * (width // spatial // patch) + config.max_text_seq_length
-    return {"batch": 2, "heads": config.num_attention_heads, "tokens": tokens, "head_dim": config.attention_head_dim}
-
-
 # --- feature cache ------------------------------------------------------------------------------------
 
 
-def cache_config(name: str, *, current_timestep: Callable[[], Any], threshold: float) -> Any:
-    """The diffusers config for a named cache, with settings that hook CogVideoX's blocks."""
-    from diffusers import FasterCacheConfig, FirstBlockCacheConfig, PyramidAttentionBroadcastConfig
-
-    if name == "fastercache":
-        # diffusers' CogVideoX example (docs/source/en/api/cache.md, PR #10163): spatial attention every other
-        # step below t=681, the unconditional branch from the conditional one 4 of 5 steps below t=781.
-        return FasterCacheConfig(
-            spatial_attention_block_skip_range=2, spatial_attention_timestep_skip_range=(-1, 681),
-            current_timestep_callback=current_timestep, attention_weight_callback=lambda _: 0.3,
-            unconditional_batch_skip_range=5, unconditional_batch_timestep_skip_range=(-1, 781),
-            tensor_format="BFCHW",
-        )
-    if name == "pab":
-        # diffusers' CacheMixin.enable_cache example, written for CogVideoX-5b.
-        return PyramidAttentionBroadcastConfig(spatial_attention_block_skip_range=2,
-                                               spatial_attention_timestep_skip_range=(100, 800),
-                                               current_timestep_callback=current_timestep)
-    if name == "firstblock":
-        return FirstBlockCacheConfig(threshold=threshold)
-    raise ValueError(f"cache {name!r} is not one of {FEATURE_CACHES[1:]}")
-
-
-def apply_cache(pipe: Any, name: str, *, threshold: float) -> dict[str, Any]:
+def apply_cache(pipe: Any, name: str, *, threshold: float, config: Callable[..., Any]) -> dict[str, Any]:
+    """Hook a feature cache into the transformer; `config` is the model family's cache_config (its settings)."""
     if name == "none":
         return {"cache": "none"}
 
     def current_timestep() -> Any:
-        # CogVideoXPipeline sets _current_timestep inside its denoising loop; the hooks read it per step.
+        # CogVideoX's and Wan's pipelines set _current_timestep inside their denoising loop; the hooks read it per step.
         timestep = pipe.current_timestep
         return int(timestep) if timestep is not None else -1
 
-    pipe.transformer.enable_cache(cache_config(name, current_timestep=current_timestep, threshold=threshold))
+    pipe.transformer.enable_cache(config(name, current_timestep=current_timestep, threshold=threshold))
     return {"cache": name, **({"threshold": threshold} if name == "firstblock" else {})}
 
 
@@ -274,12 +243,14 @@ class RecompileLog(logging.Handler):
 
 
 def compile_regional(transformer: Any, options: SpeedOptions, log: Log) -> dict[str, Any]:
-    """Compile each CogVideoXBlock (fullgraph) instead of the whole model: 42 identical blocks share one
-    compiled graph, so the compile is paid about once per shape rather than per block."""
+    """Compile each transformer block (fullgraph) instead of the whole model: identical blocks (42 in CogVideoX-5b,
+    30 in Wan2.2 TI2V-5B) share one compiled graph, so the compile is paid about once per shape, not per block."""
     if options.compile == "off":
         return {"compile": "off"}
-    # CogVideoX declares no _repeated_blocks, so diffusers' compile_repeated_blocks() would raise (reference §7).
-    block_class = type(transformer.transformer_blocks[0]).__name__
+    # CogVideoX declares no _repeated_blocks, so diffusers' compile_repeated_blocks() would raise (reference §7);
+    # Wan declares ["WanTransformerBlock"] itself.
+    declared = getattr(transformer, "_repeated_blocks", None)
+    block_class = declared[0] if declared else type(transformer.transformer_blocks[0]).__name__
     transformer._repeated_blocks = [block_class]
     # Past the limit dynamo would fall back to eager without a word: make it raise instead, and log recompiles.
     torch._dynamo.config.recompile_limit = options.recompile_limit

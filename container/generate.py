@@ -1,12 +1,12 @@
-"""CogVideoX clips for a batch of jobs: the SageMaker processing image's entrypoint (also run in-process).
+"""Video clips (CogVideoX, Wan2.2) for a batch of jobs: the SageMaker processing image's entrypoint (also run in-process).
 
     python generate.py --jobs JOBS.jsonl --models DIR --out DIR [--compile regional] [--fp8 auto]
                        [--attention auto] [--cache none] [--workers auto] [--dump-frames] [--memory-mode MODE]
 
 Each line of JOBS is one clip: {"key", "model", "prompt", "frames", "fps", "width", "height", "steps",
 "guidance", "seed"} and optionally "image" (a start image for image-to-video, a path relative to the
-jobs file) and "negative_prompt". `DIR/<model>` is a diffusers pipeline folder, `DIR/<model>-i2v` the
-image-to-video one. Every folder is loaded once and renders all of its jobs. For each job the script
+jobs file) and "negative_prompt". `DIR/<model>` is a diffusers pipeline folder, `DIR/<model>-i2v` CogVideoX's
+image-to-video one (Wan2.2 TI2V makes both from one folder). Every folder is loaded once and renders all of its jobs. For each job the script
 writes OUT/<key>.mp4 (exactly the requested size, frame count and fps) and OUT/<key>.json (provenance,
 or the error of a failed job), plus OUT/_batch.json. One failed job never stops the batch; the exit
 status is non-zero only when every job failed.
@@ -14,7 +14,8 @@ status is non-zero only when every job failed.
 Self-contained on purpose: the image ships this folder's .py files, without the `pipeline` package, and the
 diffusers backend (pipeline/backends/video_diffusers.py) imports it by path, so both run the same code. The
 speed options live in clip_speed.py, the background writer in clip_writer.py, the per-GPU split in clip_workers.py.
-Settings follow THUDM's CogVideo README and inference/cli_demo.py (see reference/models-and-services.md §2).
+What differs between models lives behind one interface (clip_families.py), one module per family
+(family_cogvideox.py, family_wan.py): a third family is one new module.
 `run_batch` reads top to bottom as numbered steps, like a diffusers pipeline's `__call__`.
 """
 
@@ -46,12 +47,6 @@ from typing import Any  # noqa: E402
 import imageio_ffmpeg  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from diffusers import (  # noqa: E402
-    CogVideoXDDIMScheduler,
-    CogVideoXDPMScheduler,
-    CogVideoXImageToVideoPipeline,
-    CogVideoXPipeline,
-)
 from diffusers.utils import logging as diffusers_logging  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
@@ -60,10 +55,10 @@ from transformers.utils import logging as transformers_logging  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import clip_speed  # noqa: E402
 import clip_workers  # noqa: E402
+from clip_families import FAMILIES, MODEL_SETTINGS, ModelFamily, family_of  # noqa: E402,F401 - re-exported
 from clip_jobs import (  # noqa: E402,F401 - re-exported: generate.Job etc. are the names callers know
     I2V_SUFFIX,
     KEY_PATTERN,
-    MODEL_SETTINGS,
     Job,
     JobError,
     JobResult,
@@ -84,11 +79,10 @@ MEMORY_MODES = ("none", "vae-tiling", "model-offload", "sequential-offload", "cp
 PROGRESS_LINES_PER_CLIP = 10  # CloudWatch gets a line about every tenth of the denoising steps
 
 
-# Memory-mode thresholds: GPU memory a 720x480x49 clip needs beyond the weights, scaled by the clip's
-# pixels x frames. Estimates, not measurements: the diffusers docs give CogVideoX-2b 33 GB with no
+# Memory-mode thresholds: GPU memory a 720x480x49 CogVideoX clip needs beyond the weights, scaled by the clip's
+# size against it (the family's activation_scale: pixels x frames for CogVideoX, transformer tokens for Wan). Estimates, not measurements: the diffusers docs give CogVideoX-2b 33 GB with no
 # offload (13 GB of weights, so ~20 GB for activations and an untiled VAE decode) and 11 GB with model
 # offload + VAE tiling. Provenance records the estimate and the free memory; --memory-mode overrides.
-REFERENCE_CLIP_VOXELS = 720 * 480 * 49
 HEADROOM_UNTILED_GIB = 20.0
 HEADROOM_TILED_GIB = 4.0
 
@@ -110,6 +104,8 @@ class LoadedPipeline:
     setup: dict[str, Any] = field(default_factory=dict)
     speed: SpeedOptions = field(default_factory=SpeedOptions)
     attention_kernels: dict[tuple[int, int, int], str] = field(default_factory=dict)  # probed once per clip size
+    family: ModelFamily = field(default_factory=lambda: FAMILIES["cogvideox"])
+    derived: dict[str, Any] = field(default_factory=dict)  # pipelines the family made from `pipe` (Wan's I2V)
 
 
 @dataclass(frozen=True)
@@ -306,7 +302,11 @@ def load_pipeline(
     index_path = folder / "model_index.json"
     if not index_path.is_file():
         raise FileNotFoundError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
-    pipeline_class = CogVideoXImageToVideoPipeline if i2v else CogVideoXPipeline
+    family = family_of(jobs[0].model) if jobs else FAMILIES[settings.family]
+    problem = family.speed_problem(speed)
+    if problem:
+        raise ValueError(f"{folder.name} ({family.name} family): {problem}")
+    pipeline_class = family.folder_class(i2v)
     class_name = json.loads(index_path.read_text(encoding="utf-8")).get("_class_name")
     if class_name != pipeline_class.__name__:
         raise ValueError(f"{index_path} declares {class_name!r}; jobs {'with' if i2v else 'without'} an image "
@@ -327,8 +327,7 @@ def load_pipeline(
     started = time.perf_counter()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    pipe = pipeline_class.from_pretrained(folder, dtype=getattr(torch, dtype), local_files_only=True,
-                                          **({"device_map": device_map} if device_map else {}))
+    pipe = family.load(folder, i2v=i2v, dtype=dtype, device_map=device_map)
     loaded = setup_pipeline(pipe, folder=folder.name, settings=settings, i2v=i2v, device=device, dtype=dtype,
                             jobs=jobs, memory_mode=memory_mode, speed=speed, identity=identity, log=log)
     loaded.setup["device_map"] = device_map
@@ -351,16 +350,16 @@ def setup_pipeline(
     identity: dict[str, Any],
     log: Log = log_line,
 ) -> LoadedPipeline:
-    """Scheduler, memory mode and speed options for a loaded pipeline (the GPU benchmark calls this too)."""
-    # THUDM's sampler: DPM with trailing spacing (+ dynamic CFG) for 5B, DDIM for 2B.
-    scheduler_class = CogVideoXDPMScheduler if settings.scheduler == "dpm" else CogVideoXDDIMScheduler
-    pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config, timestep_spacing="trailing")
+    """Sampler, memory mode and speed options for a loaded pipeline (the GPU benchmark calls this too)."""
+    family = FAMILIES[settings.family]
+    sampler = family.configure(pipe, settings)  # the family's sampler settings (THUDM's for CogVideoX)
     pipe.set_progress_bar_config(disable=True)  # \r progress bars garble CloudWatch; progress_callback logs instead
     for component in pipe.components.values():  # inference everywhere: no dropout, whoever built the modules
         if isinstance(component, torch.nn.Module):
             component.eval()
 
-    mode, memory = choose_memory_mode(pipe, device=device, jobs=jobs, requested=memory_mode, cache=speed.cache)
+    mode, memory = choose_memory_mode(pipe, device=device, jobs=jobs, requested=memory_mode, cache=speed.cache,
+                                      family=family)
     if mode in ("none", "vae-tiling"):
         pipe.to(device)
     elif mode == "model-offload":
@@ -379,15 +378,15 @@ def setup_pipeline(
     if speed.fp8 != "off":
         log(f"fp8: {fp8_mode} ({fp8_reason})")
     fp8_layers = clip_speed.apply_fp8(pipe.transformer, fp8_mode)
-    cache = clip_speed.apply_cache(pipe, speed.cache, threshold=speed.cache_threshold)
+    cache = clip_speed.apply_cache(pipe, speed.cache, threshold=speed.cache_threshold, config=family.cache_config)
     compile_cache: dict[str, Any] = {"loaded": False, "reason": "compile off"}
     if speed.compile != "off":
         compile_cache = clip_speed.load_compile_cache(speed.compile_cache, clip_speed.compile_key(device), log)
     compiled = clip_speed.compile_regional(pipe.transformer, speed, log)
     return LoadedPipeline(folder=folder, pipe=pipe, i2v=i2v, settings=settings, device=device, dtype=dtype,
                           memory_mode=mode, compiled=speed.compile != "off", identity=identity, load_s=0.0, speed=speed,
-                          setup={"memory": memory, "scheduler": scheduler_class.__name__,
-                                 "use_dynamic_cfg": settings.dynamic_cfg, "speed": speed.as_dict(),
+                          family=family,
+                          setup={"memory": memory, "family": family.name, **sampler, "speed": speed.as_dict(),
                                  "fp8": {"mode": fp8_mode, "reason": fp8_reason, "linear_layers": fp8_layers},
                                  "feature_cache": cache, "compile": compiled, "compile_cache": compile_cache})
 
@@ -425,7 +424,7 @@ def step_down_memory_mode(loaded: LoadedPipeline) -> bool:
 
 
 def choose_memory_mode(pipe: Any, *, device: str, jobs: Sequence[Job], requested: str | None,
-                       cache: str = "none") -> tuple[str, dict[str, Any]]:
+                       cache: str = "none", family: ModelFamily | None = None) -> tuple[str, dict[str, Any]]:
     """The fastest placement that fits the free GPU memory: offload only when the weights cannot stay.
     A feature cache's stored activations count on top of every mode's headroom."""
     sizes = {name: module_bytes(module) for name, module in pipe.components.items() if isinstance(module, torch.nn.Module)}
@@ -437,7 +436,7 @@ def choose_memory_mode(pipe: Any, *, device: str, jobs: Sequence[Job], requested
     if requested == "cpu":
         raise ValueError("memory_mode 'cpu' was asked for on a machine with a CUDA GPU")
     free, total = torch.cuda.mem_get_info()
-    scale = max(j.width * j.height * j.frames for j in jobs) / REFERENCE_CLIP_VOXELS
+    scale = (family or family_of(jobs[0].model)).activation_scale(pipe, jobs)
     cached = clip_speed.CACHE_HEADROOM_GIB[cache]
     need_untiled = sum(sizes.values()) + (HEADROOM_UNTILED_GIB + cached) * scale * 2**30
     need_tiled = sum(sizes.values()) + (HEADROOM_TILED_GIB + cached) * scale * 2**30
@@ -481,12 +480,14 @@ def folder_identity(folder: Path) -> dict[str, Any]:
 def render_clip(loaded: LoadedPipeline, job: Job, out_dir: Path, environment: dict[str, Any], *, log: Log,
                 writer: ClipWriter, dump_raw_frames: bool = False, on_step: StepHook | None = None) -> Future[JobResult]:
     """Prepare the inputs, denoise and decode on the device; hand encoding and provenance to `writer`."""
-    pipe = loaded.pipe
+    family = loaded.family
     started = time.perf_counter()
 
-    # 4a. Check the job against the loaded model's own limits (not constants).
-    check_against_model(pipe, job)
-    max_tokens = int(pipe.transformer.config.max_text_seq_length)
+    # 4a. Check the job against the loaded model's own limits (not constants); the family picks the pipeline
+    #     object (Wan derives its image-to-video pipeline from the loaded one, sharing every module).
+    family.check(loaded.pipe, job)
+    pipe = family.pipe_for(loaded.pipe, job, loaded.derived)
+    max_tokens = family.max_text_tokens(pipe)
     notes: list[str] = []
     prompt_tokens = fit_prompt(pipe.tokenizer, job.prompt, max_tokens)
     if prompt_tokens["truncated"]:
@@ -496,8 +497,7 @@ def render_clip(loaded: LoadedPipeline, job: Job, out_dir: Path, environment: di
         notes.append(f"negative prompt truncated to {max_tokens} tokens (had {negative_tokens['tokens']})")
     call: dict[str, Any] = {}
     image_info: dict[str, Any] | None = None
-    if loaded.i2v:
-        assert job.image is not None
+    if job.image is not None:
         call["image"], image_info = fit_image(job.image, job.width, job.height)
     kernel = attention_kernel_for(loaded, job)
 
@@ -517,11 +517,11 @@ def render_clip(loaded: LoadedPipeline, job: Job, out_dir: Path, environment: di
             num_frames=job.frames,
             num_inference_steps=job.steps,
             guidance_scale=job.guidance,
-            use_dynamic_cfg=loaded.settings.dynamic_cfg,
             generator=torch.Generator(device="cpu").manual_seed(job.seed),
             output_type="pt",
             max_sequence_length=max_tokens,
             callback_on_step_end=progress_callback(job, log, on_step),
+            **family.call_kwargs(loaded.settings, job),
             **call,
         )
     video = output.frames[0]  # [F, C, H, W] in [0, 1], still on the device
@@ -544,7 +544,7 @@ def render_clip(loaded: LoadedPipeline, job: Job, out_dir: Path, environment: di
                    "encoding": H264_PROFILE_ID,
                    "frames_sha256": hashlib.sha256(frames.tobytes()).hexdigest(),
                    "raw_frames": f"{job.key}.frames.npy" if dump_raw_frames else None},
-        "model": {**loaded.identity, "model": job.model, "i2v": loaded.i2v},
+        "model": {**loaded.identity, "model": job.model, "family": family.name, "i2v": job.image is not None},
         "settings": {"dtype": loaded.dtype, "device": loaded.device, "memory_mode": loaded.memory_mode,
                      "compiled": loaded.compiled, "max_text_tokens": max_tokens, "attention_kernel_ran": kernel,
                      "background_write": writer.background, **public_setup(loaded.setup)},
@@ -577,28 +577,11 @@ def attention_kernel_for(loaded: LoadedPipeline, job: Job) -> str:
     """The SDPA kernel this clip's attention shape runs under the chosen priority (probed once per size)."""
     size = clip_size(job)
     if size not in loaded.attention_kernels:
-        pipe = loaded.pipe
-        shape = clip_speed.attention_shape(pipe.transformer, width=job.width, height=job.height, frames=job.frames,
-                                           temporal=pipe.vae_scale_factor_temporal, spatial=pipe.vae_scale_factor_spatial)
+        shape = loaded.family.attention_shape(loaded.pipe, job)
         # the probe runs where the transformer's attention runs (an offloaded pipeline computes on the GPU too)
         loaded.attention_kernels[size] = clip_speed.probe_attention_kernel(
             loaded.speed.attention, device=loaded.device, dtype=getattr(torch, loaded.dtype), **shape)
     return loaded.attention_kernels[size]
-
-
-def check_against_model(pipe: Any, job: Job) -> None:
-    temporal = pipe.vae_scale_factor_temporal
-    spatial = pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size
-    if (job.frames - 1) % temporal:
-        raise JobError(f"{job.source}: frames {job.frames} must be {temporal}N+1 for this model")
-    if job.width % spatial or job.height % spatial:
-        raise JobError(f"{job.source}: width x height {job.width}x{job.height} must be multiples of {spatial}")
-    config = pipe.transformer.config
-    if config.use_learned_positional_embeddings:
-        native = (config.sample_width * pipe.vae_scale_factor_spatial, config.sample_height * pipe.vae_scale_factor_spatial)
-        if (job.width, job.height) != native:
-            raise JobError(f"{job.source}: this model's learned positional embedding runs only at "
-                           f"{native[0]}x{native[1]}, the job asks {job.width}x{job.height}")
 
 
 def fit_prompt(tokenizer: Any, prompt: str, max_tokens: int) -> dict[str, Any]:

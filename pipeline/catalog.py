@@ -1,4 +1,5 @@
-"""The one place that knows the Stability edit tools and the video models (CogVideoX, Luma Ray2): ids, fields, ranges, sizes.
+"""The one registry of the Stability edit tools and the video models (CogVideoX, Wan2.2, Luma Ray2): ids, fields,
+ranges, sizes, frame rules, licences, weights and the facts still unverified.
 
 Facts from ../shared/reference/models-and-services.md (sections 1 and 2). The JSON Schema in
 `pipeline/manifest/schema/campaign.schema.json` is generated from these tables (`python -m pipeline.manifest.schema`).
@@ -165,16 +166,33 @@ EDIT_TOOLS: dict[str, EditTool] = {
 }
 
 
-# --- CogVideoX --------------------------------------------------------------------------------------
+# --- the video model registry ---------------------------------------------------------------------------
+# One entry per model: which backends make it, its size and frame rule, fps, prompt token limit, licence, where
+# its weights come from, the GPU time its price is estimated from, and which of these facts are unverified.
+# Adding a model is one entry here (plus, for a new family, one module under container/: container/README.md).
+# Sources: ../shared/reference/models-and-services.md §2 (CogVideoX) and toolchain.md (Wan2.2 in diffusers 0.42.1).
+
+GPU_BACKENDS: tuple[str, ...] = ("preview", "diffusers", "sagemaker")  # the backends that make a self-hosted model
+
+
+@dataclass(frozen=True)
+class Licence:
+    """A model's licence: its identifier and whether commercial use is allowed as downloaded."""
+
+    id: str  # an SPDX identifier, or the licence's own name
+    commercial: bool  # False: commercial use is forbidden, or needs an agreement beyond the download
+    source: str  # where the licence text was read
+    condition: str = ""  # when not commercial: what commercial use would need
 
 
 @dataclass(frozen=True)
 class VideoModel:
-    """A CogVideoX model: native size, frame rule (step*N+1, 1<=N<=max_n), fps and abilities."""
+    """A self-hosted video model: native size, frame rule (step*N+1, 1<=N<=max_n), fps, limits, licence, weights."""
 
     name: str
+    family: str  # the container module that runs it: container/family_<family>.py
     repo: str  # the Hugging Face repository the weights come from (pulled once, stored in S3)
-    i2v_repo: str | None
+    i2v_repo: str | None  # a separate image-to-video repository (its folder is <name>-i2v)
     width: int
     height: int
     frame_step: int
@@ -183,21 +201,84 @@ class VideoModel:
     fps: int
     max_prompt_tokens: int
     dtype: str
+    licence: Licence
+    i2v_in_repo: bool = False  # one folder serves text- and image-to-video (Wan2.2 TI2V)
+    size_multiple: int = 16  # width and height must be multiples of this (VAE x patch)
+    default_guidance: float = 6.0
+    # 50-step seconds for one clip at default_frames, per GPU kind: the cost estimate's basis
+    gpu_seconds_50_steps: dict[str, float] = field(default_factory=dict)
+    timing_source: str = ""
+    backends: tuple[str, ...] = GPU_BACKENDS
+    unverified: tuple[str, ...] = ()  # which facts above no primary source confirmed (or no GPU here measured)
 
     @property
     def frame_choices(self) -> tuple[int, ...]:
         return tuple(self.frame_step * n + 1 for n in range(1, self.max_n + 1))
 
     def frames_rule(self) -> str:
-        return f"{self.frame_step}N+1 with 1<=N<={self.max_n} ({', '.join(map(str, self.frame_choices))})"
+        choices = self.frame_choices
+        listed = ", ".join(map(str, choices)) if len(choices) <= 12 else f"{choices[0]}, {choices[1]}, ..., {choices[-1]}"
+        return f"{self.frame_step}N+1 with 1<=N<={self.max_n} ({listed})"
 
+    @property
+    def image_to_video(self) -> bool:
+        return self.i2v_repo is not None or self.i2v_in_repo
+
+    def folder(self, *, i2v: bool) -> str:
+        """The weights folder (and so the model load) that renders a clip: <name>, or <name>-i2v."""
+        return self.name + (I2V_SUFFIX if i2v and self.i2v_repo is not None else "")
+
+    def folders(self) -> dict[str, str]:
+        """`{folder: hub repo}`: what `campaign models pull` stores and the clip jobs mount."""
+        out = {self.name: self.repo}
+        if self.i2v_repo is not None:
+            out[self.name + I2V_SUFFIX] = self.i2v_repo
+        return out
+
+
+I2V_SUFFIX = "-i2v"  # a separate image-to-video model's folder: <models>/<model>-i2v
+
+# Licence texts read on the model repositories (search of stored Hub pages, 2026-12):
+# huggingface.co/THUDM/CogVideoX-5b LICENSE ("The CogVideoX License", commit 4e56534) §2: free for academic
+# research; commercial use needs registration for a basic commercial licence and stays under a visits limit.
+# CogVideoX-1.5-5B(-I2V) ship the same text. CogVideoX-2b: Apache 2.0 per the CogVideo README [unverified: the
+# Hub repo's first commit shipped the CogVideoX License; only third-party copies of the README were read].
+# Wan2.2: "The models in this repository are licensed under the Apache 2.0 License" (github Wan-Video/Wan2.2
+# README, "License Agreement", commit 0828876).
+COGVIDEOX_LICENCE = Licence(
+    "CogVideoX-License", commercial=False, source="huggingface.co/THUDM/CogVideoX-5b/blob/main/LICENSE",
+    condition="commercial use needs a registered basic commercial licence (open.bigmodel.cn/mla/form) and is "
+              "capped in service users",
+)
+APACHE_COGVIDEOX_2B = Licence("Apache-2.0", commercial=True, source="github.com/THUDM/CogVideo README (third-party copy)")
+APACHE_WAN22 = Licence("Apache-2.0", commercial=True, source="github.com/Wan-Video/Wan2.2 README, License Agreement")
+
+# THUDM/CogVideo README 50-step times (reference §2); Wan2.2 has no published A100/H100 time in text: its README
+# says a 5 s 720P clip takes "under 9 minutes on a single consumer-grade GPU" (RTX 4090, with offload): used
+# as the A100 figure, H100 assumed twice as fast [estimate, unmeasured: no GPU was lent to this work].
+COGVIDEOX_TIMING = "THUDM/CogVideo README (A100/H100, 50 steps)"
 
 VIDEO_MODELS: dict[str, VideoModel] = {
     m.name: m
     for m in (
-        VideoModel("cogvideox-2b", "THUDM/CogVideoX-2b", None, 720, 480, 8, 6, 49, 8, 226, "float16"),
-        VideoModel("cogvideox-5b", "THUDM/CogVideoX-5b", "THUDM/CogVideoX-5b-I2V", 720, 480, 8, 6, 49, 8, 226, "bfloat16"),
-        VideoModel("cogvideox1.5-5b", "THUDM/CogVideoX1.5-5B", "THUDM/CogVideoX1.5-5B-I2V", 1360, 768, 16, 10, 81, 16, 224, "bfloat16"),
+        VideoModel("cogvideox-2b", "cogvideox", "THUDM/CogVideoX-2b", None, 720, 480, 8, 6, 49, 8, 226, "float16",
+                   APACHE_COGVIDEOX_2B, gpu_seconds_50_steps={"a100": 90.0, "h100": 45.0},
+                   timing_source=COGVIDEOX_TIMING, unverified=("licence",)),
+        VideoModel("cogvideox-5b", "cogvideox", "THUDM/CogVideoX-5b", "THUDM/CogVideoX-5b-I2V", 720, 480, 8, 6, 49, 8,
+                   226, "bfloat16", COGVIDEOX_LICENCE, gpu_seconds_50_steps={"a100": 180.0, "h100": 90.0},
+                   timing_source=COGVIDEOX_TIMING),
+        VideoModel("cogvideox1.5-5b", "cogvideox", "THUDM/CogVideoX1.5-5B", "THUDM/CogVideoX1.5-5B-I2V", 1360, 768, 16,
+                   10, 81, 16, 224, "bfloat16", COGVIDEOX_LICENCE, gpu_seconds_50_steps={"a100": 1000.0, "h100": 550.0},
+                   timing_source=COGVIDEOX_TIMING),
+        # toolchain.md "Wan2.2 TI2V-5B in diffusers 0.42.1": WanPipeline with expand_timesteps, image-to-video by
+        # WanImageToVideoPipeline.from_pipe on the same weights; sizes multiples of 32, frames 4k+1; the model's
+        # own config 1280x704, 121 frames, 24 fps, 50 steps, guidance 5.0; UMT5 prompts up to 512 tokens.
+        # max_n=30 stops at the model's own 121 frames (longer clips are possible but not what it was tuned for).
+        VideoModel("wan2.2-ti2v-5b", "wan", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", None, 1280, 704, 4, 30, 121, 24, 512,
+                   "bfloat16", APACHE_WAN22, i2v_in_repo=True, size_multiple=32, default_guidance=5.0,
+                   gpu_seconds_50_steps={"a100": 540.0, "h100": 270.0},
+                   timing_source="Wan2.2 README: 5 s 720P in under 9 min on one consumer GPU [estimate]",
+                   unverified=("gpu_seconds_50_steps (no GPU measured it)",)),
     )
 }
 
@@ -281,12 +362,19 @@ class ManagedVideoModel:
     # separator), so enhancement is bounded by the service's own limit, not by CogVideoX's 226 tokens.
     max_prompt_tokens: int
     defaults: Ray2Settings
+    licence: Licence
+    backends: tuple[str, ...] = ("preview", "bedrock")
+    unverified: tuple[str, ...] = ()
 
 
 RAY2 = ManagedVideoModel(
     name="luma-ray2", model_id="luma.ray-v2:0", max_prompt_chars=RAY2_PROMPT_MAX_CHARS, max_prompt_tokens=1000,
     # the documented example's values; every field is always sent (Bedrock's own defaults are not documented)
     defaults=Ray2Settings(duration_s=5, resolution="720p", aspect_ratio="16:9", loop=False),
+    # A service, not weights: use is governed by the AWS Marketplace offer's terms (model-card-luma-ai-ray2);
+    # that those allow commercial use of the output was not checked here.
+    licence=Licence("Luma-AI-Marketplace-terms", commercial=True, source="AWS Marketplace offer for Luma Ray2"),
+    unverified=("licence", "fps", "size", "price"),
 )
 MANAGED_VIDEO_MODELS: dict[str, ManagedVideoModel] = {RAY2.name: RAY2}
 # The shot keys only Ray2 reads, and the CogVideoX ones it has no use for (refused on a Ray2 shot).
@@ -296,3 +384,43 @@ COGVIDEOX_ONLY_SHOT_KEYS: tuple[str, ...] = ("frames", "steps", "guidance", "see
 
 def all_video_model_names() -> list[str]:
     return [*VIDEO_MODELS, *MANAGED_VIDEO_MODELS]
+
+
+def video_licence(name: str) -> Licence | None:
+    model = VIDEO_MODELS.get(name) or MANAGED_VIDEO_MODELS.get(name)
+    return model.licence if model is not None else None
+
+
+def commercial_models() -> list[str]:
+    """The video models whose licence allows commercial use as downloaded (for error messages)."""
+    return [name for name in all_video_model_names() if (lic := video_licence(name)) is not None and lic.commercial]
+
+
+def describe_video_models() -> list[dict[str, Any]]:
+    """Every video model's registry facts as plain data (`campaign models list` adds the price)."""
+    rows: list[dict[str, Any]] = []
+    for m in VIDEO_MODELS.values():
+        rows.append({
+            "name": m.name, "family": m.family, "backends": list(m.backends), "width": m.width, "height": m.height,
+            "size_multiple": m.size_multiple, "frames_rule": m.frames_rule(), "default_frames": m.default_frames,
+            "fps": m.fps, "max_prompt_tokens": m.max_prompt_tokens, "image_to_video": m.image_to_video,
+            "licence": {"id": m.licence.id, "commercial": m.licence.commercial, "source": m.licence.source,
+                        "condition": m.licence.condition},
+            "weights": m.folders(), "dtype": m.dtype, "default_guidance": m.default_guidance,
+            "gpu_seconds_50_steps": dict(m.gpu_seconds_50_steps), "timing_source": m.timing_source,
+            "unverified": list(m.unverified),
+        })
+    for r in MANAGED_VIDEO_MODELS.values():
+        d = r.defaults
+        rows.append({
+            "name": r.name, "family": "bedrock", "backends": list(r.backends), "width": d.width, "height": d.height,
+            "size_multiple": None, "frames_rule": f"duration {' or '.join(f'{s}s' for s in RAY2_DURATIONS_S)} "
+                                                   f"at {RAY2_FPS} fps",
+            "default_frames": d.frames, "fps": d.fps, "max_prompt_tokens": r.max_prompt_tokens,
+            "image_to_video": False,
+            "licence": {"id": r.licence.id, "commercial": r.licence.commercial, "source": r.licence.source,
+                        "condition": r.licence.condition},
+            "weights": {"bedrock": r.model_id}, "dtype": None, "default_guidance": None,
+            "gpu_seconds_50_steps": {}, "timing_source": "", "unverified": list(r.unverified),
+        })
+    return rows

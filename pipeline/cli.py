@@ -164,9 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     cr = sub.add_parser("credentials", help="read delivered files' Content Credentials (C2PA): what they say, intact or not")
     cr.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
-    m = sub.add_parser("models", help="model weights: pull once into S3 or a folder")
+    m = sub.add_parser("models", help="the video model registry (sizes, frames, licences, prices); pull weights once")
     msub = m.add_subparsers(dest="models_command", required=True)
-    mp = msub.add_parser("pull", help="download a CogVideoX model (T2V and I2V) once and store it")
+    ml = msub.add_parser("list", help="every video model: backends, size, frame rule, fps, tokens, licence, weights, price")
+    ml.add_argument("--json", action="store_true", help="print the registry as JSON")
+    ml.add_argument("--instance-type", default=None, help="SageMaker instance type for the price per clip")
+    mp = msub.add_parser("pull", help="download a self-hosted model's weights (T2V and I2V) once and store them")
     mp.add_argument("model", choices=_pullable_models(), help="one of: %(choices)s")
     mp.add_argument("--to", required=True, help="s3://bucket/prefix or a local folder")
     _add_verbose_everywhere(sub)
@@ -610,6 +613,12 @@ def cmd_credentials(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    if args.models_command == "list":
+        from pipeline.plan.pricing import DEFAULT_INSTANCE_TYPE, format_registry, registry_rows
+
+        rows = registry_rows(args.instance_type or DEFAULT_INSTANCE_TYPE)
+        print(json.dumps(rows, indent=2) if args.json else format_registry(rows))
+        return EXIT_OK
     from pipeline.backends.weights import pull_model
 
     for line in pull_model(args.model, args.to) or []:

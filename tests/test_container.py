@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import boto3
 import botocore.session
+import diffusers
 import imageio_ffmpeg
 import numpy as np
 import pytest
@@ -97,8 +98,8 @@ def batch(models, tmp_path_factory):
     jobs_path = write_jobs(work / "jobs.jsonl", jobs)
     spy, lines = Spy(), []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(gen.CogVideoXPipeline, "from_pretrained", spy.wrap(gen.CogVideoXPipeline))
-        mp.setattr(gen.CogVideoXImageToVideoPipeline, "from_pretrained", spy.wrap(gen.CogVideoXImageToVideoPipeline))
+        mp.setattr(diffusers.CogVideoXPipeline, "from_pretrained", spy.wrap(diffusers.CogVideoXPipeline))
+        mp.setattr(diffusers.CogVideoXImageToVideoPipeline, "from_pretrained", spy.wrap(diffusers.CogVideoXImageToVideoPipeline))
         result = gen.run_batch(jobs_path, models, work / "out", log=lines.append)
     return SimpleNamespace(result=result, out=work / "out", loads=spy.loads, lines=lines, long_prompt=long_prompt)
 
@@ -224,15 +225,21 @@ def test_entrypoint_runs_as_a_script_offline_with_sagemaker_style_folders(models
 def test_generate_is_self_contained():
     source = tiny.GENERATE_PY.read_text()
     assert not re.search(r"^\s*(from|import) pipeline\b", source, flags=re.M)
-    assert source.index('os.environ["HF_HUB_OFFLINE"] = "1"') < source.index("from diffusers import")
+    assert source.index('os.environ["HF_HUB_OFFLINE"] = "1"') < source.index("from diffusers")
 
 
 def test_model_settings_mirror_the_catalog():
+    """The container's family modules and the pipeline's registry name the same models, dtypes, families and
+    folder layouts (the container cannot import the registry)."""
     assert set(gen.MODEL_SETTINGS) == set(VIDEO_MODELS)
+    assert set(gen.FAMILIES) == {m.family for m in VIDEO_MODELS.values()}
     for name, model in VIDEO_MODELS.items():
         settings = gen.MODEL_SETTINGS[name]
         assert settings.dtype == model.dtype, name
-        assert (settings.scheduler, settings.dynamic_cfg) == (("ddim", False) if name == "cogvideox-2b" else ("dpm", True))
+        assert settings.family == model.family, name
+        assert settings.separate_i2v == (not model.i2v_in_repo), name
+        if model.family == "cogvideox":
+            assert (settings.scheduler, settings.dynamic_cfg) == (("ddim", False) if name == "cogvideox-2b" else ("dpm", True))
 
 
 def test_parse_job_quotes_the_bad_value(tmp_path):
@@ -264,7 +271,7 @@ def test_out_of_gpu_memory_steps_the_memory_mode_down_and_retries(models, tmp_pa
         return loaded
 
     calls = []
-    real_call = gen.CogVideoXPipeline.__call__
+    real_call = diffusers.CogVideoXPipeline.__call__
 
     def oom_once(self, *args, **kwargs):
         calls.append(self.vae.use_tiling)
@@ -273,7 +280,7 @@ def test_out_of_gpu_memory_steps_the_memory_mode_down_and_retries(models, tmp_pa
         return real_call(self, *args, **kwargs)
 
     monkeypatch.setattr(gen, "load_pipeline", load_as_if_on_a_gpu)
-    monkeypatch.setattr(gen.CogVideoXPipeline, "__call__", oom_once)
+    monkeypatch.setattr(diffusers.CogVideoXPipeline, "__call__", oom_once)
     jobs = write_jobs(tmp_path / "jobs.jsonl", [tiny.job("first"), tiny.job("second", seed=9)])
     lines: list[str] = []
     result = gen.run_batch(jobs, models, tmp_path / "out", log=lines.append)

@@ -64,7 +64,7 @@ def test_text_to_video_has_the_models_exact_geometry(model: str, tmp_path: Path)
     assert not np.array_equal(video[0], video[-1])  # the gradient moves
 
 
-@pytest.mark.parametrize("model", sorted(name for name, m in VIDEO_MODELS.items() if m.i2v_repo))
+@pytest.mark.parametrize("model", sorted(name for name, m in VIDEO_MODELS.items() if m.image_to_video))
 def test_image_to_video_cover_fits_an_rgba_image(model: str, tmp_path: Path, start_image: Path) -> None:
     m = VIDEO_MODELS[model]
     frames = m.frame_choices[0]

@@ -343,7 +343,9 @@ def test_shots_become_a_self_contained_manifest_with_start_images_beside_it(tmp_
 
 def test_only_image_to_video_models_are_offered_with_a_start_image() -> None:
     with_image = shots.models_for(image=True)
-    assert with_image and all(catalog.VIDEO_MODELS[m].i2v_repo for m in with_image)
+    assert set(with_image) == {m for m, spec in catalog.VIDEO_MODELS.items() if spec.image_to_video}
+    assert "wan2.2-ti2v-5b" in with_image  # one folder does both: no separate image-to-video repository
+    assert "cogvideox-2b" not in with_image  # text-to-video only
     assert set(shots.models_for(image=False)) == set(catalog.VIDEO_MODELS)
     frames = dict(shots.frame_options("cogvideox-5b"))
     assert frames[49] == "49 frames (6.125 s)"

@@ -1,7 +1,8 @@
 """Backend selection: names on the command line (or in a Lambda's environment) -> backend objects.
 
 Video backends make different models: `preview` makes every model (an animatic), `diffusers` and `sagemaker`
-make CogVideoX, `bedrock` makes Luma Ray2. A campaign that mixes models names one backend per family joined
+make the self-hosted models (CogVideoX, Wan2.2), `bedrock` makes Luma Ray2 (the registry, pipeline/catalog.py,
+says which backends make each model). A campaign that mixes models names one backend per family joined
 by `+` (`--video sagemaker+bedrock`, what `--backend aws` picks): each clip goes to the first named backend
 that makes its model, and a model none of them makes is refused before any job runs."""
 
@@ -19,10 +20,13 @@ from pipeline.errors import BackendUnavailable
 ENHANCERS = ("passthrough", "smollm", "bedrock")
 IMAGE_BACKENDS = ("local", "bedrock")
 VIDEO_BACKENDS = ("preview", "diffusers", "sagemaker", "bedrock")
-# Which models each video backend makes (None: every model).
+# Which models each video backend makes (None: every model), from the registry's `backends` of each model.
+_MODEL_BACKENDS: dict[str, tuple[str, ...]] = {
+    **{name: m.backends for name, m in VIDEO_MODELS.items()}, **{name: m.backends for name, m in MANAGED_VIDEO_MODELS.items()}}
 VIDEO_BACKEND_MODELS: dict[str, tuple[str, ...] | None] = {
-    "preview": None, "diffusers": tuple(VIDEO_MODELS), "sagemaker": tuple(VIDEO_MODELS),
-    "bedrock": tuple(MANAGED_VIDEO_MODELS),
+    "preview": None,
+    **{backend: tuple(name for name, backends in _MODEL_BACKENDS.items() if backend in backends)
+       for backend in ("diffusers", "sagemaker", "bedrock")},
 }
 AWS_VIDEO = "sagemaker+bedrock"  # `--backend aws`: CogVideoX on SageMaker, Ray2 on Bedrock
 

@@ -1,4 +1,5 @@
-"""The `diffusers` video backend: CogVideoX in this process, through the container's own generation code.
+"""The `diffusers` video backend: the self-hosted models (CogVideoX, Wan2.2) in this process, through the
+container's own generation code.
 
 For a workstation with a GPU and local weights. It writes the batch as a jobs file and calls
 container/generate.py's `run_batch` in-process (imported by path: the container cannot import `pipeline`,
@@ -19,6 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from pipeline.backends.base import ClipOutcome, ClipRequest, report_step
+from pipeline.catalog import VIDEO_MODELS
 from pipeline.errors import BackendUnavailable
 from pipeline.media.encode import H264_PROFILE, PROFILE_ID
 from pipeline.plan.schedule import I2V_SUFFIX
@@ -60,7 +62,7 @@ def _precision() -> str:
 
 
 class DiffusersVideoBackend:
-    """Renders clips in-process from `models_dir/<model>` and `models_dir/<model>-i2v` pipeline folders."""
+    """Renders clips in-process from `models_dir/<model>` (and CogVideoX's `models_dir/<model>-i2v`) pipeline folders."""
 
     name = "diffusers"
 
@@ -73,10 +75,12 @@ class DiffusersVideoBackend:
         self._lock = threading.Lock()  # one GPU: batches from a thread pool run one after another
 
     def identity(self, model: str) -> str:
-        """`diffusers/<model>@<hash of the T2V folder's configs>[+i2v@<hash>]`: changes when the weights' configs do."""
+        """`diffusers/<model>@<hash of the folder's configs>[+i2v@<hash>]`: changes when the weights' configs do."""
         generate = load_generate_module()
         parts = []
-        for folder, label in ((model, ""), (model + I2V_SUFFIX, "i2v")):
+        entry = VIDEO_MODELS.get(model)
+        folders = list(entry.folders()) if entry is not None else [model]
+        for folder, label in ((f, "i2v" if f == model + I2V_SUFFIX else "") for f in folders):
             path = self.models_dir / folder
             if (path / "model_index.json").is_file():
                 digest = hashlib.sha256(generate.folder_identity(path)["sha256"].encode())

@@ -1,7 +1,7 @@
-"""Weights, once: download a CogVideoX model's repos from the Hugging Face Hub and store them where clip jobs read them.
+"""Weights, once: download a video model's repos from the Hugging Face Hub and store them where clip jobs read them.
 
-The result is the layout container/generate.py expects under its models folder: `<dest>/<model>` (T2V)
-and `<dest>/<model>-i2v` (I2V, when the model has one), each a diffusers pipeline folder. Processing jobs
+The result is the layout container/generate.py expects under its models folder: `<dest>/<model>` (T2V, or both
+modes for Wan2.2 TI2V) and `<dest>/<model>-i2v` (CogVideoX's separate I2V weights), each a diffusers pipeline folder. Processing jobs
 mount that prefix as a ProcessingInput and never download from the hub.
 """
 
@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.catalog import VIDEO_MODELS
-from pipeline.plan.schedule import I2V_SUFFIX
 
 # Written last: generate.py refuses a folder without it, so an interrupted upload is never mistaken
 # for a complete pipeline folder.
@@ -21,14 +20,10 @@ COMPLETION_MARKER = "model_index.json"
 
 
 def model_repos(model_name: str) -> dict[str, str]:
-    """`{folder: hub repo}` for a catalog model: `<model>` and, when it has one, `<model>-i2v`."""
+    """`{folder: hub repo}` for a registry model: `<model>` and, when its I2V weights are separate, `<model>-i2v`."""
     if model_name not in VIDEO_MODELS:
         raise ValueError(f"unknown video model {model_name!r}; known: {sorted(VIDEO_MODELS)}")
-    model = VIDEO_MODELS[model_name]
-    repos = {model.name: model.repo}
-    if model.i2v_repo:
-        repos[model.name + I2V_SUFFIX] = model.i2v_repo
-    return repos
+    return VIDEO_MODELS[model_name].folders()
 
 
 def pull_model(

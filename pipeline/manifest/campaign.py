@@ -19,7 +19,7 @@ from pipeline.errors import ManifestInvalid, Problem, shown
 from pipeline.manifest.credentials import CredentialsSpec, credentials_spec
 from pipeline.manifest.formats import DEFAULT_CAPTIONS, DEFAULT_FIT, DEFAULT_LANGUAGE
 from pipeline.manifest.inputs import file_problem, is_blank, outside_problem, undrawable
-from pipeline.manifest.model_rules import cogvideox_shot_problems, ray2_problems, ray2_settings
+from pipeline.manifest.model_rules import licence_problems, model_shot_problems, ray2_problems, ray2_settings
 from pipeline.manifest.schedule_expr import schedule_problem
 from pipeline.manifest.schema import load_schema
 from pipeline.manifest.timeline import crossfade_problem
@@ -461,28 +461,9 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True,
                                              check_ref=check_image_ref, problems=problems)
                 continue
             model = catalog.VIDEO_MODELS.get(model_name) if isinstance(model_name, str) else None
-            if model is None:
-                continue
-            problems += cogvideox_shot_problems(src, spath, shot, model.name)
-            frames = shot.get("frames", dv.get("frames", model.default_frames))
-            if isinstance(frames, int) and frames not in model.frame_choices:
-                where = spath + ("frames",) if "frames" in shot else ("defaults", "video", "frames")
-                problems.append(src.problem(where, f"{model.name} cannot make {frames} frames: the rule is {model.frames_rule()}"))
-            elif isinstance(frames, int):
-                clip_frames.append((frames, model.fps))
-            if isinstance(shot.get("prompt"), str) and is_blank(shot["prompt"]):
-                problems.append(src.problem(spath + ("prompt",), "the prompt is blank; describe what the clip shows"))
-            if "image" in shot:
-                check_image_ref(spath + ("image",), shot["image"])
-            needs_i2v = "image" in shot or (continuity and j > 0)
-            if needs_i2v and model.i2v_repo is None:
-                why = "starts from an image" if "image" in shot else "continues from the previous clip (continuity: last-frame)"
-                where = spath + ("model",) if "model" in shot else spath
-                problems.append(src.problem(where, f"this shot {why}, but {model.name} has no image-to-video variant "
-                                            f"(use one of {', '.join(m.name for m in catalog.VIDEO_MODELS.values() if m.i2v_repo)})"))
-            if continuity and j > 0 and "image" in shot:
-                problems.append(src.problem(spath + ("image",), "with continuity: last-frame every shot after the first "
-                                            "starts from the previous clip's last frame; remove `image` here"))
+            if model is not None:  # CogVideoX, Wan2.2: the registry's rules for this model (model_rules.py)
+                clip_frames += model_shot_problems(src, spath, shot, dv, model, continuity=continuity and j > 0,
+                                                   check_ref=check_image_ref, problems=problems)
         problems += caption_problems(src, vpath, vid)
         if vid.get("color_match") is True and not continuity:
             problems.append(src.problem(vpath + ("color_match",), "color_match only applies with continuity: last-frame"))
@@ -498,6 +479,8 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True,
                 problems.append(src.problem(vpath + ("audio", "asset"), f"{ref!r} names no asset{_suggest(ref, list(assets))}"))
             elif isinstance(assets[ref], str) and not assets[ref].lower().endswith(AUDIO_EXTENSIONS):
                 problems.append(src.problem(vpath + ("audio", "asset"), f"{ref!r} is not an audio file ({', '.join(AUDIO_EXTENSIONS)})"))
+    if data.get("commercial") is True:
+        problems += licence_problems(src, raw_videos, dv)
     return problems
 
 
@@ -581,7 +564,7 @@ def _build(src: Source, base_dir: Path) -> Campaign:
                 model=model.name,
                 frames=int(s.get("frames", dv.get("frames", model.default_frames))),
                 steps=int(s.get("steps", dv.get("steps", catalog.DEFAULT_STEPS))),
-                guidance=float(s.get("guidance", dv.get("guidance", catalog.DEFAULT_GUIDANCE))),
+                guidance=float(s.get("guidance", dv.get("guidance", model.default_guidance))),
                 seed=int(s.get("seed", dv.get("seed", catalog.DEFAULT_SEED))),
                 negative_prompt=s.get("negative_prompt"),
                 caption=_caption(s),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.catalog import VIDEO_MODELS
 from pipeline.plan import pricing
 from pipeline.plan.build import Plan
 from pipeline.plan.pricing import DEFAULT_INSTANCE_TYPE
@@ -64,7 +65,7 @@ def estimate_cost(plan: Plan, *, instance_type: str | None = None, cached: dict[
         "prices_as_of": pricing.PRICES_AS_OF,
         "unknowns": unknowns,
         "note": f"list prices as of {pricing.PRICES_AS_OF}, some estimated (see pipeline/plan/pricing.py); "
-                "GPU time from THUDM's published timings; model loading excluded; Luma Ray2 per second of video",
+                "GPU time from the model registry's timings (pipeline/catalog.py); model loading excluded; Luma Ray2 per second of video",
     }
 
 
@@ -83,6 +84,11 @@ def _unknowns(plan: Plan, instance_type: str) -> list[str]:
         scaled = "" if instance.gpu in published else f", scaled to {instance.gpu} by an estimated speed factor"
         out.append(f"the {instance_type} price (${instance.hourly}/h) is unverified; GPU time per clip comes from "
                    f"THUDM's published A100/H100 timings{scaled}; model loading is excluded")
+        models = sorted({j.clip.model for j in plan.jobs if j.kind == "clip" and j.clip.model in VIDEO_MODELS})
+        for name in models:
+            model = VIDEO_MODELS[name]
+            if any(fact.startswith("gpu_seconds") for fact in model.unverified):
+                out.append(f"{name}'s GPU time is an estimate, not a measurement ({model.timing_source})")
     if "enhance" in kinds:
         out.append(f"prompt enhancement tokens are estimated ({pricing.CHARS_PER_TOKEN:.0f} characters per token, "
                    f"{pricing.ENHANCE_OUTPUT_TOKENS} output tokens per prompt)")

@@ -9,8 +9,9 @@ magnitude and for comparing plans, not for invoices.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from pipeline.catalog import EDIT_TOOLS, VIDEO_MODELS
+from pipeline.catalog import EDIT_TOOLS, MANAGED_VIDEO_MODELS, VIDEO_MODELS, describe_video_models
 
 PRICES_AS_OF = "2026-11-22"
 
@@ -81,14 +82,13 @@ STEP_FUNCTIONS_PER_TRANSITION = 0.025 / 1000  # Standard workflows (reference §
 LAMBDA_PER_GB_SECOND = 0.0000166667  # x86, us-east-1, first tier (aws.amazon.com/lambda/pricing) [unverified]
 LAMBDA_PER_REQUEST = 0.20 / 1_000_000  # same page [unverified]
 
-# --- CogVideoX GPU time ------------------------------------------------------------------------------------
-# 50-step time for one clip at the model's default frame count (49 frames for 1.0, 81 for 1.5), in seconds, on
-# A100 and H100: the THUDM/CogVideo README (reference §2). A10G and L40S are not published: they are scaled from
-# A100 by relative BF16 tensor throughput [estimate].
+# --- self-hosted model GPU time --------------------------------------------------------------------------
+# 50-step time for one clip at the model's default frame count, in seconds, on A100 and H100: the registry's
+# figures (pipeline/catalog.py: THUDM's published CogVideoX times, reference §2; Wan2.2 an estimate from its
+# README, unmeasured). A10G and L40S are not published: they are scaled from A100 by relative BF16 tensor
+# throughput [estimate].
 PUBLISHED_50_STEP_S: dict[str, dict[str, float]] = {
-    "cogvideox-2b": {"a100": 90.0, "h100": 45.0},
-    "cogvideox-5b": {"a100": 180.0, "h100": 90.0},
-    "cogvideox1.5-5b": {"a100": 1000.0, "h100": 550.0},
+    name: dict(model.gpu_seconds_50_steps) for name, model in VIDEO_MODELS.items()
 }
 GPU_SPEED: dict[str, float] = {  # time multiplier relative to A100, for GPUs without published times [estimate]
     "a100": 1.0,
@@ -115,7 +115,7 @@ def enhance_cost(prompt_chars: int) -> float:
 
 
 def _latent_frames(frames: int) -> int:
-    return (frames - 1) // 4 + 1  # CogVideoX's VAE compresses time 4x (plus the first frame)
+    return (frames - 1) // 4 + 1  # CogVideoX's and Wan2.2's VAEs compress time 4x (plus the first frame)
 
 
 def clip_gpu_seconds(model: str, frames: int, steps: int, *, gpu: str = "a100") -> float:
@@ -163,3 +163,41 @@ def ray2_clip_cost(resolution: str, duration_s: int) -> float:
     if duration_s <= 0:
         raise ValueError(f"duration_s must be > 0, got {duration_s!r}")
     return per_second * duration_s
+
+
+def registry_rows(instance_type: str = DEFAULT_INSTANCE_TYPE) -> list[dict[str, Any]]:
+    """The model registry as `campaign models list` shows it: the catalog's facts plus each model's price for one
+    clip at its defaults (a GPU model on `instance_type`, Ray2 per second of video)."""
+    rows = describe_video_models()
+    for row in rows:
+        name = row["name"]
+        if name in VIDEO_MODELS:
+            usd = clip_cost(name, row["default_frames"], 50, instance_type)
+            row["price"] = {"usd_per_clip": round(usd, 4), "basis": f"{row['default_frames']} frames, 50 steps on "
+                            f"{instance_type} at ${SAGEMAKER_INSTANCES[instance_type].hourly}/h [estimate]"}
+        else:
+            d = MANAGED_VIDEO_MODELS[name].defaults
+            row["price"] = {"usd_per_clip": ray2_clip_cost(d.resolution, d.duration_s),
+                            "usd_per_second": {k: v for k, v in RAY2_PER_SECOND.items()},
+                            "basis": f"{d.duration_s}s at {d.resolution} [unverified]"}
+    return rows
+
+
+def format_registry(rows: list[dict[str, Any]]) -> str:
+    """`campaign models list`: one block per model, every registry fact on a line of its own."""
+    out: list[str] = []
+    for r in rows:
+        lic = r["licence"]
+        commercial = "commercial use allowed" if lic["commercial"] else f"NO commercial use ({lic['condition'] or 'forbidden'})"
+        out += [
+            f"{r['name']}  ({r['family']}; backends: {', '.join(r['backends'])})",
+            f"  size      {r['width']}x{r['height']}" + (f" (multiples of {r['size_multiple']})" if r["size_multiple"] else ""),
+            f"  frames    {r['frames_rule']}; default {r['default_frames']} at {r['fps']} fps",
+            f"  prompt    up to {r['max_prompt_tokens']} tokens; image-to-video: {'yes' if r['image_to_video'] else 'no'}",
+            f"  licence   {lic['id']}: {commercial} [{lic['source']}]",
+            f"  weights   {', '.join(f'{k} <- {v}' for k, v in r['weights'].items())}",
+            f"  price     ${r['price']['usd_per_clip']:.2f} per clip ({r['price']['basis']})",
+            f"  unverified {', '.join(r['unverified']) or 'none'}",
+            "",
+        ]
+    return "\n".join(out).rstrip() + "\n"

@@ -12,17 +12,20 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, TypeVar
 
-if TYPE_CHECKING:  # the schedule reads plans; at run time it imports nothing of the pipeline's (backends use it)
+from pipeline.catalog import I2V_SUFFIX, VIDEO_MODELS
+
+if TYPE_CHECKING:  # the schedule reads plans; at run time it imports only the registry (backends use it)
     from pipeline.plan.build import Plan
     from pipeline.plan.jobs import Job
 
-I2V_SUFFIX = "-i2v"  # a shot with a start image runs in <models>/<model>-i2v
 _T = TypeVar("_T")
 
 
 def pipeline_folder(model: str, *, i2v: bool) -> str:
-    """The weights folder (and so the model load) that renders a clip: <model>, or <model>-i2v."""
-    return model + (I2V_SUFFIX if i2v else "")
+    """The weights folder (and so the model load) that renders a clip: <model>, or <model>-i2v for a model with
+    separate image-to-video weights (CogVideoX); one folder for a model that does both (Wan2.2 TI2V)."""
+    entry = VIDEO_MODELS.get(model)
+    return entry.folder(i2v=i2v) if entry is not None else model + (I2V_SUFFIX if i2v else "")
 
 
 def clip_group(job: Job) -> str:

@@ -50,8 +50,8 @@ def frame_options(model: str) -> list[tuple[int, str]]:
 
 
 def models_for(*, image: bool) -> list[str]:
-    """Models that can render the shot: image-to-video needs a model with an I2V variant."""
-    return [name for name, m in catalog.VIDEO_MODELS.items() if not image or m.i2v_repo]
+    """Models that can render the shot: a start image needs a model that does image-to-video (the registry says)."""
+    return [name for name, m in catalog.VIDEO_MODELS.items() if not image or m.image_to_video]
 
 
 def store_upload(data: bytes, *, name: str, studio_dir: Path) -> Path:

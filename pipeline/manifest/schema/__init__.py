@@ -58,8 +58,9 @@ def build_schema() -> dict[str, Any]:
     lo_steps, hi_steps = catalog.STEPS_RANGE
     lo_g, hi_g = catalog.GUIDANCE_RANGE
     video_settings = {
-        "model": {"enum": models, "description": "CogVideoX model (the I2V variant is used when a shot has `image`), "
-                                                 f"or {catalog.RAY2.name} (Luma Ray2 on Amazon Bedrock)"},
+        "model": {"enum": models, "description": "video model from the registry (`campaign models list`): CogVideoX "
+                                                 "(its I2V variant is used when a shot has `image`), Wan2.2 TI2V (text- "
+                                                 f"and image-to-video in one), or {catalog.RAY2.name} (Luma Ray2 on Bedrock)"},
         "steps": {"type": "integer", "minimum": lo_steps, "maximum": hi_steps, "description": "denoising steps"},
         "guidance": {"type": "number", "minimum": lo_g, "maximum": hi_g, "description": "classifier-free guidance scale"},
         "seed": {"type": "integer", "minimum": 0, "maximum": catalog.VIDEO_SEED_MAX, "description": "generation seed"},
@@ -75,7 +76,7 @@ def build_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": "Campaign manifest",
-        "description": "A batch of Stability image edits and CogVideoX or Luma Ray2 clips joined into videos.",
+        "description": "A batch of Stability image edits and CogVideoX, Wan2.2 or Luma Ray2 clips joined into videos.",
         "type": "object",
         "additionalProperties": False,
         "required": ["campaign"],
@@ -92,6 +93,9 @@ def build_schema() -> dict[str, Any]:
                 "properties": {"max_usd": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_BUDGET_USD,
                                            "description": "US dollars, on the cloud cost estimate of `campaign plan`"}},
             },
+            "commercial": {"type": "boolean",
+                           "description": "the outputs are for commercial use: every video model used must have a "
+                                          "licence that allows it (`campaign models list` shows each licence)"},
             "approval": {"enum": list(APPROVAL_MODES),
                          "description": "before-render: stop after prompt enhancement and image edits until the run "
                                         "is approved (campaign approve), before any clip is rendered"},
