@@ -226,12 +226,15 @@ def duck_depth(music: Path, ducked: Path, voices: tuple[PlacedVoice, ...], durat
     against the original music in each region (so the music's own loudness changes do not count)."""
     del work
     orig, duck = decode_mono(music, duration), decode_mono(ducked, duration)
-    under = np.zeros(len(orig), dtype=bool)
+    n = min(len(orig), len(duck))  # the decoders may round the last sample differently
+    orig, duck = orig[:n], duck[:n]
+    under = np.zeros(n, dtype=bool)
+    near = np.zeros(n, dtype=bool)
+    # between utterances: away from speech by the compressor's release and more, so the gap measured is settled
+    settle = int((float(DUCK["release"]) / 1000 + 0.2) * RATE)
     for a, b in speech_spans(voices):
         under[int(a * RATE):int(b * RATE)] = True
-    # between utterances: away from speech by the compressor's release, so the gap measured is settled
-    settle = int((DUCK["release"] / 1000 + 0.2) * RATE)
-    near = np.convolve(under.astype(np.int8), np.ones(2 * settle + 1, dtype=np.int8), mode="same") > 0
+        near[max(0, int(a * RATE) - settle):int(b * RATE) + settle] = True
     between = ~near
     if not under.any() or not between.any():
         return 0.0
