@@ -15,6 +15,7 @@ $(VENV)/bin/python:
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -e .
 	$(PYTHON) scripts/ensure_fonts.py
+	$(PYTHON) scripts/ensure_voice.py
 	touch $@
 
 # torch is pinned and installed first: an unpinned torch would pull a multi-GB CUDA build.
@@ -25,6 +26,7 @@ $(VENV)/.installed-test: pyproject.toml package.json | $(VENV)/bin/python
 	npm ci --no-audit --no-fund --loglevel=error
 	$(PYTHON) scripts/ensure_chromium.py
 	$(PYTHON) scripts/ensure_fonts.py
+	$(PYTHON) scripts/ensure_voice.py
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

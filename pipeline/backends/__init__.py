@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.backends.base import ClipOutcome, ClipRequest, Enhancer, ImageEditor, VideoBackend
+from pipeline.backends.base import ClipOutcome, ClipRequest, Enhancer, ImageEditor, VideoBackend, VoiceBackend
 from pipeline.catalog import MANAGED_VIDEO_MODELS, VIDEO_MODELS
 from pipeline.errors import BackendUnavailable
 
@@ -29,6 +29,19 @@ VIDEO_BACKEND_MODELS: dict[str, tuple[str, ...] | None] = {
        for backend in ("diffusers", "sagemaker", "bedrock")},
 }
 AWS_VIDEO = "sagemaker+bedrock"  # `--backend aws`: CogVideoX on SageMaker, Ray2 on Bedrock
+VOICE_BACKENDS = ("local", "polly")  # espeak-ng placeholder voice (local default), Amazon Polly (the cloud's)
+
+
+def make_voice_backend(name: str) -> VoiceBackend:
+    if name == "local":
+        from pipeline.backends.voice_local import EspeakVoiceBackend
+
+        return EspeakVoiceBackend()
+    if name == "polly":
+        from pipeline.backends.voice_polly import PollyVoiceBackend
+
+        return PollyVoiceBackend.from_environment(os.environ)
+    raise BackendUnavailable(f"unknown voice backend {name!r} (choose from {', '.join(VOICE_BACKENDS)})")
 
 
 @dataclass
@@ -36,9 +49,11 @@ class Backends:
     enhancer: Enhancer
     images: ImageEditor
     video: VideoBackend
+    voice: VoiceBackend = field(default_factory=lambda: make_voice_backend("local"))
 
     def names(self) -> dict[str, str]:
-        return {"enhancer": self.enhancer.name, "images": self.images.name, "video": self.video.name}
+        return {"enhancer": self.enhancer.name, "images": self.images.name, "video": self.video.name,
+                "voice": self.voice.name}
 
 
 class PassThroughEnhancer:
@@ -175,7 +190,7 @@ def make_video_backend(name: str, *, models_dir: Path | None = None,
 
 def select_backends(*, enhancer: str = "passthrough", images: str = "local", video: str = "preview",
                     enhancer_model: str | None = None, models_dir: Path | None = None,
-                    options: Mapping[str, str] | None = None) -> Backends:
+                    options: Mapping[str, str] | None = None, voice: str = "local") -> Backends:
     """Build the chosen backends for a local run."""
     return Backends(make_enhancer(enhancer, model=enhancer_model), make_image_editor(images),
-                    make_video_backend(video, models_dir=models_dir, options=options))
+                    make_video_backend(video, models_dir=models_dir, options=options), make_voice_backend(voice))

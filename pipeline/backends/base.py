@@ -127,6 +127,43 @@ class VideoBackend(Protocol):
         ...
 
 
+# --- voice ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpeechMark:
+    """Where a sentence starts in an utterance's audio (seconds), and its text."""
+
+    time_s: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Speech:
+    """One utterance's audio (a WAV file) and its timing: sentence marks from the service, or none (then the
+    caption timing comes from the audio itself); `timing` says which."""
+
+    path: Path
+    backend: str
+    placeholder: bool  # a stand-in voice (espeak-ng), labelled as such in the report
+    marks: tuple[SpeechMark, ...] = ()
+    timing: str = "audio"  # "audio" | "speech-marks:sentence"
+    requests: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class VoiceBackend(Protocol):
+    name: str  # "local" | "polly"
+
+    def identity(self) -> str:
+        """Backend + voice engine version; part of every utterance's key."""
+        ...
+
+    def synthesize(self, *, text: str, voice_id: str, engine: str, language: str, out: Path) -> Speech:
+        """Speak `text`; write a WAV file at `out`."""
+        ...
+
+
 class BackendSet(Protocol):
     """One backend per capability, as the task functions use them (the local runner's `Backends`, or the
     cloud's, built on first use)."""
@@ -139,6 +176,8 @@ class BackendSet(Protocol):
 
     @property
     def video(self) -> VideoBackend: ...
+    @property
+    def voice(self) -> VoiceBackend: ...
 
     def names(self) -> dict[str, str]: ...
 

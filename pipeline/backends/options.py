@@ -7,19 +7,21 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.backends import AWS_VIDEO, ENHANCERS, IMAGE_BACKENDS, VIDEO_BACKENDS, Backends, select_backends
+from pipeline.backends import AWS_VIDEO, ENHANCERS, IMAGE_BACKENDS, VIDEO_BACKENDS, VOICE_BACKENDS, Backends, select_backends
 
 
 def add_backend_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backends (local defaults: passthrough enhancer, local images, preview video)")
     g.add_argument("--backend", choices=["local", "aws"], default="local",
-                   help="aws = --enhancer bedrock --images bedrock --video sagemaker+bedrock")
+                   help="aws = --enhancer bedrock --images bedrock --video sagemaker+bedrock --voice polly")
     g.add_argument("--enhancer", choices=ENHANCERS, help="prompt enhancement backend")
     g.add_argument("--enhancer-model", help="Bedrock model or inference profile id for --enhancer bedrock")
     g.add_argument("--images", choices=IMAGE_BACKENDS, help="image edit backend")
     g.add_argument("--video", metavar="BACKEND[+BACKEND]",
                    help=f"video clip backend(s): {', '.join(VIDEO_BACKENDS)}; join with '+' to mix models "
                         "(sagemaker+bedrock: CogVideoX on SageMaker, Luma Ray2 on Bedrock)")
+    g.add_argument("--voice", choices=VOICE_BACKENDS,
+                   help="voiceover backend: local (espeak-ng, a placeholder voice) or polly (Amazon Polly)")
     g.add_argument("--bedrock-output", metavar="S3URI",
                    help="where Bedrock writes Luma Ray2 clips, for --video bedrock (or CAMPAIGN_BEDROCK_OUTPUT_S3_URI)")
     g.add_argument("--models", type=Path, help="folder of diffusers pipelines, for --video diffusers")
@@ -40,7 +42,7 @@ def backend_flags(args: argparse.Namespace) -> tuple[str, ...]:
     if getattr(args, "backend", "local") != "local":
         argv += ["--backend", args.backend]
     for flag, value in (("--enhancer", args.enhancer), ("--enhancer-model", args.enhancer_model),
-                        ("--images", args.images), ("--video", args.video),
+                        ("--images", args.images), ("--video", args.video), ("--voice", getattr(args, "voice", None)),
                         ("--bedrock-output", getattr(args, "bedrock_output", None)), ("--models", args.models)):
         if value is not None:
             argv += [flag, str(Path(value).resolve()) if flag == "--models" else str(value)]
@@ -61,4 +63,5 @@ def backends_from_args(args: argparse.Namespace, *, enhancer_model: str | None =
         video=args.video or (AWS_VIDEO if aws else "preview"),
         enhancer_model=args.enhancer_model or enhancer_model,
         models_dir=args.models, options=options,
+        voice=getattr(args, "voice", None) or ("polly" if aws else "local"),
     )

@@ -12,9 +12,10 @@ from pipeline.backends import (
     make_enhancer,
     make_image_editor,
     make_video_backend,
+    make_voice_backend,
     video_backend_names,
 )
-from pipeline.backends.base import Enhancer, ImageEditor, VideoBackend
+from pipeline.backends.base import Enhancer, ImageEditor, VideoBackend, VoiceBackend
 from pipeline.backends.sagemaker_jobs import DEFAULT_MAX_BATCH, DEFAULT_MAX_RUNTIME_S, DEFAULT_VOLUME_GB
 from pipeline.backends.video_bedrock import BedrockVideoBackend
 from pipeline.backends.video_sagemaker import SageMakerVideoBackend
@@ -191,5 +192,11 @@ class CloudBackends:
             max_runtime_s=s.max_runtime_s or DEFAULT_MAX_RUNTIME_S, max_batch=s.clips_per_batch or DEFAULT_MAX_BATCH,
             container_args=s.container_args or (), compile_cache_s3_uri=s.compile_cache_s3_uri)
 
+    @functools.cached_property
+    def voice(self) -> VoiceBackend:
+        """Amazon Polly (the cloud's voice), or the plan's named voice backend (`local` in offline tests)."""
+        return make_voice_backend(self._names.get("voice", "polly"))
+
     def key_source(self) -> KeySource:
-        return KeySource(enhancer=self.enhancer.identity(), images=self.images.identity, video=self.video.identity)
+        return KeySource(enhancer=self.enhancer.identity(), images=self.images.identity, video=self.video.identity,
+                         voice=self.voice.identity())

@@ -25,6 +25,7 @@ from pipeline.manifest.schema import load_schema
 from pipeline.manifest.timeline import crossfade_problem
 from pipeline.manifest.variables import ExpandedSource, Variant, collapse, expand, template_data, variant_of
 from pipeline.manifest.video_rules import caption_problems
+from pipeline.manifest.voice_rules import Voice, loudness_of, video_voice, voice_problems, voiceover
 from pipeline.manifest.yamlsrc import Source, load_file, load_text
 
 DEFAULT_ENHANCE = True
@@ -90,6 +91,7 @@ class Shot:
     negative_prompt: str | None
     ray2: catalog.Ray2Settings | None = None  # set exactly when model is luma-ray2 (steps..seed then unused)
     caption: str | None = None  # shown for the shot's span (pipeline/manifest/formats.py)
+    voiceover: str | None = None  # spoken over the shot (pipeline/manifest/voice_rules.py)
 
     @property
     def video_model(self) -> catalog.VideoModel:
@@ -131,6 +133,12 @@ class VideoSpec:
     fit: str = DEFAULT_FIT
     captions: str = DEFAULT_CAPTIONS
     language: str = DEFAULT_LANGUAGE
+    # sound (pipeline/manifest/voice_rules.py): the voice of its shots' voiceover, translation, captions drawn
+    # from the speech, and the loudness target (None: the default when the video has speech)
+    voice: Voice | None = None
+    translate: bool = False
+    caption_from: str | None = None
+    loudness: float | None = None
 
 
 @dataclass(frozen=True)
@@ -481,7 +489,7 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True,
                 problems.append(src.problem(vpath + ("audio", "asset"), f"{ref!r} is not an audio file ({', '.join(AUDIO_EXTENSIONS)})"))
     if data.get("commercial") is True:
         problems += licence_problems(src, raw_videos, dv)
-    return problems
+    return problems + voice_problems(src, data)
 
 
 def _cycles(deps: dict[str, list[str]]) -> list[list[str]]:
@@ -553,7 +561,7 @@ def _build(src: Source, base_dir: Path) -> Campaign:
                                   enhance=bool(s.get("enhance", enhance_default)), model=model_name,
                                   frames=ray2.frames, steps=catalog.DEFAULT_STEPS, guidance=catalog.DEFAULT_GUIDANCE,
                                   seed=catalog.DEFAULT_SEED, negative_prompt=None, ray2=ray2,
-                                  caption=_caption(s)))
+                                  caption=_caption(s), voiceover=voiceover(s)))
                 continue
             model = catalog.VIDEO_MODELS[model_name]
             shots.append(Shot(
@@ -567,7 +575,7 @@ def _build(src: Source, base_dir: Path) -> Campaign:
                 guidance=float(s.get("guidance", dv.get("guidance", model.default_guidance))),
                 seed=int(s.get("seed", dv.get("seed", catalog.DEFAULT_SEED))),
                 negative_prompt=s.get("negative_prompt"),
-                caption=_caption(s),
+                caption=_caption(s), voiceover=voiceover(s),
             ))
         audio = vid.get("audio")
         videos.append(VideoSpec(
@@ -581,6 +589,8 @@ def _build(src: Source, base_dir: Path) -> Campaign:
             title=_card(vid.get("title")), end_card=_card(vid.get("end_card")), variant=variant_of(src, "videos", i),
             formats=tuple(vid.get("formats", ())), fit=vid.get("fit", DEFAULT_FIT),
             captions=vid.get("captions", DEFAULT_CAPTIONS), language=str(vid.get("language", DEFAULT_LANGUAGE)).replace("_", "-"),
+            voice=video_voice(vid, defaults), translate=bool(vid.get("translate", False)),
+            caption_from=vid.get("caption_from"), loudness=loudness_of(vid, defaults),
         ))
     budget = None
     if "budget" in data:

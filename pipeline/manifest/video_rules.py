@@ -30,6 +30,6 @@ def caption_problems(src: Source, vpath: tuple[Any, ...], vid: dict[str, Any]) -
         captioned += 1
         if burn and (why := caption_font_problem(text)):
             problems.append(src.problem(where, f"cannot burn this caption: {why}"))
-    if "captions" in vid and not captioned and not problems:
+    if "captions" in vid and not captioned and not problems and vid.get("caption_from") != "voiceover":
         problems.append(src.problem(vpath + ("captions",), "no shot of this video has a `caption`"))
     return problems

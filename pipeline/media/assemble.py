@@ -38,6 +38,7 @@ from pipeline.manifest.timeline import timeline
 from pipeline.media.compose import crossfade, fitted_frames, render_card
 from pipeline.media.encode import AUDIO_BITRATE, AUDIO_CODEC, SegmentWriter, ffmpeg_exe, temp_beside
 from pipeline.media.frames import decode
+from pipeline.media.mix import MixRequest, render_mix
 from pipeline.media.probe import ClipInfo, check_file, inspect_clip
 
 POSTER_POSITION = 1 / 3  # of the video's frames
@@ -55,6 +56,7 @@ class AssemblyRequest:
     end_card: Card | None = None  # after the shots
     # per clip, what the product recorded when it wrote it (None: probe the file); empty: probe them all
     clip_info: tuple[ClipInfo | None, ...] = ()
+    mix: MixRequest | None = None  # voiceover, music ducked under it, loudness (pipeline/media/mix.py)
 
 
 @dataclass(frozen=True)
@@ -440,7 +442,13 @@ def assemble_video(req: AssemblyRequest, out_path: Path, poster_path: Path) -> A
 
         t = time.perf_counter()
         audio_path = work / "audio.m4a"
-        if req.audio is not None:
+        mix_info: dict[str, Any] | None = None
+        if req.mix is not None:  # the music (as below) becomes the bed under the voice
+            music = work / "music.m4a" if req.audio is not None else None
+            if music is not None:
+                _render_audio(req, duration, music)
+            mix_info = render_mix(req.mix, music=music, duration=duration, out=audio_path, work=work)
+        elif req.audio is not None:
             _render_audio(req, duration, audio_path)
         timings["audio_s"] = time.perf_counter() - t
 
@@ -459,7 +467,7 @@ def assemble_video(req: AssemblyRequest, out_path: Path, poster_path: Path) -> A
         tmp_out, tmp_poster = temp_beside(out_path), temp_beside(poster_path, ".partial.png")
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
                "-f", "concat", "-safe", "0", "-i", str(work / "join.txt")]
-        if req.audio is not None:
+        if req.audio is not None or req.mix is not None:
             cmd += ["-i", str(audio_path), "-map", "0:v:0", "-map", "1:a:0", "-c", "copy"]
         else:
             cmd += ["-map", "0:v:0", "-c", "copy"]
@@ -511,5 +519,5 @@ def assemble_video(req: AssemblyRequest, out_path: Path, poster_path: Path) -> A
         timings={key: round(v, 4) for key, v in timings.items()}, frames_copied=copied, frames_encoded=made_total,
         poster_frame=poster_index, notes=tuple(notes),
         extra={"clips_normalised": [str(p) for p, ok in zip(paths, copyable, strict=True) if not ok],
-               "segments": len(segments)},
+               "segments": len(segments), **({"mix": mix_info} if mix_info is not None else {})},
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import JobFailed
-from pipeline.manifest.formats import cues
+from pipeline.manifest.formats import Cue, cues
 from pipeline.manifest.timeline import Timeline
 from pipeline.media.assemble import AssemblyRequest, assemble_video
 from pipeline.media.formats import FormatTarget, render_formats
@@ -26,8 +26,10 @@ class MadeOutput:
 
 
 def make_outputs(req: AssemblyRequest, *, outputs: Sequence[VideoOutput], tl: Timeline,
-                 captions: Sequence[str | None], fit: str, workdir: Path) -> list[MadeOutput]:
-    """Make `outputs` (those not already stored) in `workdir`; `tl` is the video's planned timeline."""
+                 captions: Sequence[str | None], fit: str, workdir: Path,
+                 cue_list: Sequence[Cue] | None = None) -> list[MadeOutput]:
+    """Make `outputs` (those not already stored) in `workdir`; `tl` is the video's planned timeline; `cue_list`
+    (captions timed from speech) replaces the shots' spans when given."""
     if not outputs:
         return []
     base, base_poster = workdir / "assembled.mp4", workdir / "assembled.png"
@@ -35,7 +37,8 @@ def make_outputs(req: AssemblyRequest, *, outputs: Sequence[VideoOutput], tl: Ti
     if result.frames != tl.frames:
         raise JobFailed(f"the clips give {result.frames} frames, their specs {tl.frames}: captions would be mistimed")
     common = {"duration_s": result.duration_s, "fps": result.fps, "frames": result.frames,
-              "poster_frame": result.poster_frame, "notes": list(result.notes)}
+              "poster_frame": result.poster_frame, "notes": list(result.notes),
+              **({"sound": result.extra["mix"]} if "mix" in result.extra else {})}
     made: list[MadeOutput] = []
     targets: list[tuple[VideoOutput, FormatTarget]] = []
     for i, o in enumerate(outputs):
@@ -54,8 +57,9 @@ def make_outputs(req: AssemblyRequest, *, outputs: Sequence[VideoOutput], tl: Ti
 
         t0 = time.perf_counter()
         rendered = render_formats(base=base, size=(result.width, result.height), tl=tl, clips=req.clips,
-                                  targets=[t for _, t in targets], cues=cues(tl, captions), title=req.title,
-                                  end_card=req.end_card, has_audio=req.audio is not None,
+                                  targets=[t for _, t in targets],
+                                  cues=list(cue_list) if cue_list is not None else cues(tl, captions), title=req.title,
+                                  end_card=req.end_card, has_audio=req.audio is not None or req.mix is not None,
                                   poster_frame=result.poster_frame)
         seconds = round(time.perf_counter() - t0, 4)
         for (o, t), r in zip(targets, rendered, strict=True):

@@ -29,6 +29,7 @@ from pipeline.plan.jobs import (
     VideoSpec,
 )
 from pipeline.plan.keys import content_key, file_digest
+from pipeline.plan.voice import loudness_target, sound_key_params, voice_jobs
 
 ASSEMBLER_VERSION = "assemble:v1"
 FORMATS_VERSION = "formats:v1"  # pipeline/media/formats.py: fitting, burned captions, WebVTT
@@ -107,8 +108,10 @@ class Plan:
 class KeySource:
     """The backend identities that go into keys; built from the selected backends (or given as strings)."""
 
-    def __init__(self, *, enhancer: str, images: Callable[[str], str] | str, video: Callable[[str], str] | str) -> None:
+    def __init__(self, *, enhancer: str, images: Callable[[str], str] | str, video: Callable[[str], str] | str,
+                 voice: str = "espeak-ng:v1") -> None:
         self.enhancer = enhancer
+        self.voice = voice  # the voice backend's identity (pipeline/backends/voice_*.py)
         self._images = images
         self._video = video
 
@@ -203,8 +206,11 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
         jobs.append(job)
         return job
 
-    # clips, then the videos that join them
+    # clips, then the videos that join them (and speak over them)
+    voice_made: dict[str, Job] = {}
     for video in campaign.videos:
+        voices = voice_jobs(video, keys.voice, voice_made)
+        loudness = loudness_target(video)
         clip_jobs: list[Job] = []
         for shot in video.shots:
             if shot.ray2:
@@ -264,11 +270,13 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
             audio = AudioSpec(asset=video.audio.asset, fade_in=video.audio.fade_in, fade_out=video.audio.fade_out,
                               volume=video.audio.volume)
             video_inputs.append(f"asset:{assets[video.audio.asset].digest}")
+        video_inputs += [j.key for j in voices if j]
         key_params = {"crossfade": video.crossfade, "audio": asdict(audio) if audio else None,
+                      **sound_key_params(voices, loudness, video.caption_from),
                       **{name: (asdict(card) if card else None) for name, card in (("title", video.title),
                                                                                    ("end_card", video.end_card))}}
         vkey = content_key("video", params=key_params, inputs=video_inputs, backend=ASSEMBLER_VERSION)
-        captions = tuple(s.caption for s in video.shots)
+        captions = tuple(s.voiceover if video.caption_from == "voiceover" else s.caption for s in video.shots)
         outputs = _video_outputs(video, vkey, captions, clip_jobs[0].clip) if any(captions) or video.formats else ()
         if outputs:  # the job's key covers every output's, so an unchanged video is one cache hit
             vkey = content_key("video", params={"outputs": [asdict(o) for o in outputs]}, inputs=[vkey],
@@ -276,8 +284,12 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
         vspec = VideoSpec(video_id=video.id, clips=tuple(c.id for c in clip_jobs), continuity=video.continuity,
                           crossfade=video.crossfade, audio=audio, title=video.title, end_card=video.end_card,
                           variant=video.variant, fit=video.fit, captions=captions if outputs else (),
-                          language=video.language, outputs=outputs)
-        jobs.append(Job(id=f"video:{video.id}", kind="video", key=vkey, stage=4, deps=tuple(c.id for c in clip_jobs),
+                          language=video.language, outputs=outputs, voices=tuple(j.id if j else None for j in voices),
+                          loudness=loudness, caption_from=video.caption_from)
+        voice_deps = tuple(dict.fromkeys(j.id for j in voices if j))
+        jobs.extend(j for j in voice_made.values() if j.id in voice_deps and j not in jobs)
+        jobs.append(Job(id=f"video:{video.id}", kind="video", key=vkey, stage=4,
+                        deps=tuple(c.id for c in clip_jobs) + voice_deps,
                         spec=vspec, label=f"{video.id} ({len(clip_jobs)} shots)"))
 
     jobs.sort(key=lambda j: (j.stage, _KIND_ORDER[j.kind]))
@@ -286,7 +298,7 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
                 credentials=campaign.credentials)
 
 
-_KIND_ORDER = {"enhance": 0, "image": 1, "clip": 2, "video": 3}
+_KIND_ORDER = {"enhance": 0, "image": 1, "clip": 2, "voice": 2, "video": 3}
 
 
 def _video_outputs(video: VideoSpec_, base_key: str, captions: tuple[str | None, ...], first: ClipSpec

@@ -41,6 +41,11 @@ def estimate_cost(plan: Plan, *, instance_type: str | None = None, cached: dict[
             for step in job.image.steps:
                 add(f"image edit {step.tool}", pricing.image_edit_cost(step.tool),
                     f"${pricing.image_edit_cost(step.tool):.2f} per request", job.id)
+        elif job.kind == "voice":
+            vs = job.voice
+            add(f"voiceover {vs.engine} (Polly)", pricing.voice_cost(vs.engine, len(vs.text), marks=vs.engine != "generative"),
+                f"${pricing.POLLY_PER_MILLION_CHARS[vs.engine]:.2f} per M characters, speech marks billed again "
+                "[unverified]", job.id)
         elif job.kind == "clip" and job.clip.ray2 is not None:
             r = job.clip.ray2
             add(f"clip {job.clip.model} {r.resolution} {r.duration_s}s (Bedrock)",
@@ -92,5 +97,8 @@ def _unknowns(plan: Plan, instance_type: str) -> list[str]:
     if "enhance" in kinds:
         out.append(f"prompt enhancement tokens are estimated ({pricing.CHARS_PER_TOKEN:.0f} characters per token, "
                    f"{pricing.ENHANCE_OUTPUT_TOKENS} output tokens per prompt)")
+    if "voice" in kinds:
+        out.append("Amazon Polly prices per character are unverified (a third-party copy of the price page); a local "
+                   "run's placeholder voice costs nothing")
     out.append("Lambda prices are unverified; Step Functions transitions and Lambda time per job are estimates")
     return out

@@ -13,7 +13,7 @@ from pipeline.catalog import Ray2Settings
 from pipeline.manifest.campaign import Card
 from pipeline.manifest.variables import Variant
 
-JobKind = Literal["enhance", "image", "clip", "video"]
+JobKind = Literal["enhance", "image", "clip", "video", "voice"]
 
 
 # --- image references ----------------------------------------------------------------------------------
@@ -65,6 +65,16 @@ def ref_from_json(d: dict[str, Any]) -> ImageRef:
 class EnhanceSpec:
     prompt: str
     max_tokens: int
+
+
+@dataclass(frozen=True)
+class VoiceSpec:
+    """One utterance: the text a voice speaks (one job per distinct text and voice, shared between shots)."""
+
+    text: str
+    voice_id: str
+    engine: str
+    language: str
 
 
 @dataclass(frozen=True)
@@ -148,10 +158,15 @@ class VideoSpec:
     captions: tuple[str | None, ...] = ()  # per shot
     language: str = "und"
     outputs: tuple[VideoOutput, ...] = ()
+    # sound (pipeline/media/mix.py): the voice job of each shot (None: silent), the loudness target in LUFS
+    # (None: the audio as before, not normalised) and where captions come from (None: the shots' `caption`)
+    voices: tuple[str | None, ...] = ()
+    loudness: float | None = None
+    caption_from: str | None = None
 
 
-Spec = EnhanceSpec | ImageSpec | ClipSpec | VideoSpec
-_EXT: dict[str, str] = {"enhance": "txt", "clip": "mp4", "video": "mp4"}
+Spec = EnhanceSpec | ImageSpec | ClipSpec | VideoSpec | VoiceSpec
+_EXT: dict[str, str] = {"enhance": "txt", "clip": "mp4", "video": "mp4", "voice": "wav"}
 
 
 def output_key(kind: str, key: str, ext: str) -> str:
@@ -203,6 +218,10 @@ class Job:
     def video(self) -> VideoSpec:
         return _as(self, VideoSpec)
 
+    @property
+    def voice(self) -> VoiceSpec:
+        return _as(self, VoiceSpec)
+
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "key": self.key, "stage": self.stage, "deps": list(self.deps),
                 "label": self.label, "spec": spec_to_json(self.spec)}
@@ -240,6 +259,8 @@ def spec_to_json(spec: Spec) -> dict[str, Any]:
 def spec_from_json(kind: str, d: dict[str, Any]) -> Spec:
     if kind == "enhance":
         return EnhanceSpec(**d)
+    if kind == "voice":
+        return VoiceSpec(**d)
     if kind == "image":
         steps = tuple(EditStep(**{**s, "refs": {f: ref_from_json(r) for f, r in s["refs"].items()}}) for s in d["steps"])
         return ImageSpec(image_id=d["image_id"], source=ref_from_json(d["source"]), steps=steps,
@@ -253,6 +274,6 @@ def spec_from_json(kind: str, d: dict[str, Any]) -> Spec:
                             "title": Card(**d["title"]) if d.get("title") else None,
                             "end_card": Card(**d["end_card"]) if d.get("end_card") else None,
                             "variant": Variant.from_json(d["variant"]) if d.get("variant") else None,
-                            "captions": tuple(d.get("captions", ())),
+                            "captions": tuple(d.get("captions", ())), "voices": tuple(d.get("voices", ())),
                             "outputs": tuple(VideoOutput(**o) for o in d.get("outputs", ()))})
     raise ValueError(f"unknown job kind {kind!r}")

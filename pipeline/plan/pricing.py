@@ -78,6 +78,16 @@ SAGEMAKER_INSTANCES: dict[str, GpuInstance] = {
 RAY2_PER_SECOND: dict[str, float] = {"540p": 0.75, "720p": 1.50}  # [unverified]
 
 # --- orchestration -------------------------------------------------------------------------------------
+# Amazon Polly, per million characters by engine (aws.amazon.com/polly/pricing, read through a third-party copy)
+# [unverified]
+POLLY_PER_MILLION_CHARS = {"standard": 4.00, "neural": 16.00, "long-form": 100.00, "generative": 30.00}
+
+
+def voice_cost(engine: str, characters: int, *, marks: bool) -> float:
+    """One utterance's Polly charge; a speech-marks request is billed for its characters too [unverified]."""
+    return POLLY_PER_MILLION_CHARS[engine] * characters * (2 if marks else 1) / 1_000_000
+
+
 STEP_FUNCTIONS_PER_TRANSITION = 0.025 / 1000  # Standard workflows (reference §4; aws.amazon.com/step-functions/pricing)
 LAMBDA_PER_GB_SECOND = 0.0000166667  # x86, us-east-1, first tier (aws.amazon.com/lambda/pricing) [unverified]
 LAMBDA_PER_REQUEST = 0.20 / 1_000_000  # same page [unverified]

@@ -12,6 +12,8 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
+from pipeline.report.sound import sound_html
+
 CSS = """
 :root{--bg:#f6f7f9;--card:#fff;--ink:#1d2330;--mute:#667085;--line:#e4e7ec;--bad:#b42318;--badbg:#fef3f2;
 --ok:#067647;--warn:#b54708;--warnbg:#fffaeb;--accent:#3538cd}
@@ -256,7 +258,7 @@ def _video(v: dict[str, Any]) -> str:
             f"<td>{_e(c.get('backend'))} {flags}</td><td>{clip_link}</td></tr>")
     table = ("<table><tr><th>#</th><th>prompt</th><th>enhanced prompt</th><th>model</th><th>backend</th><th></th></tr>"
              + "".join(rows) + "</table>")
-    return f"<div class=card>{head}{player}{meta}{table}</div>"
+    return f"<div class=card>{head}{player}{meta}{sound_html(v)}{table}</div>"
 
 
 def _ref(ref: Any) -> str:

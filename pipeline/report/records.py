@@ -64,6 +64,7 @@ class FormatRecord(TypedDict):
     path: str
     poster: str
     captions: str | None
+    sound: dict[str, Any] | None  # the mix and the file's measured loudness (pipeline/media/mix.py), if it has one
 
 
 class _ClipRecordBase(TypedDict):
@@ -121,6 +122,8 @@ class _VideoRecordBase(_VariantRecord):
 class VideoRecord(_VideoRecordBase, total=False):
     captions: str | None
     language: str | None
+    voiceover: list[dict[str, Any]]  # pipeline/report/sound.py
+    sound: dict[str, Any] | None
 
 
 class EnhancementRecord(TypedDict):

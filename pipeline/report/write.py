@@ -28,6 +28,7 @@ from pipeline.report.records import (
     StepRecord,
     VideoRecord,
 )
+from pipeline.report.sound import voice_records
 from pipeline.storage.store import Store
 from pipeline.tasks import JobResult
 
@@ -148,7 +149,7 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
                     "frames": out.get("frames"), "duration_s": out.get("duration_s"), "fit": out.get("fit"),
                     "burned": out.get("burned"), "method": out.get("method"), "cached": out.get("cached"),
                     "path": rel(f"{name}.mp4"), "poster": rel(f"{name}.png"),
-                    "captions": rel(f"{name}.vtt") if out.get("captions") else None}
+                    "captions": rel(f"{name}.vtt") if out.get("captions") else None, "sound": out.get("sound")}
                 copies += [(out["video"], fmt["path"]), (out["poster"], fmt["poster"])]
                 if out.get("captions") and fmt["captions"]:
                     copies.append((out["captions"], fmt["captions"]))
@@ -157,6 +158,7 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
             video["path"], video["poster"], video["captions"] = first["path"], first["poster"], first["captions"]
             video["language"] = info.get("language")
         elif res and res.ok:
+            video["sound"] = info.get("sound")
             video["path"] = path = rel(f"videos/{vid}.mp4")
             copies.append((vjob.output_key, path))
             if info.get("poster"):
@@ -190,6 +192,8 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
                 copies.append((cjob.output_key, clip_path))
             clips.append(c)
         video["clips"] = clips
+        if any(vspec.voices):
+            video["voiceover"] = voice_records(plan, vjob, by_id)
         videos.append(video)
     report = {
         "report_version": REPORT_VERSION,

@@ -84,7 +84,7 @@ def plan_campaign(campaign: Campaign, config: StudioConfig) -> tuple[Any, Any]:
 
     backends = make_backends(config, enhancer_model=campaign.enhancer_model)
     keys = KeySource(enhancer=backends.enhancer.identity(), images=backends.images.identity,
-                     video=backends.video.identity)
+                     video=backends.video.identity, voice=backends.voice.identity())
     return backends, build_plan(campaign, keys, backends=backends.names(), s3_etags=current_etags({a.id: a.uri for a in campaign.assets.values() if a.uri}))
 
 

@@ -11,11 +11,13 @@ from typing import Any
 from pipeline.manifest.formats import cues, webvtt
 from pipeline.media.assemble import AssemblyRequest, assemble_video
 from pipeline.media.deliver import make_outputs
+from pipeline.media.mix import measure_loudness
 from pipeline.media.probe import clip_info_from_provenance
 from pipeline.plan.build import video_timeline
 from pipeline.plan.jobs import Job, output_key, provenance_key
 from pipeline.storage.integrity import CHECK_FIELD, check_entry
 from pipeline.tasks.common import TaskContext, provenance, read_provenance, write_done
+from pipeline.tasks.voice import sound_request, speech_cues
 
 
 def run_video(job: Job, ctx: TaskContext) -> dict[str, Any]:
@@ -25,7 +27,9 @@ def run_video(job: Job, ctx: TaskContext) -> dict[str, Any]:
     known = tuple(clip_info_from_provenance((read_provenance(ctx.store, "clip", ctx.plan.job(c).key) or {}).get("info", {}))
                   for c in v.clips)
     audio = v.audio
+    mix = sound_request(job, ctx, video_timeline(ctx.plan, job))
     req = AssemblyRequest(
+        mix=mix,
         clips=clips, crossfade=v.crossfade,
         audio=ctx.asset_path(audio.asset) if audio else None,
         audio_fade_in=audio.fade_in if audio else 0.0, audio_fade_out=audio.fade_out if audio else 0.0,
@@ -36,12 +40,13 @@ def run_video(job: Job, ctx: TaskContext) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=ctx.workdir, prefix="video-") as tmp:
         out, poster = Path(tmp) / "video.mp4", Path(tmp) / "poster.png"
         result = assemble_video(req, out, poster)
+        sound = {"sound": {**result.extra["mix"], "measured": measure_loudness(out).to_json()}} if mix else {}
         ctx.store.put_file(output_key("video", job.key, "png"), poster)
         info = {"video_id": v.video_id, "duration_s": result.duration_s, "width": result.width,
                 "height": result.height, "fps": result.fps, "frames": result.frames, "method": result.method,
                 "timings": result.timings, "poster": output_key("video", job.key, "png"),
                 "frames_copied": result.frames_copied, "frames_encoded": result.frames_encoded,
-                "notes": list(result.notes),
+                "notes": list(result.notes), **sound,
                 "clips": [ctx.plan.job(c).key for c in v.clips]}
         write_done(ctx.store, "video", job.key, "mp4", provenance(ctx, job, info=info), src=out)
     return info
@@ -55,15 +60,21 @@ def run_video_outputs(job: Job, ctx: TaskContext, req: Any) -> dict[str, Any]:
     wanted = list(dict.fromkeys(v.outputs))
     todo = [o for o in wanted if not check_entry(ctx.store, provenance_key=provenance_key("video", o.key),
                                                  output_key=output_key("video", o.key, "mp4")).done]
+    # captions drawn from the voiceover are timed from the speech (pipeline/tasks/voice.py)
+    spoken = speech_cues(job, ctx, tl, req.mix) if req.mix is not None and v.caption_from == "voiceover" else None
     with tempfile.TemporaryDirectory(dir=ctx.workdir, prefix="video-") as tmp:
-        for m in make_outputs(req, outputs=todo, tl=tl, captions=v.captions, fit=v.fit, workdir=Path(tmp)):
+        for m in make_outputs(req, outputs=todo, tl=tl, captions=v.captions, fit=v.fit, workdir=Path(tmp),
+                              cue_list=spoken):
             ctx.store.put_file(output_key("video", m.output.key, "png"), m.poster)
-            write_done(ctx.store, "video", m.output.key, "mp4", {**provenance(ctx, job, info=m.info), "key": m.output.key},
+            info = m.info
+            if req.mix is not None:  # each delivered file measured as delivered
+                info = {**info, "sound": {**info.get("sound", {}), "measured": measure_loudness(m.path).to_json()}}
+            write_done(ctx.store, "video", m.output.key, "mp4", {**provenance(ctx, job, info=info), "key": m.output.key},
                         src=m.path)
     for ckey in dict.fromkeys(o.captions_key for o in wanted if o.captions_key):
         if not check_entry(ctx.store, provenance_key=provenance_key("captions", ckey),
                            output_key=output_key("captions", ckey, "vtt")).done:
-            text = webvtt(cues(tl, v.captions), tl.fps)
+            text = webvtt(spoken if spoken is not None else cues(tl, v.captions), tl.fps)
             write_done(ctx.store, "captions", ckey, "vtt", {**provenance(ctx, job, info={"language": v.language}),
                                                              "key": ckey}, data=text.encode())
     outputs = []
@@ -74,7 +85,7 @@ def run_video_outputs(job: Job, ctx: TaskContext, req: Any) -> dict[str, Any]:
                         "captions": output_key("captions", o.captions_key, "vtt") if o.captions_key else None})
     first = outputs[0]
     info = {"video_id": v.video_id, **{k: first.get(k) for k in ("duration_s", "width", "height", "fps", "frames",
-                                                                 "method", "timings", "poster", "notes")},
+                                                                 "method", "timings", "poster", "notes", "sound")},
             "language": v.language, "outputs": outputs, "clips": [ctx.plan.job(c).key for c in v.clips]}
     ctx.store.copy(first["video"], job.output_key)
     fingerprint = (read_provenance(ctx.store, "video", v.outputs[0].key) or {}).get(CHECK_FIELD)

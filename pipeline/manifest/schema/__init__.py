@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline import catalog
 from pipeline.manifest.credentials import credentials_schema
+from pipeline.manifest.voice_rules import loudness_schema, shot_properties, video_properties, voice_schema
 
 SCHEMA_PATH = Path(__file__).with_name("campaign.schema.json")
 SCHEMA_ID = "https://github.com/campaign-pipeline/campaign/pipeline/manifest/schema/campaign.schema.json"
@@ -111,6 +112,8 @@ def build_schema() -> dict[str, Any]:
                               "properties": {k: v for k, v in video_settings.items() if k != "negative_prompt"}
                               | {"frames": {"type": "integer", "minimum": min(all_frames), "maximum": max(all_frames),
                                              "description": "clip length in frames; each model has its own rule"}}},
+                    "voice": {"$ref": "#/$defs/voice"},
+                    "loudness": loudness_schema(),
                 },
             },
             "assets": {
@@ -184,6 +187,7 @@ def build_schema() -> dict[str, Any]:
                     "caption": {"type": "string", "minLength": 1, "maxLength": MAX_CAPTION_CHARS,
                                 "description": "text shown for this shot's span: a WebVTT cue, burned in with "
                                                "`captions: burn` (placeholders allowed)"},
+                    **shot_properties(),
                 },
             },
             "video": {
@@ -224,8 +228,10 @@ def build_schema() -> dict[str, Any]:
                                  "description": "shots' captions as a WebVTT sidecar file, burned into the picture, or both"},
                     "language": {"type": "string", "pattern": LANGUAGE_PATTERN,
                                  "description": "BCP 47 language of the captions (the <track> srclang), e.g. de or pt-BR"},
+                    **video_properties(),
                 },
             },
+            "voice": voice_schema(),
             "card": {
                 "type": "object", "additionalProperties": False, "required": ["text"],
                 "description": "a text card before (title) or after (end_card) the shots",
