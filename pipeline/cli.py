@@ -163,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     mp = msub.add_parser("pull", help="download a CogVideoX model (T2V and I2V) once and store it")
     mp.add_argument("model")
     mp.add_argument("--to", required=True, help="s3://bucket/prefix or a local folder")
+
+    from pipeline.review.commands import add_parsers  # review and export; a regenerate takes run's flags
+
+    for rv in add_parsers(sub):
+        _allow_outside_flag(rv)
+        _signing_flags(rv)
+        add_backend_flags(rv)
     return p
 
 
@@ -274,8 +281,20 @@ def _plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     backends = backends_from_args(args, enhancer_model=campaign.enhancer_model)
     keys = KeySource(enhancer=backends.enhancer.identity(), images=backends.images.identity, video=backends.video.identity)
     check_video_models(backends.video, {s.model for v in campaign.videos for s in v.shots})
-    plan = build_plan(campaign, keys, backends=backends.names(), s3_etags=_s3_etags(campaign))
+    plan = build_plan(campaign, keys, backends=backends.names(), s3_etags=_s3_etags(campaign),
+                      overrides=_review_overrides(args, campaign))
     return campaign, backends, plan
+
+
+def _review_overrides(args: argparse.Namespace, campaign: Any) -> Any:
+    """The regenerate requests for this manifest stored beside the runs of --out (pipeline/review/)."""
+    from pipeline.review.decisions import overrides_from, read_decisions
+    from pipeline.storage.store import LocalStore
+
+    out = getattr(args, "out", None)
+    if not out or not (out / "reviews").is_dir() or str(args.manifest) == STDIN:
+        return {}
+    return overrides_from(read_decisions(LocalStore(out), campaign.name), str(Path(args.manifest).resolve()))
 
 
 def _s3_etags(campaign: Any) -> dict[str, str]:
@@ -317,11 +336,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"distinct outputs: {distinct} (the other {len(plan.jobs) - distinct} job(s) reuse one of them)")
     for g in groups:
         print(f"{g.kind} template {g.template}: {len(g.ids)} variant(s) over {' x '.join(g.variables)}")
+    for item, change in plan.overrides.items():  # regenerate requests of `campaign review`, not in the manifest
+        print(f"review override (* below): {item}: {', '.join(f'{k} {v!r}' for k, v in change.items())}")
     print(f"backends: {', '.join(f'{k}={v}' for k, v in plan.backends.items())}")
     for stage, jobs in plan.stages().items():
         print(f"\nstage {stage} — {STAGE_NAMES[stage]} ({len(jobs)})")
         for j in jobs:
             mark = "cached" if cached[j.id] else "to run"
+            mark += " *" if j.id in plan.overrides else ""  # the item carries a review override
             deps = f"  after {', '.join(j.deps)}" if j.deps else ""
             print(f"  {mark:<7} {j.id:<28} {j.key[:12]}  {j.label}{deps}")
     print(f"\nestimated cloud cost if run on AWS: ${cost['total_usd']:.2f} (cached jobs excluded: "
@@ -593,7 +615,48 @@ def cmd_studio(args: argparse.Namespace) -> int:
     return serve(config, port=args.port, address=args.address, auth=args.auth, allowed_hosts=tuple(args.allowed_host))
 
 
-_COMMANDS = {"validate": cmd_validate, "plan": cmd_plan, "run": cmd_run, "enhance": cmd_enhance,
+def cmd_review(args: argparse.Namespace) -> int:
+    from pipeline.report.write import new_run_id, refresh_review
+    from pipeline.review import commands as review
+    from pipeline.review.decisions import REGENERATE
+
+    store = review.open_store(args)
+    reviewed = review.find_item(store, args.campaign, args.item, args.run)
+    override = review.requested_override(args.item, args)
+    if args.action != REGENERATE:
+        decision = review.record(store, reviewed, action=args.action, by=_user(), note=args.note)
+        refresh_review(store, reviewed.prefix)
+        print(f"{decision.item} of {decision.campaign} run {decision.run_id}: {args.action.rstrip('e')}ed by {decision.by}; "
+              f"report: {store.location(f'{reviewed.prefix}/report.html')}")
+        return EXIT_OK
+    if args.bucket:  # the decision is kept in the bucket; the cloud's plan step does not read it yet
+        decision = review.record(store, reviewed, action=REGENERATE, by=_user(), note=args.note, override=override)
+        print(f"{decision.item}: regenerate recorded in {store.location('reviews/' + decision.campaign)}; "
+              "cloud runs do not apply it yet: run the campaign locally with --out to make it")
+        return EXIT_FAILED
+    from pipeline.plan.overrides import check_override
+
+    args.manifest = args.manifest or Path(str(reviewed.report.get("manifest") or ""))
+    args.json, args.force, args.verify = False, False, False
+    campaign = _load_campaign(args.manifest, args)
+    overrides = _review_overrides(args, campaign)
+    check_override(campaign, overrides[args.item].merged(override) if args.item in overrides else override)
+    run_id = new_run_id()
+    review.record(store, reviewed, action=REGENERATE, by=_user(), note=args.note, override=override,
+                  regenerate_run=run_id, manifest=str(Path(args.manifest).resolve()))
+    refresh_review(store, reviewed.prefix)
+    campaign, backends, plan = _plan(args)
+    return _run(args, campaign, backends, plan, run_id=run_id, gate=False)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pipeline.review.commands import run_export
+
+    print("\n".join(run_export(args, by=_user())))
+    return EXIT_OK
+
+
+_COMMANDS = {"review": cmd_review, "export": cmd_export, "validate": cmd_validate, "plan": cmd_plan, "run": cmd_run, "enhance": cmd_enhance,
              "submit": cmd_submit, "status": cmd_status, "models": cmd_models, "studio": cmd_studio,
              "cache": cmd_cache, "approve": cmd_approve, "reject": cmd_reject, "credentials": cmd_credentials}
 

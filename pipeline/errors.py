@@ -115,3 +115,8 @@ class CredentialsUnavailable(PipelineError):
 
 class SigningFailed(JobFailed):
     """A delivered file could not be signed with Content Credentials; it is not published unsigned."""
+
+
+class ReviewRefused(PipelineError):
+    """`campaign review` / `export` cannot do what was asked (no such run or item, a value the item cannot take,
+    a file in the way that it did not write)."""
