@@ -287,14 +287,9 @@ def _plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 
 def _review_overrides(args: argparse.Namespace, campaign: Any) -> Any:
-    """The regenerate requests for this manifest stored beside the runs of --out (pipeline/review/)."""
-    from pipeline.review.decisions import overrides_from, read_decisions
-    from pipeline.storage.store import LocalStore
+    from pipeline.review.decisions import overrides_for  # regenerate requests kept beside the runs of --out
 
-    out = getattr(args, "out", None)
-    if not out or not (out / "reviews").is_dir() or str(args.manifest) == STDIN:
-        return {}
-    return overrides_from(read_decisions(LocalStore(out), campaign.name), str(Path(args.manifest).resolve()))
+    return overrides_for(getattr(args, "out", None), campaign.name, str(args.manifest))
 
 
 def _s3_etags(campaign: Any) -> dict[str, str]:
@@ -617,36 +612,14 @@ def cmd_studio(args: argparse.Namespace) -> int:
 
 def cmd_review(args: argparse.Namespace) -> int:
     from pipeline.report.write import new_run_id, refresh_review
-    from pipeline.review import commands as review
-    from pipeline.review.decisions import REGENERATE
+    from pipeline.review.commands import review
 
-    store = review.open_store(args)
-    reviewed = review.find_item(store, args.campaign, args.item, args.run)
-    override = review.requested_override(args.item, args)
-    if args.action != REGENERATE:
-        decision = review.record(store, reviewed, action=args.action, by=_user(), note=args.note)
-        refresh_review(store, reviewed.prefix)
-        print(f"{decision.item} of {decision.campaign} run {decision.run_id}: {args.action.rstrip('e')}ed by {decision.by}; "
-              f"report: {store.location(f'{reviewed.prefix}/report.html')}")
+    regenerate = review(args, by=_user(), load=lambda: _load_campaign(args.manifest, args), refresh=refresh_review,
+                        new_run_id=new_run_id)
+    if regenerate is None:
         return EXIT_OK
-    if args.bucket:  # the decision is kept in the bucket; the cloud's plan step does not read it yet
-        decision = review.record(store, reviewed, action=REGENERATE, by=_user(), note=args.note, override=override)
-        print(f"{decision.item}: regenerate recorded in {store.location('reviews/' + decision.campaign)}; "
-              "cloud runs do not apply it yet: run the campaign locally with --out to make it")
-        return EXIT_FAILED
-    from pipeline.plan.overrides import check_override
-
-    args.manifest = args.manifest or Path(str(reviewed.report.get("manifest") or ""))
-    args.json, args.force, args.verify = False, False, False
-    campaign = _load_campaign(args.manifest, args)
-    overrides = _review_overrides(args, campaign)
-    check_override(campaign, overrides[args.item].merged(override) if args.item in overrides else override)
-    run_id = new_run_id()
-    review.record(store, reviewed, action=REGENERATE, by=_user(), note=args.note, override=override,
-                  regenerate_run=run_id, manifest=str(Path(args.manifest).resolve()))
-    refresh_review(store, reviewed.prefix)
-    campaign, backends, plan = _plan(args)
-    return _run(args, campaign, backends, plan, run_id=run_id, gate=False)
+    campaign, backends, plan = _plan(args)  # the decision is stored: its override applies
+    return _run(args, campaign, backends, plan, run_id=regenerate, gate=False)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -68,7 +68,7 @@ def apply_overrides(campaign: Campaign, overrides: dict[str, Override], *, stric
                 index = int(nn) - 1 if nn.isdigit() else -1
                 if video is None or not 0 <= index < len(video.shots):
                     raise ReviewRefused(f"{item}: no such clip in campaign {campaign.name}")
-                videos[vid] = _with_shot(video, index, lambda s, ov=ov: _shot(item, s, ov.seed, ov.prompt))
+                videos[vid] = _with_shot(video, index, lambda s, ov=ov, item=item: _shot(item, s, ov.seed, ov.prompt))
             elif kind == "video":
                 video = videos.get(name)
                 if video is None:
@@ -77,7 +77,7 @@ def apply_overrides(campaign: Campaign, overrides: dict[str, Override], *, stric
                     raise ReviewRefused(f"{item}: a video is made from its clips; give a clip its new prompt "
                                         f"(clip:{name}/01 ...) or give the video a new --seed for every shot")
                 for i in range(len(video.shots)):
-                    videos[name] = video = _with_shot(video, i, lambda s, ov=ov: _shot(item, s, ov.seed, None))
+                    videos[name] = video = _with_shot(video, i, lambda s, ov=ov, item=item: _shot(item, s, ov.seed, None))
             elif kind == "image":
                 spec = images.get(name)
                 if spec is None:

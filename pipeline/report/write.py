@@ -17,8 +17,6 @@ from pipeline.manifest.variables import Variant, group_by_template
 from pipeline.plan.build import AssetRef, Plan, expected_duration
 from pipeline.plan.jobs import AssetImage, EditedImage, output_key, ref_to_json
 from pipeline.report.html import render_html
-from pipeline.review.decisions import read_decisions
-from pipeline.review.history import annotate
 from pipeline.report.records import (
     ClipRecord,
     EnhancementRecord,
@@ -30,6 +28,8 @@ from pipeline.report.records import (
     StepRecord,
     VideoRecord,
 )
+from pipeline.review.decisions import read_decisions
+from pipeline.review.history import annotate
 from pipeline.storage.store import Store
 from pipeline.tasks import JobResult
 

@@ -142,3 +142,37 @@ def run_export(args: argparse.Namespace, *, by: str) -> list[str]:
     lines += [f"  left out {x['item']}: {x['state']}" for x in result.left_out]
     lines += [f"  removed {rel} (no longer approved)" for rel in result.removed]
     return lines
+
+
+
+def review(args: argparse.Namespace, *, by: str, load: Any, refresh: Any, new_run_id: Any) -> str | None:
+    """`campaign review`: record the decision and have `refresh(store, prefix)` rewrite the run's report. For a
+    local regenerate, the new run's id (the CLI then runs the manifest; `load()` gives its campaign), else None.
+    The report's writer and run ids belong to a layer above this one: the CLI hands them in."""
+    from pipeline.plan.overrides import check_override
+    from pipeline.review.decisions import overrides_for
+
+    store = open_store(args)
+    reviewed = find_item(store, args.campaign, args.item, args.run)
+    override = requested_override(args.item, args)
+    if args.action != REGENERATE:
+        decision = record(store, reviewed, action=args.action, by=by, note=args.note)
+        refresh(store, reviewed.prefix)
+        print(f"{decision.item} of {decision.campaign} run {decision.run_id}: {args.action.rstrip('e')}ed by "
+              f"{decision.by}; report: {store.location(f'{reviewed.prefix}/report.html')}")
+        return None
+    if args.bucket:  # kept in the bucket; the cloud's plan step does not apply it yet
+        decision = record(store, reviewed, action=REGENERATE, by=by, note=args.note, override=override)
+        raise ReviewRefused(f"{decision.item}: regenerate recorded in {store.location('reviews/' + decision.campaign)}, "
+                            "but cloud runs do not apply it yet: run the manifest locally with --out to make it")
+    args.manifest = args.manifest or Path(str(reviewed.report.get("manifest") or ""))
+    args.json, args.force, args.verify = False, False, False
+    campaign = load()
+    manifest = str(Path(args.manifest).resolve())
+    earlier = overrides_for(args.out, campaign.name, str(args.manifest)).get(args.item)
+    check_override(campaign, earlier.merged(override) if earlier else override)  # refused before it is recorded
+    run_id: str = new_run_id()
+    record(store, reviewed, action=REGENERATE, by=by, note=args.note, override=override, regenerate_run=run_id,
+           manifest=manifest)
+    refresh(store, reviewed.prefix)
+    return run_id

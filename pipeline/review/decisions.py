@@ -165,3 +165,14 @@ def status_of(decision: Decision | None) -> str:
     if decision is None:
         return UNREVIEWED
     return {APPROVE: APPROVED, REJECT: REJECTED}.get(decision.action, REPLACED)
+
+
+def overrides_for(out_dir: Any, campaign: str, manifest: str) -> dict[str, Override]:
+    """The regenerate requests kept in a local output folder for this manifest file (`-`, standard input: none)."""
+    from pathlib import Path
+
+    from pipeline.storage.store import LocalStore
+
+    if not out_dir or manifest == "-" or not (Path(out_dir) / "reviews").is_dir():
+        return {}
+    return overrides_from(read_decisions(LocalStore(Path(out_dir)), campaign), str(Path(manifest).resolve()))

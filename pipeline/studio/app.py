@@ -261,7 +261,7 @@ def _started_by(config: StudioConfig, run: runs.RunSummary) -> str | None:
 
 def show_report(run: runs.RunSummary, *, started_by: str | None = None, config: StudioConfig | None = None) -> None:
     report = runs.read_report(run) or {}
-    reviewer = config if config is not None and run.source.label == runs.LOCAL else None
+    reviewer: StudioConfig | None = config if config is not None and run.source.label == runs.LOCAL else None
     st.header(literal(f"{run.campaign} / {run.run_id}"))
     st.markdown(f"**{literal(report.get('status'))}** · {literal(run.source.label)} · "
                 + (f"started by {literal(started_by)} · " if started_by else "") + "backends: "
@@ -289,8 +289,8 @@ def show_report(run: runs.RunSummary, *, started_by: str | None = None, config: 
                               "frames": c.get("frames"), "seed": c.get("seed"), "backend": c.get("backend"),
                               "status": c.get("status")} for c in video.get("clips", []) if isinstance(c, dict)]),
                      hide_index=True)
-        for record in [video, *(video.get("clips") or [])] if reviewer else []:
-            if isinstance(record, dict) and str(record.get("job")) in panels:
+        for record in [video, *(video.get("clips") or [])]:
+            if reviewer and isinstance(record, dict) and str(record.get("job")) in panels:
                 review_panel(reviewer, run, record, started_by=started_by)
     for image in report.get("images", []):
         st.subheader(literal(f"image {image.get('id')}"))
