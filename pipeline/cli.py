@@ -172,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     mp = msub.add_parser("pull", help="download a self-hosted model's weights (T2V and I2V) once and store them")
     mp.add_argument("model", choices=_pullable_models(), help="one of: %(choices)s")
     mp.add_argument("--to", required=True, help="s3://bucket/prefix or a local folder")
+
+    from pipeline.review.commands import add_parsers  # review and export; a regenerate takes run's flags
+
+    for rv in add_parsers(sub):
+        _allow_outside_flag(rv)
+        _signing_flags(rv)
+        add_backend_flags(rv)
     _add_verbose_everywhere(sub)
     return p
 
@@ -304,8 +311,15 @@ def _plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     keys = KeySource(enhancer=backends.enhancer.identity(), images=backends.images.identity, video=backends.video.identity,
                      voice=backends.voice.identity())
     check_video_models(backends.video, {s.model for v in campaign.videos for s in v.shots})
-    plan = build_plan(campaign, keys, backends=backends.names(), s3_etags=_s3_etags(campaign))
+    plan = build_plan(campaign, keys, backends=backends.names(), s3_etags=_s3_etags(campaign),
+                      overrides=_review_overrides(args, campaign))
     return campaign, backends, plan
+
+
+def _review_overrides(args: argparse.Namespace, campaign: Any) -> Any:
+    from pipeline.review.decisions import overrides_for  # regenerate requests kept beside the runs of --out
+
+    return overrides_for(getattr(args, "out", None), campaign.name, str(args.manifest))
 
 
 def _s3_etags(campaign: Any) -> dict[str, str]:
@@ -350,11 +364,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"distinct outputs: {distinct} (the other {len(plan.jobs) - distinct} job(s) reuse one of them)")
     for g in groups:
         print(f"{g.kind} template {g.template}: {len(g.ids)} variant(s) over {' x '.join(g.variables)}")
+    for item, change in plan.overrides.items():  # regenerate requests of `campaign review`, not in the manifest
+        print(f"review override (* below): {item}: {', '.join(f'{k} {v!r}' for k, v in change.items())}")
     print(f"backends: {', '.join(f'{k}={v}' for k, v in plan.backends.items())}")
     for stage, jobs in plan.stages().items():
         print(f"\nstage {stage} — {STAGE_NAMES[stage]} ({len(jobs)})")
         for j in jobs:
             mark = "cached" if cached[j.id] else "to run"
+            mark += " *" if j.id in plan.overrides else ""  # the item carries a review override
             deps = f"  after {', '.join(j.deps)}" if j.deps else ""
             print(f"  {mark:<7} {j.id:<28} {j.key[:12]}  {j.label}{deps}")
     if not cost:
@@ -645,7 +662,26 @@ def cmd_studio(args: argparse.Namespace) -> int:
     return serve(config, port=args.port, address=args.address, auth=args.auth, allowed_hosts=tuple(args.allowed_host))
 
 
-_COMMANDS = {"validate": cmd_validate, "plan": cmd_plan, "run": cmd_run, "enhance": cmd_enhance,
+def cmd_review(args: argparse.Namespace) -> int:
+    from pipeline.report.write import new_run_id, refresh_review
+    from pipeline.review.commands import review
+
+    regenerate = review(args, by=_user(), load=lambda: _load_campaign(args.manifest, args), refresh=refresh_review,
+                        new_run_id=new_run_id)
+    if regenerate is None:
+        return EXIT_OK
+    campaign, backends, plan = _plan(args)  # the decision is stored: its override applies
+    return _run(args, campaign, backends, plan, run_id=regenerate, gate=False)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pipeline.review.commands import run_export
+
+    print("\n".join(run_export(args, by=_user())))
+    return EXIT_OK
+
+
+_COMMANDS = {"review": cmd_review, "export": cmd_export, "validate": cmd_validate, "plan": cmd_plan, "run": cmd_run, "enhance": cmd_enhance,
              "submit": cmd_submit, "status": cmd_status, "models": cmd_models, "studio": cmd_studio,
              "cache": cmd_cache, "approve": cmd_approve, "reject": cmd_reject, "credentials": cmd_credentials}
 

@@ -193,3 +193,8 @@ def os_problem(exc: OSError) -> str:
     where = f"{exc.filename}: " if exc.filename else ""
     hint = OS_HINTS.get(exc.errno or 0, exc.strerror or str(exc))
     return f"{where}{hint}"
+
+
+class ReviewRefused(PipelineError):
+    """`campaign review` / `export` cannot do what was asked (no such run or item, a value the item cannot take,
+    a file in the way that it did not write)."""

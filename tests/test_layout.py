@@ -17,6 +17,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline.manifest",),  # YAML -> Campaign, and the contract's rules on sizes, frames and fonts
     ("pipeline.plan",),  # Campaign -> Plan: jobs, keys, schedule, cost
     ("pipeline.storage",),  # the cache and the output folder, local or S3
+    ("pipeline.review",),  # review decisions beside the runs, each asset's history, the export of approved files
     ("pipeline.media",),  # moviepy/ffmpeg: probe, encode, compose, assemble, formats
     ("pipeline.backends",),  # the services and models that make images, clips and prompts
     ("pipeline.tasks",),  # one task function per job kind, shared by both runners

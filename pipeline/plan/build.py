@@ -29,6 +29,7 @@ from pipeline.plan.jobs import (
     VideoSpec,
 )
 from pipeline.plan.keys import content_key, file_digest
+from pipeline.plan.overrides import Override, apply_overrides
 from pipeline.plan.voice import loudness_target, sound_key_params, voice_jobs
 
 ASSEMBLER_VERSION = "assemble:v1"
@@ -63,6 +64,7 @@ class Plan:
     schedule: str | None = None
     description: str = ""
     credentials: CredentialsSpec = CredentialsSpec()  # C2PA at publication (pipeline/credentials/): not in any key
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # review overrides applied (item -> change)
     _index: dict[str, Job] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -89,6 +91,7 @@ class Plan:
             "schedule": self.schedule, "description": self.description, "credentials": self.credentials.to_json(),
             "assets": {k: asdict(v) for k, v in self.assets.items()},
             "jobs": [j.to_json() for j in self.jobs],
+            **({"overrides": self.overrides} if self.overrides else {}),  # absent without review: plans unchanged
         }
 
     def to_json(self) -> str:
@@ -101,7 +104,7 @@ class Plan:
             schedule=d.get("schedule"), description=d.get("description", ""),
             credentials=CredentialsSpec.from_json(d.get("credentials")),
             assets={k: AssetRef(**v) for k, v in d["assets"].items()},
-            jobs=tuple(Job.from_json(j) for j in d["jobs"]),
+            jobs=tuple(Job.from_json(j) for j in d["jobs"]), overrides=dict(d.get("overrides") or {}),
         )
 
 
@@ -129,8 +132,11 @@ def asset_digest(asset_path: Path | None, uri: str | None, *, s3_etag: str | Non
 
 
 def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
-               s3_etags: dict[str, str] | None = None) -> Plan:
-    """Every job of the campaign with its content key. Pure: the same inputs give the same plan."""
+               s3_etags: dict[str, str] | None = None, overrides: dict[str, Override] | None = None) -> Plan:
+    """Every job of the campaign with its content key. Pure: the same inputs give the same plan. `overrides`
+    (pipeline/review/: a regenerate's new seed, prompt or edit parameter) change their items before keying, so
+    only those items and what is made from them get new keys."""
+    campaign, applied = apply_overrides(campaign, overrides or {})
     assets = {
         a.id: AssetRef(a.id, a.location, str(a.path) if a.path else None, a.uri,
                        asset_digest(a.path, a.uri, s3_etag=(s3_etags or {}).get(a.id)), a.is_audio,
@@ -295,7 +301,7 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
     jobs.sort(key=lambda j: (j.stage, _KIND_ORDER[j.kind]))
     return Plan(campaign=campaign.name, manifest_file=campaign.source_file, backends=dict(backends),
                 assets=assets, jobs=tuple(jobs), schedule=campaign.schedule, description=campaign.description,
-                credentials=campaign.credentials)
+                credentials=campaign.credentials, overrides={k: v.to_json() for k, v in applied.items()})
 
 
 _KIND_ORDER = {"enhance": 0, "image": 1, "clip": 2, "voice": 2, "video": 3}

@@ -23,7 +23,8 @@ header h1{margin:0 0 4px;font-size:22px}header .sub{color:#d0d5dd}main{padding:2
 .pill{display:inline-block;padding:2px 10px;border-radius:999px;font-size:12px;font-weight:600;margin-right:6px}
 .succeeded{background:#ecfdf3;color:var(--ok)}.partial{background:var(--warnbg);color:var(--warn)}
 .failed{background:var(--badbg);color:var(--bad)}.awaiting-approval{background:#eef4ff;color:var(--accent)}
-.rejected,.expired{background:var(--badbg);color:var(--bad)}.gate{background:#eef4ff;border:1px solid #c7d7fe;
+.rejected,.expired,.replaced{background:var(--badbg);color:var(--bad)}.approved{background:#ecfdf3;color:var(--ok)}
+.unreviewed{background:var(--line);color:var(--mute)}details.review{margin-top:8px}.gate{background:#eef4ff;border:1px solid #c7d7fe;
 border-radius:12px;padding:12px 16px}.placeholder{background:var(--warnbg);color:var(--warn)}
 .cached{background:#eef4ff;color:var(--accent)}.stats{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
 .stat{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:10px 16px;min-width:110px}
@@ -93,6 +94,13 @@ def render_html(report: dict[str, Any]) -> str:
         items = "".join(f"<li><code>{_e(e['job'])}</code> <b>{_e(e['error'])}</b>: {_e(e['message'])}</li>"
                         for e in report["errors"])
         parts.append(f'<section class=errors id=errors><h2>{len(report["errors"])} error(s)</h2><ul>{items}</ul></section>')
+    replaced = (report.get("review") or {}).get("replaces") or []
+    if replaced:  # a regenerate run: what it made anew, and the versions it replaced
+        items = "".join(f"<li><code>{_e(r.get('item'))}</code> of run {_e(r.get('run_id'))}, asked by {_e(r.get('by'))} "
+                        f"at {_e(r.get('time'))}: {_e(json.dumps(r.get('asked') or {}))}"
+                        + (f" — <q>{_e(r.get('note'))}</q>" if r.get("note") else "") + "</li>"
+                        for r in replaced if isinstance(r, dict))
+        parts.append(f"<section id=replaces><h2>Regenerated</h2><p>This run replaces:</p><ul>{items}</ul></section>")
     approval = report.get("approval") or {}
     if report.get("status") == "awaiting-approval":
         remaining = approval.get("remaining_usd")
@@ -258,7 +266,30 @@ def _video(v: dict[str, Any]) -> str:
             f"<td>{_e(c.get('backend'))} {flags}</td><td>{clip_link}</td></tr>")
     table = ("<table><tr><th>#</th><th>prompt</th><th>enhanced prompt</th><th>model</th><th>backend</th><th></th></tr>"
              + "".join(rows) + "</table>")
-    return f"<div class=card>{head}{player}{meta}{sound_html(v)}{table}</div>"
+    reviews = "".join(_review(c.get("review"), str(c.get("job"))) for c in v.get("clips", []) if isinstance(c, dict))
+    return f"<div class=card>{head}{player}{meta}{sound_html(v)}{table}{_review(v.get('review'), str(v.get('job')))}{reviews}</div>"
+
+
+def _review(entry: Any, job: str) -> str:
+    """An asset's review history: one row per version (oldest first) with each decision, its note, who and when.
+    Left out for an asset nobody has reviewed and that has had one version only."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("versions"), list):
+        return ""
+    versions = [v for v in entry["versions"] if isinstance(v, dict)]
+    if len(versions) < 2 and not any(v.get("decisions") for v in versions):
+        return ""
+    rows = []
+    for n, v in enumerate(versions, 1):
+        made = ", ".join(f"{k} {val}" for k, val in (v.get("made_with") or {}).items() if k in ("seed", "prompt"))
+        said = "<br>".join(f"{_e(d.get('decision'))} by {_e(d.get('by'))} at {_e(d.get('time'))}"
+                           + (f": <q>{_e(d.get('note'))}</q>" if d.get("note") else "")
+                           for d in v.get("decisions") or [] if isinstance(d, dict))
+        rows.append(f"<tr><td>v{n}{' (this run)' if v.get('current') else ''}</td><td>{_e(v.get('run_id'))}</td>"
+                    f"<td class=prompt>{_e(made)}</td><td>{_pill(str(v.get('status')), str(v.get('status')))}</td>"
+                    f"<td>{said}</td></tr>")
+    return (f'<details class=review open><summary>review of <code>{_e(job)}</code>: {_e(entry.get("status"))}</summary>'
+            "<table><tr><th>version</th><th>run</th><th>made with</th><th>state</th><th>decisions</th></tr>"
+            + "".join(rows) + "</table></details>")
 
 
 def _ref(ref: Any) -> str:
@@ -284,4 +315,4 @@ def _image(im: dict[str, Any]) -> str:
         params = ", ".join(f"{k}={v}" for k, v in (s.get("params") or {}).items())
         figs.append(f"<figure>{img}<figcaption><b>{i}. {_e(s['tool'])}</b> {flag}<br>{_e(params)}"
                     f"<br>{_e(s.get('note'))}</figcaption></figure>")
-    return f"<div class=card>{head}<div class=grid>{''.join(figs)}</div></div>"
+    return f"<div class=card>{head}<div class=grid>{''.join(figs)}</div>{_review(im.get('review'), str(im.get('job')))}</div>"

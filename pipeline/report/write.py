@@ -29,6 +29,8 @@ from pipeline.report.records import (
     VideoRecord,
 )
 from pipeline.report.sound import voice_records
+from pipeline.review.decisions import read_decisions
+from pipeline.review.history import annotate
 from pipeline.storage.store import Store
 from pipeline.tasks import JobResult
 
@@ -220,6 +222,7 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
     }
     if approval is not None:
         report["approval"] = approval
+    report["review"] = {"overrides": plan.overrides}  # annotate() adds each asset's history (write_run)
     report["_copies"] = copies
     report["_asset_copies"] = asset_copies
     return report
@@ -265,6 +268,7 @@ def write_run(plan: Plan, results: list[JobResult], store: Store, *, run_id: str
                           budget=budget, approval=approval)
     if status is not None:
         report["status"] = status
+    annotate(report, read_decisions(store, plan.campaign))  # each asset's versions and review decisions
     if status == AWAITING_APPROVAL:
         report["jobs"]["pending"] = len(plan.jobs) - len(results)
         report["jobs"]["total"] = len(plan.jobs)
@@ -359,12 +363,22 @@ def restate_report(store: Store, prefix: str, *, status: str, error: dict[str, s
     return report
 
 
-def _write_report_files(store: Store, prefix: str, report: dict[str, Any]) -> None:
+def refresh_review(store: Store, prefix: str) -> dict[str, Any]:
+    """Rewrite a written report's review entries from the decisions stored now (after `campaign review`), so its
+    report.json and report.html show the decision; nothing else about the run changes."""
+    report: dict[str, Any] = json.loads(store.read_bytes(f"{prefix}/report.json"))
+    annotate(report, read_decisions(store, str(report["campaign"])))
+    _write_report_files(store, prefix, report, latest=False)
+    return report
+
+
+def _write_report_files(store: Store, prefix: str, report: dict[str, Any], *, latest: bool = True) -> None:
     store.write_bytes(f"{prefix}/report.html", render_html(report).encode())
     store.write_bytes(f"{prefix}/report.json", json.dumps(report, indent=2, default=str).encode())
-    store.write_bytes(f"runs/{report['campaign']}/latest.json",
-                      json.dumps({"run_id": report["run_id"], "status": report["status"],
-                                  "report": f"{report['run_id']}/report.json"}).encode())
+    if latest:
+        store.write_bytes(f"runs/{report['campaign']}/latest.json",
+                          json.dumps({"run_id": report["run_id"], "status": report["status"],
+                                      "report": f"{report['run_id']}/report.json"}).encode())
 
 
 def _iso(t: float) -> str:

@@ -241,7 +241,7 @@ def runs_page(config: StudioConfig) -> None:
     labels = {r.label: r for r in found}
     chosen = labels[st.selectbox("Open a run", list(labels), key="run")]
     try:
-        show_report(chosen, started_by=_started_by(config, chosen))
+        show_report(chosen, started_by=_started_by(config, chosen), config=config)
     except runs.SourceUnavailable as exc:
         st.error(literal(exc))
 
@@ -259,8 +259,9 @@ def _started_by(config: StudioConfig, run: runs.RunSummary) -> str | None:
     return jobs.read_job(folder).owner if (folder / "request.json").is_file() else None
 
 
-def show_report(run: runs.RunSummary, *, started_by: str | None = None) -> None:
+def show_report(run: runs.RunSummary, *, started_by: str | None = None, config: StudioConfig | None = None) -> None:
     report = runs.read_report(run) or {}
+    reviewer: StudioConfig | None = config if config is not None and run.source.label == runs.LOCAL else None
     st.header(literal(f"{run.campaign} / {run.run_id}"))
     st.markdown(f"**{literal(report.get('status'))}** · {literal(run.source.label)} · "
                 + (f"started by {literal(started_by)} · " if started_by else "") + "backends: "
@@ -272,6 +273,11 @@ def show_report(run: runs.RunSummary, *, started_by: str | None = None) -> None:
     j = report.get("jobs", {})
     st.caption(literal(f"jobs: {j.get('executed', 0)} executed, {j.get('cached', 0)} cached, {j.get('failed', 0)} "
                        f"failed, {j.get('skipped', 0)} skipped of {j.get('total', 0)}"))
+    for r in (report.get("review") or {}).get("replaces") or []:
+        if isinstance(r, dict):
+            st.info(literal(f"regenerated {r.get('item')}: replaces its version of run {r.get('run_id')} "
+                            f"(asked by {r.get('by')}: {r.get('asked')})"))
+    panels = {str(r["job"]): r for r in runs.review_items(report)} if reviewer else {}
     for video in report.get("videos", []):
         st.subheader(literal(f"video {video.get('id')}"))
         if video.get("path") and show_media(run, video["path"], kind="video"):
@@ -283,11 +289,16 @@ def show_report(run: runs.RunSummary, *, started_by: str | None = None) -> None:
                               "frames": c.get("frames"), "seed": c.get("seed"), "backend": c.get("backend"),
                               "status": c.get("status")} for c in video.get("clips", []) if isinstance(c, dict)]),
                      hide_index=True)
+        for record in [video, *(video.get("clips") or [])]:
+            if reviewer and isinstance(record, dict) and str(record.get("job")) in panels:
+                review_panel(reviewer, run, record, started_by=started_by)
     for image in report.get("images", []):
         st.subheader(literal(f"image {image.get('id')}"))
         if image.get("path"):
             show_media(run, image["path"], kind="image")
         st.caption(literal(" → ".join(str(s.get("tool")) for s in image.get("steps", [])) + f" · {image.get('backend')}"))
+        if reviewer and str(image.get("job")) in panels:
+            review_panel(reviewer, run, image, started_by=started_by)
     cost = report.get("cost") or {}
     if cost:
         st.subheader(f"estimated AWS cost: ${float(cost.get('total_usd') or 0):.2f}")
@@ -296,6 +307,44 @@ def show_report(run: runs.RunSummary, *, started_by: str | None = None) -> None:
              label="Download report.html")
     with st.expander("report.json"):
         st.json(report, expanded=False)
+
+
+def review_panel(config: StudioConfig, run: runs.RunSummary, record: dict[str, Any], *, started_by: str | None) -> None:
+    """One asset's review state, its versions, and (for whoever may review it) approve / reject with a note /
+    regenerate with a new seed or prompt. A form: what was typed is sent with the click, whatever had focus."""
+    item = str(record["job"])
+    state = (record.get("review") or {}).get("status") or "unreviewed"
+    with st.form(key=f"review-{run.run_id}-{item}", border=True):
+        st.markdown(f"**review {literal(item)}**: {literal(state)}")
+        for line in runs.history_lines(record):
+            st.caption(literal(line, limit=600))
+        user = current_user()
+        if not runs.may_review(config.admins, started_by, user):
+            st.caption(f"only {literal(started_by or 'a signed-in user')} or an administrator can review this run")
+            st.form_submit_button("Approve", disabled=True)
+            return
+        note = st.text_input("Note", key=f"note-{run.run_id}-{item}", max_chars=2000)
+        kind = item.split(":", 1)[0]
+        seed = st.number_input("New seed (regenerate)", min_value=0, max_value=catalog.VIDEO_SEED_MAX,
+                               value=int(record.get("seed") or 0) + 1, step=1, key=f"seed-{run.run_id}-{item}") \
+            if kind in ("clip", "video") else None
+        prompt = st.text_area("New prompt (regenerate; empty: unchanged)", key=f"prompt-{run.run_id}-{item}") \
+            if kind in ("clip", "image") else ""
+        cols = st.columns(3)
+        clicked = {action: cols[i].form_submit_button(label) for i, (action, label) in
+                   enumerate((("approve", "Approve"), ("reject", "Reject"), ("regenerate", "Regenerate")))}
+    assert user is not None
+    try:
+        if clicked["regenerate"]:
+            job = runs.regenerate(config, run, item, user=user, note=note, seed=None if seed is None else int(seed),
+                                  prompt=prompt.strip() or None)
+            st.success(literal(f"regenerating {item}: run {job.id} (follow it under Shot or refresh Runs)"))
+        elif clicked["approve"] or clicked["reject"]:
+            action = "approve" if clicked["approve"] else "reject"
+            runs.decide(config.out_dir, run, item, action=action, user=user, note=note)
+            st.rerun()
+    except (PipelineError, OSError) as exc:  # refused (a value, a missing manifest): one line, no traceback
+        st.error(literal(f"not done: {exc}"))
 
 
 def show_media(run: runs.RunSummary, relative: str, *, kind: str) -> bool:

@@ -85,7 +85,13 @@ def plan_campaign(campaign: Campaign, config: StudioConfig) -> tuple[Any, Any]:
     backends = make_backends(config, enhancer_model=campaign.enhancer_model)
     keys = KeySource(enhancer=backends.enhancer.identity(), images=backends.images.identity,
                      video=backends.video.identity, voice=backends.voice.identity())
-    return backends, build_plan(campaign, keys, backends=backends.names(), s3_etags=current_etags({a.id: a.uri for a in campaign.assets.values() if a.uri}))
+    from pipeline.review.decisions import overrides_from, read_decisions
+    from pipeline.storage.store import LocalStore
+
+    overrides = overrides_from(read_decisions(LocalStore(config.out_dir), campaign.name),  # review's regenerates
+                               str(Path(campaign.source_file).resolve()))
+    return backends, build_plan(campaign, keys, backends=backends.names(), s3_etags=current_etags({a.id: a.uri for a in campaign.assets.values() if a.uri}),
+                                overrides=overrides)
 
 
 STARTER_MANIFEST = """\

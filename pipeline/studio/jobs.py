@@ -63,11 +63,14 @@ def jobs_dir(config: StudioConfig) -> Path:
 
 
 def start_job(config: StudioConfig, *, campaign: str, owner: str | None, manifest: Path | None = None,
-              shot: ShotSpec | None = None) -> StudioJob:
+              shot: ShotSpec | None = None, job_id: str | None = None) -> StudioJob:
     """Start a worker that runs `manifest` like `campaign run`; given a shot instead, its one-video manifest is
     written into the job's folder first. The job id is the run id: the report lands at runs/<campaign>/<id>/.
-    `owner` is recorded with the request: only they (or an administrator) may cancel it."""
-    job_id = new_run_id()
+    `owner` is recorded with the request: only they (or an administrator) may cancel it. `job_id` (a run id made
+    by new_run_id) is given by a regenerate, whose review decision names the run before it starts."""
+    job_id = job_id or new_run_id()
+    if not JOB_ID.fullmatch(job_id):
+        raise ValueError(f"not a run id: {job_id[:80]!r}")
     folder = jobs_dir(config) / job_id
     folder.mkdir(parents=True)
     if shot is not None and manifest is None:

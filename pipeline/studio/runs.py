@@ -281,3 +281,77 @@ def edited_images(out_dir: Path, *, limit: int = 50) -> list[tuple[str, Path]]:
             if len(images) >= limit:
                 return images
     return images
+
+
+# --- review (the Runs page's approve / reject / regenerate) -------------------------------------------------
+
+
+def review_items(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every reviewable record of a report, as the page lists them: each video, its clips, then the images."""
+    found: list[dict[str, Any]] = []
+    for video in report.get("videos") or []:
+        if isinstance(video, dict) and isinstance(video.get("job"), str):
+            found.append(video)
+            found += [c for c in video.get("clips") or [] if isinstance(c, dict) and isinstance(c.get("job"), str)]
+    found += [i for i in report.get("images") or [] if isinstance(i, dict) and isinstance(i.get("job"), str)]
+    return found
+
+
+def may_review(admins: tuple[str, ...], started_by: str | None, user: str | None) -> bool:
+    """The owner rules of cancelling a render: a studio run is reviewed by whoever started it or an administrator;
+    a run made elsewhere (the CLI, the cloud) by any signed-in user. Every decision records who made it."""
+    return user is not None and (started_by is None or user == started_by or user in admins)
+
+
+def history_lines(record: dict[str, Any]) -> list[str]:
+    """One plain line per version of an asset (oldest first): run, what it was made with, its state, decisions."""
+    lines = []
+    versions = (record.get("review") or {}).get("versions") or []
+    for n, v in enumerate(v for v in versions if isinstance(v, dict)):
+        made = ", ".join(f"{k} {val}" for k, val in (v.get("made_with") or {}).items() if k in ("seed", "prompt"))
+        said = "; ".join(f"{d.get('decision')} by {d.get('by')} at {d.get('time')}"
+                         + (f": {d.get('note')}" if d.get("note") else "")
+                         for d in v.get("decisions") or [] if isinstance(d, dict))
+        lines.append(f"v{n + 1}{' (this run)' if v.get('current') else ''} · run {v.get('run_id')} · {made or '-'} · "
+                     f"{v.get('status')}" + (f" · {said}" if said else ""))
+    return lines
+
+
+def decide(out_dir: Path, run: RunSummary, item: str, *, action: str, user: str, note: str,
+           override: Any = None, regenerate_run: str | None = None) -> Any:
+    """Record a decision on a local run's item and rewrite that run's report to show it (ReviewRefused, one
+    line, when the item or a value is not acceptable)."""
+    from pipeline.report.write import refresh_review
+    from pipeline.review import commands
+    from pipeline.storage.store import LocalStore
+
+    store = LocalStore(out_dir)
+    reviewed = commands.find_item(store, run.campaign, item, run.run_id)
+    manifest = str(reviewed.report.get("manifest") or "")
+    decision = commands.record(store, reviewed, action=action, by=user, note=note, override=override,
+                               regenerate_run=regenerate_run, manifest=str(Path(manifest).resolve()) if manifest else "")
+    refresh_review(store, reviewed.prefix)
+    return decision
+
+
+def regenerate(config: Any, run: RunSummary, item: str, *, user: str, note: str, seed: int | None,
+               prompt: str | None) -> Any:
+    """Regenerate one item of a local run: the decision names the new run, which a studio worker then makes from
+    the run's manifest with the override applied (only the item and what is made from it are new)."""
+    from pipeline.errors import ReviewRefused
+    from pipeline.manifest.campaign import load_manifest
+    from pipeline.plan.overrides import Override, check_override
+    from pipeline.report.write import new_run_id
+    from pipeline.review.decisions import REGENERATE
+    from pipeline.studio import jobs
+
+    report = read_report(run) or {}
+    manifest = Path(str(report.get("manifest") or ""))
+    if not manifest.is_absolute() or not manifest.is_file():
+        raise ReviewRefused(f"the manifest of run {run.run_id} ({str(manifest)[:120]}) is not a file here; "
+                            "regenerate with `campaign review --manifest`")
+    override = Override(item, seed, prompt or None, {})
+    check_override(load_manifest(manifest), override)
+    run_id = new_run_id()
+    decide(config.out_dir, run, item, action=REGENERATE, user=user, note=note, override=override, regenerate_run=run_id)
+    return jobs.start_job(config, campaign=run.campaign, manifest=manifest, owner=user, job_id=run_id)
