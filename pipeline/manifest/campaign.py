@@ -14,6 +14,7 @@ import jsonschema
 from pipeline import catalog
 from pipeline.errors import ManifestInvalid, Problem, shown
 from pipeline.manifest.credentials import CredentialsSpec, credentials_spec
+from pipeline.manifest.data_files import Reader, local_reader
 from pipeline.manifest.formats import DEFAULT_CAPTIONS, DEFAULT_FIT, DEFAULT_LANGUAGE
 from pipeline.manifest.inputs import file_problem, is_blank, outside_problem, undrawable
 from pipeline.manifest.model_rules import cogvideox_shot_problems, ray2_problems, ray2_settings
@@ -171,15 +172,17 @@ def load_manifest(path: str | Path, *, allow_outside: Sequence[Path] = ()) -> Ca
 
 
 def load_manifest_text(text: str, *, file: str, base_dir: Path, check_files: bool = True,
-                       allow_outside: Sequence[Path] = ()) -> Campaign:
-    """The same as load_manifest for text already in memory (S3, standard input, tests)."""
+                       allow_outside: Sequence[Path] = (), data_reader: Reader | None = None) -> Campaign:
+    """The same as load_manifest for text already in memory (S3, standard input, tests). Data files are read
+    by `data_reader` (the cloud reads them from S3), by default from `base_dir`."""
     src = load_text(text, file)
-    return _from_source(src, base_dir, check_files=check_files, allow_outside=allow_outside)
+    return _from_source(src, base_dir, check_files=check_files, allow_outside=allow_outside, data_reader=data_reader)
 
 
 def _from_source(src: Source, base_dir: Path, *, check_files: bool = True,
-                 allow_outside: Sequence[Path] = ()) -> Campaign:
-    src, problems = expand(src)  # variables: every templated image and video, once per combination
+                 allow_outside: Sequence[Path] = (), data_reader: Reader | None = None) -> Campaign:
+    # variables: every templated image and video, once per combination (data files' rows included)
+    src, problems = expand(src, data_reader=data_reader or local_reader(base_dir, allow_outside=allow_outside))
     problems += schema_problems(src)
     problems = collapse(src, problems + semantic_problems(src, base_dir, check_files=check_files,
                                                           allow_outside=allow_outside))

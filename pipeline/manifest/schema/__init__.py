@@ -119,7 +119,22 @@ def build_schema() -> dict[str, Any]:
                 "description": "named lists of values; an image or video that uses {name} or {name.field} is made "
                                "once per combination of the variables it uses ({{ and }} are literal braces)",
                 "additionalProperties": {
-                    "type": "array", "minItems": 1,
+                    # a list of values, or a data file whose rows are the values (pipeline/manifest/data_files.py)
+                    "type": ["array", "object"], "minItems": 1,
+                    "required": ["from"], "additionalProperties": False,
+                    "properties": {
+                        "from": {"type": "string", "minLength": 1, "maxLength": 1024,
+                                 "description": "a CSV, XLSX or JSON file beside the manifest (or s3:// in the "
+                                                "cloud): one row per value, the header names the fields"},
+                        "sheet": {"type": "string", "minLength": 1, "description": "XLSX: the sheet to read "
+                                                                                   "(the first by default)"},
+                        "id_field": {"type": "string", "minLength": 1,
+                                     "description": "the column that names each row (`id` by default)"},
+                        "where": {"type": "object", "minProperties": 1,
+                                  "description": "keep only rows whose field equals the value (or one of the list)",
+                                  "additionalProperties": {"type": ["string", "number", "boolean", "array"],
+                                                           "items": {"type": ["string", "number", "boolean"]}}},
+                    },
                     "items": {
                         "type": ["string", "number", "boolean", "object"],
                         "description": "a plain value, or a mapping whose `id` names it and whose other fields "
