@@ -66,6 +66,8 @@ def submit(manifest_path: str | Path, *, bucket: str, state_machine_arn: str | N
         addresses[asset.id] = f"s3://{bucket}/{key}"
     data = dict(campaign.raw)
     data["assets"] = {aid: addresses.get(aid, loc) for aid, loc in (campaign.raw.get("assets") or {}).items()}
+    if isinstance(data.get("brand"), str) and campaign.brand is not None:
+        data["brand"] = campaign.brand.raw  # a brand file goes up inline: the cloud reads one manifest
     if isinstance(data.get("variables"), dict):  # data files go up beside the assets, `from:` rewritten to them
         data["variables"], sent = _upload_data_files(s3, bucket, asset_prefix, campaign.base_dir, data["variables"])
         uploaded += sent

@@ -13,6 +13,7 @@ import jsonschema
 
 from pipeline import catalog
 from pipeline.errors import ManifestInvalid, Problem, shown
+from pipeline.manifest.brand import BrandSpec, apply_brand, load_brand
 from pipeline.manifest.credentials import CredentialsSpec, credentials_spec
 from pipeline.manifest.data_files import Reader, local_reader
 from pipeline.manifest.formats import DEFAULT_CAPTIONS, DEFAULT_FIT, DEFAULT_LANGUAGE
@@ -129,6 +130,7 @@ class VideoSpec:
     fit: str = DEFAULT_FIT
     captions: str = DEFAULT_CAPTIONS
     language: str = DEFAULT_LANGUAGE
+    branded: bool = False  # the campaign's brand kit applies (pipeline/manifest/brand.py)
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,7 @@ class Campaign:
     budget: BudgetSpec | None = None
     approval: str | None = None  # "before-render": stop before any clip until approved
     credentials: CredentialsSpec = CredentialsSpec()  # C2PA on delivered files (pipeline/credentials/)
+    brand: BrandSpec | None = None  # the brand kit (`brand:`), applied to the videos marked `branded`
 
     def image(self, image_id: str) -> ImageSpec:
         return next(i for i in self.images if i.id == image_id)
@@ -184,12 +187,13 @@ def _from_source(src: Source, base_dir: Path, *, check_files: bool = True,
     # variables: every templated image and video, once per combination (data files' rows included)
     src, problems = expand(src, data_reader=data_reader or local_reader(base_dir, allow_outside=allow_outside))
     problems += schema_problems(src)
-    problems = collapse(src, problems + semantic_problems(src, base_dir, check_files=check_files,
-                                                          allow_outside=allow_outside))
+    brand, brand_problems = load_brand(src, base_dir, allow_outside=allow_outside)
+    problems = collapse(src, problems + brand_problems + semantic_problems(src, base_dir, check_files=check_files,
+                                                                           allow_outside=allow_outside))
     if problems:
         problems.sort(key=lambda p: (p.line, p.col, p.message))
         raise ManifestInvalid(_dedupe(problems))
-    return _build(src, base_dir)
+    return apply_brand(_build(src, base_dir), src, brand)
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

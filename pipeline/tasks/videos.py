@@ -10,6 +10,7 @@ from typing import Any
 
 from pipeline.manifest.formats import cues, webvtt
 from pipeline.media.assemble import AssemblyRequest, assemble_video
+from pipeline.media.brand import Logo
 from pipeline.media.deliver import make_outputs
 from pipeline.media.probe import clip_info_from_provenance
 from pipeline.plan.build import video_timeline
@@ -56,7 +57,8 @@ def run_video_outputs(job: Job, ctx: TaskContext, req: Any) -> dict[str, Any]:
     todo = [o for o in wanted if not check_entry(ctx.store, provenance_key=provenance_key("video", o.key),
                                                  output_key=output_key("video", o.key, "mp4")).done]
     with tempfile.TemporaryDirectory(dir=ctx.workdir, prefix="video-") as tmp:
-        for m in make_outputs(req, outputs=todo, tl=tl, captions=v.captions, fit=v.fit, workdir=Path(tmp)):
+        logo = Logo(ctx.asset_path(v.logo.asset), v.logo.corner, v.logo.size) if v.logo else None
+        for m in make_outputs(req, outputs=todo, tl=tl, captions=v.captions, fit=v.fit, workdir=Path(tmp), logo=logo):
             ctx.store.put_file(output_key("video", m.output.key, "png"), m.poster)
             write_done(ctx.store, "video", m.output.key, "mp4", {**provenance(ctx, job, info=m.info), "key": m.output.key},
                         src=m.path)

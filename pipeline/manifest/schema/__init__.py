@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import catalog
+from pipeline.manifest.brand import brand_schema
 from pipeline.manifest.credentials import credentials_schema
 
 SCHEMA_PATH = Path(__file__).with_name("campaign.schema.json")
@@ -95,6 +96,8 @@ def build_schema() -> dict[str, Any]:
                          "description": "before-render: stop after prompt enhancement and image edits until the run "
                                         "is approved (campaign approve), before any clip is rendered"},
             "credentials": credentials_schema(),
+            "brand": {**brand_schema(), "type": ["object", "string"], "minLength": 1, "maxLength": 1024,
+                      "description": "the brand kit inline, or a YAML file beside the manifest that holds it"},
             "defaults": {
                 "type": "object",
                 "additionalProperties": False,
@@ -225,6 +228,7 @@ def build_schema() -> dict[str, Any]:
                     },
                     "title": {"$ref": "#/$defs/card"},
                     "end_card": {"$ref": "#/$defs/card"},
+                    "brand": {"type": "boolean", "description": "false: this video without the campaign's brand kit"},
                     "formats": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(FORMATS)},
                                 "description": "one delivered file per aspect ratio, made from the same clips "
                                                "(default: the clips' own shape)"},
