@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from pipeline.manifest.data_files import Reader, local_reader
 from pipeline.manifest.formats import DEFAULT_CAPTIONS, DEFAULT_FIT, DEFAULT_LANGUAGE
 from pipeline.manifest.inputs import file_problem, is_blank, outside_problem, undrawable
 from pipeline.manifest.model_rules import cogvideox_shot_problems, ray2_problems, ray2_settings
+from pipeline.manifest.notify import notify_problems, webhook_of
 from pipeline.manifest.schedule_expr import schedule_problem
 from pipeline.manifest.schema import load_schema
 from pipeline.manifest.timeline import crossfade_problem
@@ -159,6 +160,7 @@ class Campaign:
     approval: str | None = None  # "before-render": stop before any clip until approved
     credentials: CredentialsSpec = CredentialsSpec()  # C2PA on delivered files (pipeline/credentials/)
     brand: BrandSpec | None = None  # the brand kit (`brand:`), applied to the videos marked `branded`
+    notify_webhook: str | None = None  # `notify: {webhook: URL}` (pipeline/report/webhook.py)
 
     def image(self, image_id: str) -> ImageSpec:
         return next(i for i in self.images if i.id == image_id)
@@ -188,12 +190,13 @@ def _from_source(src: Source, base_dir: Path, *, check_files: bool = True,
     src, problems = expand(src, data_reader=data_reader or local_reader(base_dir, allow_outside=allow_outside))
     problems += schema_problems(src)
     brand, brand_problems = load_brand(src, base_dir, allow_outside=allow_outside)
+    brand_problems += notify_problems(src)
     problems = collapse(src, problems + brand_problems + semantic_problems(src, base_dir, check_files=check_files,
                                                                            allow_outside=allow_outside))
     if problems:
         problems.sort(key=lambda p: (p.line, p.col, p.message))
         raise ManifestInvalid(_dedupe(problems))
-    return apply_brand(_build(src, base_dir), src, brand)
+    return replace(apply_brand(_build(src, base_dir), src, brand), notify_webhook=webhook_of(src.data))
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

@@ -13,6 +13,7 @@ from typing import Any
 from pipeline import catalog
 from pipeline.manifest.brand import brand_schema
 from pipeline.manifest.credentials import credentials_schema
+from pipeline.manifest.notify import notify_schema
 
 SCHEMA_PATH = Path(__file__).with_name("campaign.schema.json")
 SCHEMA_ID = "https://github.com/campaign-pipeline/campaign/pipeline/manifest/schema/campaign.schema.json"
@@ -96,6 +97,7 @@ def build_schema() -> dict[str, Any]:
                          "description": "before-render: stop after prompt enhancement and image edits until the run "
                                         "is approved (campaign approve), before any clip is rendered"},
             "credentials": credentials_schema(),
+            "notify": notify_schema(),
             "brand": {**brand_schema(), "type": ["object", "string"], "minLength": 1, "maxLength": 1024,
                       "description": "the brand kit inline, or a YAML file beside the manifest that holds it"},
             "defaults": {
