@@ -4,8 +4,10 @@ in the data file, `where:` and `id_field:`, and content keys that follow only th
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,3 +201,46 @@ def test_unreadable_data_files_are_one_located_line(write_campaign: Callable[...
     with pytest.raises(ManifestInvalid) as exc:
         load_manifest(manifest(write_campaign, name))
     assert [str(p) for p in exc.value.problems] == [f"{tmp_path}/{expected}"]
+
+
+@pytest.mark.slow
+def test_a_20_row_sheet_in_three_formats_runs_and_one_changed_row_remakes_only_its_outputs(tmp_path: Path) -> None:
+    """The issue's "Done when": 20 rows x 3 formats end to end on the preview backend, then one row edited."""
+    rows = [{"id": f"p{i:02d}", "fabric": f"fabric {i}", "colour": f"colour {i}"} for i in range(20)]
+    write_csv(tmp_path / "products.csv", rows)
+    (tmp_path / "c.yaml").write_text(textwrap.dedent("""\
+        campaign: sheet-e2e
+        variables:
+          product: {from: products.csv}
+        defaults: {enhance: false, video: {frames: 9}}
+        videos:
+          - id: ad-{product}
+            formats: ["16:9", "9:16", "1:1"]
+            captions: burn
+            shots:
+              - prompt: A {product.fabric} sofa
+                caption: "{product.colour}"
+        """), encoding="utf-8")
+    out = tmp_path / "out"
+
+    def run() -> tuple[dict[str, Any], Path]:
+        assert main(["run", str(tmp_path / "c.yaml"), "--out", str(out), "--quiet", "--workers", "2"]) == 0
+        latest = json.loads((out / "runs" / "sheet-e2e" / "latest.json").read_text())
+        path = out / "runs" / "sheet-e2e" / latest["report"]
+        return json.loads(path.read_text()), path.parent
+
+    first, run_dir = run()
+    assert first["status"] == "succeeded" and first["jobs"]["executed"] == 40  # a clip and a video per row
+    assert sorted(v["id"] for v in first["videos"]) == [f"ad-p{i:02d}" for i in range(20)]
+    for v in first["videos"]:
+        assert [(f["format"], f["width"], f["height"]) for f in v["formats"]] == [
+            ("16:9", 854, 480), ("9:16", 480, 854), ("1:1", 480, 480)]
+        assert all((run_dir / f["path"]).read_bytes()[4:8] == b"ftyp" for f in v["formats"])
+    assert next(v for v in first["videos"] if v["id"] == "ad-p07")["clips"][0]["prompt"] == "A fabric 7 sofa"
+
+    rows[7]["fabric"] = "olive wool"
+    write_csv(tmp_path / "products.csv", rows)
+    second, _ = run()
+    remade = sorted(r["job"] for r in second["job_results"] if r["status"] == "executed")
+    assert remade == ["clip:ad-p07/01", "video:ad-p07"]
+    assert second["jobs"] == {"total": 40, "executed": 2, "cached": 38, "failed": 0, "skipped": 0}
