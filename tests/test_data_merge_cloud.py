@@ -95,5 +95,8 @@ def test_a_data_file_outside_the_manifests_prefixes_is_a_located_problem(cloud: 
     assert plan(cloud, "manifests/sheet.yaml", "r3")["valid"] is False
     report = cloud.json("runs/sheet-teasers/r3/report.json")
     (problem,) = report["errors"]
-    assert "line 4" in json.dumps(problem) or problem.get("line") == 4, problem
-    assert "outside this manifest's prefixes" in problem["message"], problem
+    assert (problem["line"], problem["col"], problem["path"]) == (4, 19, "variables.product.from")
+    assert problem["message"].startswith(
+        "s3://campaign-input/manifests/sheet.yaml:4:19: error: variables.product.from: data file "
+        "'s3://campaign-input/private/other-team.csv'")
+    assert "is outside this manifest's prefixes" in problem["message"]
