@@ -467,6 +467,12 @@ def _run(args: argparse.Namespace, campaign: Any, backends: Any, plan: Any, *, r
         actions = [f"approve: campaign approve {where}", f"reject:  campaign reject {where}"] \
             if report["status"] == AWAITING_APPROVAL else []
         print(summarize(report, report_location=str(base / "report.html"), actions=actions).text, end="")
+    if campaign.notify_webhook:  # the summary's last line says whether it was delivered; never fails the run
+        from pipeline.report.webhook import notify_webhook
+
+        notice = summarize(report, report_location=str(Path(outcome.report_path).parent / "report.html"))
+        print(notify_webhook(campaign.notify_webhook, report, notice).line(), end="",
+              file=sys.stderr if args.json else sys.stdout)
     if report["status"] == AWAITING_APPROVAL:
         return EXIT_AWAITING_APPROVAL
     return EXIT_OK if report["status"] == "succeeded" else EXIT_FAILED

@@ -66,6 +66,11 @@ def submit(manifest_path: str | Path, *, bucket: str, state_machine_arn: str | N
         addresses[asset.id] = f"s3://{bucket}/{key}"
     data = dict(campaign.raw)
     data["assets"] = {aid: addresses.get(aid, loc) for aid, loc in (campaign.raw.get("assets") or {}).items()}
+    if isinstance(data.get("brand"), str) and campaign.brand is not None:
+        data["brand"] = campaign.brand.raw  # a brand file goes up inline: the cloud reads one manifest
+    if isinstance(data.get("variables"), dict):  # data files go up beside the assets, `from:` rewritten to them
+        data["variables"], sent = _upload_data_files(s3, bucket, asset_prefix, campaign.base_dir, data["variables"])
+        uploaded += sent
     text = (f"# uploaded by `campaign submit` from {path.name}; local asset paths rewritten to s3:// addresses\n"
             + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     # Conditional write (AmazonS3/latest/userguide/conditional-writes.html): create only if still absent, or
@@ -87,6 +92,24 @@ def submit(manifest_path: str | Path, *, bucket: str, state_machine_arn: str | N
         out["execution_arn"] = arn
         out["console_url"] = execution_console_url(arn)
     return out
+
+
+def _upload_data_files(s3: Any, bucket: str, prefix: str, base_dir: Path,
+                       variables: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """`{from: products.csv}` -> the file uploaded content-addressed (as assets are) and `from:` its s3://
+    address; load_manifest has already read each one inside the manifest's folder."""
+    out: dict[str, Any] = {}
+    sent = 0
+    for name, spec in variables.items():
+        if isinstance(spec, dict) and isinstance(spec.get("from"), str) and "://" not in spec["from"]:
+            local = base_dir / spec["from"]
+            key = f"{prefix}{file_digest(local)}/{submit_name(spec['from'])}"
+            if not _object_exists(s3, bucket, key):
+                s3.upload_file(str(local), bucket, key)
+                sent += 1
+            spec = {**spec, "from": f"s3://{bucket}/{key}"}
+        out[name] = spec
+    return out, sent
 
 
 def caller_arn(sts: Any = None) -> str:

@@ -15,6 +15,7 @@ from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL
 from pipeline.backends.lifecycle import ModelFinding, check_models, models_used
 from pipeline.backends.sagemaker_jobs import DEFAULT_MAX_BATCH
 from pipeline.cloud.contract import DEFAULT_DISTRIBUTED_THRESHOLD, MAX_SUMMARY_BYTES, MAX_WAVES
+from pipeline.cloud.data_reader import s3_data_reader
 from pipeline.cloud.events import PlanEvent
 from pipeline.cloud.failures import client_error_code
 from pipeline.cloud.names import RunRef, campaign_name_of, run_document_key
@@ -91,7 +92,8 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
     # 3. Validate (every problem at once, with lines and columns of the manifest in S3).
     campaign = None
     try:
-        campaign = load_manifest_text(text, file=uri, base_dir=local_dir, check_files=False)
+        campaign = load_manifest_text(text, file=uri, base_dir=local_dir, check_files=False,
+                                      data_reader=s3_data_reader(s3, bucket=bucket, manifest_key=key, tenancy=tenancy))
     except ManifestInvalid as exc:
         problems = exc.problems + problems
     if campaign is not None and src is not None and campaign.enhancer_model:

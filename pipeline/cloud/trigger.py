@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from pipeline.cloud.contract import MANIFEST_PREFIX, MANIFEST_SUFFIXES
+from pipeline.cloud.data_reader import s3_data_reader
 from pipeline.cloud.events import OBJECT_CREATED, OBJECT_DELETED, S3ObjectEvent
 from pipeline.cloud.failures import client_error_code
 from pipeline.cloud.names import (
@@ -45,7 +46,9 @@ def handle_manifest_event(event: Mapping[str, Any], *, s3: Any, sfn: Any, schedu
     key, text = _read_event_object(s3, ev)
     bucket = ev.bucket
     try:
-        campaign = load_manifest_text(text, file=f"s3://{bucket}/{key}", base_dir=Path("."), check_files=False)
+        campaign = load_manifest_text(text, file=f"s3://{bucket}/{key}", base_dir=Path("."), check_files=False,
+                                      data_reader=s3_data_reader(s3, bucket=bucket, manifest_key=key,
+                                                                 tenancy=settings.tenancy()))
         name, cron = campaign.name, campaign.schedule
         valid = True
     except ManifestInvalid:  # the run still starts: it writes the validation problems as its report

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,13 @@ import jsonschema
 
 from pipeline import catalog
 from pipeline.errors import ManifestInvalid, Problem, shown
+from pipeline.manifest.brand import BrandSpec, apply_brand, load_brand
 from pipeline.manifest.credentials import CredentialsSpec, credentials_spec
+from pipeline.manifest.data_files import Reader, local_reader
 from pipeline.manifest.formats import DEFAULT_CAPTIONS, DEFAULT_FIT, DEFAULT_LANGUAGE
 from pipeline.manifest.inputs import file_problem, is_blank, outside_problem, undrawable
 from pipeline.manifest.model_rules import licence_problems, model_shot_problems, ray2_problems, ray2_settings
+from pipeline.manifest.notify import notify_problems, webhook_of
 from pipeline.manifest.schedule_expr import schedule_problem
 from pipeline.manifest.schema import load_schema
 from pipeline.manifest.timeline import crossfade_problem
@@ -139,6 +142,7 @@ class VideoSpec:
     translate: bool = False
     caption_from: str | None = None
     loudness: float | None = None
+    branded: bool = False  # the campaign's brand kit applies (pipeline/manifest/brand.py)
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,8 @@ class Campaign:
     budget: BudgetSpec | None = None
     approval: str | None = None  # "before-render": stop before any clip until approved
     credentials: CredentialsSpec = CredentialsSpec()  # C2PA on delivered files (pipeline/credentials/)
+    brand: BrandSpec | None = None  # the brand kit (`brand:`), applied to the videos marked `branded`
+    notify_webhook: str | None = None  # `notify: {webhook: URL}` (pipeline/report/webhook.py)
 
     def image(self, image_id: str) -> ImageSpec:
         return next(i for i in self.images if i.id == image_id)
@@ -182,15 +188,17 @@ def load_manifest(path: str | Path, *, allow_outside: Sequence[Path] = ()) -> Ca
 
 
 def load_manifest_text(text: str, *, file: str, base_dir: Path, check_files: bool = True,
-                       allow_outside: Sequence[Path] = ()) -> Campaign:
-    """The same as load_manifest for text already in memory (S3, standard input, tests)."""
+                       allow_outside: Sequence[Path] = (), data_reader: Reader | None = None) -> Campaign:
+    """The same as load_manifest for text already in memory (S3, standard input, tests). Data files are read
+    by `data_reader` (the cloud reads them from S3), by default from `base_dir`."""
     src = load_text(text, file)
-    return _from_source(src, base_dir, check_files=check_files, allow_outside=allow_outside)
+    return _from_source(src, base_dir, check_files=check_files, allow_outside=allow_outside, data_reader=data_reader)
 
 
 def _from_source(src: Source, base_dir: Path, *, check_files: bool = True,
-                 allow_outside: Sequence[Path] = ()) -> Campaign:
-    src, problems = expand(src)  # variables: every templated image and video, once per combination
+                 allow_outside: Sequence[Path] = (), data_reader: Reader | None = None) -> Campaign:
+    # variables: every templated image and video, once per combination (data files' rows included)
+    src, problems = expand(src, data_reader=data_reader or local_reader(base_dir, allow_outside=allow_outside))
     semantic = semantic_problems(src, base_dir, check_files=check_files, allow_outside=allow_outside)
     said = {(p.line, p.col, p.path) for p in semantic}
     # A value both checks refuse (a blank caption, a schedule in words) is reported once, in the semantic check's
@@ -198,11 +206,13 @@ def _from_source(src: Source, base_dir: Path, *, check_files: bool = True,
     problems += [p for p in schema_problems(src) if (p.line, p.col, p.path) not in said]
     if isinstance(src, ExpandedSource) and src.template is not None and src.left_out:
         problems += _template_problems(src.template, src.left_out)
-    problems = collapse(src, problems + semantic)
+    brand, brand_problems = load_brand(src, base_dir, allow_outside=allow_outside)
+    brand_problems += notify_problems(src)
+    problems = collapse(src, problems + brand_problems + semantic)
     if problems:
         problems.sort(key=lambda p: (p.line, p.col, p.message))
         raise ManifestInvalid(_dedupe(problems))
-    return _build(src, base_dir)
+    return replace(apply_brand(_build(src, base_dir), src, brand), notify_webhook=webhook_of(src.data))
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

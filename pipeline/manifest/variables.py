@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 
 from pipeline.errors import ManifestInvalid, Problem
+from pipeline.manifest.data_files import DataTable, Reader, load_table
 from pipeline.manifest.schema import ID_PATTERN, MAX_TEMPLATE_ID_CHARS, TEMPLATE_ID_PATTERN, VARIABLE_NAME, load_schema
 from pipeline.manifest.yamlsrc import Path, Source, format_path
 
@@ -170,15 +171,17 @@ def collapse(src: Source, problems: list[Problem]) -> list[Problem]:
 # --- expansion ------------------------------------------------------------------------------------------------
 
 
-def expand(src: Source) -> tuple[Source, list[Problem]]:
+def expand(src: Source, *, data_reader: Reader | None = None) -> tuple[Source, list[Problem]]:
     """The manifest with every templated image and video expanded, and the problems of expansion itself
     (placeholders, for_each, expanded ids). A manifest without `variables:` is taken literally. Raises
-    ManifestInvalid at once when the expansion would pass MAX_EXPANDED_JOBS."""
+    ManifestInvalid at once when the expansion would pass MAX_EXPANDED_JOBS. `data_reader` reads the data
+    files of `variables: {name: {from: file}}` (data_files.py); without one, such a variable is a problem."""
     data = src.data if isinstance(src.data, dict) else {}
     problems: list[Problem] = []
     if "variables" not in data:
         return src, _literal_problems(src, data)
-    variables, usable = _variables(src, data.get("variables"), problems)
+    tables: dict[str, DataTable] = {}
+    variables, usable = _variables(src, data.get("variables"), problems, reader=data_reader, tables=tables)
 
     # 1. What each item uses and which combinations it gets; items that cannot be expanded are left out
     #    (their problems are reported; checking them further would only repeat those).
@@ -198,7 +201,7 @@ def expand(src: Source) -> tuple[Source, list[Problem]]:
                     left_out.add((section, t))
                 continue
             try:
-                combos = _combinations(src, section, t, item, variables, problems)
+                combos = _combinations(src, section, t, item, variables, problems, tables=tables)
                 count = len(combos) if combos else 0
             except _TooMany as many:
                 combos, count = None, many.count
@@ -289,8 +292,10 @@ def _id_problem(src: Source, path: Path, iid: str, *, expanded_from: dict[str, _
                               f"starting with a letter or digit{hint}")]
 
 
-def _variables(src: Source, block: Any, problems: list[Problem]) -> tuple[dict[str, list[_Value]], bool]:
-    """The `variables:` block as values per name, and whether it is usable (the schema reports its shape)."""
+def _variables(src: Source, block: Any, problems: list[Problem], *, reader: Reader | None = None,
+               tables: dict[str, DataTable] | None = None) -> tuple[dict[str, list[_Value]], bool]:
+    """The `variables:` block as values per name, and whether it is usable (the schema reports its shape).
+    A data file's table is kept in `tables` (its columns decide which `{name.field}` exist)."""
     schema = load_schema()["properties"]["variables"]
     if not jsonschema.Draft202012Validator(schema).is_valid(block):
         return {}, False
@@ -301,6 +306,20 @@ def _variables(src: Source, block: Any, problems: list[Problem]) -> tuple[dict[s
             problems.append(src.problem(("variables", name), f"variable name {name!r} is not allowed: use letters, "
                                         "digits and '_', starting with a letter or '_'", key=True))
             ok = False
+        if isinstance(raw_values, dict):  # `{from: products.csv}`: one value per row of the data file
+            table = None
+            if reader is None:
+                problems.append(src.problem(("variables", name, "from"), "data files cannot be read here"))
+            else:
+                table = load_table(src, ("variables", name), raw_values, reader=reader, max_rows=MAX_EXPANDED_JOBS,
+                                   problems=problems)
+            if table is None:
+                ok = False
+                continue
+            if tables is not None:
+                tables[name] = table
+            out[name] = [_Value(r.id, r.fields, True) for r in table.rows]
+            continue
         values: list[_Value] = []
         seen: dict[str, int] = {}
         for i, raw in enumerate(raw_values):
@@ -358,8 +377,10 @@ def _placeholders(text: str) -> Iterator[tuple[str | None, str | None, str]]:
 
 
 def _combinations(src: Source, section: str, t: int, item: dict[str, Any], variables: dict[str, list[_Value]],
-                  problems: list[Problem]) -> list[dict[str, _Value]] | None:
+                  problems: list[Problem], *, tables: dict[str, DataTable] | None = None,
+                  ) -> list[dict[str, _Value]] | None:
     """The combinations `item` is expanded for ([{}] when it uses no variable), or None after a problem."""
+    tables = tables or {}
     used: list[str] = []
     bad = False
     for path, text in _strings(item, (section, t)):
@@ -376,6 +397,12 @@ def _combinations(src: Source, section: str, t: int, item: dict[str, Any], varia
                 if fld is not None and not any(v.is_mapping for v in variables[name]):
                     problems.append(src.problem(path, f"{token}: the values of {name} are plain values without fields; "
                                                 f"write {{{name}}}"))
+                    bad = True
+                elif fld is not None and name in tables and fld not in tables[name].columns:
+                    table = tables[name]  # located at the template, naming the data file that lacks the field
+                    problems.append(src.problem(path, f"{token}: {table.location} has no column {fld!r}"
+                                                f"{_suggest(fld, list(table.columns))} (columns: "
+                                                f"{', '.join(table.columns)})"))
                     bad = True
                 if name not in used:
                     used.append(name)

@@ -13,6 +13,7 @@ from pipeline.errors import JobFailed
 from pipeline.manifest.formats import Cue, cues
 from pipeline.manifest.timeline import Timeline
 from pipeline.media.assemble import AssemblyRequest, assemble_video
+from pipeline.media.brand import Logo
 from pipeline.media.formats import FormatTarget, render_formats
 from pipeline.plan.jobs import VideoOutput
 
@@ -27,9 +28,10 @@ class MadeOutput:
 
 def make_outputs(req: AssemblyRequest, *, outputs: Sequence[VideoOutput], tl: Timeline,
                  captions: Sequence[str | None], fit: str, workdir: Path,
-                 cue_list: Sequence[Cue] | None = None) -> list[MadeOutput]:
+                 cue_list: Sequence[Cue] | None = None, logo: Logo | None = None) -> list[MadeOutput]:
     """Make `outputs` (those not already stored) in `workdir`; `tl` is the video's planned timeline; `cue_list`
-    (captions timed from speech) replaces the shots' spans when given."""
+    (captions timed from speech) replaces the shots' spans when given; `logo`, the brand's, goes on every output
+    (so none of them is the assembled video as it is)."""
     if not outputs:
         return []
     base, base_poster = workdir / "assembled.mp4", workdir / "assembled.png"
@@ -42,7 +44,7 @@ def make_outputs(req: AssemblyRequest, *, outputs: Sequence[VideoOutput], tl: Ti
     made: list[MadeOutput] = []
     targets: list[tuple[VideoOutput, FormatTarget]] = []
     for i, o in enumerate(outputs):
-        if (o.width, o.height) == (result.width, result.height) and not o.burn:  # the assembled video itself
+        if (o.width, o.height) == (result.width, result.height) and not o.burn and logo is None:  # the assembled video
             path, poster = workdir / f"out-{i}.mp4", workdir / f"out-{i}.png"
             shutil.copyfile(base, path)
             shutil.copyfile(base_poster, poster)
@@ -60,10 +62,11 @@ def make_outputs(req: AssemblyRequest, *, outputs: Sequence[VideoOutput], tl: Ti
                                   targets=[t for _, t in targets],
                                   cues=list(cue_list) if cue_list is not None else cues(tl, captions), title=req.title,
                                   end_card=req.end_card, has_audio=req.audio is not None or req.mix is not None,
-                                  poster_frame=result.poster_frame)
+                                  poster_frame=result.poster_frame, logo=logo)
         seconds = round(time.perf_counter() - t0, 4)
         for (o, t), r in zip(targets, rendered, strict=True):
-            method = "re-encode" + (f"+{r.fit}" if r.fit else "") + ("+burned-captions" if o.burn else "")
+            method = ("re-encode" + (f"+{r.fit}" if r.fit else "") + ("+burned-captions" if o.burn else "")
+                      + ("+logo" if logo else ""))
             made.append(MadeOutput(o, t.path, t.poster, {
                 **common, "format": o.format, "width": r.width, "height": r.height, "fit": r.fit, "burned": o.burn,
                 "method": method, "timings": {**result.timings, "formats_s": seconds, "formats_in_pass": len(targets)}}))

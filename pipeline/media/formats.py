@@ -35,6 +35,7 @@ from pipeline.manifest.campaign import Card
 from pipeline.manifest.fonts import caption_font
 from pipeline.manifest.formats import Cue, caption_at
 from pipeline.manifest.timeline import Timeline
+from pipeline.media.brand import Logo, draw_logo, place_logo
 from pipeline.media.compose import _wrap, render_card
 from pipeline.media.encode import SegmentWriter, ffmpeg_exe, temp_beside
 from pipeline.media.frames import decode
@@ -239,8 +240,9 @@ def _centres(tl: Timeline, per_clip: Sequence[tuple[float, float]]) -> list[tupl
 
 def render_formats(*, base: Path, size: tuple[int, int], tl: Timeline, clips: Sequence[Path],
                    targets: Sequence[FormatTarget], cues: Sequence[Cue], title: Card | None, end_card: Card | None,
-                   has_audio: bool, poster_frame: int) -> list[FormatResult]:
-    """Make every target from the assembled video `base` (of `size`) in one decode (see the module's docstring)."""
+                   has_audio: bool, poster_frame: int, logo: Logo | None = None) -> list[FormatResult]:
+    """Make every target from the assembled video `base` (of `size`) in one decode (see the module's docstring);
+    `logo`, the brand's, is drawn on every frame of every target, clear of its burned captions."""
     if not targets:
         return []
     rate: Fraction = tl.fps
@@ -259,7 +261,9 @@ def render_formats(*, base: Path, size: tuple[int, int], tl: Timeline, clips: Se
         cards = [render_card(c, width=t.width, height=t.height) if c and not native else None for c in (title, end_card)]
         overlays = {text: caption_overlay(text, t.format, t.width, t.height)
                     for text in dict.fromkeys(c.text for c in cues)} if t.burn else {}
-        plans.append((t, native, centres, cards, overlays))
+        placed = place_logo(logo, width=t.width, height=t.height, safe=safe_area(t.format, t.width, t.height),
+                            captions_top=min((o.y for o in overlays.values()), default=None)) if logo else None
+        plans.append((t, native, centres, cards, overlays, placed))
     text_at = caption_at(cues)
     card_end = tl.frames - tl.end_card_frames
 
@@ -272,7 +276,7 @@ def render_formats(*, base: Path, size: tuple[int, int], tl: Timeline, clips: Se
         for n, frame in enumerate(decode(base)):
             if n >= total:
                 raise JobFailed(f"assembled video {base} has more frames than the {total} planned")
-            for i, (t, native, centres, cards, overlays) in enumerate(plans):
+            for i, (t, native, centres, cards, overlays, placed) in enumerate(plans):
                 if native:
                     out = frame
                 elif n < tl.title_frames and cards[0] is not None:
@@ -284,6 +288,8 @@ def render_formats(*, base: Path, size: tuple[int, int], tl: Timeline, clips: Se
                 text = text_at.get(n)
                 if text is not None and overlays:
                     out = _composite(out, overlays[text])
+                if placed is not None:
+                    out = draw_logo(out, placed)
                 if n == poster_frame:
                     posters[i] = out.copy()
                 writers[i].write(out)

@@ -25,6 +25,7 @@ from pipeline.plan.jobs import (
     ImageRef,
     ImageSpec,
     Job,
+    LogoSpec,
     VideoOutput,
     VideoSpec,
 )
@@ -283,7 +284,11 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
                                                                                    ("end_card", video.end_card))}}
         vkey = content_key("video", params=key_params, inputs=video_inputs, backend=ASSEMBLER_VERSION)
         captions = tuple(s.voiceover if video.caption_from == "voiceover" else s.caption for s in video.shots)
-        outputs = _video_outputs(video, vkey, captions, clip_jobs[0].clip) if any(captions) or video.formats else ()
+        brand = campaign.brand if video.branded else None
+        logo = LogoSpec(brand.logo, brand.corner, brand.size) if brand and brand.logo else None
+        logo_key = {**asdict(logo), "digest": assets[logo.asset].digest} if logo else None  # a new logo re-makes videos
+        outputs = (_video_outputs(video, vkey, captions, clip_jobs[0].clip, logo_key)
+                   if any(captions) or video.formats or logo else ())
         if outputs:  # the job's key covers every output's, so an unchanged video is one cache hit
             vkey = content_key("video", params={"outputs": [asdict(o) for o in outputs]}, inputs=[vkey],
                                backend=ASSEMBLER_VERSION)
@@ -291,7 +296,7 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
                           crossfade=video.crossfade, audio=audio, title=video.title, end_card=video.end_card,
                           variant=video.variant, fit=video.fit, captions=captions if outputs else (),
                           language=video.language, outputs=outputs, voices=tuple(j.id if j else None for j in voices),
-                          loudness=loudness, caption_from=video.caption_from)
+                          loudness=loudness, caption_from=video.caption_from, logo=logo)
         voice_deps = tuple(dict.fromkeys(j.id for j in voices if j))
         jobs.extend(j for j in voice_made.values() if j.id in voice_deps and j not in jobs)
         jobs.append(Job(id=f"video:{video.id}", kind="video", key=vkey, stage=4,
@@ -307,8 +312,8 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
 _KIND_ORDER = {"enhance": 0, "image": 1, "clip": 2, "voice": 2, "video": 3}
 
 
-def _video_outputs(video: VideoSpec_, base_key: str, captions: tuple[str | None, ...], first: ClipSpec
-                   ) -> tuple[VideoOutput, ...]:
+def _video_outputs(video: VideoSpec_, base_key: str, captions: tuple[str | None, ...], first: ClipSpec,
+                   logo: dict[str, Any] | None = None) -> tuple[VideoOutput, ...]:
     """Each delivered file of a video, keyed on its own: the assembled video's key (`base_key`), its format,
     fit and burned captions. The clips' own shape without burned text is the assembled video itself."""
     burn = video.captions in ("burn", "both") and any(captions)
@@ -319,12 +324,13 @@ def _video_outputs(video: VideoSpec_, base_key: str, captions: tuple[str | None,
     for fmt in video.formats or (None,):
         width, height = format_size(fmt, first.width, first.height)
         native = (width, height) == (first.width, first.height)
-        if native and not burn:
+        if native and not burn and logo is None:
             key = base_key
         else:
             key = content_key("video", params={"format": fmt, "size": [width, height],
                                                "fit": None if native else video.fit,
-                                               "burn": list(captions) if burn else None},
+                                               "burn": list(captions) if burn else None,
+                                               **({"logo": logo} if logo else {})},
                               inputs=[base_key], backend=FORMATS_VERSION)
         outs.append(VideoOutput(format=fmt, width=width, height=height, key=key, burn=burn, captions_key=captions_key))
     return tuple(outs)

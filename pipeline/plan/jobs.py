@@ -130,6 +130,15 @@ class AudioSpec:
 
 
 @dataclass(frozen=True)
+class LogoSpec:
+    """The brand's logo on every delivered file of a video (pipeline/manifest/brand.py, pipeline/media/brand.py)."""
+
+    asset: str
+    corner: str
+    size: float
+
+
+@dataclass(frozen=True)
 class VideoOutput:
     """One delivered file of a video: a format (None: the clips' own shape) at its size, stored under its own
     key (so adding a format re-makes nothing else), with the captions burned in or not; and the key of the
@@ -163,6 +172,7 @@ class VideoSpec:
     voices: tuple[str | None, ...] = ()
     loudness: float | None = None
     caption_from: str | None = None
+    logo: LogoSpec | None = None  # the brand's logo, drawn on every output (absent from the JSON when None)
 
 
 Spec = EnhanceSpec | ImageSpec | ClipSpec | VideoSpec | VoiceSpec
@@ -248,6 +258,8 @@ def spec_to_json(spec: Spec) -> dict[str, Any]:
         d.pop("variant")
         if spec.variant:
             d["variant"] = spec.variant.to_json()
+    if isinstance(spec, VideoSpec) and spec.logo is None:
+        d.pop("logo")  # plans without a brand are unchanged
     if isinstance(spec, ImageSpec):
         d["source"] = ref_to_json(spec.source)
         d["steps"] = [{**asdict(s), "refs": {f: ref_to_json(r) for f, r in s.refs.items()}} for s in spec.steps]
@@ -274,6 +286,7 @@ def spec_from_json(kind: str, d: dict[str, Any]) -> Spec:
                             "title": Card(**d["title"]) if d.get("title") else None,
                             "end_card": Card(**d["end_card"]) if d.get("end_card") else None,
                             "variant": Variant.from_json(d["variant"]) if d.get("variant") else None,
-                            "captions": tuple(d.get("captions", ())), "voices": tuple(d.get("voices", ())),
-                            "outputs": tuple(VideoOutput(**o) for o in d.get("outputs", ()))})
+                           "captions": tuple(d.get("captions", ())), "voices": tuple(d.get("voices", ())),
+                           "outputs": tuple(VideoOutput(**o) for o in d.get("outputs", ())),
+                           "logo": LogoSpec(**d["logo"]) if d.get("logo") else None})
     raise ValueError(f"unknown job kind {kind!r}")

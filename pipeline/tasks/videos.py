@@ -10,6 +10,7 @@ from typing import Any
 
 from pipeline.manifest.formats import cues, webvtt
 from pipeline.media.assemble import AssemblyRequest, assemble_video
+from pipeline.media.brand import Logo
 from pipeline.media.deliver import make_outputs
 from pipeline.media.mix import measure_loudness
 from pipeline.media.probe import clip_info_from_provenance
@@ -63,8 +64,9 @@ def run_video_outputs(job: Job, ctx: TaskContext, req: Any) -> dict[str, Any]:
     # captions drawn from the voiceover are timed from the speech (pipeline/tasks/voice.py)
     spoken = speech_cues(job, ctx, tl, req.mix) if req.mix is not None and v.caption_from == "voiceover" else None
     with tempfile.TemporaryDirectory(dir=ctx.workdir, prefix="video-") as tmp:
+        logo = Logo(ctx.asset_path(v.logo.asset), v.logo.corner, v.logo.size) if v.logo else None
         for m in make_outputs(req, outputs=todo, tl=tl, captions=v.captions, fit=v.fit, workdir=Path(tmp),
-                              cue_list=spoken):
+                              cue_list=spoken, logo=logo):
             ctx.store.put_file(output_key("video", m.output.key, "png"), m.poster)
             info = m.info
             if req.mix is not None:  # each delivered file measured as delivered

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import catalog
+from pipeline.manifest.brand import brand_schema
 from pipeline.manifest.credentials import credentials_schema
+from pipeline.manifest.notify import notify_schema
 from pipeline.manifest.voice_rules import loudness_schema, shot_properties, video_properties, voice_schema
 
 SCHEMA_PATH = Path(__file__).with_name("campaign.schema.json")
@@ -101,6 +103,9 @@ def build_schema() -> dict[str, Any]:
                          "description": "before-render: stop after prompt enhancement and image edits until the run "
                                         "is approved (campaign approve), before any clip is rendered"},
             "credentials": credentials_schema(),
+            "notify": notify_schema(),
+            "brand": {**brand_schema(), "type": ["object", "string"], "minLength": 1, "maxLength": 1024,
+                      "description": "the brand kit inline, or a YAML file beside the manifest that holds it"},
             "defaults": {
                 "type": "object",
                 "additionalProperties": False,
@@ -127,7 +132,22 @@ def build_schema() -> dict[str, Any]:
                 "description": "named lists of values; an image or video that uses {name} or {name.field} is made "
                                "once per combination of the variables it uses ({{ and }} are literal braces)",
                 "additionalProperties": {
-                    "type": "array", "minItems": 1,
+                    # a list of values, or a data file whose rows are the values (pipeline/manifest/data_files.py)
+                    "type": ["array", "object"], "minItems": 1,
+                    "required": ["from"], "additionalProperties": False,
+                    "properties": {
+                        "from": {"type": "string", "minLength": 1, "maxLength": 1024,
+                                 "description": "a CSV, XLSX or JSON file beside the manifest (or s3:// in the "
+                                                "cloud): one row per value, the header names the fields"},
+                        "sheet": {"type": "string", "minLength": 1, "description": "XLSX: the sheet to read "
+                                                                                   "(the first by default)"},
+                        "id_field": {"type": "string", "minLength": 1,
+                                     "description": "the column that names each row (`id` by default)"},
+                        "where": {"type": "object", "minProperties": 1,
+                                  "description": "keep only rows whose field equals the value (or one of the list)",
+                                  "additionalProperties": {"type": ["string", "number", "boolean", "array"],
+                                                           "items": {"type": ["string", "number", "boolean"]}}},
+                    },
                     "items": {
                         "type": ["string", "number", "boolean", "object"],
                         "description": "a plain value, or a mapping whose `id` names it and whose other fields "
@@ -219,6 +239,7 @@ def build_schema() -> dict[str, Any]:
                     },
                     "title": {"$ref": "#/$defs/card"},
                     "end_card": {"$ref": "#/$defs/card"},
+                    "brand": {"type": "boolean", "description": "false: this video without the campaign's brand kit"},
                     "formats": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": list(FORMATS)},
                                 "description": "one delivered file per aspect ratio, made from the same clips "
                                                "(default: the clips' own shape)"},

@@ -1,0 +1,127 @@
+"""The brand kit (`brand:` inline, or a YAML file the manifest names): the logo, its corner and size, the card
+colours and an end card, applied to every video unless the video says `brand: false`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, cast
+
+import jsonschema
+
+from pipeline.errors import ManifestInvalid, Problem, shown
+from pipeline.manifest.inputs import outside_problem
+from pipeline.manifest.yamlsrc import Path as DocPath
+from pipeline.manifest.yamlsrc import Source, load_file
+
+if TYPE_CHECKING:  # the model lives in campaign.py, which calls this module
+    from pipeline.manifest.campaign import Campaign
+
+CORNERS = ("top-right", "top-left", "bottom-right", "bottom-left")
+DEFAULT_CORNER = "top-right"
+DEFAULT_LOGO_SIZE = 0.12  # of the frame's shorter side: the logo's longer side
+_COLOR = {"type": "string", "pattern": r"^#[0-9a-fA-F]{6}$"}
+
+
+def brand_schema() -> dict[str, Any]:
+    """The brand kit's shape: inline under `brand:` and as the whole of a brand file."""
+    return {
+        "type": "object", "additionalProperties": False,
+        "description": "the brand kit: logo in a corner of every format, card colours, an end card",
+        "properties": {
+            "logo": {"type": "string", "minLength": 1, "maxLength": 63,
+                     "description": "the id of a PNG asset with transparency (like an image's `from:`)"},
+            "corner": {"enum": list(CORNERS), "description": "where the logo sits, inside the format's safe area"},
+            "size": {"type": "number", "minimum": 0.02, "maximum": 0.4,
+                     "description": "the logo's longer side, as a share of the frame's shorter side"},
+            "colors": {"type": "object", "additionalProperties": False,
+                       "properties": {"card": _COLOR, "card_text": _COLOR},
+                       "description": "title and end cards that set no colour of their own take these"},
+            "end_card": {"$ref": "#/$defs/card", "description": "the end card of every video that has none"},
+        },
+    }
+
+
+@dataclass(frozen=True)
+class BrandSpec:
+    logo: str | None  # asset id
+    corner: str
+    size: float
+    card_color: str | None
+    card_text_color: str | None
+    end_card: dict[str, Any] | None  # the card as written (campaign.py builds it, with the brand's colours)
+    raw: dict[str, Any] = field(compare=False, default_factory=dict)  # the kit as loaded: what submit uploads
+
+
+def load_brand(src: Source, base_dir: Path, *, allow_outside: Sequence[Path] = ()) -> tuple[BrandSpec | None,
+                                                                                          list[Problem]]:
+    """The manifest's `brand:` resolved (a file is read and checked, its problems located in it)."""
+    data = src.data if isinstance(src.data, dict) else {}
+    written = data.get("brand")
+    if written is None:
+        return None, []
+    if isinstance(written, str):
+        loc = written
+        suffix = PurePosixPath(loc.lower()).suffix
+        if suffix not in (".yaml", ".yml") or "://" in loc:
+            return None, [src.problem(("brand",), f"brand file {shown(loc)} must be a .yaml file beside the manifest")]
+        path = base_dir / loc
+        if not path.is_file():
+            return None, [src.problem(("brand",), f"brand file {shown(loc)} not found (looked in {path})")]
+        outside = outside_problem(base_dir, loc, allow_outside=allow_outside)
+        if outside:
+            return None, [src.problem(("brand",), outside.replace("asset file", "brand file", 1))]
+        try:
+            bsrc = load_file(str(path))
+        except ManifestInvalid as exc:
+            return None, list(exc.problems)
+        from pipeline.manifest.schema import load_schema
+
+        schema = {**brand_schema(), "$defs": load_schema()["$defs"]}
+        found = [bsrc.problem(tuple(e.absolute_path), e.message)
+                 for e in jsonschema.Draft202012Validator(schema).iter_errors(bsrc.data)]
+        if found:
+            return None, found
+        at_src, at_path, kit = bsrc, cast(DocPath, ()), cast(dict[str, Any], bsrc.data)
+    elif isinstance(written, dict):
+        at_src, at_path, kit = src, cast(DocPath, ("brand",)), written
+    else:
+        return None, []  # the schema reports it
+    problems = []
+    assets: dict[str, Any] = data["assets"] if isinstance(data.get("assets"), dict) else {}
+    logo = kit.get("logo")
+    if isinstance(logo, str):
+        found_loc = assets.get(logo)
+        if found_loc is None:
+            problems.append(at_src.problem(at_path + ("logo",), f"logo {shown(logo)} names no asset of the manifest"
+                                           f" (assets: {', '.join(assets) or 'none'})"))
+        elif not isinstance(found_loc, str) or not found_loc.lower().endswith(".png"):
+            problems.append(at_src.problem(at_path + ("logo",), f"logo {shown(logo)} must be a PNG asset (with "
+                                           f"transparency), not {shown(str(found_loc))}"))
+    colors: dict[str, Any] = kit["colors"] if isinstance(kit.get("colors"), dict) else {}
+    spec = BrandSpec(logo=logo if isinstance(logo, str) else None, corner=kit.get("corner", DEFAULT_CORNER),
+                     size=float(kit.get("size", DEFAULT_LOGO_SIZE)), card_color=colors.get("card"),
+                     card_text_color=colors.get("card_text"), end_card=kit.get("end_card"), raw=dict(kit))
+    return spec, problems
+
+
+def apply_brand(campaign: Campaign, src: Source, brand: BrandSpec | None) -> Campaign:
+    """Each video that does not say `brand: false` gets the kit: its colours on cards that set none, its end
+    card where the video has none, and the logo (the plan keys and the formats pass draw it)."""
+    if brand is None:
+        return replace(campaign, brand=None)
+    from pipeline.manifest.campaign import _card  # the one way a card is built
+
+    raw_videos = src.data.get("videos", []) if isinstance(src.data, dict) else []
+    videos = []
+    for video, raw in zip(campaign.videos, raw_videos, strict=True):
+        if raw.get("brand") is False:
+            videos.append(replace(video, branded=False))
+            continue
+        colours = {**({"color": brand.card_color} if brand.card_color else {}),
+                   **({"text_color": brand.card_text_color} if brand.card_text_color else {})}
+        title, end = raw.get("title"), raw.get("end_card") or brand.end_card
+        videos.append(replace(video, branded=True, title=_card({**colours, **title}) if title else None,
+                              end_card=_card({**colours, **end}) if end else None))
+    return replace(campaign, videos=tuple(videos), brand=brand)

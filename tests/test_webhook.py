@@ -1,0 +1,139 @@
+"""Webhooks: a real HTTP receiver on 127.0.0.1 (port 0) gets exactly one signed POST per `campaign run` whose
+signature verifies; 5xx and dropped connections are retried with backoff (counted, not timed), 4xx is not; a
+webhook that keeps failing is reported in the summary and the run still succeeds; only https (or localhost)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import textwrap
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.manifest.notify import webhook_problem
+from pipeline.report import webhook
+from pipeline.report.summary import Notification
+
+SECRET = "s3cret-for-tests"
+
+
+class Receiver:
+    """Answers each POST with the next scripted status (the last one repeats); 0 drops the connection."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.posts: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = receiver.statuses[min(len(receiver.posts), len(receiver.statuses)) - 1]
+                if status == 0:
+                    self.close_connection = True
+                    return  # no answer at all
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
+    r = Receiver(getattr(request, "param", [200]))
+    yield r
+    r.close()
+
+
+def verify(headers: dict[str, str], body: bytes) -> bool:
+    want = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(headers["x-campaign-signature"], want)
+
+
+def test_a_run_posts_its_summary_once_signed(receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(webhook.SECRET_ENV, SECRET)
+    (tmp_path / "c.yaml").write_text(textwrap.dedent(f"""\
+        campaign: hooked
+        notify: {{webhook: "{receiver.url}"}}
+        defaults: {{enhance: false, video: {{frames: 9}}}}
+        videos:
+          - id: one
+            shots: [{{prompt: A bee}}]
+        """), encoding="utf-8")
+    assert main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert len(receiver.posts) == 1
+    headers, body = receiver.posts[0]
+    assert verify(headers, body) and headers["content-type"] == "application/json"
+    doc = json.loads(body)
+    latest = json.loads((tmp_path / "out" / "runs" / "hooked" / "latest.json").read_text())
+    report = json.loads((tmp_path / "out" / "runs" / "hooked" / latest["report"]).read_text())
+    assert (doc["event"], doc["campaign"], doc["run_id"], doc["status"]) == ("run.finished", "hooked",
+                                                                             report["run_id"], "succeeded")
+    assert doc["jobs"] == report["jobs"] and doc["text"] in out  # the summary the run printed, word for word
+    assert f"webhook: delivered to {receiver.url} (HTTP 200, attempt 1, id {headers['x-campaign-delivery']})" in out
+    assert not verify({"x-campaign-signature": headers["x-campaign-signature"]}, body + b" ")  # the body is signed
+
+
+BODY = webhook.payload({"campaign": "c", "run_id": "r", "status": "succeeded", "jobs": {}}, Notification("s", "t\n"))
+
+
+@pytest.mark.parametrize("receiver", [[500, 500, 200]], indirect=True)
+def test_two_500s_then_the_third_try_gets_it(receiver: Receiver) -> None:
+    waits: list[float] = []
+    d = webhook.deliver(receiver.url, BODY, secret=SECRET, sleep=waits.append)
+    assert (d.ok, d.attempts, d.status) == (True, 3, 200)
+    assert len(receiver.posts) == 3 and waits == [1.0, 2.0]  # backoff doubles
+    assert {h["x-campaign-delivery"] for h, _ in receiver.posts} == {d.delivery_id}  # one id: de-duplicable
+    assert all(verify(h, b) and b == BODY for h, b in receiver.posts)
+
+
+@pytest.mark.parametrize("receiver", [[0, 503]], indirect=True)
+def test_a_webhook_that_keeps_failing_is_reported_not_raised(receiver: Receiver) -> None:
+    d = webhook.deliver(receiver.url, BODY, secret=SECRET, sleep=lambda _: None)
+    assert (d.ok, d.attempts, d.status, d.error) == (False, webhook.MAX_ATTEMPTS, 503, "HTTP 503")
+    assert len(receiver.posts) == webhook.MAX_ATTEMPTS  # the dropped connection was retried too
+    assert d.line() == f"webhook: NOT delivered to {receiver.url} after 4 attempt(s): HTTP 503\n"
+
+
+@pytest.mark.parametrize("receiver", [[401]], indirect=True)
+def test_a_refusal_is_not_retried_and_an_unset_secret_sends_nothing(receiver: Receiver) -> None:
+    d = webhook.deliver(receiver.url, BODY, secret=SECRET, sleep=lambda _: None)
+    assert (d.ok, d.attempts, d.status, len(receiver.posts)) == (False, 1, 401, 1)
+    d = webhook.deliver(receiver.url, BODY, secret=None)
+    assert not d.ok and d.attempts == 0 and "CAMPAIGN_WEBHOOK_SECRET is not set" in (d.error or "")
+    assert len(receiver.posts) == 1
+
+
+def test_only_https_or_localhost(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert webhook_problem("https://hooks.example.com/x") is None
+    assert webhook_problem("http://localhost:8080/x") is None and webhook_problem("http://[::1]/x") is None
+    assert webhook_problem("http://hooks.example.com/x") == ("webhook 'http://hooks.example.com/x' must use https:// "
+                                                             "(plain http:// only for localhost)")
+    assert "no user or password" in (webhook_problem("https://u:p@example.com/") or "")
+    (tmp_path / "c.yaml").write_text("campaign: hooked\nnotify: {webhook: 'http://example.com/h'}\nvideos: []\n",
+                                     encoding="utf-8")
+    assert main(["validate", str(tmp_path / "c.yaml")]) == 2
+    assert capsys.readouterr().out.splitlines() == [
+        f"{tmp_path / 'c.yaml'}:2:19: error: notify.webhook: webhook 'http://example.com/h' must use https:// "
+        "(plain http:// only for localhost)"]
