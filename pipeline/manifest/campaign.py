@@ -1,6 +1,6 @@
 """The campaign manifest: YAML -> every problem found at once, or a typed, fully resolved Campaign.
 
-It is just past 600 lines because the typed model and the one pass that checks and resolves it sit together; the
+It is past 600 lines because the typed model and the one pass that checks and resolves it sit together; the
 per-topic rules live beside it (model_rules, video_rules, variables, credentials)."""
 
 from __future__ import annotations
