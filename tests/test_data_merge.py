@@ -71,11 +71,19 @@ def plan_keys(path: Path, out: Path, capsys: pytest.CaptureFixture[str]) -> dict
     return {j["id"]: j["key"] for j in doc["plan"]["jobs"]}
 
 
+def problem_lines(err: ManifestInvalid) -> list[str]:
+    """The problems as validate prints them, less the note that more may follow (see errors())."""
+    return [str(p) for p in err.problems if not str(p).endswith("so more problems may follow")]
+
+
 def errors(path: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
     assert main(["validate", str(path)]) == 2
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
-    return captured.out.splitlines()
+    # Where a data file stops a template from expanding, validate adds one note at `variables` that the template's
+    # own placeholder values are checked once that is fixed (more may follow): the data file's problems are the rest.
+    lines = captured.out.splitlines()
+    return [line for line in lines if not line.endswith("so more problems may follow")]
 
 
 def test_csv_bom_xlsx_and_json_give_the_same_plan(write_campaign: Callable[..., Path], tmp_path: Path,
@@ -181,7 +189,7 @@ def test_too_many_rows_is_refused_at_the_first_row_past_the_limit(write_campaign
     (tmp_path / "products.csv").write_text("id\n" + body, encoding="utf-8")
     with pytest.raises(ManifestInvalid) as exc:
         load_manifest(manifest(write_campaign, "products.csv"))
-    assert [str(p) for p in exc.value.problems] == [
+    assert problem_lines(exc.value) == [
         f"{tmp_path / 'products.csv'}:{MAX_EXPANDED_JOBS + 2}:1: error: <document>: more than {MAX_EXPANDED_JOBS} rows (the job "
         "limit): split the data file or narrow it with where:"]
 
@@ -200,7 +208,7 @@ def test_unreadable_data_files_are_one_located_line(write_campaign: Callable[...
     (tmp_path / name).write_bytes(content)
     with pytest.raises(ManifestInvalid) as exc:
         load_manifest(manifest(write_campaign, name))
-    assert [str(p) for p in exc.value.problems] == [f"{tmp_path}/{expected}"]
+    assert problem_lines(exc.value) == [f"{tmp_path}/{expected}"]
 
 
 @pytest.mark.slow
