@@ -168,28 +168,110 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with _sigterm_as_interrupt() as terminated:
-        return _dispatch(args, terminated)
+    with _stop_signals() as stop, _forgiving_output():
+        code = _dispatch(args, stop.terminated)
+        if stop.signals:
+            stop.finish(code)
+        return code
+
+
+class _Stop:
+    """SIGINT and SIGTERM (Ctrl-C; a timeout, container stop, CI cancel) stop a run the same way: the first raises
+    KeyboardInterrupt, so the queue is cancelled and the report written; the exit code (130, 143) tells the two
+    apart. Any more while that goes on are held, so no traceback and no half-written report; once the one-line
+    message is out, one more ends the wait for jobs still in flight at once, with the same code."""
+
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+        self.terminated: list[bool] = []  # [True] when the first was SIGTERM (what _dispatch reads)
+        self.code: int | None = None
+
+    def handle(self, signum: int, frame: Any) -> None:
+        self.signals.append(signum)
+        if len(self.signals) == 1:
+            if signum == signal.SIGTERM:
+                self.terminated.append(True)
+            raise KeyboardInterrupt
+        if self.code is not None:  # the message is out and the report written: nothing left worth waiting for
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+            os._exit(self.code)
+
+    def finish(self, code: int) -> None:
+        """Wait for the runner's jobs still in flight (a render cannot be stopped mid-call); a signal ends it."""
+        self.code = code
+        for thread in threading.enumerate():
+            if thread.name.startswith(JOB_THREAD_PREFIX) and thread is not threading.current_thread():
+                thread.join()
+
+
+JOB_THREAD_PREFIX = "job"  # pipeline.run.runner's pool threads
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[list[bool]]:
-    """SIGTERM (timeout, container stop, CI cancel) stops a run the way Ctrl-C does: the queue is cancelled
-    and the report written; the exit code (143) tells the two apart. Only the main thread can set handlers."""
-    flag: list[bool] = []
+def _stop_signals() -> Iterator[_Stop]:
+    """Handle SIGINT and SIGTERM as _Stop says while a command runs. SIGINT left ignored by whoever started us
+    (`nohup`, a shell without job control) stays ignored. Only the main thread can set handlers."""
+    stop = _Stop()
     if threading.current_thread() is not threading.main_thread():
-        yield flag
+        yield stop
         return
-
-    def on_term(signum: int, frame: Any) -> None:
-        flag.append(True)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig, before in previous.items():
+        if not (sig == signal.SIGINT and before == signal.SIG_IGN):
+            signal.signal(sig, stop.handle)
     try:
-        yield flag
+        yield stop
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, before in previous.items():
+            signal.signal(sig, before)
+
+
+class _ReaderGone:
+    """A standard stream whose reader may go away (`campaign run m.yaml 2>&1 | head -1`): a write or flush that
+    fails points its descriptor at /dev/null and is dropped, so what a command does and the exit code it returns
+    never depend on whether anyone still reads its output."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except (OSError, ValueError):
+            self._drop()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            self._drop()
+
+    def _drop(self) -> None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())  # what is still buffered goes there at exit, not to a closed pipe
+            os.close(null)
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _forgiving_output() -> Iterator[None]:
+    saved = sys.stdout, sys.stderr
+    wrapped = [_ReaderGone(s) if s is not None else None for s in saved]
+    sys.stdout, sys.stderr = wrapped  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for w in wrapped:
+            if w is not None:
+                w.flush()
+        sys.stdout, sys.stderr = saved
 
 
 def _dispatch(args: argparse.Namespace, terminated: list[bool]) -> int:
