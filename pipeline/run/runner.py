@@ -20,6 +20,7 @@ from pipeline.plan.jobs import Job
 from pipeline.plan.schedule import Readiness, batches, clip_group, readiness, waits_only_on_fast_jobs
 from pipeline.report.write import new_run_id, write_run
 from pipeline.run.approval import LocalHold, before_render, hold_for_approval
+from pipeline.run.signals import JOB_THREAD_PREFIX
 from pipeline.storage.outdir import acquire_lease, prepare_out_dir, sweep_work
 from pipeline.storage.store import LocalStore, Store
 from pipeline.tasks import JobResult, TaskContext, failure
@@ -132,7 +133,7 @@ def run_plan(plan: Plan, store: Store, backends: Backends, *, workdir: Path, wor
         return any(j.kind == "clip" and clip_group(j) == group and waits_only_on_fast_jobs(plan, j, finished)
                    for j in remaining.values())
 
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="job")
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=JOB_THREAD_PREFIX)
     try:
         while remaining or running or held:
             for job in list(remaining.values()):
