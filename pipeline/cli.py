@@ -6,13 +6,9 @@ from errors to exit codes; each function only parses, calls one pipeline functio
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +16,7 @@ from pipeline import __version__
 from pipeline.backends import environment
 from pipeline.backends.options import add_backend_flags, backend_flags, backends_from_args
 from pipeline.errors import BackendUnavailable, ManifestInvalid, OutputFolderRefused, PipelineError, os_problem, setup_problem
+from pipeline.run.signals import forgiving_output, stop_signals
 
 EXIT_OK, EXIT_FAILED = 0, 1
 EXIT_INVALID = 2  # an invalid manifest, or a usage/configuration error (flags, options, --out refused), as argparse's own
@@ -204,29 +201,12 @@ def _pullable_models() -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with _sigterm_as_interrupt() as terminated, environment.aws_region_honoured(), \
+    with stop_signals() as stop, forgiving_output(), environment.aws_region_honoured(), \
             environment.third_party_quiet(getattr(args, "verbose", False)):
-        return _dispatch(args, terminated)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[list[bool]]:
-    """SIGTERM (timeout, container stop, CI cancel) stops a run the way Ctrl-C does: the queue is cancelled
-    and the report written; the exit code (143) tells the two apart. Only the main thread can set handlers."""
-    flag: list[bool] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def on_term(signum: int, frame: Any) -> None:
-        flag.append(True)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        code = _dispatch(args, stop.terminated)
+        if stop.signals:
+            stop.finish(code)
+        return code
 
 
 def _dispatch(args: argparse.Namespace, terminated: list[bool]) -> int:

@@ -18,6 +18,7 @@ from pipeline import catalog
 from pipeline.cli import main
 from pipeline.errors import ManifestInvalid
 from pipeline.manifest.campaign import load_manifest, load_manifest_text
+from pipeline.storage.outdir import prepare_out_dir
 from pipeline.studio import editor, engine, jobs, runs, shots
 from pipeline.studio.config import ENV_VAR, StudioConfig
 from pipeline.studio.plain import literal
@@ -259,6 +260,7 @@ def test_a_gpu_backend_renders_one_job_per_model_and_a_waiting_job_can_be_cancel
     (models / "cogvideox-5b").mkdir(parents=True)
     (models / "cogvideox-5b" / "model_index.json").write_text(json.dumps({"_class_name": "CogVideoXPipeline"}))
     config = StudioConfig(out_dir=tmp_path / "out", backend_argv=("--video", "diffusers", "--models", str(models)))
+    prepare_out_dir(config.out_dir)  # as `campaign studio` does before it writes there: only a marked folder is ours
     lock = config.studio_dir / "locks" / "diffusers-cogvideox-5b.lock"
     lock.parent.mkdir(parents=True)
     with open(lock, "a") as held:  # another renderer of this model holds the GPU

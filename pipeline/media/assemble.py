@@ -408,7 +408,10 @@ def assemble_video(req: AssemblyRequest, out_path: Path, poster_path: Path) -> A
     poster_index = _poster_index(segments, infos, total, rate)
     timings["inspect_s"] = time.perf_counter() - t0
 
-    work = Path(tempfile.mkdtemp(prefix="assemble-"))
+    # scratch beside the output (the run's work folder), never in $TMPDIR: after a SIGKILL the next run's sweep of
+    # abandoned work folders clears it, where nothing ever would in /tmp
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".assemble-", dir=out_path.parent))
     tmp_out = tmp_poster = None
     try:
         # 2. make what cannot be copied, all into one scratch file (an IDR at each run's start)

@@ -21,7 +21,7 @@ CSS = """
 background:var(--bg);color:var(--ink)}header{padding:24px 32px;background:#101828;color:#fff}
 header h1{margin:0 0 4px;font-size:22px}header .sub{color:#d0d5dd}main{padding:24px 32px;max-width:1280px}
 .pill{display:inline-block;padding:2px 10px;border-radius:999px;font-size:12px;font-weight:600;margin-right:6px}
-.succeeded{background:#ecfdf3;color:var(--ok)}.partial{background:var(--warnbg);color:var(--warn)}
+.succeeded{background:#ecfdf3;color:var(--ok)}.partial,.interrupted{background:var(--warnbg);color:var(--warn)}
 .failed{background:var(--badbg);color:var(--bad)}.awaiting-approval{background:#eef4ff;color:var(--accent)}
 .rejected,.expired,.replaced{background:var(--badbg);color:var(--bad)}.approved{background:#ecfdf3;color:var(--ok)}
 .unreviewed{background:var(--line);color:var(--mute)}details.review{margin-top:8px}.gate{background:#eef4ff;border:1px solid #c7d7fe;

@@ -61,7 +61,8 @@ def summarize(report: Mapping[str, Any], *, report_location: str, actions: Seque
             lines.append(f"waits until {approval['expires']}, then ends as expired")
 
     # 4. Counts, cost and budget side by side, and what the estimate does not know.
-    counts = ", ".join(f"{jobs.get(k, 0)} {k}" for k in ("executed", "cached", "failed", "skipped", "pending") if k in jobs)
+    counts = ", ".join(f"{jobs.get(k, 0)} {k}" for k in ("executed", "cached", "failed", "skipped", "pending",
+                                                         "not_run") if k in jobs)
     lines.append(f"jobs: {jobs.get('total', 0)} ({counts})" if counts else f"jobs: {jobs.get('total', 0)}")
     if status == AWAITING_APPROVAL and "remaining_usd" in approval:
         spend = f"remaining estimate {_usd(approval['remaining_usd'])}"

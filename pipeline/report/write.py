@@ -11,7 +11,7 @@ from typing import Any, TypedDict
 
 from pipeline.credentials.keys import SigningKey
 from pipeline.credentials.sign import open_publisher
-from pipeline.errors import Problem
+from pipeline.errors import AssetChanged, Problem
 from pipeline.manifest.formats import file_tag
 from pipeline.manifest.variables import Variant, group_by_template
 from pipeline.plan.build import AssetRef, Plan, expected_duration
@@ -31,6 +31,7 @@ from pipeline.report.records import (
 from pipeline.report.sound import voice_records
 from pipeline.review.decisions import read_decisions
 from pipeline.review.history import annotate
+from pipeline.storage.integrity import put_asset_copy
 from pipeline.storage.store import Store
 from pipeline.tasks import JobResult
 
@@ -39,6 +40,7 @@ PARALLEL_COPIES = 16
 # Statuses besides run_status()'s succeeded/partial/failed: a run held at the approval gate, and how it ended
 # there (pipeline/run/approval.py, pipeline/cloud/approval_step.py).
 AWAITING_APPROVAL, REJECTED, EXPIRED = "awaiting-approval", "rejected", "expired"
+INTERRUPTED = "interrupted"  # stopped by Ctrl-C or SIGTERM: what finished is kept, the rest is `not_run`
 
 
 def run_prefix(campaign: str, run_id: str) -> str:
@@ -261,9 +263,9 @@ def write_run(plan: Plan, results: list[JobResult], store: Store, *, run_id: str
               budget: dict[str, Any] | None = None, approval: dict[str, Any] | None = None,
               status: str | None = None, signing: SigningKey | None = None) -> dict[str, Any]:
     """Give the run's outputs their names, then write report.json and report.html (always, also on failure).
-    An interrupted run reports the jobs that finished; the rest are `not-run`. `status` overrides the one the
-    results give (AWAITING_APPROVAL, REJECTED, EXPIRED); a run held for approval counts its jobs not run yet
-    as `pending`."""
+    An interrupted run (status `interrupted`) reports the jobs that finished; the rest are `not-run` (counted
+    as `not_run`). `status` overrides the one the results give (AWAITING_APPROVAL, REJECTED, EXPIRED); a run
+    held for approval counts its jobs not run yet as `pending`."""
     report = build_report(plan, results, run_id=run_id, started=started, finished=finished, store=store, cost=cost,
                           budget=budget, approval=approval)
     if status is not None:
@@ -272,9 +274,10 @@ def write_run(plan: Plan, results: list[JobResult], store: Store, *, run_id: str
     if status == AWAITING_APPROVAL:
         report["jobs"]["pending"] = len(plan.jobs) - len(results)
         report["jobs"]["total"] = len(plan.jobs)
-    if interrupted:
-        produced = any(r.ok and r.kind in ("video", "image") for r in results)
-        report["status"] = "partial" if produced else "failed"
+    if interrupted:  # every planned job accounted for: finished (executed, cached), failed, skipped or not run
+        report["status"] = INTERRUPTED
+        report["jobs"]["not_run"] = len(plan.jobs) - len(results)
+        report["jobs"]["total"] = len(plan.jobs)
         report["errors"].insert(0, {"job": "run", "error": "Interrupted",
                                     "message": f"stopped after {len(results)} of {len(plan.jobs)} job(s); "
                                                "run again to finish (done work is kept)"})
@@ -299,9 +302,16 @@ def write_run(plan: Plan, results: list[JobResult], store: Store, *, run_id: str
     for asset, dst in asset_copies:
         try:
             if asset.path:
-                store.put_file(f"{prefix}/{dst}", Path(asset.path))
+                put_asset_copy(store, f"{prefix}/{dst}", Path(asset.path), digest=asset.digest,
+                               what=f"asset {asset.id!r}")
             elif asset.uri:
                 store.copy_from_uri(asset.uri, f"{prefix}/{dst}")
+        except AssetChanged as exc:  # never a new version beside outputs of the old: the item says why
+            for im in report["images"]:
+                if im.get("source_path") == dst:
+                    im["source_path"] = None
+                    report["errors"].append({"job": im["job"], "error": "AssetChanged", "message": f"{dst}: {exc}"})
+                    report["status"] = "partial" if report["status"] == "succeeded" else report["status"]
         except Exception:  # the source picture is a convenience for reviewers; its absence is not an error
             for im in report["images"]:
                 if im.get("source_path") == dst:

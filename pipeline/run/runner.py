@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import time
@@ -19,6 +20,7 @@ from pipeline.plan.jobs import Job
 from pipeline.plan.schedule import Readiness, batches, clip_group, readiness, waits_only_on_fast_jobs
 from pipeline.report.write import new_run_id, write_run
 from pipeline.run.approval import LocalHold, before_render, hold_for_approval
+from pipeline.run.signals import JOB_THREAD_PREFIX
 from pipeline.storage.outdir import acquire_lease, prepare_out_dir, sweep_work
 from pipeline.storage.store import LocalStore, Store
 from pipeline.tasks import JobResult, TaskContext, failure
@@ -36,23 +38,38 @@ class RunOutcome:
 class Progress:
     """One bar per stage on a terminal; one line per finished job and stage otherwise (logs, CI)."""
 
-    def __init__(self, plan: Plan, *, stream: TextIO, enabled: bool) -> None:
+    def __init__(self, plan: Plan, *, stream: TextIO | None, enabled: bool) -> None:
         self.stream = stream
-        self.enabled = enabled
-        self.tty = enabled and stream.isatty()
+        self.enabled = enabled and stream is not None  # None: standard error closed (`2>&-`)
+        self.tty = self.enabled and _isatty(stream)
         self.totals = {s: len(jobs) for s, jobs in plan.stages().items()}
         self.counts: dict[int, dict[str, int]] = {s: {} for s in self.totals}
         self.started = time.perf_counter()
         self.bars: dict[int, Any] = {}
         if self.tty:
-            from tqdm import tqdm
+            try:
+                self._open_bars()
+            except (OSError, ValueError):
+                self.enabled = self.tty = False
 
-            for i, (stage, total) in enumerate(self.totals.items()):
-                self.bars[stage] = tqdm(total=total, desc=f"stage {stage} {STAGE_NAMES[stage]:<44}", position=i,
-                                        leave=True, file=stream, unit="job", dynamic_ncols=True,
-                                        bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}]{postfix}")
+    def _open_bars(self) -> None:
+        from tqdm import tqdm
+
+        for i, (stage, total) in enumerate(self.totals.items()):
+            self.bars[stage] = tqdm(total=total, desc=f"stage {stage} {STAGE_NAMES[stage]:<44}", position=i,
+                                    leave=True, file=self.stream, unit="job", dynamic_ncols=True,
+                                    bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}]{postfix}")
 
     def done(self, job: Job, result: JobResult) -> None:
+        """Count a finished job and show it. Showing is best effort: output nobody reads any more (a closed pipe,
+        `2>&1 | head -1`) turns progress off, and the run and its report go on."""
+        try:
+            self._show(job, result)
+        except (OSError, ValueError):  # EPIPE and friends; ValueError: a stream closed under us
+            self.enabled = self.tty = False
+            self.bars = {}
+
+    def _show(self, job: Job, result: JobResult) -> None:
         c = self.counts[job.stage]
         c[result.status] = c.get(result.status, 0) + 1
         finished = sum(c.values())
@@ -60,15 +77,24 @@ class Progress:
             bar = self.bars[job.stage]
             bar.set_postfix_str(", ".join(f"{v} {k}" for k, v in sorted(c.items())), refresh=False)
             bar.update(1)
-        elif self.enabled:
+        elif self.enabled and self.stream is not None:
             extra = f" — {result.error_type}: {result.message}" if not result.ok else ""
             self.stream.write(f"[{time.perf_counter() - self.started:7.1f}s] stage {job.stage} {finished}/"
                               f"{self.totals[job.stage]} {result.status:<8} {job.id}{extra}\n")
             self.stream.flush()
 
     def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
+        bars, self.bars = self.bars, {}
+        for bar in bars.values():
+            with contextlib.suppress(OSError, ValueError):
+                bar.close()
+
+
+def _isatty(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (OSError, ValueError):
+        return False
 
 
 class RunInterrupted(Exception):
@@ -107,7 +133,7 @@ def run_plan(plan: Plan, store: Store, backends: Backends, *, workdir: Path, wor
         return any(j.kind == "clip" and clip_group(j) == group and waits_only_on_fast_jobs(plan, j, finished)
                    for j in remaining.values())
 
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="job")
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=JOB_THREAD_PREFIX)
     try:
         while remaining or running or held:
             for job in list(remaining.values()):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
+import stat
 import tempfile
 import threading
 import time
@@ -20,12 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import AssetChanged
+from pipeline.errors import AssetChanged, OutputFolderRefused
+from pipeline.plan.keys import KEY_CHARS
+from pipeline.storage.outdir import MARKER, owns
 from pipeline.storage.store import LocalStore, Store
 
 # Outputs up to this size are hashed on every cache hit (prompts, images, most preview clips: a few ms);
 # larger ones have their size checked, and their hash with `campaign run --verify` or `campaign cache verify`.
 HASH_ON_HIT_MAX_BYTES = 8 * 1024 * 1024
+_ENTRY_NAME = re.compile(rf"[0-9a-f]{{{KEY_CHARS}}}\.json")  # cache/<kind>/<content key>.json (pipeline.plan.keys)
 QUARANTINE_DIR = "quarantine"
 CHECK_FIELD = "output_check"  # the provenance field holding {"size", "sha256"} of the output
 _CHUNK = 1 << 20
@@ -73,7 +78,13 @@ class EntryCheck:
 def check_entry(store: Store, *, provenance_key: str, output_key: str, full: bool = False) -> EntryCheck:
     """Check one entry: provenance parses, output exists with the recorded size (and hash: when `full`, and on
     a local store for small files). An output without provenance is an unfinished write, not damage: its job
-    simply runs."""
+    simply runs. On a local store, anything but a regular file at either name (a folder, a link, a pipe) is
+    damage: the job could never write its file there."""
+    if isinstance(store, LocalStore):
+        for key in (provenance_key, output_key):
+            kind = _odd_kind(store.path(key))
+            if kind:
+                return EntryCheck(False, f"{key} is {kind}, not a file")
     if store.size(provenance_key) is None:
         return EntryCheck(False)
     try:
@@ -101,6 +112,18 @@ def check_entry(store: Store, *, provenance_key: str, output_key: str, full: boo
                                      f"{record['sha256'][:12]}…", doc)
         return EntryCheck(True, provenance=doc, verified="sha256")
     return EntryCheck(True, provenance=doc, verified="size")
+
+
+def _odd_kind(path: Path) -> str | None:
+    """What occupies `path` when it is there and is not a regular file (symbolic links are not followed)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return ("a folder" if stat.S_ISDIR(mode) else "a symbolic link" if stat.S_ISLNK(mode)
+            else "a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device")
 
 
 def _sha256(store: Store, key: str) -> str:
@@ -144,7 +167,8 @@ def quarantine(store: Store, *, provenance_key: str, output_key: str, problem: s
     stem = prov_path.name[: -len(".json")] if prov_path.name.endswith(".json") else prov_path.stem
     moved = False
     for src in sorted({prov_path, store.path(output_key), *prov_path.parent.glob(f"{stem}.*")}):
-        if not src.is_file() or src.name.startswith("."):
+        # whatever occupies the name moves, a folder or a link too: left there, it would fail every later write
+        if not os.path.lexists(src) or src.name.startswith("."):
             continue
         rel = src.relative_to(store.root)
         dest = store.root / folder / rel
@@ -190,7 +214,7 @@ def _entries(store: LocalStore) -> Iterator[tuple[str, str]]:
     if not cache.is_dir():
         return
     for prov in sorted(cache.glob("*/*.json")):
-        if prov.name.startswith("."):
+        if not _ENTRY_NAME.fullmatch(prov.name):  # not a name the product writes: someone else's file
             continue
         stem, kind = prov.name[: -len(".json")], prov.parent.name
         outputs = sorted((p for p in prov.parent.glob(f"{stem}.*") if p != prov and not p.name.startswith(".")),
@@ -200,7 +224,11 @@ def _entries(store: LocalStore) -> Iterator[tuple[str, str]]:
 
 
 def verify_cache(store: LocalStore) -> VerifyReport:
-    """Hash every entry in the cache; quarantine the damaged ones."""
+    """Hash every entry in the cache; quarantine the damaged ones. Only an output folder the product made (its
+    marker) is checked, and in it only files named as the product names its entries."""
+    if not owns(store.root):
+        raise OutputFolderRefused(f"--out {store.root}: not an output folder of `campaign run` (no {MARKER} file); "
+                                  "nothing was checked or moved")
     checked, levels = 0, {"sha256": 0, "legacy": 0}
     before = len(store.repairs)
     for pk, ok in _entries(store):
@@ -239,3 +267,13 @@ def snapshot_asset(src: Path, *, digest: str, dest_dir: Path, what: str) -> Path
     finally:
         tmp.unlink(missing_ok=True)
     return dest
+
+
+def put_asset_copy(store: Store, key: str, src: Path, *, digest: str, what: str) -> None:
+    """Store a copy of an input asset (a report's step-0 source picture) only when its bytes, read once, are
+    still those the run was planned with: a file edited mid-run never sits beside outputs made from the old one."""
+    data = src.read_bytes()
+    if not hashlib.sha256(data).hexdigest().startswith(digest):
+        raise AssetChanged(f"{what}: {src} changed while the run went on (its outputs were made from the version "
+                           "read at planning); run again to use the new file")
+    store.write_bytes(key, data)

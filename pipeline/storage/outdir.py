@@ -21,9 +21,9 @@ from pipeline.errors import OutputFolderRefused
 MARKER = ".campaign-out"
 WORK_DIR = ".campaign-work"
 LOCK_SUFFIX = ".lock"
-# Folders an earlier version of the product left in an output folder it made (before the marker existed):
-# such a folder is adopted instead of refused.
-PRODUCT_ENTRIES = frozenset({"cache", "runs", "quarantine", "studio", MARKER, WORK_DIR})  # studio: campaign studio's
+# What a folder without the marker may hold and still be taken as new: the lock folder a writer makes first.
+# Folders merely named cache/ or runs/ may be anybody's (a home folder's cache/pip/): only the marker says ours.
+PRODUCT_ENTRIES = frozenset({MARKER, WORK_DIR})
 _MARKER_TEXT = ("This folder is written by `campaign run`. Its cache/ holds content-addressed outputs, runs/ the\n"
                 "reports; `campaign` only ever removes its own temporary files and abandoned work in here.\n")
 
@@ -41,8 +41,8 @@ def check_out_name(out: Path) -> None:
 
 
 def prepare_out_dir(out: Path, *, force: bool = False) -> None:
-    """Make `out` ours: create it, or accept it when it carries the marker (or is an older product folder,
-    or is empty); refuse any other folder unless `force`, and refuse a file."""
+    """Make `out` ours: create it, or accept it when it carries the marker or is empty; refuse any other
+    folder (one holding cache/ and runs/ of its own too) unless `force`, and refuse a file."""
     check_out_name(out)
     if out.exists() and not out.is_dir():
         raise OutputFolderRefused(f"--out {out}: this is a file, not a folder; choose a folder (it is created "

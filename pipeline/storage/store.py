@@ -146,6 +146,9 @@ class LocalStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        # rename(2) does nothing when both names are hard links to one file (another writer published this very
+        # link first: store.copy of one cache entry by two runs); the temp name is then still there
+        tmp.unlink(missing_ok=True)
 
     def sweep_temp(self) -> int:
         """Remove temporary files left by writers that are gone (their lock is free), in the store's own

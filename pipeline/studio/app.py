@@ -100,7 +100,12 @@ def shot_page(config: StudioConfig) -> None:
     (st.warning if tokens > limit else st.caption)(
         f"~{tokens} / {limit} tokens for {model}" + (" — it will be trimmed at a word boundary" if tokens > limit else ""))
 
-    if st.button("Generate video", type="primary", disabled=not final.strip()):
+    # Never disabled: a text area commits what was typed only when it loses the focus, and the click that takes the
+    # focus away would land on a button still disabled; the click's rerun carries the text it committed.
+    generate = st.button("Generate video", type="primary")
+    if generate and not final.strip():
+        st.warning("type a prompt first")
+    elif generate:
         spec = shots.ShotSpec(prompt=final, model=model, frames=int(frames), seed=int(seed),
                               image=str(image) if image else None, typed_prompt=st.session_state.get("typed_prompt"),
                               enhancer=backends.enhancer.name if st.session_state.get("typed_prompt") else None)

@@ -1,5 +1,5 @@
-"""Background generation: each run is a worker process with a status file, so it survives a browser refresh
-(and a studio restart), shows progress, and can be cancelled by whoever started it; several preview runs go at once."""
+"""Background generation: each run is a worker process with a status file, so it survives a browser refresh,
+shows progress, and can be cancelled by whoever started it; several preview runs go at once."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.report.write import new_run_id
+from pipeline.storage.outdir import prepare_out_dir
 from pipeline.studio.config import ENV_VAR, StudioConfig
 from pipeline.studio.gate import TOKEN_ENV
 from pipeline.studio.shots import ShotSpec, manifest_text, write_text_atomic
@@ -72,6 +73,7 @@ def start_job(config: StudioConfig, *, campaign: str, owner: str | None, manifes
     if not JOB_ID.fullmatch(job_id):
         raise ValueError(f"not a run id: {job_id[:80]!r}")
     folder = jobs_dir(config) / job_id
+    prepare_out_dir(config.out_dir)  # ours (its marker) before the studio writes in it, as `campaign run` would
     folder.mkdir(parents=True)
     if shot is not None and manifest is None:
         manifest = folder / "manifest.yaml"
@@ -82,7 +84,7 @@ def start_job(config: StudioConfig, *, campaign: str, owner: str | None, manifes
                "shot": shot.to_dict() if shot else None, "owner": owner}
     write_text_atomic(folder / "request.json", json.dumps(request, indent=1))
     with open(folder / "worker.log", "ab") as log:
-        # its own session: a Ctrl-C meant for the studio's server does not cancel renders in flight
+        # its own session: a terminal's Ctrl-C reaches it once, forwarded by `campaign studio` (server.shut_down)
         proc = subprocess.Popen(worker_command(folder), env=worker_env(config), cwd=folder, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=log, start_new_session=True)
     write_text_atomic(folder / "pid", str(proc.pid))

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from pipeline.report.write import AWAITING_APPROVAL, EXPIRED, REJECTED
+from pipeline.report.write import AWAITING_APPROVAL, EXPIRED, INTERRUPTED, REJECTED
 
-STATUSES = ("succeeded", "partial", "failed", AWAITING_APPROVAL, REJECTED, EXPIRED)
+STATUSES = ("succeeded", "partial", "failed", INTERRUPTED, AWAITING_APPROVAL, REJECTED, EXPIRED)
 LOCAL = "local"
 URL_SECONDS = 3600  # how long a presigned link lasts (less where the role session ends sooner, see BucketRuns.link)
 BUCKET_RUNS_LIMIT = 200  # reports read per refresh from a bucket: the newest runs of each campaign, by run id

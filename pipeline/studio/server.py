@@ -1,20 +1,27 @@
-"""`campaign studio`: start Streamlit on the gated app (asgi.py), isolated from the workspace, with its config."""
+"""`campaign studio`: start Streamlit on the gated app (asgi.py), isolated from the workspace, with its config; on
+SIGTERM or SIGINT stop it and the renders in flight in order."""
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from pipeline.storage.outdir import prepare_out_dir
 from pipeline.studio.config import ENV_VAR, StudioConfig
 from pipeline.studio.gate import GATE_ENV, LOOPBACK_HOSTS, TOKEN_ENV, TOKEN_PARAM, USER_HEADER, USER_KEY, GateSettings, host_name
+from pipeline.studio.jobs import list_jobs
 
 ASGI = Path(__file__).with_name("asgi.py")
 ANY_ADDRESS = ("0.0.0.0", "::", "")
@@ -69,9 +76,59 @@ def serve(config: StudioConfig, *, port: int, address: str, auth: str = "token",
               f"(outputs in {config.out_dir}; manifests in {config.workspace})", flush=True)
     # Started in an empty folder of its own: Streamlit reads .streamlit/ (config, secrets) and pages/ from its
     # working folder, and the workspace is no place to take settings from.
-    with tempfile.TemporaryDirectory(prefix="campaign-studio-") as cwd:
+    with tempfile.TemporaryDirectory(prefix="campaign-studio-") as cwd, _held_signals() as stop:
         proc = subprocess.Popen(streamlit_command(port=port, address=address, hosts=gate.hosts), env=env, cwd=cwd)
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:  # the terminal's Ctrl-C reached Streamlit too; let it shut down
-            return proc.wait()
+        while proc.poll() is None and not stop:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=POLL_S)
+        if not stop:  # Streamlit ended by itself
+            return proc.returncode
+        shut_down(proc, config, deadline=time.monotonic() + STOP_S)
+        return 0
+
+
+STOP_S = 8.0  # SIGTERM to exit: inside the 10 s that `docker stop` and ECS give before SIGKILL
+POLL_S = 0.1
+
+
+@contextlib.contextmanager
+def _held_signals() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM recorded (in the list yielded) instead of raised: the server then stops in order."""
+    got: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if threading.current_thread() is threading.main_thread():
+        for sig in previous:
+            signal.signal(sig, lambda signum, frame: got.append(signum))
+    try:
+        yield got
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for sig, before in previous.items():
+                signal.signal(sig, before)
+
+
+def shut_down(proc: subprocess.Popen[bytes], config: StudioConfig, *, deadline: float) -> None:
+    """Stop Streamlit (SIGTERM: its own orderly shutdown) and every render in flight (SIGTERM: each ends as an
+    interrupted run and writes its report, as `campaign run` does), then wait, until `deadline`, for Streamlit to
+    exit and each render to have written its result. Renders run in sessions of their own, so a signal to the
+    studio never reaches them by itself; in a container they die with it, hence the wait. Streamlit still there
+    at the deadline is killed."""
+    _signal(proc.pid, signal.SIGTERM)
+    told: set[str] = set()
+    while True:
+        active = [j for j in list_jobs(config) if j.active]  # again each time: Streamlit may start one as it stops
+        for job in active:
+            if job.id not in told and job.pid is not None:
+                _signal(job.pid, signal.SIGTERM)
+                told.add(job.id)
+        if (proc.poll() is not None and not active) or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_S)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
