@@ -220,9 +220,9 @@ def test_only_a_marked_folder_is_ours_and_verify_touches_nothing_else(write_camp
     selfcheck.parent.mkdir(parents=True)
     selfcheck.write_text("{}")
     (home / "runs").mkdir()
-    assert main(["run", str(manifest), "--out", str(home), "--quiet"]) == 1
+    assert main(["run", str(manifest), "--out", str(home), "--quiet"]) == 2  # --out refused: a usage error
     assert "not empty (cache, runs)" in capsys.readouterr().err and not (home / MARKER).exists()
-    assert main(["cache", "verify", "--out", str(home)]) == 1
+    assert main(["cache", "verify", "--out", str(home)]) == 2  # not an output folder of ours: refused, as README says
     assert f"no {MARKER} file" in capsys.readouterr().err
     assert selfcheck.read_text() == "{}" and not (home / "quarantine").exists()
     # ours, and a file of the user's own dropped into its cache/: verify leaves it where it is
