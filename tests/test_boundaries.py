@@ -22,6 +22,7 @@ from pipeline.backends.base import ClipOutcome, ClipRequest, EditOutcome
 from pipeline.backends.images_local import LocalImageEditor
 from pipeline.backends.video_preview import PreviewVideoBackend
 from pipeline.manifest.campaign import load_manifest
+from pipeline.plan.jobs import output_key
 from pipeline.plan.build import KeySource, build_plan
 from pipeline.run.runner import run_local
 from pipeline.storage.store import parse_s3_uri
@@ -148,8 +149,10 @@ def test_the_local_runner_sends_each_backend_what_the_manifest_says(campaign_dir
         assert req.negative_prompt == shot.get("negative_prompt")
         if shot.get("image") == "sofa":
             assert video.start_images[req.key] == sha(campaign_dir / "assets" / "sofa.png")
-        elif shot.get("image") == "sofa-navy":  # the edited image, as delivered in the run's images/
-            assert video.start_images[req.key] == sha(report_dir / "images" / "sofa-navy.png")
+        elif shot.get("image") == "sofa-navy":  # the edited image as the image job made it (its cache entry; the
+            # copy delivered in the run's images/ carries Content Credentials besides)
+            [navy] = [i for i in outcome.report["images"] if i["id"] == "sofa-navy"]
+            assert video.start_images[req.key] == sha(tmp_path / "out" / output_key("image", navy["key"], "png"))
         else:
             assert req.image is None
 
@@ -181,6 +184,7 @@ def test_the_state_machine_sends_the_gpu_container_what_the_manifest_says(cloud:
     cloud.upload_folder(campaign_dir, prefix="manifests/")
     run = cloud.run("manifests/boundary.yaml", name="boundary-check-test", container=recording_container)
     assert run.status == "SUCCEEDED" and run.output["status"] == "succeeded", run.described
+    report = json.loads(cloud.bytes("runs/boundary-check/boundary-check-test/report.json"))
 
     shots = manifest_shots(campaign_dir)
     by_prompt = {line["prompt"]: line for line in sent}
@@ -191,8 +195,9 @@ def test_the_state_machine_sends_the_gpu_container_what_the_manifest_says(cloud:
         assert line.get("negative_prompt") == shot.get("negative_prompt")
         if shot.get("image") == "sofa":
             assert start_images[line["key"]] == sha(campaign_dir / "assets" / "sofa.png")
-        elif shot.get("image") == "sofa-navy":
-            delivered = cloud.bytes("runs/boundary-check/boundary-check-test/images/sofa-navy.png")
-            assert start_images[line["key"]] == hashlib.sha256(delivered).hexdigest()
+        elif shot.get("image") == "sofa-navy":  # the image job's output (the delivered copy is signed besides)
+            [navy] = [i for i in report["images"] if i["id"] == "sofa-navy"]
+            made = cloud.bytes(output_key("image", navy["key"], "png"))
+            assert start_images[line["key"]] == hashlib.sha256(made).hexdigest()
         else:
             assert "image" not in line

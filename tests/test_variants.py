@@ -175,7 +175,7 @@ def test_every_problem_is_located_at_its_template_with_the_combination(
         ("27:9", "videos[3].id", "'y-Not Ok' is not a valid id"),
         # the same problem in every combination is one line
         ("28:38", "videos[3].shots[0].frames", "cogvideox-5b cannot make 10 frames: the rule is 8N+1 with 1<=N<=6 "
-                                               "(9, 17, 25, 33, 41, 49) (in all 2 combinations, e.g. label=ok)"),
+                                               "(9, 17, 25, 33, 41, 49) (720x480 at 8 fps) (in all 2 combinations, e.g. label=ok)"),
         ("30:24", "videos[4].for_each.market", "market has no value 'it' (values: de, fr)"),
         ("33:15", "videos[5].for_each", "the item uses size but for_each does not list it"),
         ("36:27", "videos[6].for_each[1]", "this combination does not give size, which the item uses"),
