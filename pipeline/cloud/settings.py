@@ -31,6 +31,7 @@ ENV_NAMES = {
     "enhancer": "CAMPAIGN_ENHANCER",
     "images": "CAMPAIGN_IMAGES",
     "video": "CAMPAIGN_VIDEO",
+    "voice": "CAMPAIGN_VOICE",  # polly unless set (the offline tests set local)
     "enhancer_model": "CAMPAIGN_ENHANCER_MODEL",
     "allowed_enhancer_models": "CAMPAIGN_ALLOWED_ENHANCER_MODELS",  # comma-separated, beside enhancer_model
     "clips_per_batch": "CAMPAIGN_CLIPS_PER_BATCH",
@@ -72,6 +73,7 @@ class CloudSettings:
     enhancer: str | None = None
     images: str | None = None
     video: str | None = None
+    voice: str | None = None  # None: polly
     enhancer_model: str | None = None
     allowed_enhancer_models: str | None = None
     clips_per_batch: int | None = None
@@ -134,7 +136,8 @@ class CloudSettings:
         return self.min_schedule_interval_s or DEFAULT_MIN_SCHEDULE_INTERVAL_S
 
     def backend_names(self) -> dict[str, str]:
-        return {"enhancer": self.need("enhancer"), "images": self.need("images"), "video": self.need("video")}
+        return {"enhancer": self.need("enhancer"), "images": self.need("images"), "video": self.need("video"),
+                "voice": self.voice or "polly"}
 
 
 class CloudBackends:
