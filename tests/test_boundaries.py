@@ -22,8 +22,8 @@ from pipeline.backends.base import ClipOutcome, ClipRequest, EditOutcome
 from pipeline.backends.images_local import LocalImageEditor
 from pipeline.backends.video_preview import PreviewVideoBackend
 from pipeline.manifest.campaign import load_manifest
-from pipeline.plan.jobs import output_key
 from pipeline.plan.build import KeySource, build_plan
+from pipeline.plan.jobs import output_key
 from pipeline.run.runner import run_local
 from pipeline.storage.store import parse_s3_uri
 
@@ -141,7 +141,6 @@ def test_the_local_runner_sends_each_backend_what_the_manifest_says(campaign_dir
     # clips: every field as the manifest says; the prompt is the enhancer's answer or the shot's own
     by_prompt = {r.prompt: r for r in video.requests}
     assert len(video.requests) == len(shots)
-    report_dir = Path(outcome.report_path).parent
     for shot in shots:
         expected_prompt = f"{shot['prompt']} Cinematic, soft light." if shot["enhance"] else shot["prompt"]
         req = by_prompt[expected_prompt]
