@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,7 +87,8 @@ def test_start_poll_download_and_verify(aws: tuple[FakeBedrock, AsyncVideoServic
                           "modelInput": {"prompt": "A bee on a flower.", "aspect_ratio": "9:16", "loop": True,
                                          "duration": "9s", "resolution": "720p"},
                           "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": f"{OUTPUT}/k1"}},
-                          "clientRequestToken": client_request_token("k1")}
+                          "clientRequestToken": start.body["clientRequestToken"]}
+    assert re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", start.body["clientRequestToken"])  # botocore's pattern
     assert [r.operation for r in fake.requests].count("get-async-invoke") == 4  # 3x InProgress, then Completed
     assert sleeps.calls == [2.0, 3.0, 4.5, 5.0]  # the poll interval grows by half, up to its ceiling
     frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(out.path))
@@ -103,7 +105,7 @@ def test_throttled_start_is_retried_with_jitter_and_keeps_its_token(aws: tuple[F
     out = backend(sleeps).render([ray2_request("k2")], tmp_path)[0]
     assert out.error is None, out.error
     starts = [r for r in fake.requests if r.operation == "start-async-invoke"]
-    assert len(starts) == 3 and {r.body["clientRequestToken"] for r in starts} == {client_request_token("k2")}
+    assert len(starts) == 3 and len({r.body["clientRequestToken"] for r in starts}) == 1  # one attempt, one token
     backoff = sleeps.calls[:2]  # full jitter: U(0, 1), then U(0, 2)
     assert 0 <= backoff[0] <= 1.0 and 0 <= backoff[1] <= 2.0 and backoff[0] != backoff[1]
     assert len(service.invocations) == 1
@@ -111,11 +113,26 @@ def test_throttled_start_is_retried_with_jitter_and_keeps_its_token(aws: tuple[F
 
 def test_a_start_sent_twice_is_one_job(aws: tuple[FakeBedrock, AsyncVideoService]) -> None:
     _, service = aws
-    params = start_request(ray2_request("k3"), output_s3_uri=OUTPUT)
+    params = start_request(ray2_request("k3"), output_s3_uri=OUTPUT, attempt="run-1")
     client = boto3.client("bedrock-runtime", region_name="us-east-1")
     first = client.start_async_invoke(**params)["invocationArn"]
     second = client.start_async_invoke(**params)["invocationArn"]
     assert first == second and len(service.invocations) == 1
+    assert params["clientRequestToken"] == client_request_token("k3", "run-1")
+
+
+def test_a_clip_whose_job_failed_is_a_new_job_in_the_next_run(aws: tuple[FakeBedrock, AsyncVideoService],
+                                                             tmp_path: Path) -> None:
+    """Issue 23 item 4, locally: the token is the clip's key and the attempt, so the next run of a clip whose
+    job failed starts a new job instead of being handed the failed invocation again."""
+    fake, service = aws
+    service.outcomes.append(failed("The model hit an internal error."))
+    first = backend(Sleeps()).render([ray2_request("k4")], tmp_path / "a")[0]
+    assert first.error is not None
+    again = backend(Sleeps()).render([ray2_request("k4")], tmp_path / "b")[0]
+    assert again.error is None and again.path is not None, again.error
+    tokens = [r.body["clientRequestToken"] for r in fake.requests if r.operation == "start-async-invoke"]
+    assert len(tokens) == 2 and tokens[0] != tokens[1] and len(service.invocations) == 2
 
 
 def test_failures_are_per_clip(aws: tuple[FakeBedrock, AsyncVideoService], tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import random
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +46,12 @@ ASPECT_TOLERANCE = 0.03
 FILTER_WORDS = re.compile(r"filter|moderat|safety|responsible ai|policy|blocked|inappropriate", re.IGNORECASE)
 
 
-def client_request_token(key: str) -> str:
-    """The idempotency token for a clip: a function of its content key (the same clip, the same token)."""
-    return "clip-" + hashlib.sha256(key.encode()).hexdigest()[:59]
+def client_request_token(key: str, attempt: str) -> str:
+    """StartAsyncInvoke's clientRequestToken for one attempt at a clip: its content key and the attempt, hashed to
+    fit the token's pattern `[a-zA-Z0-9](-*[a-zA-Z0-9])*` and 1-256 characters (botocore's bedrock-runtime model).
+    Retries within one attempt (a throttled start) send the same token and so are one job; the next attempt (a
+    later run of a clip whose job failed) is a new request, not the earlier failed invocation handed back."""
+    return "clip-" + hashlib.sha256(f"{key}\n{attempt}".encode()).hexdigest()[:59]
 
 
 def output_prefix(output_s3_uri: str, key: str) -> str:
@@ -55,7 +59,7 @@ def output_prefix(output_s3_uri: str, key: str) -> str:
     return f"{output_s3_uri.rstrip('/')}/{key}"
 
 
-def start_request(request: ClipRequest, *, output_s3_uri: str) -> dict[str, Any]:
+def start_request(request: ClipRequest, *, output_s3_uri: str, attempt: str) -> dict[str, Any]:
     """The StartAsyncInvoke parameters for one Ray2 clip (the cloud's prepare step sends the same)."""
     settings = _settings(request)
     if not 1 <= len(request.prompt) <= RAY2.max_prompt_chars:
@@ -65,7 +69,7 @@ def start_request(request: ClipRequest, *, output_s3_uri: str) -> dict[str, Any]
         raise InputRejected(f"clip {request.key}: {RAY2.name} on Bedrock has no documented start-image field")
     return {"modelId": RAY2.model_id, "modelInput": settings.model_input(request.prompt),
             "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": output_prefix(output_s3_uri, request.key)}},
-            "clientRequestToken": client_request_token(request.key)}
+            "clientRequestToken": client_request_token(request.key, attempt)}
 
 
 def _settings(request: ClipRequest) -> Ray2Settings:
@@ -189,17 +193,18 @@ class BedrockVideoBackend:
     def render(self, requests: Sequence[ClipRequest], out_dir: Path) -> list[ClipOutcome]:
         out_dir.mkdir(parents=True, exist_ok=True)
         jobs = [_Job(r) for r in requests]
+        attempt = uuid.uuid4().hex  # this render is one attempt at each of its clips (see client_request_token)
         # 1. Start every clip first: Bedrock runs them side by side.
         for job in jobs:
-            self._start(job)
+            self._start(job, attempt)
         # 2. Wait for all of them, polling each with a growing interval.
         self._wait(jobs)
         # 3. Download and check each finished clip.
         return [self._fetch(job, out_dir) for job in jobs]
 
-    def _start(self, job: _Job) -> None:
+    def _start(self, job: _Job, attempt: str) -> None:
         try:
-            params = start_request(job.request, output_s3_uri=self.output_s3_uri)
+            params = start_request(job.request, output_s3_uri=self.output_s3_uri, attempt=attempt)
             where = self._where(f"clip {job.request.key}")
             response, attempts = _with_retries(lambda: self._runtime.get().start_async_invoke(**params), where=where,
                                                policy=self.retry, rng=self.rng, sleep=self.sleep)

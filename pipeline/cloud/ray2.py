@@ -12,7 +12,6 @@ model as written, as other SDK-integration examples pass documents (e.g. Convers
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.backends.base import ClipOutcome, ClipRequest
-from pipeline.backends.video_bedrock import failure_error, ray2_outcome, start_request
+from pipeline.backends.video_bedrock import client_request_token, failure_error, ray2_outcome, start_request
 from pipeline.cloud.contract import (
     DEFAULT_RAY2_MAX_POLLS,
     DEFAULT_RAY2_POLL_S,
@@ -59,11 +58,7 @@ def _start_shape() -> Any:
     return botocore.session.get_session().get_service_model("bedrock-runtime").operation_model("StartAsyncInvoke").input_shape
 
 
-def attempt_token(key: str, attempt: str) -> str:
-    """StartAsyncInvoke's clientRequestToken for one attempt at a clip: its content key and the attempt (the run
-    id), hashed to fit the token's pattern `[a-zA-Z0-9](-*[a-zA-Z0-9])*` and 1-256 characters (botocore's
-    bedrock-runtime model)."""
-    return "clip-" + hashlib.sha256(f"{key}\n{attempt}".encode()).hexdigest()[:59]
+attempt_token = client_request_token  # in the cloud, an attempt is a run: its id
 
 
 # --- typed events ------------------------------------------------------------------------------------------------
@@ -149,7 +144,7 @@ def prepare_ray2_batch(event: Ray2BatchEvent, *, store: Store, s3: Any, settings
             continue
         try:
             clip, _ = clip_request(job, ctx)
-            request = sfn_cased(start_request(clip, output_s3_uri=output_s3_uri(settings)), shape)
+            request = sfn_cased(start_request(clip, output_s3_uri=output_s3_uri(settings), attempt=event.run.run_id), shape)
         except Exception:  # noqa: BLE001,S112 - collect builds the same request and records this failure
             continue
         if set(request) != set(RAY2_START_FIELDS):  # the start state passes exactly these fields on
