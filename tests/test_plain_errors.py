@@ -10,18 +10,17 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
+from small_campaign import write_small_campaign
 
 from pipeline.backends.environment import third_party_quiet
 from pipeline.cli import EXIT_AWAITING_APPROVAL, EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_SETUP, main
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSETS = ROOT / "manifests" / "assets"
 NO_AWS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
           "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
           "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL",
@@ -30,30 +29,7 @@ ARN = "arn:aws:states:us-west-2:123456789012:stateMachine:campaign"
 
 
 def write(folder: Path, *, extra: str = "", prompt: str = "A bee on a flower.", name: str = "small-launch") -> Path:
-    """One edited image and one video of two shots: 2 prompts, 1 image, 2 clips, 1 video (small preview clips)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "assets").exists():
-        shutil.copytree(ASSETS, folder / "assets")
-    path = folder / "campaign.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        campaign: {name}
-        defaults:
-          video: {{model: cogvideox-5b, steps: 2, seed: 7, frames: 9}}
-        assets:
-          sofa: assets/sofa.png
-        images:
-          - id: sofa-big
-            from: sofa
-            edits:
-              - upscale-fast: {{}}
-        videos:
-          - id: intro
-            shots:
-              - prompt: {prompt}
-              - prompt: The sofa in a sunlit loft.
-                image: sofa-big
-        """) + extra, encoding="utf-8")
-    return path
+    return write_small_campaign(folder, name=name, extra=extra, prompt=prompt)
 
 
 @pytest.fixture

@@ -4,49 +4,23 @@ approval gate (stop, approve, finish; reject), and the run summary shared with t
 from __future__ import annotations
 
 import json
-import shutil
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import Stubber
+from small_campaign import write_small_campaign
 
 from pipeline.cli import EXIT_AWAITING_APPROVAL, EXIT_INVALID, EXIT_OK
 from pipeline.cli import main as campaign
 from pipeline.report.summary import publish, summarize
 
-ROOT = Path(__file__).resolve().parents[1]
-ASSETS = ROOT / "manifests" / "assets"
 CAMPAIGN = "gated-launch"
 
 
 def write_campaign(folder: Path, *, extra: str = "", prompt: str = "A bee on a flower.") -> Path:
-    """One edited image, one video of two shots (one from the edited image): 2 prompts, 1 image, 2 clips, 1 video."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "assets").exists():
-        shutil.copytree(ASSETS, folder / "assets")
-    path = folder / "gated.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        campaign: {CAMPAIGN}
-        defaults:
-          video: {{model: cogvideox-5b, steps: 2, seed: 7, frames: 9}}
-        assets:
-          sofa: assets/sofa.png
-        images:
-          - id: sofa-big
-            from: sofa
-            edits:
-              - upscale-fast: {{}}
-        videos:
-          - id: intro
-            shots:
-              - prompt: {prompt}
-              - prompt: The sofa in a sunlit loft.
-                image: sofa-big
-        """) + extra, encoding="utf-8")
-    return path
+    return write_small_campaign(folder, name=CAMPAIGN, file_name="gated.yaml", extra=extra, prompt=prompt)
 
 
 def latest(out: Path) -> tuple[str, dict[str, Any]]:
