@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from studio_server import CHROMIUM, LONG, NO_CHROMIUM, base_url, launch_chromium, running_studio
 
-from pipeline.studio import jobs
+from pipeline.studio import engine, jobs
 from pipeline.studio.config import StudioConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)]
@@ -72,7 +72,8 @@ def test_an_attacker_in_the_studio_reads_writes_links_and_imports_nothing(tmp_pa
             # Manifest: /etc/passwd is not loaded, ../ is not saved
             page.get_by_text("Manifest", exact=True).click()
             editor = page.get_by_label("Manifest YAML")
-            starter = editor.input_value(timeout=LONG)
+            starter = engine.STARTER_MANIFEST  # what the page starts with; waited for, not read while it loads
+            expect(editor).to_have_value(starter, timeout=LONG)
             box = page.get_by_label("Manifest file")
             box.fill("/etc/passwd")
             box.press("Enter")
