@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,17 +22,18 @@ from clip_jobs import Job, JobError, ModelSettings
 HERE = Path(__file__).resolve().parent
 
 
-class ModelFamily:
-    """Defaults that hold for any diffusers video pipeline; a family overrides what its models do differently."""
+class ModelFamily(ABC):
+    """Defaults that hold for any diffusers video pipeline; a family overrides what its models do differently and
+    must say the three things no default can (abstract: a family module that leaves one out fails when loaded)."""
 
     name = ""
     models: dict[str, ModelSettings] = {}
     # Memory-mode headroom is scaled by a clip's size against this reference (generate.choose_memory_mode).
     reference_voxels = 720 * 480 * 49
 
+    @abstractmethod
     def folder_class(self, i2v: bool) -> type:
         """The pipeline class a folder's model_index.json must declare for jobs with (i2v) or without an image."""
-        raise NotImplementedError
 
     def load(self, folder: Path, *, i2v: bool, dtype: str, device_map: str | None) -> Any:
         import torch
@@ -60,16 +62,17 @@ class ModelFamily:
         if job.width % spatial or job.height % spatial:
             raise JobError(f"{job.source}: width x height {job.width}x{job.height} must be multiples of {spatial}")
 
+    @abstractmethod
     def max_text_tokens(self, pipe: Any) -> int:
-        raise NotImplementedError
+        """The longest prompt, in the model's own tokens, its text encoder reads."""
 
     def call_kwargs(self, settings: ModelSettings, job: Job) -> dict[str, Any]:
         """Arguments of the pipeline call beyond the ones every family takes."""
         return {}
 
+    @abstractmethod
     def attention_shape(self, pipe: Any, job: Job) -> dict[str, int]:
         """The self-attention call one clip makes: batch (CFG doubles it), heads, tokens, head size."""
-        raise NotImplementedError
 
     def activation_scale(self, pipe: Any, jobs: Sequence[Job]) -> float:
         """The largest clip's activations relative to the reference clip the memory headroom was estimated for."""
