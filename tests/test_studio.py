@@ -62,6 +62,11 @@ def app(user: str = USER) -> AppTest:
     return at
 
 
+def button(at: AppTest, label: str) -> Any:
+    [found] = [b for b in at.button if b.label == label]
+    return found
+
+
 def finished(config: StudioConfig, job_id: str) -> jobs.StudioJob | None:
     job = jobs.read_job(jobs.jobs_dir(config) / job_id)
     return None if job.active else job
@@ -69,21 +74,21 @@ def finished(config: StudioConfig, job_id: str) -> jobs.StudioJob | None:
 
 def test_shot_page_enhance_edit_generate_play_and_save_as_manifest(config: StudioConfig, tmp_path: Path) -> None:
     at = app()
-    at.text_area(key="prompt").input("A bee on a flower").run()
-    [enhance] = [b for b in at.button if b.label == "Enhance"]
-    enhance.click().run()
+    # the prompts, frames and seed are one form: what was typed travels with the click (AppTest, like the browser,
+    # sends a form's values only with its submit), so each step sets its values and clicks in one run
+    at.text_area(key="prompt").input("A bee on a flower")
+    button(at, "Enhance").click().run()
     # the passthrough enhancer returns the prompt as written, held to the model's limit, and says so
     assert at.text_area(key="final_prompt").value == "A bee on a flower"
     assert any("passthrough" in c.value for c in at.caption)
     edited = "A honey bee lands on a yellow flower, macro lens, early morning light"
-    at.text_area(key="final_prompt").input(edited).run()
+    at.text_area(key="final_prompt").input(edited)
+    at.selectbox(key=f"frames-{catalog.DEFAULT_VIDEO_MODEL}").set_value(17)
+    at.number_input(key="seed").set_value(7)
+    button(at, "Generate video").click().run()
+    assert not at.exception, at.exception
     tokens, limit = engine.token_count(edited, model=catalog.DEFAULT_VIDEO_MODEL)
     assert any(c.value.startswith(f"~{tokens} / {limit} tokens") for c in at.caption)
-    at.selectbox(key=f"frames-{catalog.DEFAULT_VIDEO_MODEL}").set_value(17).run()
-    at.number_input(key="seed").set_value(7).run()
-    [generate] = [b for b in at.button if b.label == "Generate video"]
-    generate.click().run()
-    assert not at.exception, at.exception
     job_id = at.session_state["current_job"]
     job = wait_for(lambda: finished(config, job_id), what="the shot to render")
     assert job.state == "succeeded", job.message
@@ -117,6 +122,30 @@ def test_shot_page_enhance_edit_generate_play_and_save_as_manifest(config: Studi
     [rerun] = list((out / "runs" / "bee-teaser").glob("*/report.json"))
     clips = [c for v in json.loads(rerun.read_text())["videos"] for c in v["clips"]]
     assert [c["cached"] for c in clips] == [True]
+
+
+def test_a_new_prompt_replaces_the_text_for_the_model_unless_that_was_edited_in_the_same_submit(
+        config: StudioConfig) -> None:
+    """Form widgets take no on_change callback, so the page compares each submit with the last: a new prompt
+    becomes the text sent to the model (as the old callback did), but an edit of that text made in the same submit
+    is kept; what Generate sends is what the boxes held when it was clicked (the request's shot says)."""
+    at = app()
+    at.text_area(key="prompt").input("A bee")
+    button(at, "Enhance").click().run()
+    assert at.text_area(key="final_prompt").value == "A bee" and at.session_state["typed_prompt"] == "A bee"
+    at.text_area(key="prompt").input("A wasp")  # typed, then Generate at once: the new prompt is what renders
+    button(at, "Generate video").click().run()
+    assert at.text_area(key="final_prompt").value == "A wasp" and "typed_prompt" not in at.session_state
+    first = jobs.read_job(jobs.jobs_dir(config) / at.session_state["current_job"])
+    assert first.shot is not None and (first.shot.prompt, first.shot.typed_prompt) == ("A wasp", None)
+    at.text_area(key="prompt").input("A moth")
+    at.text_area(key="final_prompt").input("A moth at night, lit by a lamp")  # both boxes in one submit
+    button(at, "Generate video").click().run()
+    assert not at.exception, at.exception
+    second = jobs.read_job(jobs.jobs_dir(config) / at.session_state["current_job"])
+    assert second.id != first.id and second.shot is not None and second.shot.prompt == "A moth at night, lit by a lamp"
+    for job in (first, second):
+        assert wait_for(lambda j=job: finished(config, j.id), what="the shots to render").state == "succeeded"
 
 
 def test_runs_page_lists_runs_newest_first_filters_and_opens_a_report(config: StudioConfig,

@@ -62,10 +62,9 @@ def test_an_attacker_in_the_studio_reads_writes_links_and_imports_nothing(tmp_pa
             # Shot: a prompt full of Markdown and HTML, generated; its title shows those characters as they are
             prompt = page.get_by_label("Prompt", exact=True)
             prompt.fill(PROMPT)
-            prompt.press("Control+Enter")
+            page.get_by_role("button", name="Generate video").click()  # the form sends the prompt with the click
             final = page.get_by_label("Prompt sent to the model (edit freely)")
             expect(final).to_have_value(PROMPT, timeout=LONG)
-            page.get_by_role("button", name="Generate video").click()
             expect(page.get_by_text("A bee [win a prize](http:", exact=False).first).to_be_visible(timeout=LONG)
             assert page.locator(f'a[href*="{EVIL}"], img[src*="{EVIL}"]').count() == 0
 

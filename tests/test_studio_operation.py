@@ -137,10 +137,6 @@ def test_the_container_runs_the_studio_in_exec_form() -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
-@pytest.mark.skipif(not os.environ.get("CAMPAIGN_RACE_TESTS"), reason=(
-    "known race, issue 24 left open: under load (the full suite on 2 cores) the click that blurs the prompt box is "
-    "sometimes lost between Streamlit's two reruns and no render starts (seen once in a full run; passes alone); "
-    "the fix is one st.form for the prompt and its buttons. CAMPAIGN_RACE_TESTS=1 runs it"))
 def test_typing_a_prompt_and_clicking_generate_once_makes_a_video(tmp_path: Path, artifacts: Path) -> None:
     """A person types into the prompt box and clicks the button at once: no Tab, no Ctrl+Enter, no click elsewhere
     first. The mouse press itself takes the focus from the box (which commits the text); the click must start it."""

@@ -50,25 +50,14 @@ def main() -> None:
 
 
 def shot_page(config: StudioConfig) -> None:
+    """The start image and the model first (each commits on its own click and changes what follows: the models
+    that take an image, the model's frame counts), then one form with the prompts, the frames, the seed and both
+    buttons. In a form nothing reruns when the prompt box loses the focus: a submit button sends every value of the
+    form in one batch with the click (https://docs.streamlit.io/develop/api-reference/execution-flow/st.form), so
+    the click that takes the focus from the box is never lost in the rerun that the blur used to start (a rerun
+    that moves the page under the pointer swallows the click: streamlit/streamlit#8725)."""
     st.title("Shot")
     backends = _backends(config.to_env())
-    model_hint = st.session_state.get("model", catalog.DEFAULT_VIDEO_MODEL)
-    prompt = st.text_area("Prompt", key="prompt", placeholder="A bee on a flower, early morning light",
-                          on_change=_prompt_changed)
-    if st.button("Enhance", disabled=not prompt.strip()):
-        with st.spinner(f"enhancing with {backends.enhancer.name}"):
-            result = engine.enhance_prompt(prompt, model=model_hint, enhancer=backends.enhancer)
-        st.session_state["final_prompt"] = result.text
-        st.session_state["typed_prompt"] = prompt
-        st.session_state["enhance_note"] = (
-            "passthrough enhancer: your prompt as written (start the studio with --enhancer smollm or bedrock)"
-            if result.enhancer == "passthrough" else
-            f"enhanced by {result.enhancer}" + (f"; trimmed from ~{result.original_tokens} tokens" if result.trimmed else ""))
-    st.session_state.setdefault("final_prompt", prompt)
-    if st.session_state.get("enhance_note"):
-        st.caption(st.session_state["enhance_note"])
-    final = st.text_area("Prompt sent to the model (edit freely)", key="final_prompt")
-
     source = st.radio("Start image", ("none", "upload", "an edited image of a past run"), horizontal=True, key="image_source")
     image: Path | None = None
     if source == "upload":
@@ -84,25 +73,44 @@ def shot_page(config: StudioConfig) -> None:
             image = shots.store_existing(dict(choices)[label], studio_dir=config.studio_dir)
     if image is not None:
         st.image(str(image), width=240)
-
-    cols = st.columns(3)
     models = shots.models_for(image=image is not None)
-    model = cols[0].selectbox("Model", models, key="model",
-                              index=models.index(catalog.DEFAULT_VIDEO_MODEL) if catalog.DEFAULT_VIDEO_MODEL in models else 0)
-    options = shots.frame_options(model)
-    labels = dict(options)
-    default = catalog.VIDEO_MODELS[model].default_frames
-    frames = cols[1].selectbox("Frames", [f for f, _ in options], format_func=labels.__getitem__, key=f"frames-{model}",
-                               index=[f for f, _ in options].index(default))
-    seed = cols[2].number_input("Seed", min_value=0, max_value=catalog.VIDEO_SEED_MAX, value=catalog.DEFAULT_SEED,
-                                step=1, key="seed")
-    tokens, limit = engine.token_count(final, model=model)
-    (st.warning if tokens > limit else st.caption)(
-        f"~{tokens} / {limit} tokens for {model}" + (" — it will be trimmed at a word boundary" if tokens > limit else ""))
+    model = st.selectbox("Model", models, key="model",
+                         index=models.index(catalog.DEFAULT_VIDEO_MODEL) if catalog.DEFAULT_VIDEO_MODEL in models else 0)
 
-    # Never disabled: a text area commits what was typed only when it loses the focus, and the click that takes the
-    # focus away would land on a button still disabled; the click's rerun carries the text it committed.
-    generate = st.button("Generate video", type="primary")
+    # enter_to_submit=False: Enter in a form clicks its first submit button (Enhance), which would replace the
+    # text being edited in the second box; a render or an enhancement starts only from its own button
+    with st.form("shot", enter_to_submit=False):
+        prompt = st.text_area("Prompt", key="prompt", placeholder="A bee on a flower, early morning light")
+        enhance = st.form_submit_button("Enhance")
+        _follow_prompt(prompt)
+        if enhance and not prompt.strip():
+            st.warning("type a prompt first")
+        elif enhance:
+            with st.spinner(f"enhancing with {backends.enhancer.name}"):
+                result = engine.enhance_prompt(prompt, model=model, enhancer=backends.enhancer)
+            st.session_state["final_prompt"] = result.text
+            st.session_state["typed_prompt"] = prompt
+            st.session_state["enhance_note"] = (
+                "passthrough enhancer: your prompt as written (start the studio with --enhancer smollm or bedrock)"
+                if result.enhancer == "passthrough" else
+                f"enhanced by {result.enhancer}" + (f"; trimmed from ~{result.original_tokens} tokens" if result.trimmed else ""))
+        if st.session_state.get("enhance_note"):
+            st.caption(st.session_state["enhance_note"])
+        final = st.text_area("Prompt sent to the model (edit freely)", key="final_prompt")
+        st.session_state[_FINAL_SHOWN] = final
+
+        cols = st.columns(2)
+        options = shots.frame_options(model)
+        labels = dict(options)
+        default = catalog.VIDEO_MODELS[model].default_frames
+        frames = cols[0].selectbox("Frames", [f for f, _ in options], format_func=labels.__getitem__,
+                                   key=f"frames-{model}", index=[f for f, _ in options].index(default))
+        seed = cols[1].number_input("Seed", min_value=0, max_value=catalog.VIDEO_SEED_MAX, value=catalog.DEFAULT_SEED,
+                                    step=1, key="seed")
+        tokens, limit = engine.token_count(final, model=model)
+        (st.warning if tokens > limit else st.caption)(
+            f"~{tokens} / {limit} tokens for {model}" + (" — it will be trimmed at a word boundary" if tokens > limit else ""))
+        generate = st.form_submit_button("Generate video", type="primary")
     if generate and not final.strip():
         st.warning("type a prompt first")
     elif generate:
@@ -115,11 +123,21 @@ def shot_page(config: StudioConfig) -> None:
     save_manifest_form(config)
 
 
-def _prompt_changed() -> None:
-    """A new prompt replaces the text for the model until it is enhanced again."""
-    st.session_state["final_prompt"] = st.session_state["prompt"]
+_PROMPT_SEEN, _FINAL_SHOWN = "shot_prompt_seen", "shot_final_shown"
+
+
+def _follow_prompt(prompt: str) -> None:
+    """A new prompt replaces the text for the model until it is enhanced again, unless that text was edited in
+    the same submit (then the edit is what the person wants sent). Widgets in a form take no on_change callback
+    (st.form's docs), so the run compares what arrived with what the last run saw and showed."""
+    state = st.session_state
+    if state.get(_PROMPT_SEEN) == prompt:
+        return
+    if state.get("final_prompt") in (None, state.get(_FINAL_SHOWN)):
+        state["final_prompt"] = prompt
+    state[_PROMPT_SEEN] = prompt
     for key in ("typed_prompt", "enhance_note"):
-        st.session_state.pop(key, None)
+        state.pop(key, None)
 
 
 def _any_active(config: StudioConfig) -> bool:
