@@ -15,7 +15,15 @@ from typing import Any
 from pipeline import __version__
 from pipeline.backends import environment
 from pipeline.backends.options import add_backend_flags, backend_flags, backends_from_args
-from pipeline.errors import BackendUnavailable, ManifestInvalid, OutputFolderRefused, PipelineError, os_problem, setup_problem
+from pipeline.errors import (
+    BackendUnavailable,
+    ManifestInvalid,
+    OutputFolderRefused,
+    PipelineError,
+    ReviewRefused,
+    os_problem,
+    setup_problem,
+)
 from pipeline.run.signals import forgiving_output, stop_signals
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -176,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         _allow_outside_flag(rv)
         _signing_flags(rv)
         add_backend_flags(rv)
+        rv.add_argument("--state-machine-arn", default=os.environ.get("CAMPAIGN_STATE_MACHINE_ARN"),
+                        help="the stack's state machine: a regenerate with --bucket starts its execution there")
     _add_verbose_everywhere(sub)
     return p
 
@@ -651,13 +661,38 @@ def cmd_studio(args: argparse.Namespace) -> int:
 def cmd_review(args: argparse.Namespace) -> int:
     from pipeline.report.write import new_run_id, refresh_review
     from pipeline.review.commands import review
+    from pipeline.review.decisions import REGENERATE
 
+    if args.bucket and args.action == REGENERATE:
+        return _cloud_regenerate(args)
     regenerate = review(args, by=_user(), load=lambda: _load_campaign(args.manifest, args), refresh=refresh_review,
                         new_run_id=new_run_id)
     if regenerate is None:
         return EXIT_OK
     campaign, backends, plan = _plan(args)  # the decision is stored: its override applies
     return _run(args, campaign, backends, plan, run_id=regenerate, gate=False)
+
+
+def _cloud_regenerate(args: argparse.Namespace) -> int:
+    """`campaign review CAMPAIGN ITEM --regenerate --bucket B`: the request kept in the output bucket, and one
+    execution that makes the item and what depends on it (pipeline/cloud/commands.py)."""
+    from pipeline.cloud import commands
+    from pipeline.review.commands import requested_override
+
+    if not args.state_machine_arn:
+        raise BackendUnavailable("a regenerate with --bucket needs --state-machine-arn or CAMPAIGN_STATE_MACHINE_ARN "
+                                 "(the stack's StateMachineArn output)")
+    if args.manifest is not None:
+        raise ReviewRefused("--manifest is for a local run; a cloud run is regenerated from the manifest version it "
+                            "was planned from")
+    result = commands.regenerate(output_bucket=args.bucket, campaign=args.campaign, item=args.item, run_id=args.run,
+                                 override=requested_override(args.item, args), note=args.note, by=_user(),
+                                 state_machine_arn=args.state_machine_arn)
+    print(f"{result['item']}: regenerating ({result['asked']}) in run {result['run']}, which replaces its version of "
+          f"{result['replaces']}")
+    print(f"  report (when it ends): {result['report']}")
+    print(f"  console: {result['console_url']}")
+    return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:

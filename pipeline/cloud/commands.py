@@ -1,10 +1,13 @@
-"""The operator's commands: `campaign submit` (manifest and assets into the input bucket, which starts the run)
-and `campaign status` (recent executions with their outcome and console links)."""
+"""The operator's commands: `campaign submit` (manifest and assets into the input bucket, which starts the run),
+`campaign status` (recent executions with their outcome and console links) and a cloud run's regenerate
+(`campaign review ... --regenerate --bucket`: one execution that re-makes an item and what is made from it)."""
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -14,13 +17,21 @@ import boto3
 import yaml
 
 from pipeline.cloud.contract import MANIFEST_PREFIX
+from pipeline.cloud.data_reader import s3_data_reader
+from pipeline.cloud.events import ManifestSource
 from pipeline.cloud.failures import client_error_code
 from pipeline.cloud.names import execution_arn, execution_console_url, execution_name, object_version, region_of
-from pipeline.cloud.tenancy import submitted_assets_prefix
-from pipeline.errors import SubmitRefused, shown
-from pipeline.manifest.campaign import load_manifest
+from pipeline.cloud.tenancy import Tenancy, manifest_key_problem, submitted_assets_prefix
+from pipeline.errors import ManifestInvalid, ReviewRefused, SubmitRefused, shown
+from pipeline.manifest.campaign import load_manifest, load_manifest_text
 from pipeline.manifest.inputs import submit_name
 from pipeline.plan.keys import file_digest
+from pipeline.plan.overrides import Override, check_override
+from pipeline.report.write import refresh_review
+from pipeline.review.commands import find_item, record
+from pipeline.review.decisions import REGENERATE, overrides_from, read_decisions
+from pipeline.review.export import READ_ERRORS
+from pipeline.storage.store import S3Store
 
 # S3 user-defined metadata (x-amz-meta-*, read back lower-case) naming who submitted the manifest
 WRITER_METADATA = "campaign-submitted-by"
@@ -188,3 +199,68 @@ def _json_or_empty(text: Any) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
+
+
+def review_execution_name(now: float | None = None) -> str:
+    """A regenerate's execution (and run) name: its UTC start time, so the campaign's runs sort in time order, then
+    random; 1 to 80 of A-Z a-z 0-9 - _, as StartExecution's `name` takes it."""
+    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(time.time() if now is None else now))}-review-{secrets.token_hex(4)}"
+
+
+def regenerate(*, output_bucket: str, campaign: str, item: str, run_id: str | None, override: Override, note: str,
+               by: str, state_machine_arn: str, s3: Any = None, sfn: Any = None) -> dict[str, str]:
+    """Record the regenerate request in the output bucket beside the campaign's runs, then start one execution of
+    the manifest version the reviewed run was planned from. Its plan step applies the request (plan_step.py), so
+    only the item and what is made from it (the videos that contain a clip) get new keys; everything else is found
+    in the bucket's cache. The request names the manifest by its s3:// address: it never changes another manifest
+    of the same campaign name (another team's). Every check comes before the record: a refused request leaves the
+    bucket as it was."""
+    s3 = s3 or boto3.client("s3")
+    store = S3Store(output_bucket, client=s3)
+    reviewed = find_item(store, campaign, item, run_id)
+    source = _planned_from(store, reviewed.prefix)
+    refused = manifest_key_problem(source.key, Tenancy())
+    if refused:
+        raise ReviewRefused(f"run {reviewed.run_id} was not planned from a manifest a run may start from: {refused}")
+    extra = {"VersionId": source.version_id} if source.version_id else {}
+    try:
+        text = s3.get_object(Bucket=source.bucket, Key=source.key, **extra)["Body"].read().decode("utf-8")
+    except Exception as exc:
+        raise ReviewRefused(f"{source.uri}: the manifest run {reviewed.run_id} was planned from cannot be read "
+                            f"({client_error_code(exc)})") from None
+    try:
+        loaded = load_manifest_text(text, file=source.uri, base_dir=Path("."), check_files=False,
+                                    data_reader=s3_data_reader(s3, bucket=source.bucket, manifest_key=source.key,
+                                                               tenancy=Tenancy()))
+    except ManifestInvalid as exc:
+        raise ReviewRefused(f"{source.uri}: {exc.problems[0]}") from None
+    if loaded.name != reviewed.campaign:
+        raise ReviewRefused(f"{source.uri} is campaign {loaded.name}, not {reviewed.campaign}")
+    earlier = overrides_from(read_decisions(store, campaign), source.uri).get(item)
+    check_override(loaded, earlier.merged(override) if earlier else override)
+    name = review_execution_name()
+    decision = record(store, reviewed, action=REGENERATE, by=by, note=note, override=override, regenerate_run=name,
+                      manifest=source.uri)
+    refresh_review(store, reviewed.prefix)
+    if sfn is None:
+        sfn = boto3.client("stepfunctions", region_name=region_of(state_machine_arn))
+    run_input = {**source.to_json(), "campaign": reviewed.campaign, "trigger": "review"}
+    try:
+        sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(run_input, sort_keys=True))
+    except Exception as exc:
+        raise ReviewRefused(f"{item}: regenerate recorded ({decision.id}), but the execution did not start "
+                            f"({client_error_code(exc)}); the next run of {source.uri} applies it") from None
+    arn = execution_arn(state_machine_arn, name)
+    return {"item": item, "replaces": f"{reviewed.campaign}/{reviewed.run_id}", "asked": override.describe(),
+            "run": name, "report": f"s3://{output_bucket}/runs/{reviewed.campaign}/{name}/report.json",
+            "execution_arn": arn, "console_url": execution_console_url(arn)}
+
+
+def _planned_from(store: S3Store, prefix: str) -> ManifestSource:
+    """The manifest object (bucket, key, version) a cloud run was planned from: its run document says."""
+    try:
+        doc = json.loads(store.read_bytes(f"{prefix}/plan.json"))
+        return ManifestSource.from_event(doc["source"])
+    except (*READ_ERRORS, TypeError) as exc:
+        raise ReviewRefused(f"{store.location(prefix)} has no run document (plan.json) naming its manifest; only a "
+                            "run that was planned can be regenerated") from exc

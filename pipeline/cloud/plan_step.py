@@ -37,6 +37,7 @@ from pipeline.plan.build import build_plan
 from pipeline.plan.jobs import Job
 from pipeline.plan.schedule import BEDROCK, SAGEMAKER, clip_waves, image_waves
 from pipeline.report.write import write_invalid, write_refused
+from pipeline.review.decisions import overrides_from, read_decisions
 from pipeline.run.approval import gate_applies
 from pipeline.run.budget import check_budget, estimate_uncached
 from pipeline.storage.store import Store, parse_s3_uri, s3_etag
@@ -125,10 +126,14 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
                       started=started_s)
         return _not_run(ref, report_uri, problems=len(problems), over_budget=False)
 
-    # 4. Plan with the deployment's backends; the manifest's enhancer model wins over the stack's default.
+    # 4. Plan with the deployment's backends; the manifest's enhancer model wins over the stack's default. The
+    #    review overrides (`campaign review --regenerate --bucket`) kept in the output bucket for this manifest
+    #    (its s3:// address: another manifest of the same campaign name, another team's, is not changed) apply
+    #    before keying, so only the regenerated items and what is made from them get new keys.
     enhancer_model = campaign.enhancer_model or settings.enhancer_model
     backends = CloudBackends(settings.backend_names(), enhancer_model=enhancer_model, settings=settings)
-    plan = build_plan(campaign, backends.key_source(), backends=backends.names(), s3_etags=etags)
+    overrides = overrides_from(read_decisions(store, campaign.name), uri)
+    plan = build_plan(campaign, backends.key_source(), backends=backends.names(), s3_etags=etags, overrides=overrides)
     # Other tasks run elsewhere: they read relative assets from the input bucket (same bytes, same digest).
     plan = replace(plan, assets={
         aid: replace(a, path=None, uri=f"s3://{bucket}/{relative[aid]}") if aid in relative else a

@@ -23,7 +23,7 @@ from pipeline.review.decisions import (
     new_decision,
     write_decision,
 )
-from pipeline.review.export import RUN_ID, destination, export_approved, latest_run
+from pipeline.review.export import READ_ERRORS, RUN_ID, destination, export_approved, latest_run
 from pipeline.review.history import version_of
 from pipeline.storage.store import Store
 
@@ -93,7 +93,7 @@ def find_item(store: Store, campaign: str, item: str, run_id: str | None) -> Rev
         raise ReviewRefused(f"{run_id[:80]!r} is not a run id")
     try:
         report = json.loads(store.read_bytes(f"runs/{campaign}/{run_id}/report.json"))
-    except (OSError, ValueError) as exc:
+    except READ_ERRORS as exc:
         raise ReviewRefused(f"campaign {campaign} has no run {run_id} with a readable report") from exc
     records = [r for r in report.get("images") or [] if isinstance(r, dict)]
     for v in report.get("videos") or []:
@@ -161,10 +161,8 @@ def review(args: argparse.Namespace, *, by: str, load: Any, refresh: Any, new_ru
         print(f"{decision.item} of {decision.campaign} run {decision.run_id}: {args.action.rstrip('e')}ed by "
               f"{decision.by}; report: {store.location(f'{reviewed.prefix}/report.html')}")
         return None
-    if args.bucket:  # kept in the bucket; the cloud's plan step does not apply it yet
-        decision = record(store, reviewed, action=REGENERATE, by=by, note=args.note, override=override)
-        raise ReviewRefused(f"{decision.item}: regenerate recorded in {store.location('reviews/' + decision.campaign)}, "
-                            "but cloud runs do not apply it yet: run the manifest locally with --out to make it")
+    if args.bucket:  # a cloud run's regenerate is an execution: pipeline/cloud/commands.py, started by the CLI
+        raise ReviewRefused("a regenerate in the bucket is started by pipeline.cloud.commands.regenerate")
     args.manifest = args.manifest or Path(str(reviewed.report.get("manifest") or ""))
     args.json, args.force, args.verify = False, False, False
     campaign = load()

@@ -19,13 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from botocore.exceptions import ClientError
+
 from pipeline.errors import ReviewRefused
 from pipeline.review.decisions import APPROVE, check_campaign, read_decisions, status_of, verdict
 from pipeline.storage.store import Store, parse_s3_uri
 
 MANIFEST = "export.json"
 EXPORT_VERSION = 1
-RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9-]{1,64}")
+# a local run id (20261207T144641Z-1a2b) or a cloud run's, its Step Functions execution name (1 to 80 of
+# A-Z a-z 0-9 - _): one path segment either way, never "." or ".."
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
+# what reading a run's file may raise: a folder's OSError, a bucket's ClientError (NoSuchKey), bad JSON
+READ_ERRORS = (OSError, ValueError, KeyError, ClientError)
 
 
 @dataclass
@@ -99,7 +105,15 @@ class FolderDestination:
 class BucketDestination:
     def __init__(self, uri: str, *, client: Any = None) -> None:
         self.bucket, prefix = parse_s3_uri(uri)
-        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        folder = prefix.strip("/")
+        # https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html: 3 to 63 of a-z 0-9 . -,
+        # starting and ending with a letter or digit
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.bucket):
+            raise ReviewRefused(f"--to {uri[:120]!r}: {self.bucket[:70]!r} is not a bucket name")
+        if folder and (any(part in ("", ".", "..") for part in folder.split("/")) or "\\" in folder or "\x00" in folder):
+            # S3 keeps such a key literally, but a client that normalises paths would write it elsewhere
+            raise ReviewRefused(f"--to {uri[:120]!r}: a prefix with an empty, '.' or '..' part; write it plainly")
+        self.prefix = folder + "/" if folder else ""
         self.label = f"s3://{self.bucket}/{self.prefix}"
         if client is None:
             import boto3
@@ -129,7 +143,7 @@ def latest_run(store: Store, campaign: str) -> str:
     check_campaign(campaign)
     try:
         latest = json.loads(store.read_bytes(f"runs/{campaign}/latest.json"))
-    except (OSError, ValueError, KeyError) as exc:
+    except READ_ERRORS as exc:
         raise ReviewRefused(f"campaign {campaign} has no runs in {store.location('runs')}") from exc
     run_id = str(latest.get("run_id", "")) if isinstance(latest, dict) else ""
     if not RUN_ID.fullmatch(run_id):
@@ -158,7 +172,7 @@ def export_approved(store: Store, campaign: str, dest: Destination, *, by: str, 
     prefix = f"runs/{campaign}/{run_id}"
     try:
         report = json.loads(store.read_bytes(f"{prefix}/report.json"))
-    except (OSError, ValueError) as exc:
+    except READ_ERRORS as exc:
         raise ReviewRefused(f"run {run_id} of {campaign} has no readable report") from exc
     decisions = read_decisions(store, campaign)
     result = ExportResult(campaign=campaign, run_id=run_id, destination=dest.label)

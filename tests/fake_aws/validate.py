@@ -31,7 +31,7 @@ class ModelCheck:
     violations: list[str] = field(default_factory=list)
 
     def attach(self, client: Any) -> Any:
-        client.meta.events.register_first("before-parameter-build", self._check, unique_id="model-check")
+        client.meta.events.register_first("before-parameter-build", self._check, unique_id=f"model-check-{id(self)}")
         return client
 
     def operations(self, service: str) -> set[str]:
