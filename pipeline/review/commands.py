@@ -156,7 +156,9 @@ def review(args: argparse.Namespace, *, by: str, load: Any, refresh: Any, new_ru
     reviewed = find_item(store, args.campaign, args.item, args.run)
     override = requested_override(args.item, args)
     if args.action != REGENERATE:
-        decision = record(store, reviewed, action=args.action, by=by, note=args.note)
+        # a cloud run's decision names the manifest it was planned from (its s3:// address), as a regenerate does
+        manifest = str(reviewed.report.get("manifest") or "") if args.bucket else ""
+        decision = record(store, reviewed, action=args.action, by=by, note=args.note, manifest=manifest)
         refresh(store, reviewed.prefix)
         print(f"{decision.item} of {decision.campaign} run {decision.run_id}: {args.action.rstrip('e')}ed by "
               f"{decision.by}; report: {store.location(f'{reviewed.prefix}/report.html')}")
