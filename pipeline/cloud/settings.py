@@ -11,11 +11,12 @@ from pipeline.backends import (
     RoutingVideoBackend,
     make_enhancer,
     make_image_editor,
+    make_translator,
     make_video_backend,
     make_voice_backend,
     video_backend_names,
 )
-from pipeline.backends.base import Enhancer, ImageEditor, VideoBackend, VoiceBackend
+from pipeline.backends.base import Enhancer, ImageEditor, Translator, VideoBackend, VoiceBackend
 from pipeline.backends.sagemaker_jobs import DEFAULT_MAX_BATCH, DEFAULT_MAX_RUNTIME_S, DEFAULT_VOLUME_GB
 from pipeline.backends.video_bedrock import BedrockVideoBackend
 from pipeline.backends.video_sagemaker import SageMakerVideoBackend
@@ -200,6 +201,13 @@ class CloudBackends:
         """Amazon Polly (the cloud's voice), or the plan's named voice backend (`local` in offline tests)."""
         return make_voice_backend(self._names.get("voice", "polly"))
 
+    @functools.cached_property
+    def translator(self) -> Translator:
+        """Claude on Bedrock with the enhancer's model where the deployment enhances with Bedrock (one grant covers
+        both; translate jobs run in the enhance Lambda), else the passthrough."""
+        name = self._names.get("translator") or ("bedrock" if self._names["enhancer"] == "bedrock" else "passthrough")
+        return make_translator(name, model=self._enhancer_model)
+
     def key_source(self) -> KeySource:
         return KeySource(enhancer=self.enhancer.identity(), images=self.images.identity, video=self.video.identity,
-                         voice=self.voice.identity())
+                         voice=self.voice.identity(), translator=self.translator.identity())
