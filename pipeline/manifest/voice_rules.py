@@ -151,7 +151,7 @@ def _translate_problems(src: Source, vpath: tuple[Any, ...], vid: dict[str, Any]
     if not isinstance(language, str) or language in ("", "und"):
         return [src.problem(where, f"translate: true needs the video's `language`{said}, the language to "
                                    "translate into (a BCP 47 tag such as de or pt-BR)")]
-    voice = vid.get("voice") if isinstance(vid.get("voice"), dict) else {}
+    voice: dict[str, Any] = vid["voice"] if isinstance(vid.get("voice"), dict) else {}
     spoken = voice.get("language")
     if isinstance(spoken, str) and "{" not in language and \
             polly_language(spoken).split("-")[0] != polly_language(language).split("-")[0]:
