@@ -121,7 +121,6 @@ def test_translations_are_planned_shared_and_keyed_into_voices_and_videos() -> N
     # another translator: new translations, so new utterances and videos; the untranslated video keeps its key
     other = build_plan(campaign, _keys("bedrock:m:translate-v1"), backends={})
     assert [j.key for j in other.by_kind("translate")] != [j.key for j in tr]
-    assert other.job(a.video.voices[0] or "").key != spoken[0].key if a.video.voices[0] in other._index else True
     assert {j.key for j in other.by_kind("voice")} & {v.key for v in spoken} == set()
     assert other.job("video:a").key != a.key and other.job("video:c").key == c.key
     # the plan survives its JSON form (the cloud's run document), and a plan without translation has no new fields
@@ -287,8 +286,9 @@ def test_translated_campaign_cues_and_burns_each_sentence_on_its_speech(tmp_path
     assert [(c[0], c[7]) for c in cues] == [("shot-1.1", first), ("shot-1.2", second), ("shot-2", "Hallo.")], vtt
     starts = [int(c[1]) * 3600 + int(c[2]) * 60 + float(c[3]) for c in cues]
     stops = [int(c[4]) * 3600 + int(c[5]) * 60 + float(c[6]) for c in cues]
-    for start, want in zip(starts, truth, strict=True):
-        assert abs(start - want) <= 0.25, (starts, truth)
+    offsets = [round(start - want, 3) for start, want in zip(starts, truth, strict=True)]
+    print(f"cue start - speech start (s): {offsets}")
+    assert all(abs(o) <= 0.25 for o in offsets), (starts, truth)
     # the burned captions, read back: the picture differs from the clips' own frames exactly on the cues' frames,
     # and the text changes from the first sentence to the second at the second cue
     fps = video["fps"]
@@ -304,6 +304,7 @@ def test_translated_campaign_cues_and_burns_each_sentence_on_its_speech(tmp_path
               for i in range(len(burned))]
     quiet = max(d for d, on in zip(diff, on_cue, strict=True) if not on)
     loud = min(d for d, on in zip(diff, on_cue, strict=True) if on)
+    print(f"burned band changed: off cues at most {quiet:.4f}, on cues at least {loud:.4f}")
     assert quiet < 0.001 and loud > 0.01, (quiet, loud, diff)
     switch = round(starts[1] * fps)
     text_change = float(np.abs(burned[switch][band].astype(int) - burned[switch - 1][band].astype(int)).mean())

@@ -137,8 +137,10 @@ class CloudSettings:
         return self.min_schedule_interval_s or DEFAULT_MIN_SCHEDULE_INTERVAL_S
 
     def backend_names(self) -> dict[str, str]:
-        return {"enhancer": self.need("enhancer"), "images": self.need("images"), "video": self.need("video"),
-                "voice": self.voice or "polly"}
+        enhancer = self.need("enhancer")
+        # translate jobs run in the enhance Lambda with the enhancer's model (CloudBackends.translator)
+        return {"enhancer": enhancer, "images": self.need("images"), "video": self.need("video"),
+                "voice": self.voice or "polly", "translator": "bedrock" if enhancer == "bedrock" else "passthrough"}
 
 
 class CloudBackends:
