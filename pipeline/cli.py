@@ -299,7 +299,7 @@ def _plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     campaign = _load_campaign(args.manifest, args)
     backends = backends_from_args(args, enhancer_model=campaign.enhancer_model)
     keys = KeySource(enhancer=backends.enhancer.identity(), images=backends.images.identity, video=backends.video.identity,
-                     voice=backends.voice.identity())
+                     voice=backends.voice.identity(), translator=backends.translator.identity())
     check_video_models(backends.video, {s.model for v in campaign.videos for s in v.shots})
     plan = build_plan(campaign, keys, backends=backends.names(), s3_etags=_s3_etags(campaign),
                       overrides=_review_overrides(args, campaign))

@@ -13,7 +13,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.backends.base import ClipOutcome, ClipRequest, Enhancer, ImageEditor, VideoBackend, VoiceBackend
+from pipeline.backends.base import (
+    ClipOutcome,
+    ClipRequest,
+    Enhancer,
+    ImageEditor,
+    Translation,
+    Translator,
+    VideoBackend,
+    VoiceBackend,
+)
 from pipeline.catalog import MANAGED_VIDEO_MODELS, VIDEO_MODELS
 from pipeline.errors import BackendUnavailable
 
@@ -30,6 +39,7 @@ VIDEO_BACKEND_MODELS: dict[str, tuple[str, ...] | None] = {
 }
 AWS_VIDEO = "sagemaker+bedrock"  # `--backend aws`: CogVideoX on SageMaker, Ray2 on Bedrock
 VOICE_BACKENDS = ("local", "polly")  # espeak-ng placeholder voice (local default), Amazon Polly (the cloud's)
+TRANSLATORS = ("passthrough", "bedrock")  # the source text kept and marked untranslated (local default), Claude
 
 
 def make_voice_backend(name: str) -> VoiceBackend:
@@ -50,10 +60,11 @@ class Backends:
     images: ImageEditor
     video: VideoBackend
     voice: VoiceBackend = field(default_factory=lambda: make_voice_backend("local"))
+    translator: Translator = field(default_factory=lambda: make_translator("passthrough"))
 
     def names(self) -> dict[str, str]:
         return {"enhancer": self.enhancer.name, "images": self.images.name, "video": self.video.name,
-                "voice": self.voice.name}
+                "voice": self.voice.name, "translator": self.translator.name}
 
 
 class PassThroughEnhancer:
@@ -83,6 +94,30 @@ def make_enhancer(name: str, *, model: str | None = None) -> Enhancer:
 
         return BedrockEnhancer(model_id=model or DEFAULT_ENHANCER_MODEL)
     raise BackendUnavailable(f"unknown enhancer {name!r} (choose from {', '.join(ENHANCERS)})")
+
+
+class PassThroughTranslator:
+    """No translation: the source text is shown and spoken as written, marked `untranslated` in the report."""
+
+    name = "passthrough"
+
+    def identity(self) -> str:
+        return "passthrough:v1"
+
+    def translate(self, text: str, *, source_language: str | None, target_language: str) -> Translation:
+        return Translation(text=text, untranslated=True)
+
+
+def make_translator(name: str, *, model: str | None = None) -> Translator:
+    """The translator called `name`; `model` is the Bedrock model (the enhancer's, so one grant covers both)."""
+    if name == "passthrough":
+        return PassThroughTranslator()
+    if name == "bedrock":
+        from pipeline.backends.bedrock import DEFAULT_ENHANCER_MODEL
+        from pipeline.backends.translate_bedrock import BedrockTranslator
+
+        return BedrockTranslator(model_id=model or DEFAULT_ENHANCER_MODEL)
+    raise BackendUnavailable(f"unknown translator {name!r} (choose from {', '.join(TRANSLATORS)})")
 
 
 def make_image_editor(name: str) -> ImageEditor:
@@ -190,7 +225,9 @@ def make_video_backend(name: str, *, models_dir: Path | None = None,
 
 def select_backends(*, enhancer: str = "passthrough", images: str = "local", video: str = "preview",
                     enhancer_model: str | None = None, models_dir: Path | None = None,
-                    options: Mapping[str, str] | None = None, voice: str = "local") -> Backends:
+                    options: Mapping[str, str] | None = None, voice: str = "local",
+                    translator: str = "passthrough") -> Backends:
     """Build the chosen backends for a local run."""
     return Backends(make_enhancer(enhancer, model=enhancer_model), make_image_editor(images),
-                    make_video_backend(video, models_dir=models_dir, options=options), make_voice_backend(voice))
+                    make_video_backend(video, models_dir=models_dir, options=options), make_voice_backend(voice),
+                    make_translator(translator, model=enhancer_model))

@@ -1,4 +1,5 @@
-"""The small protocols every backend implements: one per capability (enhance, image edit, video clip)."""
+"""The small protocols every backend implements: one per capability (enhance, translate, image edit, video clip,
+voice)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,32 @@ class Enhancer(Protocol):
         ...
 
     def enhance(self, prompt: str) -> str:
+        ...
+
+
+# --- translation ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Translation:
+    """One text in the target language, or the source kept as written (`untranslated`: the passthrough, shown as
+    such in the report, as the passthrough enhancer's prompts are)."""
+
+    text: str
+    untranslated: bool
+    usage: dict[str, int] = field(default_factory=dict)  # the model's token counts, for the cost report
+
+
+class Translator(Protocol):
+    """Translates caption and voiceover text into a video's language before it is spoken or shown."""
+
+    name: str  # "passthrough" | "bedrock"
+
+    def identity(self) -> str:
+        """Backend + model + prompt version; part of every translation's cache key."""
+        ...
+
+    def translate(self, text: str, *, source_language: str | None, target_language: str) -> Translation:
         ...
 
 
@@ -178,6 +205,9 @@ class BackendSet(Protocol):
     def video(self) -> VideoBackend: ...
     @property
     def voice(self) -> VoiceBackend: ...
+
+    @property
+    def translator(self) -> Translator: ...
 
     def names(self) -> dict[str, str]: ...
 

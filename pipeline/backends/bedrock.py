@@ -256,7 +256,7 @@ def _check_region(where: _Where) -> None:
     problem = region_problem(where.model_id, where.region)
     if problem:
         # The enhancer's region is the session's (AWS_REGION); only the Stability tools read STABILITY_REGION_ENV.
-        chooser = "AWS_REGION chooses" if where.what == "prompt enhancement" else f"{STABILITY_REGION_ENV} chooses"
+        chooser = "AWS_REGION chooses" if where.what in ("prompt enhancement", "translation") else f"{STABILITY_REGION_ENV} chooses"
         raise BackendUnavailable(f"{where.what}: {problem} ({chooser} the region)")
 
 

@@ -7,13 +7,23 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.backends import AWS_VIDEO, ENHANCERS, IMAGE_BACKENDS, VIDEO_BACKENDS, VOICE_BACKENDS, Backends, select_backends
+from pipeline.backends import (
+    AWS_VIDEO,
+    ENHANCERS,
+    IMAGE_BACKENDS,
+    TRANSLATORS,
+    VIDEO_BACKENDS,
+    VOICE_BACKENDS,
+    Backends,
+    select_backends,
+)
 
 
 def add_backend_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backends (local defaults: passthrough enhancer, local images, preview video)")
     g.add_argument("--backend", choices=["local", "aws"], default="local",
-                   help="aws = --enhancer bedrock --images bedrock --video sagemaker+bedrock --voice polly")
+                   help="aws = --enhancer bedrock --images bedrock --video sagemaker+bedrock --voice polly "
+                        "--translator bedrock")
     g.add_argument("--enhancer", choices=ENHANCERS, help="prompt enhancement backend")
     g.add_argument("--enhancer-model", help="Bedrock model or inference profile id for --enhancer bedrock")
     g.add_argument("--images", choices=IMAGE_BACKENDS, help="image edit backend")
@@ -22,6 +32,9 @@ def add_backend_flags(p: argparse.ArgumentParser) -> None:
                         "(sagemaker+bedrock: CogVideoX on SageMaker, Luma Ray2 on Bedrock)")
     g.add_argument("--voice", choices=VOICE_BACKENDS,
                    help="voiceover backend: local (espeak-ng, a placeholder voice) or polly (Amazon Polly)")
+    g.add_argument("--translator", choices=TRANSLATORS,
+                   help="translation of captions and voiceover for videos with translate: true: passthrough (the "
+                        "text kept as written, marked untranslated) or bedrock (Claude, the --enhancer-model)")
     g.add_argument("--bedrock-output", metavar="S3URI",
                    help="where Bedrock writes Luma Ray2 clips, for --video bedrock (or CAMPAIGN_BEDROCK_OUTPUT_S3_URI)")
     g.add_argument("--models", type=Path, help="folder of diffusers pipelines, for --video diffusers")
@@ -43,6 +56,7 @@ def backend_flags(args: argparse.Namespace) -> tuple[str, ...]:
         argv += ["--backend", args.backend]
     for flag, value in (("--enhancer", args.enhancer), ("--enhancer-model", args.enhancer_model),
                         ("--images", args.images), ("--video", args.video), ("--voice", getattr(args, "voice", None)),
+                        ("--translator", getattr(args, "translator", None)),
                         ("--bedrock-output", getattr(args, "bedrock_output", None)), ("--models", args.models)):
         if value is not None:
             argv += [flag, str(Path(value).resolve()) if flag == "--models" else str(value)]
@@ -64,4 +78,5 @@ def backends_from_args(args: argparse.Namespace, *, enhancer_model: str | None =
         enhancer_model=args.enhancer_model or enhancer_model,
         models_dir=args.models, options=options,
         voice=getattr(args, "voice", None) or ("polly" if aws else "local"),
+        translator=getattr(args, "translator", None) or ("bedrock" if aws else "passthrough"),
     )

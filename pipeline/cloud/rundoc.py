@@ -19,6 +19,7 @@ from pipeline.cloud.contract import (
 from pipeline.cloud.names import RunRef, run_document_key, stage_key
 from pipeline.cloud.settings import CloudBackends, CloudSettings
 from pipeline.plan.build import Plan
+from pipeline.plan.jobs import Job
 from pipeline.plan.schedule import BEDROCK, SAGEMAKER, ClipBatch
 from pipeline.storage.store import Store
 from pipeline.tasks import TaskContext
@@ -76,11 +77,16 @@ class CloudRun:
         return TaskContext(plan=self.plan, store=store, backends=backends or self.backends(settings), workdir=workdir,
                            s3_client=s3)
 
+    def stage_one(self) -> list[Job]:
+        """The `Enhance prompts` stage's jobs: prompt enhancements and translations (the enhance Lambda runs both,
+        so translation needs no state of its own)."""
+        return self.plan.by_kind("enhance") + self.plan.by_kind("translate")
+
     def stage_items(self) -> dict[str, list[list[dict[str, Any]]]]:
         """Each stage's Map items in waves (a stage without waves is one wave): {"job_id"} per job, or a
         clip batch's {"batch", "jobs"}. What a Distributed Map reads from S3, one file per wave."""
         return {
-            "enhance": [[{"job_id": j.id} for j in self.plan.by_kind("enhance")]],
+            "enhance": [[{"job_id": j.id} for j in self.stage_one()]],
             "images": [[{"job_id": j} for j in w] for w in self.image_waves],
             "clips": [[batch_to_json(b) for b in self.clip_batches]],
             "waiting_clips": [[batch_to_json(b) for b in w] for w in self.clip_waves],
@@ -107,7 +113,7 @@ class CloudRun:
             stages[name] = entry
         return {
             "valid": True, "ref": self.ref.to_dict(), "report": report_uri, "problems": 0,
-            "enhance": [] if "enhance" in far else [j.id for j in self.plan.by_kind("enhance")],
+            "enhance": [] if "enhance" in far else [j.id for j in self.stage_one()],
             "image_waves": [] if "images" in far else
             [{"wave": i + 1, "jobs": list(w)} for i, w in enumerate(self.image_waves)],
             "clip_batches": [] if "clips" in far else [batch_to_json(b) for b in self.clip_batches],

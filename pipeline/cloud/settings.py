@@ -11,11 +11,12 @@ from pipeline.backends import (
     RoutingVideoBackend,
     make_enhancer,
     make_image_editor,
+    make_translator,
     make_video_backend,
     make_voice_backend,
     video_backend_names,
 )
-from pipeline.backends.base import Enhancer, ImageEditor, VideoBackend, VoiceBackend
+from pipeline.backends.base import Enhancer, ImageEditor, Translator, VideoBackend, VoiceBackend
 from pipeline.backends.sagemaker_jobs import DEFAULT_MAX_BATCH, DEFAULT_MAX_RUNTIME_S, DEFAULT_VOLUME_GB
 from pipeline.backends.video_bedrock import BedrockVideoBackend
 from pipeline.backends.video_sagemaker import SageMakerVideoBackend
@@ -136,8 +137,10 @@ class CloudSettings:
         return self.min_schedule_interval_s or DEFAULT_MIN_SCHEDULE_INTERVAL_S
 
     def backend_names(self) -> dict[str, str]:
-        return {"enhancer": self.need("enhancer"), "images": self.need("images"), "video": self.need("video"),
-                "voice": self.voice or "polly"}
+        enhancer = self.need("enhancer")
+        # translate jobs run in the enhance Lambda with the enhancer's model (CloudBackends.translator)
+        return {"enhancer": enhancer, "images": self.need("images"), "video": self.need("video"),
+                "voice": self.voice or "polly", "translator": "bedrock" if enhancer == "bedrock" else "passthrough"}
 
 
 class CloudBackends:
@@ -200,6 +203,13 @@ class CloudBackends:
         """Amazon Polly (the cloud's voice), or the plan's named voice backend (`local` in offline tests)."""
         return make_voice_backend(self._names.get("voice", "polly"))
 
+    @functools.cached_property
+    def translator(self) -> Translator:
+        """Claude on Bedrock with the enhancer's model where the deployment enhances with Bedrock (one grant covers
+        both; translate jobs run in the enhance Lambda), else the passthrough."""
+        name = self._names.get("translator") or ("bedrock" if self._names["enhancer"] == "bedrock" else "passthrough")
+        return make_translator(name, model=self._enhancer_model)
+
     def key_source(self) -> KeySource:
         return KeySource(enhancer=self.enhancer.identity(), images=self.images.identity, video=self.video.identity,
-                         voice=self.voice.identity())
+                         voice=self.voice.identity(), translator=self.translator.identity())

@@ -28,7 +28,7 @@ from pipeline.manifest.schema import load_schema
 from pipeline.manifest.timeline import crossfade_problem
 from pipeline.manifest.variables import ExpandedSource, Variant, collapse, expand, template_data, variant_of
 from pipeline.manifest.video_rules import caption_problems
-from pipeline.manifest.voice_rules import Voice, loudness_of, video_voice, voice_problems, voiceover
+from pipeline.manifest.voice_rules import Voice, loudness_of, translates, video_voice, voice_problems, voiceover
 from pipeline.manifest.yamlsrc import Source, load_file, load_text
 
 DEFAULT_ENHANCE = True
@@ -599,7 +599,7 @@ def _build(src: Source, base_dir: Path) -> Campaign:
             title=_card(vid.get("title")), end_card=_card(vid.get("end_card")), variant=variant_of(src, "videos", i),
             formats=tuple(vid.get("formats", ())), fit=vid.get("fit", DEFAULT_FIT),
             captions=vid.get("captions", DEFAULT_CAPTIONS), language=str(vid.get("language", DEFAULT_LANGUAGE)).replace("_", "-"),
-            voice=video_voice(vid, defaults), translate=bool(vid.get("translate", False)),
+            voice=video_voice(vid, defaults), translate=translates(vid, defaults),
             caption_from=vid.get("caption_from"), loudness=loudness_of(vid, defaults),
         ))
     budget = None

@@ -16,6 +16,7 @@ the frame back exactly for any rate up to 500 fps.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -61,6 +62,15 @@ class Cue:
     stop: int  # frame after the last
     text: str
     shot: int  # 0-based
+    part: int | None = None  # the sentence's index where a shot's speech is captioned sentence by sentence
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？])\s*")
+
+
+def sentences(text: str) -> list[str]:
+    """A caption's sentences: split after . ! ? … followed by a space, and after 。！？ (no space in CJK text)."""
+    return [p for p in (part.strip() for part in _SENTENCE_END.split(" ".join(text.split()))) if p]
 
 
 def shot_spans(tl: Timeline) -> list[tuple[int, int]]:
@@ -97,10 +107,12 @@ def vtt_time(frame: int, fps: Fraction) -> str:
 
 
 def webvtt(cue_list: Sequence[Cue], fps: Fraction) -> str:
-    """A WebVTT file (https://www.w3.org/TR/webvtt1/): one cue per captioned shot, identified shot-N."""
+    """A WebVTT file (https://www.w3.org/TR/webvtt1/): one cue per captioned shot, identified shot-N, or one per
+    sentence of a shot's speech, shot-N.M (a cue identifier must be unique in its file)."""
     out = ["WEBVTT", ""]
     for c in cue_list:
         # a blank line would end a cue early (a caption is one paragraph); & < > are escaped as the spec requires
         text = " ".join(c.text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").split())
-        out += [f"shot-{c.shot + 1}", f"{vtt_time(c.start, fps)} --> {vtt_time(c.stop, fps)}", text, ""]
+        ident = f"shot-{c.shot + 1}" + (f".{c.part + 1}" if c.part is not None else "")
+        out += [ident, f"{vtt_time(c.start, fps)} --> {vtt_time(c.stop, fps)}", text, ""]
     return "\n".join(out)

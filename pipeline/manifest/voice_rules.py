@@ -59,10 +59,15 @@ def loudness_schema() -> dict[str, Any]:
                            "-23 is EBU R128"}
 
 
+def translate_schema() -> dict[str, Any]:
+    return {"type": "boolean", "description": "translate captions and voiceover text into the video's `language` "
+                                              "before they are spoken or shown"}
+
+
 def video_properties() -> dict[str, Any]:
     return {
         "voice": {"$ref": "#/$defs/voice"},
-        "translate": {"type": "boolean", "description": "translate captions and voiceover text into `language`"},
+        "translate": translate_schema(),
         "caption_from": {"enum": list(CAPTION_SOURCES),
                          "description": "voiceover: captions are the voiceover text, timed from the speech"},
         "loudness": loudness_schema(),
@@ -125,6 +130,37 @@ def _voice_problem(voice: Voice) -> str | None:
     return None
 
 
+def translates(vid: dict[str, Any], defaults: dict[str, Any]) -> bool:
+    """`translate` of the video, else of `defaults:`."""
+    return bool(vid.get("translate", defaults.get("translate", False)))
+
+
+def _translate_problems(src: Source, vpath: tuple[Any, ...], vid: dict[str, Any], defaults: dict[str, Any],
+                        shots: list[dict[str, Any]]) -> list[Problem]:
+    """`translate: true` needs text to translate (when the video asks itself; `defaults:` asks only where there
+    is text), a language to translate into, and a voice that speaks that language."""
+    if not translates(vid, defaults):
+        return []
+    own = "translate" in vid
+    where = vpath + ("translate",) if own else vpath
+    said = "" if own else " (translate: true from defaults)"
+    if not any(isinstance(s.get(k), str) for s in shots for k in ("voiceover", "caption")):
+        return [src.problem(where, "nothing to translate: no shot of this video has a `voiceover` or a `caption`")] \
+            if own else []
+    language = vid.get("language")
+    if not isinstance(language, str) or language in ("", "und"):
+        return [src.problem(where, f"translate: true needs the video's `language`{said}, the language to "
+                                   "translate into (a BCP 47 tag such as de or pt-BR)")]
+    voice: dict[str, Any] = vid["voice"] if isinstance(vid.get("voice"), dict) else {}
+    spoken = voice.get("language")
+    if isinstance(spoken, str) and "{" not in language and \
+            polly_language(spoken).split("-")[0] != polly_language(language).split("-")[0]:
+        return [src.problem(vpath + ("voice", "language"), f"the voice speaks {spoken} but translate: true "
+                            f"translates into the video's language {language}{said}; remove the voice's "
+                            "language or make the two agree")]
+    return []
+
+
 def voice_problems(src: Source, data: dict[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     defaults: dict[str, Any] = data["defaults"] if isinstance(data.get("defaults"), dict) else {}
@@ -136,6 +172,7 @@ def voice_problems(src: Source, data: dict[str, Any]) -> list[Problem]:
         vpath: tuple[Any, ...] = ("videos", i)
         shots = [s for s in vid["shots"] if isinstance(s, dict)] if isinstance(vid.get("shots"), list) else []
         spoken = [j for j, s in enumerate(shots) if isinstance(s.get("voiceover"), str)]
+        problems += _translate_problems(src, vpath, vid, defaults, shots)
         if vid.get("caption_from") == "voiceover":
             if not spoken:
                 problems.append(src.problem(vpath + ("caption_from",), "no shot of this video has a `voiceover`"))

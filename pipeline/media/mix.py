@@ -33,6 +33,7 @@ DUCK = {"threshold": 0.01, "ratio": 8, "attack": 20, "release": 300, "makeup": 1
 # loudnorm aims a little under the ceiling: AAC encoding can raise the true peak by a few tenths of a dB
 PEAK_MARGIN_DB = 0.5
 SPEECH_FLOOR_DB = -30.0  # audio more than 30 dB under its loudest 10 ms is silence, for speech timing
+MIN_SENTENCE_PAUSE_S = 0.12  # a pause this long or longer may end a sentence (espeak-ng pauses ~0.3 s there)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,42 @@ def speech_bounds(path: Path) -> tuple[float, float, float]:
     rms = np.sqrt(np.mean(samples[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
     loud = np.nonzero(20 * np.log10(rms / rms.max()) > SPEECH_FLOOR_DB)[0]
     return float(loud[0] * hop / rate), float((loud[-1] + 1) * hop / rate), len(samples) / rate
+
+
+def _speech_frames(path: Path) -> tuple[np.ndarray, float]:
+    """Which 10 ms frames of an utterance are speech (within SPEECH_FLOOR_DB of the loudest), and a frame's length."""
+    samples, rate = read_wav(path)
+    hop = max(1, rate // 100)
+    n = len(samples) // hop
+    if n == 0:
+        raise JobFailed(f"{path.name} holds no audio")
+    rms = np.sqrt(np.mean(samples[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
+    return np.asarray(20 * np.log10(rms / rms.max()) > SPEECH_FLOOR_DB), hop / rate
+
+
+def sentence_onsets(path: Path, sentences: list[str]) -> tuple[list[float], str]:
+    """Where each of an utterance's sentences starts in its audio (seconds), for voices without speech marks,
+    and how that was found: "pauses" where the audio has at least one pause of MIN_SENTENCE_PAUSE_S per sentence
+    break (the longest ones are the breaks: speech engines pause longer between sentences than between words),
+    else "proportional" (the speech split by the sentences' lengths in characters)."""
+    speech, frame_s = _speech_frames(path)
+    loud = np.nonzero(speech)[0]
+    first, last = int(loud[0]), int(loud[-1]) + 1
+    if len(sentences) <= 1:
+        return [first * frame_s], "audio"
+    gaps: list[tuple[int, int]] = []  # (length, index of the first speech frame after it), inside the speech
+    run_start = None
+    for i in range(first, last):
+        if not speech[i] and run_start is None:
+            run_start = i
+        elif speech[i] and run_start is not None:
+            gaps.append((i - run_start, i))
+            run_start = None
+    breaks = sorted(sorted(gaps, reverse=True)[: len(sentences) - 1], key=lambda g: g[1])
+    if len(breaks) == len(sentences) - 1 and all(g[0] * frame_s >= MIN_SENTENCE_PAUSE_S for g in breaks):
+        return [first * frame_s] + [g[1] * frame_s for g in breaks], "pauses"
+    weights = np.cumsum([0] + [len(t) for t in sentences[:-1]]) / max(1, sum(len(t) for t in sentences))
+    return [float((first + w * (last - first)) * frame_s) for w in weights], "proportional"
 
 
 def place(path: Path, *, shot: int, window: tuple[float, float]) -> PlacedVoice:

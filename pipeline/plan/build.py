@@ -31,13 +31,14 @@ from pipeline.plan.jobs import (
 )
 from pipeline.plan.keys import content_key, file_digest
 from pipeline.plan.overrides import Override, apply_overrides
+from pipeline.plan.translate import translate_jobs
 from pipeline.plan.voice import loudness_target, sound_key_params, voice_jobs
 
 ASSEMBLER_VERSION = "assemble:v1"
 FORMATS_VERSION = "formats:v1"  # pipeline/media/formats.py: fitting, burned captions, WebVTT
 
 STAGE_NAMES = {
-    1: "enhance prompts",
+    1: "enhance prompts, translate captions and voiceover",
     2: "image edits and clips",
     3: "clips that wait for images or earlier clips",
     4: "assemble videos",
@@ -113,9 +114,10 @@ class KeySource:
     """The backend identities that go into keys; built from the selected backends (or given as strings)."""
 
     def __init__(self, *, enhancer: str, images: Callable[[str], str] | str, video: Callable[[str], str] | str,
-                 voice: str = "espeak-ng:v1") -> None:
+                 voice: str = "espeak-ng:v1", translator: str = "passthrough:v1") -> None:
         self.enhancer = enhancer
         self.voice = voice  # the voice backend's identity (pipeline/backends/voice_*.py)
+        self.translator = translator  # the translator's identity (pipeline/backends/__init__.py, translate_bedrock.py)
         self._images = images
         self._video = video
 
@@ -215,8 +217,10 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
 
     # clips, then the videos that join them (and speak over them)
     voice_made: dict[str, Job] = {}
+    translate_made: dict[str, Job] = {}
     for video in campaign.videos:
-        voices = voice_jobs(video, keys.voice, voice_made)
+        spoken, shown = translate_jobs(video, keys.translator, translate_made)
+        voices = voice_jobs(video, keys.voice, voice_made, spoken)
         loudness = loudness_target(video)
         clip_jobs: list[Job] = []
         for shot in video.shots:
@@ -278,6 +282,7 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
                               volume=video.audio.volume)
             video_inputs.append(f"asset:{assets[video.audio.asset].digest}")
         video_inputs += [j.key for j in voices if j]
+        video_inputs += list(dict.fromkeys(j.key for j in shown if j))  # translated captions
         key_params = {"crossfade": video.crossfade, "audio": asdict(audio) if audio else None,
                       **sound_key_params(voices, loudness, video.caption_from),
                       **{name: (asdict(card) if card else None) for name, card in (("title", video.title),
@@ -296,11 +301,15 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
                           crossfade=video.crossfade, audio=audio, title=video.title, end_card=video.end_card,
                           variant=video.variant, fit=video.fit, captions=captions if outputs else (),
                           language=video.language, outputs=outputs, voices=tuple(j.id if j else None for j in voices),
-                          loudness=loudness, caption_from=video.caption_from, logo=logo)
+                          loudness=loudness, caption_from=video.caption_from, logo=logo,
+                          caption_translations=tuple(j.id if j else None for j in shown) if outputs and any(shown) else ())
         voice_deps = tuple(dict.fromkeys(j.id for j in voices if j))
+        caption_deps = tuple(dict.fromkeys(j.id for j in shown if j)) if vspec.caption_translations else ()
+        new_translations = {j.id for j in spoken + shown if j}
+        jobs.extend(j for j in translate_made.values() if j.id in new_translations and j not in jobs)
         jobs.extend(j for j in voice_made.values() if j.id in voice_deps and j not in jobs)
         jobs.append(Job(id=f"video:{video.id}", kind="video", key=vkey, stage=4,
-                        deps=tuple(c.id for c in clip_jobs) + voice_deps,
+                        deps=tuple(c.id for c in clip_jobs) + voice_deps + caption_deps,
                         spec=vspec, label=f"{video.id} ({len(clip_jobs)} shots)"))
 
     jobs.sort(key=lambda j: (j.stage, _KIND_ORDER[j.kind]))
@@ -309,7 +318,7 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
                 credentials=campaign.credentials, overrides={k: v.to_json() for k, v in applied.items()})
 
 
-_KIND_ORDER = {"enhance": 0, "image": 1, "clip": 2, "voice": 2, "video": 3}
+_KIND_ORDER = {"enhance": 0, "translate": 0, "image": 1, "clip": 2, "voice": 2, "video": 3}
 
 
 def _video_outputs(video: VideoSpec_, base_key: str, captions: tuple[str | None, ...], first: ClipSpec,

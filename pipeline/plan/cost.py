@@ -1,4 +1,5 @@
-"""A plan's estimated cloud cost: image requests, prompt enhancement, GPU time and orchestration."""
+"""A plan's estimated cloud cost: image requests, prompt enhancement and translation, voice, GPU time and
+orchestration."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def estimate_cost(plan: Plan, *, instance_type: str | None = None, cached: dict[
     for job in plan.jobs:
         if job.kind == "enhance":
             add("prompt enhancement (Claude)", pricing.enhance_cost(len(job.enhance.prompt)),
+                f"${pricing.CLAUDE_INPUT_PER_MTOK}/${pricing.CLAUDE_OUTPUT_PER_MTOK} per M tokens in/out", job.id)
+        elif job.kind == "translate":
+            add("translation (Claude)", pricing.translate_cost(len(job.translate.text)),
                 f"${pricing.CLAUDE_INPUT_PER_MTOK}/${pricing.CLAUDE_OUTPUT_PER_MTOK} per M tokens in/out", job.id)
         elif job.kind == "image":
             for step in job.image.steps:
@@ -97,6 +101,10 @@ def _unknowns(plan: Plan, instance_type: str) -> list[str]:
     if "enhance" in kinds:
         out.append(f"prompt enhancement tokens are estimated ({pricing.CHARS_PER_TOKEN:.0f} characters per token, "
                    f"{pricing.ENHANCE_OUTPUT_TOKENS} output tokens per prompt)")
+    if "translate" in kinds:
+        out.append(f"translation tokens are estimated ({pricing.CHARS_PER_TOKEN:.0f} characters per token, "
+                   f"{pricing.TRANSLATE_OUTPUT_FACTOR:g}x as many tokens out as in); a local run's passthrough "
+                   "translator costs nothing")
     if "voice" in kinds:
         out.append("Amazon Polly prices per character are unverified (a third-party copy of the price page); a local "
                    "run's placeholder voice costs nothing")

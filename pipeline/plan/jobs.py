@@ -1,6 +1,6 @@
 """Typed job specs: what each job kind needs besides the store, as frozen dataclasses (the plan's vocabulary).
 
-A `Job` carries one spec (`EnhanceSpec`, `ImageSpec`, `ClipSpec`, `VideoSpec`); image references are an
+A `Job` carries one spec (`EnhanceSpec`, `TranslateSpec`, `ImageSpec`, `ClipSpec`, `VideoSpec`, `VoiceSpec`); image references are an
 `ImageRef` union. `to_json`/`from_json` give the plain-JSON form the cloud's run document stores.
 """
 
@@ -13,7 +13,7 @@ from pipeline.catalog import Ray2Settings
 from pipeline.manifest.campaign import Card
 from pipeline.manifest.variables import Variant
 
-JobKind = Literal["enhance", "image", "clip", "video", "voice"]
+JobKind = Literal["enhance", "translate", "image", "clip", "video", "voice"]
 
 
 # --- image references ----------------------------------------------------------------------------------
@@ -68,13 +68,25 @@ class EnhanceSpec:
 
 
 @dataclass(frozen=True)
+class TranslateSpec:
+    """One caption or voiceover text into a video's language (one job per distinct text and languages, shared
+    between shots, videos, captions and voiceover). `source_language` is None where the manifest does not say."""
+
+    text: str
+    source_language: str | None
+    target_language: str
+
+
+@dataclass(frozen=True)
 class VoiceSpec:
-    """One utterance: the text a voice speaks (one job per distinct text and voice, shared between shots)."""
+    """One utterance: the text a voice speaks (one job per distinct text and voice, shared between shots). With
+    `translation` (a translate job's id) the voice speaks that job's output, not `text` (its source)."""
 
     text: str
     voice_id: str
     engine: str
     language: str
+    translation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,10 +185,13 @@ class VideoSpec:
     loudness: float | None = None
     caption_from: str | None = None
     logo: LogoSpec | None = None  # the brand's logo, drawn on every output (absent from the JSON when None)
+    # translate: true: each shot's caption comes from this translate job's output (None: the caption as written);
+    # empty when the video is not translated (absent from the JSON then)
+    caption_translations: tuple[str | None, ...] = ()
 
 
-Spec = EnhanceSpec | ImageSpec | ClipSpec | VideoSpec | VoiceSpec
-_EXT: dict[str, str] = {"enhance": "txt", "clip": "mp4", "video": "mp4", "voice": "wav"}
+Spec = EnhanceSpec | TranslateSpec | ImageSpec | ClipSpec | VideoSpec | VoiceSpec
+_EXT: dict[str, str] = {"enhance": "txt", "translate": "txt", "clip": "mp4", "video": "mp4", "voice": "wav"}
 
 
 def output_key(kind: str, key: str, ext: str) -> str:
@@ -232,6 +247,10 @@ class Job:
     def voice(self) -> VoiceSpec:
         return _as(self, VoiceSpec)
 
+    @property
+    def translate(self) -> TranslateSpec:
+        return _as(self, TranslateSpec)
+
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "key": self.key, "stage": self.stage, "deps": list(self.deps),
                 "label": self.label, "spec": spec_to_json(self.spec)}
@@ -260,6 +279,10 @@ def spec_to_json(spec: Spec) -> dict[str, Any]:
             d["variant"] = spec.variant.to_json()
     if isinstance(spec, VideoSpec) and spec.logo is None:
         d.pop("logo")  # plans without a brand are unchanged
+    if isinstance(spec, VideoSpec) and not spec.caption_translations:
+        d.pop("caption_translations")  # nor are plans without translation
+    if isinstance(spec, VoiceSpec) and spec.translation is None:
+        d.pop("translation")
     if isinstance(spec, ImageSpec):
         d["source"] = ref_to_json(spec.source)
         d["steps"] = [{**asdict(s), "refs": {f: ref_to_json(r) for f, r in s.refs.items()}} for s in spec.steps]
@@ -273,6 +296,8 @@ def spec_from_json(kind: str, d: dict[str, Any]) -> Spec:
         return EnhanceSpec(**d)
     if kind == "voice":
         return VoiceSpec(**d)
+    if kind == "translate":
+        return TranslateSpec(**d)
     if kind == "image":
         steps = tuple(EditStep(**{**s, "refs": {f: ref_from_json(r) for f, r in s["refs"].items()}}) for s in d["steps"])
         return ImageSpec(image_id=d["image_id"], source=ref_from_json(d["source"]), steps=steps,
@@ -288,5 +313,6 @@ def spec_from_json(kind: str, d: dict[str, Any]) -> Spec:
                             "variant": Variant.from_json(d["variant"]) if d.get("variant") else None,
                            "captions": tuple(d.get("captions", ())), "voices": tuple(d.get("voices", ())),
                            "outputs": tuple(VideoOutput(**o) for o in d.get("outputs", ())),
-                           "logo": LogoSpec(**d["logo"]) if d.get("logo") else None})
+                           "logo": LogoSpec(**d["logo"]) if d.get("logo") else None,
+                           "caption_translations": tuple(d.get("caption_translations", ()))})
     raise ValueError(f"unknown job kind {kind!r}")

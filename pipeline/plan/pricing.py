@@ -124,6 +124,20 @@ def enhance_cost(prompt_chars: int) -> float:
     return (input_tokens * CLAUDE_INPUT_PER_MTOK + ENHANCE_OUTPUT_TOKENS * CLAUDE_OUTPUT_PER_MTOK) / 1_000_000
 
 
+TRANSLATE_SYSTEM_TOKENS = 150  # the translation prompt (~550 characters) plus framing [estimate]
+TRANSLATE_OUTPUT_FACTOR = 2.0  # a translation's tokens per source token: other scripts take more tokens [estimate]
+
+
+def translate_cost(text_chars: int) -> float:
+    """Estimated price of translating a text of `text_chars` characters with the default Claude model."""
+    if text_chars < 0:
+        raise ValueError(f"text_chars must be >= 0, got {text_chars!r}")
+    source_tokens = text_chars / CHARS_PER_TOKEN
+    input_tokens = TRANSLATE_SYSTEM_TOKENS + source_tokens + 30  # + the request line and tags
+    output_tokens = source_tokens * TRANSLATE_OUTPUT_FACTOR + 10
+    return (input_tokens * CLAUDE_INPUT_PER_MTOK + output_tokens * CLAUDE_OUTPUT_PER_MTOK) / 1_000_000
+
+
 def _latent_frames(frames: int) -> int:
     return (frames - 1) // 4 + 1  # CogVideoX's and Wan2.2's VAEs compress time 4x (plus the first frame)
 

@@ -13,26 +13,33 @@ from pipeline.plan.keys import content_key
 MIX_VERSION = "mix:v1"  # pipeline/media/mix.py: placement, ducking, loudness normalisation
 
 
-def voice_key(spec: VoiceSpec, backend: str) -> str:
+def voice_key(spec: VoiceSpec, backend: str, translation_key: str | None = None) -> str:
+    """The utterance's key; a translated one's also holds its translate job's key (the translated text is that
+    job's output, a pure function of its key), so a new translation is spoken anew."""
     return content_key("voice", params={"text": spec.text, "voice": spec.voice_id, "engine": spec.engine,
-                                        "language": spec.language}, backend=backend)
+                                        "language": spec.language},
+                       inputs=[translation_key] if translation_key else [], backend=backend)
 
 
-def voice_jobs(video: VideoSpec_, backend: str, made: dict[str, Job]) -> list[Job | None]:
+def voice_jobs(video: VideoSpec_, backend: str, made: dict[str, Job],
+               translations: list[Job | None] | None = None) -> list[Job | None]:
     """Each shot's voice job (None for a silent shot); `made` (key -> job) shares one job between equal
-    utterances across the campaign, and gains the new ones."""
+    utterances across the campaign, and gains the new ones. `translations` (per shot, pipeline/plan/translate.py):
+    the voice speaks that job's output and waits for it."""
     out: list[Job | None] = []
-    for shot in video.shots:
+    for i, shot in enumerate(video.shots):
         if not shot.voiceover or video.voice is None:
             out.append(None)
             continue
         v = video.voice
-        spec = VoiceSpec(text=shot.voiceover, voice_id=v.id, engine=v.engine, language=v.language)
-        key = voice_key(spec, backend)
+        tj = translations[i] if translations else None
+        spec = VoiceSpec(text=shot.voiceover, voice_id=v.id, engine=v.engine, language=v.language,
+                         translation=tj.id if tj else None)
+        key = voice_key(spec, backend, tj.key if tj else None)
         if key not in made:
             short = spec.text if len(spec.text) <= 50 else spec.text[:49] + "…"
-            made[key] = Job(id=f"voice:{key[:10]}", kind="voice", key=key, stage=2, deps=(), spec=spec,
-                            label=f"{v.id} ({v.language}): {short}")
+            made[key] = Job(id=f"voice:{key[:10]}", kind="voice", key=key, stage=2, deps=(tj.id,) if tj else (),
+                            spec=spec, label=f"{v.id} ({v.language}): {short}" + (" (translated)" if tj else ""))
         out.append(made[key])
     return out
 

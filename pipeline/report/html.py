@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
-from pipeline.report.sound import sound_html
+from pipeline.report.sound import sound_html, translations_html
 
 CSS = """
 :root{--bg:#f6f7f9;--card:#fff;--ink:#1d2330;--mute:#667085;--line:#e4e7ec;--bad:#b42318;--badbg:#fef3f2;
@@ -125,6 +125,7 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append("<section id=images><h2>Images</h2>")
         parts.extend(_by_template(report["images"], _image))
         parts.append("</section>")
+    parts.append(translations_html(report.get("translations") or []))
     parts.append(_credentials(report.get("credentials") or {}))
     cost = report.get("cost") or {}
     if cost.get("items"):

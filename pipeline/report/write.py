@@ -28,7 +28,7 @@ from pipeline.report.records import (
     StepRecord,
     VideoRecord,
 )
-from pipeline.report.sound import voice_records
+from pipeline.report.sound import translation_records, voice_records
 from pipeline.review.decisions import read_decisions
 from pipeline.review.history import annotate
 from pipeline.storage.integrity import put_asset_copy
@@ -214,6 +214,7 @@ def build_report(plan: Plan, results: list[JobResult], *, run_id: str, started: 
         "images": images,
         "variants": _variant_groups(images, videos),
         "enhancements": [_enhancement(j.id, j.enhance.prompt, by_id.get(j.id)) for j in plan.by_kind("enhance")],
+        "translations": translation_records(plan, by_id),
         "jobs": job_counts(results),
         "job_results": [JobResultRecord(job=r.job_id, kind=r.kind, status=r.status, seconds=round(r.seconds, 3),
                                         key=r.key) for r in results],

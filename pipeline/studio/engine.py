@@ -84,7 +84,8 @@ def plan_campaign(campaign: Campaign, config: StudioConfig) -> tuple[Any, Any]:
 
     backends = make_backends(config, enhancer_model=campaign.enhancer_model)
     keys = KeySource(enhancer=backends.enhancer.identity(), images=backends.images.identity,
-                     video=backends.video.identity, voice=backends.voice.identity())
+                     video=backends.video.identity, voice=backends.voice.identity(),
+                     translator=backends.translator.identity())
     from pipeline.review.decisions import overrides_from, read_decisions
     from pipeline.storage.store import LocalStore
 

@@ -5,7 +5,7 @@ key (the entry checked first), writes the output and then its provenance JSON (t
 mark: an output without one is re-made), and reports a small JobResult.
 
   common    JobResult, TaskContext, the cache, provenance, `run_task` (cache, dependencies, failures)
-  enhance   `run_enhance`          images   `run_image`
+  enhance   `run_enhance`          translate `run_translate`      images   `run_image`
   clips     `run_clip_batch`       videos   `run_video` (pipeline/media/)
   dispatch  `run_job`: any job by its kind (the local runner's entry; it imports every kind)
 

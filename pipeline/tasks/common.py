@@ -176,7 +176,14 @@ def cached_result(job: Job, ctx: TaskContext) -> JobResult | None:
     info = prov.get("info", {})
     if job.kind == "image" and "chain" in info:  # image provenance is per step; the job's view is its chain
         info = image_info(job, info["chain"])
+    if job.kind == "voice" and job.voice.translation and info.get("text") != _stored_text(ctx, job.voice.translation):
+        return None  # its translation is missing or was made again in other words: speak what it says now
     return JobResult(job.id, job.kind, job.key, "cached", job.output_key, 0.0, info=info)
+
+
+def _stored_text(ctx: TaskContext, job_id: str) -> str | None:
+    key = ctx.plan.job(job_id).output_key
+    return ctx.store.read_bytes(key).decode() if ctx.store.exists(key) else None
 
 
 def missing_dependency(job: Job, store: Store, plan: Plan) -> str | None:

@@ -7,10 +7,12 @@ from pipeline.tasks.clips import run_clip_batch
 from pipeline.tasks.common import JobResult, TaskContext, TaskFunction, run_task
 from pipeline.tasks.enhance import run_enhance
 from pipeline.tasks.images import run_image
+from pipeline.tasks.translate import run_translate
 from pipeline.tasks.videos import run_video
 from pipeline.tasks.voice import run_voice
 
-TASKS: dict[str, TaskFunction] = {"enhance": run_enhance, "image": run_image, "video": run_video, "voice": run_voice}
+TASKS: dict[str, TaskFunction] = {"enhance": run_enhance, "translate": run_translate, "image": run_image,
+                                  "video": run_video, "voice": run_voice}
 
 
 def run_job(job: Job, ctx: TaskContext) -> JobResult:

@@ -18,7 +18,7 @@ from pipeline.plan.build import video_timeline
 from pipeline.plan.jobs import Job, output_key, provenance_key
 from pipeline.storage.integrity import CHECK_FIELD, check_entry
 from pipeline.tasks.common import TaskContext, provenance, read_provenance, write_done
-from pipeline.tasks.voice import sound_request, speech_cues
+from pipeline.tasks.voice import shown_captions, sound_request, speech_cues
 
 
 def run_video(job: Job, ctx: TaskContext) -> dict[str, Any]:
@@ -61,11 +61,13 @@ def run_video_outputs(job: Job, ctx: TaskContext, req: Any) -> dict[str, Any]:
     wanted = list(dict.fromkeys(v.outputs))
     todo = [o for o in wanted if not check_entry(ctx.store, provenance_key=provenance_key("video", o.key),
                                                  output_key=output_key("video", o.key, "mp4")).done]
-    # captions drawn from the voiceover are timed from the speech (pipeline/tasks/voice.py)
-    spoken = speech_cues(job, ctx, tl, req.mix) if req.mix is not None and v.caption_from == "voiceover" else None
+    # captions translated where the video asks (their translate jobs ran before); those drawn from the voiceover
+    # are timed from the speech, sentence by sentence (pipeline/tasks/voice.py)
+    captions = shown_captions(job, ctx)
+    spoken = speech_cues(job, ctx, tl, req.mix, captions) if req.mix is not None and v.caption_from == "voiceover" else None
     with tempfile.TemporaryDirectory(dir=ctx.workdir, prefix="video-") as tmp:
         logo = Logo(ctx.asset_path(v.logo.asset), v.logo.corner, v.logo.size) if v.logo else None
-        for m in make_outputs(req, outputs=todo, tl=tl, captions=v.captions, fit=v.fit, workdir=Path(tmp),
+        for m in make_outputs(req, outputs=todo, tl=tl, captions=captions, fit=v.fit, workdir=Path(tmp),
                               cue_list=spoken, logo=logo):
             ctx.store.put_file(output_key("video", m.output.key, "png"), m.poster)
             info = m.info
@@ -76,7 +78,7 @@ def run_video_outputs(job: Job, ctx: TaskContext, req: Any) -> dict[str, Any]:
     for ckey in dict.fromkeys(o.captions_key for o in wanted if o.captions_key):
         if not check_entry(ctx.store, provenance_key=provenance_key("captions", ckey),
                            output_key=output_key("captions", ckey, "vtt")).done:
-            text = webvtt(spoken if spoken is not None else cues(tl, v.captions), tl.fps)
+            text = webvtt(spoken if spoken is not None else cues(tl, captions), tl.fps)
             write_done(ctx.store, "captions", ckey, "vtt", {**provenance(ctx, job, info={"language": v.language}),
                                                              "key": ckey}, data=text.encode())
     outputs = []

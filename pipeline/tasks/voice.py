@@ -1,5 +1,6 @@
-"""Task `voice`: one utterance spoken by the voice backend and cached under its key; and what the video task
-needs of its video's utterances: each placed in its shot's window, and captions timed from the speech."""
+"""Task `voice`: one utterance (its translation, for a translated video) spoken by the voice backend and cached
+under its key; and what the video task needs of its video's utterances: each placed in its shot's window, and
+captions timed from the speech, one cue per sentence."""
 
 from __future__ import annotations
 
@@ -7,28 +8,30 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipeline.manifest.formats import Cue, shot_spans
+from pipeline.manifest.formats import Cue, sentences, shot_spans
 from pipeline.manifest.timeline import Timeline
-from pipeline.media.mix import MixRequest, place, speech_bounds
+from pipeline.media.mix import MixRequest, place, sentence_onsets, speech_bounds
 from pipeline.plan.jobs import Job
 from pipeline.tasks.common import TaskContext, provenance, read_provenance, write_done
+from pipeline.tasks.translate import translated_text
 
 PLACEHOLDER_LABEL = "placeholder voice (espeak-ng): not for publication"
 
 
 def run_voice(job: Job, ctx: TaskContext) -> dict[str, Any]:
     spec = job.voice
+    text = translated_text(ctx, spec.translation) if spec.translation else spec.text
     with tempfile.TemporaryDirectory(dir=ctx.workdir, prefix="voice-") as tmp:
         out = Path(tmp) / "voice.wav"
-        speech = ctx.backends.voice.synthesize(text=spec.text, voice_id=spec.voice_id, engine=spec.engine,
+        speech = ctx.backends.voice.synthesize(text=text, voice_id=spec.voice_id, engine=spec.engine,
                                                language=spec.language, out=out)
         onset, offset, length = speech_bounds(out)
-        info = {"text": spec.text, "voice": spec.voice_id, "engine": spec.engine, "language": spec.language,
+        info = {"text": text, **({"source_text": spec.text} if spec.translation else {}), "voice": spec.voice_id, "engine": spec.engine, "language": spec.language,
                 "backend": speech.backend, "placeholder": speech.placeholder,
                 "label": PLACEHOLDER_LABEL if speech.placeholder else None, "timing": speech.timing,
                 "marks": [{"time_s": m.time_s, "text": m.text} for m in speech.marks],
                 "speech_s": [round(onset, 3), round(offset, 3)], "duration_s": round(length, 3),
-                "characters": len(spec.text), "requests": speech.requests, **speech.extra}
+                "characters": len(text), "requests": speech.requests, **speech.extra}
         write_done(ctx.store, "voice", job.key, "wav", provenance(ctx, job, info=info), src=out)
     return info
 
@@ -49,21 +52,42 @@ def sound_request(job: Job, ctx: TaskContext, tl: Timeline) -> MixRequest | None
     return MixRequest(voices=tuple(placed), loudness=v.loudness)
 
 
-def speech_cues(job: Job, ctx: TaskContext, tl: Timeline, mix: MixRequest) -> list[Cue]:
-    """One cue per spoken shot, on the speech: from the first sentence mark when the voice gave marks, else from
-    the audio's first sound, to the audio's last sound (frame boundaries, as every cue)."""
+def shown_captions(job: Job, ctx: TaskContext) -> tuple[str | None, ...]:
+    """Each shot's caption as shown: its translation's output for a translated video, else as written."""
     v = job.video
-    cues = []
+    if not v.caption_translations:
+        return v.captions
+    return tuple(translated_text(ctx, t) if t else c for c, t in zip(v.captions, v.caption_translations, strict=True))
+
+
+def speech_cues(job: Job, ctx: TaskContext, tl: Timeline, mix: MixRequest,
+                captions: tuple[str | None, ...]) -> list[Cue]:
+    """The cues of a video whose captions are its voiceover, on the speech, sentence by sentence: each sentence
+    from its speech mark when the voice gave marks (Polly), else from the pauses in the audio (or, without
+    pauses enough, a split in proportion to the sentences' lengths); the last ends at the audio's last sound.
+    A sentence's cue lasts until the next one starts (frame boundaries, as every cue)."""
+    v = job.video
+    out: list[Cue] = []
     for placed in mix.voices:
         voice_job = v.voices[placed.shot]
         assert voice_job is not None
+        text = captions[placed.shot] if placed.shot < len(captions) else None
+        if not text:
+            continue
         info = (read_provenance(ctx.store, "voice", ctx.plan.job(voice_job).key) or {}).get("info", {})
-        onset, offset, _ = speech_bounds(placed.path)
-        marks = info.get("marks") or []
-        start_s = placed.start_s + (float(marks[0]["time_s"]) if marks else onset)
-        stop_s = placed.start_s + offset
-        start, stop = round(start_s * tl.fps), round(stop_s * tl.fps)
-        text = v.captions[placed.shot] if placed.shot < len(v.captions) else None
-        if text:
-            cues.append(Cue(int(start), max(int(stop), int(start) + 1), text, placed.shot))
-    return cues
+        _, offset, _ = speech_bounds(placed.path)
+        marks = [(float(m["time_s"]), str(m["text"])) for m in info.get("marks") or []]
+        parts = sentences(text)
+        if marks and len(marks) == len(parts):
+            starts = [t for t, _ in marks]
+        elif marks and len(parts) == 1:
+            starts = [marks[0][0]]
+        else:
+            starts, _how = sentence_onsets(placed.path, parts)
+        frames = [round((placed.start_s + t) * tl.fps) for t in starts] + [round((placed.start_s + offset) * tl.fps)]
+        several = len(parts) > 1
+        for i, sentence in enumerate(parts):
+            start = int(max(frames[i], out[-1].stop if out else 0))
+            stop = max(int(frames[i + 1]), start + 1)
+            out.append(Cue(start, stop, sentence, placed.shot, i if several else None))
+    return out

@@ -14,7 +14,13 @@ from pipeline import catalog
 from pipeline.manifest.brand import brand_schema
 from pipeline.manifest.credentials import credentials_schema
 from pipeline.manifest.notify import notify_schema
-from pipeline.manifest.voice_rules import loudness_schema, shot_properties, video_properties, voice_schema
+from pipeline.manifest.voice_rules import (
+    loudness_schema,
+    shot_properties,
+    translate_schema,
+    video_properties,
+    voice_schema,
+)
 
 SCHEMA_PATH = Path(__file__).with_name("campaign.schema.json")
 SCHEMA_ID = "https://github.com/campaign-pipeline/campaign/pipeline/manifest/schema/campaign.schema.json"
@@ -118,6 +124,7 @@ def build_schema() -> dict[str, Any]:
                               | {"frames": {"type": "integer", "minimum": min(all_frames), "maximum": max(all_frames),
                                              "description": "clip length in frames; each model has its own rule"}}},
                     "voice": {"$ref": "#/$defs/voice"},
+                    "translate": translate_schema(),
                     "loudness": loudness_schema(),
                 },
             },
