@@ -6,7 +6,6 @@ Map's Lambdas within Polly's requests-per-second quota."""
 from __future__ import annotations
 
 import io
-import json
 import re
 import subprocess
 import textwrap
