@@ -29,7 +29,7 @@ from pipeline.cloud.names import RunRef
 from pipeline.cloud.settings import CloudSettings
 from pipeline.errors import Throttled
 from pipeline.media.encode import ffmpeg_exe
-from pipeline.media.mix import RATE, decode_mono
+from pipeline.media.mix import RATE, decode_mono, measure_loudness
 from pipeline.storage.store import S3Store
 from pipeline.tasks.voice import run_voice
 
@@ -103,6 +103,10 @@ def test_a_voiceover_campaign_runs_through_the_state_machine_and_speaks_in_its_s
     loud = np.nonzero(20 * np.log10(rms / rms.max()) > -30.0)[0] * hop / RATE
     assert len(loud) > 20, "less than 0.2 s of speech in the delivered file"  # "Meet the sofa." lasts about 1 s
     assert SHOT_S <= loud[0] and loud[-1] + 0.01 <= 2 * SHOT_S, (loud[0], loud[-1])
+    measured = measure_loudness(mp4)  # the mix normalised as locally: -14 LUFS, at most -1 dBTP
+    assert abs(measured.integrated_lufs + 14) <= 1.0 and measured.true_peak_dbtp <= -1.0, measured
+    print(f"speech in the delivered file {loud[0]:.2f}-{loud[-1] + 0.01:.2f} s (shot 2: {SHOT_S:.3f}-{2 * SHOT_S:.3f} s);"
+          f" {measured.integrated_lufs:.2f} LUFS, {measured.true_peak_dbtp:.2f} dBTP")
 
 
 def polly_stream(data: bytes) -> StreamingBody:
