@@ -45,6 +45,9 @@ TASKS = (
              media=True, ephemeral_mb=2048),
     TaskSpec("collect_batch", "Collect clip batch: clips into the cache with provenance", 2048, 600,
              media=True, ephemeral_mb=4096),
+    # one Polly utterance; an image function: run_voice measures the speech with pipeline/media (moviepy)
+    TaskSpec("voice", "Speak utterance: one voiceover utterance by Amazon Polly (SynthesizeSpeech)", 1024, 120,
+             media=True, ephemeral_mb=1024),
     TaskSpec("assemble", "Assemble video: clips, transitions and audio into one video", 3008, 900,
              media=True, ephemeral_mb=4096),
     # a few thousand results read and outputs copied (in parallel) for a large campaign

@@ -148,6 +148,9 @@ class StackSettings:
         if self.job_concurrency > q["lambda_concurrency"]:
             raise ValueError(f"context job_concurrency {self.job_concurrency} is more than the quota lambda_concurrency "
                              f"({q['lambda_concurrency']} concurrent Lambda executions)")
+        if q["polly_neural_tps"] < 1:
+            raise ValueError("context polly_neural_tps is 0: no voiceover could be spoken; it is the account's Polly "
+                             "SynthesizeSpeech quota (8 requests/s by default, 'Quotas in Amazon Polly')")
         if "bedrock" in self.video.split("+") and q["ray2_concurrency"] < 1:
             raise ValueError("context ray2_concurrency is 0: Luma Ray2 jobs cannot start; request the quota 'On-demand "
                              "model inference concurrent requests for Luma Ray V2' or deploy without the bedrock video "

@@ -42,7 +42,8 @@ DEFAULT_BASE_ENHANCER = DEFAULT_ENHANCER_MODEL.split(".", 1)[1]  # the model beh
 # which task functions touch which bucket (infra/functions.py TASKS keys)
 READS_INPUT = ("plan", "image", "prepare_batch", "collect_batch", "assemble", "report")  # manifests and assets
 # (the report copies each edited image's source asset beside it)
-USES_OUTPUT = ("plan", "enhance", "image", "prepare_batch", "collect_batch", "assemble", "report", "approval")
+USES_OUTPUT = ("plan", "enhance", "image", "prepare_batch", "collect_batch", "voice", "assemble", "report",
+               "approval")
 PUBLISHES = ("report", "approval")  # run summaries to the notification topic
 SIGNS = ("report", "approval")  # they publish delivered files under runs/..., signed (pipeline/credentials/)
 
@@ -79,6 +80,10 @@ class CampaignStack(Stack):
         for key in USES_OUTPUT:
             _grant_objects(fns[key], self.buckets.output, ["s3:GetObject", "s3:PutObject"])
         self._grant_bedrock(fns)
+        # Polly: SynthesizeSpeech only (the cloud never starts a synthesis task: pipeline/cloud/settings.py). Its
+        # resource is "*": without lexicons the action names no resource ("Amazon Polly API Permissions: Actions,
+        # Permissions, and Resources Reference", polly/latest/dg/api-permissions-reference.html: SynthesizeSpeech, *)
+        fns["voice"].add_to_role_policy(iam.PolicyStatement(actions=["polly:SynthesizeSpeech"], resources=["*"]))
         for key in PUBLISHES:
             self.notifications.grant_publish(fns[key])
         self.signing = CampaignSigning(self, "Signing", chain_file=self.node.try_get_context("signing_chain"))
@@ -90,7 +95,8 @@ class CampaignStack(Stack):
             self, "Workflow", functions=fns, output_bucket=self.buckets.output, renderer=self.renderer,
             job_concurrency=settings.job_concurrency, gpu_concurrency=settings.gpu_concurrency,
             distributed_map_threshold=settings.distributed_map_threshold, log_retention=retention,
-            approval_timeout_s=settings.approval_timeout_s, ray2_concurrency=settings.quotas["ray2_concurrency"])
+            approval_timeout_s=settings.approval_timeout_s, ray2_concurrency=settings.quotas["ray2_concurrency"],
+            polly_tps=settings.quotas["polly_neural_tps"])
         state_machine = self.workflow.state_machine
         self.notifications.watch(state_machine)
         # Luma Ray2 on Bedrock: the state machine starts and polls the jobs; the plan step checks every model first
@@ -169,7 +175,8 @@ class CampaignStack(Stack):
                     "CAMPAIGN_SHARED_ASSET_PREFIXES": ",".join(s.shared_asset_prefixes) or None,
                     "CAMPAIGN_REQUIRE_TEAM_PREFIX": "true" if s.require_team_prefix else None,
                     "CAMPAIGN_MIN_SCHEDULE_INTERVAL_S": s.min_schedule_interval_s,
-                    "CAMPAIGN_SAGEMAKER_INSTANCES": s.quotas["sagemaker_instances"]}
+                    "CAMPAIGN_SAGEMAKER_INSTANCES": s.quotas["sagemaker_instances"],
+                    "CAMPAIGN_POLLY_TPS": s.quotas["polly_neural_tps"]}
         env.update({k: str(v) for k, v in optional.items() if v is not None})
         return env
 
@@ -271,7 +278,9 @@ class CampaignStack(Stack):
                     lambda_logs,
                 "AwsSolutions-IAM5[Resource::*]": xray + (
                     "; aws-marketplace Subscribe/Unsubscribe/ViewSubscriptions have no resource type either "
-                    "(bedrock/latest/userguide/model-access-permissions.html)" if key in ("enhance", "image") else ""),
+                    "(bedrock/latest/userguide/model-access-permissions.html)" if key in ("enhance", "image") else
+                    "; polly:SynthesizeSpeech names no resource unless a lexicon is used, and none is "
+                    "(polly/latest/dg/api-permissions-reference.html)" if key == "voice" else ""),
             }
             if key in USES_OUTPUT:
                 findings[f"AwsSolutions-IAM5[Resource::{out}/*]"] = objects

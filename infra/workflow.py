@@ -16,6 +16,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from pipeline.cloud import DEFAULT_APPROVAL_TIMEOUT_S
+from pipeline.cloud.contract import DEFAULT_POLLY_TPS, voice_pacing
 
 ROOT = Path(__file__).resolve().parents[1]
 ASL_PATH = ROOT / "state_machines" / "campaign.asl.json"
@@ -25,6 +26,7 @@ FUNCTION_PLACEHOLDERS = {
     "PlanFunctionArn": "plan", "EnhanceFunctionArn": "enhance", "ImageFunctionArn": "image",
     "PrepareBatchFunctionArn": "prepare_batch", "CollectBatchFunctionArn": "collect_batch",
     "AssembleFunctionArn": "assemble", "ReportFunctionArn": "report", "ApprovalFunctionArn": "approval",
+    "VoiceFunctionArn": "voice",
 }
 # Step Functions' managed rule for `createProcessingJob.sync` (connect-sagemaker, IAM for the .sync pattern)
 SAGEMAKER_SYNC_RULE = "StepFunctionsGetEventsForSageMakerProcessingJobsRule"
@@ -78,7 +80,8 @@ class CampaignStateMachine(Construct):
                  output_bucket: s3.IBucket, renderer: ClipRenderer, job_concurrency: int, gpu_concurrency: int,
                  distributed_map_threshold: int, log_retention: logs.RetentionDays,
                  capacity_wait_s: int = CAPACITY_WAIT_S, render_attempts: int = RENDER_ATTEMPTS,
-                 approval_timeout_s: int = DEFAULT_APPROVAL_TIMEOUT_S, ray2_concurrency: int = 1) -> None:
+                 approval_timeout_s: int = DEFAULT_APPROVAL_TIMEOUT_S, ray2_concurrency: int = 1,
+                 polly_tps: int = DEFAULT_POLLY_TPS) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         self.log_group = logs.LogGroup(self, "Logs", log_group_name=f"/aws/vendedlogs/states/{stack.stack_name}-campaign",
@@ -89,7 +92,10 @@ class CampaignStateMachine(Construct):
                              CapacityWaitSeconds=str(capacity_wait_s), RenderAttempts=str(render_attempts),
                              ApprovalTimeoutSeconds=str(approval_timeout_s),
                              # the Ray2 batch Map's MaxConcurrency: the account's quota (pipeline/cloud/quotas.py)
-                             Ray2Concurrency=str(ray2_concurrency))
+                             Ray2Concurrency=str(ray2_concurrency),
+                             # the voice Map's MaxConcurrency: Polly's quota, with each voice Lambda spacing its
+                             # requests to match (CAMPAIGN_POLLY_TPS; pipeline/cloud/contract.py voice_pacing)
+                             VoiceConcurrency=str(voice_pacing(polly_tps)[0]))
         self.state_machine = sfn.StateMachine(
             self, "StateMachine", state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_string(ASL_PATH.read_text()),

@@ -393,6 +393,7 @@ class Stage:
     items: str  # the plan summary field holding its inline items (a wave stage: its waves)
     processor: Processor
     batches: bool = False  # items are clip batches (GPU concurrency) rather than job ids
+    concurrency: str = ""  # the path of its Map's MaxConcurrency (default: the GPU or the Lambda job limit)
     # a wave stage (pipeline.cloud.WAVE_STAGES): the Map over its waves, and its distributed wave loop
     waves_map: str = ""
     waves_comment: str = ""
@@ -425,10 +426,17 @@ WAITING_CLIPS = Stage(name="waiting_clips", label="Waiting clips", map_name="Ren
                       waves_comment="Clips that start from an edited image or continue an earlier clip, one wave after another",
                       loop="clip_loop", loop_noun="waiting clip",
                       loop_comment="Clips that wait, from S3, one wave after another; each wave's items are one JSON list in S3")
+# Polly's requests-per-second quota bounds this Map: MaxConcurrency from the stack (pipeline/cloud/contract.py
+# voice_pacing), each Lambda spacing its own requests, so the slots together stay within the quota.
+VOICES = Stage(name="voices", label="Voices", map_name="Speak voiceover",
+               comment="One job per distinct utterance (text, voice, engine, language): Amazon Polly speaks it",
+               unit="utterance", items="voices",
+               processor=job_processor(task="Speak utterance", function="VoiceFunctionArn", noun="voice"),
+               concurrency="$.limits.voices")
 VIDEOS = Stage(name="videos", label="Videos", map_name="Assemble videos",
                comment="One job per video: its clips joined with transitions and audio", unit="video", items="videos",
                processor=job_processor(task="Assemble video", function="AssembleFunctionArn", noun="video"))
-STAGE_SPECS = (ENHANCE, IMAGES, CLIPS, WAITING_CLIPS, VIDEOS)
+STAGE_SPECS = (ENHANCE, IMAGES, CLIPS, VOICES, WAITING_CLIPS, VIDEOS)
 
 
 def job_map(stage: Stage, processor: Processor, mode: Mode) -> State:
@@ -457,8 +465,8 @@ def job_map(stage: Stage, processor: Processor, mode: Mode) -> State:
     else:
         state |= {"Comment": stage.comment,
                   "ItemsPath": f"$.wave.{'batches' if stage.batches else 'jobs'}" if stage.in_waves else f"$.run.{stage.items}"}
-    state |= {"ItemSelector": selector,
-              "MaxConcurrencyPath": "$.limits.gpu_batches" if stage.batches else "$.limits.jobs"}
+    state |= {"ItemSelector": selector, "MaxConcurrencyPath": stage.concurrency or (
+        "$.limits.gpu_batches" if stage.batches else "$.limits.jobs")}
     if distributed:
         state["ToleratedFailurePercentagePath"] = "$.limits.tolerated_failure_percentage"
     state["ItemProcessor"] = {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"} if distributed
@@ -569,10 +577,12 @@ def branch(stage: Stage, *, ended_early: str) -> State:
 
 # --- the whole state machine ------------------------------------------------------------------------------------
 
+GENERATE = "Generate images, clips and voiceover"
+
 
 def build() -> State:
-    """The campaign state machine: plan -> enhance -> images and clips side by side -> clips that wait ->
-    assemble -> report, every failure leading to the report."""
+    """The campaign state machine: plan -> enhance -> images, clips and voiceover side by side -> clips that
+    wait -> assemble -> report, every failure leading to the report."""
     if [s.name for s in STAGE_SPECS] != list(STAGES):
         raise ValueError(f"the builder's stages {[s.name for s in STAGE_SPECS]} are not the code's {list(STAGES)}")
     unknown = {s.items for s in STAGE_SPECS} - set(PLAN_SUMMARY_FIELDS)
@@ -590,6 +600,7 @@ def build() -> State:
                 "limits": {"jobs.$": "States.StringToJson('${JobConcurrency}')",
                            "gpu_batches.$": "States.StringToJson('${GpuConcurrency}')",
                            "ray2_concurrency.$": "States.StringToJson('${Ray2Concurrency}')",
+                           "voices.$": "States.StringToJson('${VoiceConcurrency}')",
                            "render_attempts.$": "States.StringToJson('${RenderAttempts}')",
                            "capacity_wait_s.$": "States.StringToJson('${CapacityWaitSeconds}')",
                            "distributed_over.$": "States.StringToJson('${DistributedMapThreshold}')",
@@ -620,11 +631,13 @@ def build() -> State:
             "Type": "Fail", "Comment": "Nothing ran; the validation problems are the run's report", "Error": "ManifestInvalid",
             "CausePath": "States.Format('{} problem(s) in the manifest; see the report at {}', $.run.problems, $.run.report)",
         },
-        **stage_states(ENHANCE, after="Generate images and clips", catch=to_report),
-        "Generate images and clips": {
-            "Type": "Parallel", "Comment": "Image edit chains and the clips that need no image run side by side",
+        **stage_states(ENHANCE, after=GENERATE, catch=to_report),
+        GENERATE: {
+            "Type": "Parallel", "Comment": "Image edit chains, the clips that need no image and the voiceover's "
+                                          "utterances run side by side",
             "Branches": [branch(IMAGES, ended_early="Image edits ended early"),
-                         branch(CLIPS, ended_early="Clip rendering ended early")],
+                         branch(CLIPS, ended_early="Clip rendering ended early"),
+                         branch(VOICES, ended_early="Voiceover ended early")],
             "ResultPath": None, "Catch": to_report, "Next": "Approval needed?",
         },
         "Approval needed?": {
@@ -681,7 +694,8 @@ def build() -> State:
                                                                 "rendered; the report says which and why"},
     }
     asl = {
-        "Comment": "Campaign pipeline: plan -> enhance prompts -> images and clips -> clips that wait -> assemble -> "
+        "Comment": "Campaign pipeline: plan -> enhance prompts -> images, clips and voiceover -> clips that wait -> "
+                   "assemble -> "
                    "report. Same task functions as `campaign run`; results live in S3, the state carries ids only, and "
                    "a stage over the threshold reads its items from S3 in a Distributed Map.",
         "StartAt": "Read settings",

@@ -168,7 +168,7 @@ def test_the_largest_map_result_at_the_inline_budget_stays_under_the_quota() -> 
         assert size(result) < PAYLOAD_QUOTA, (name, size(result))
     print(f"largest inline Map result at {INLINE_ITEMS_MAX} items: {worst} bytes of {PAYLOAD_QUOTA}")
     # a Parallel's result: one output per branch
-    parallel = ASL["States"]["Generate images and clips"]
+    parallel = ASL["States"]["Generate images, clips and voiceover"]
     branches = [largest_output(b["States"]) for b in parallel["Branches"]]
     assert size(branches) <= 2 * ITERATION_OUTPUT_MAX
 

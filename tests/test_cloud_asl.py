@@ -58,11 +58,11 @@ def test_stages_run_in_the_plans_order() -> None:
         name = state.get("Next") or state.get("Default")
     # the Choices' Default is the inline Map: the path of a normal campaign
     assert order == ["Read settings", "Plan campaign", "Manifest valid?", "Enhance inline or distributed?",
-                     "Enhance prompts", "Generate images and clips", "Approval needed?", "Waiting clips inline or distributed?",
+                     "Enhance prompts", "Generate images, clips and voiceover", "Approval needed?", "Waiting clips inline or distributed?",
                      "Render clips that wait", "Videos inline or distributed?", "Assemble videos", "Write report",
                      "Campaign outcome", "Campaign done"]
-    branches = [b["States"][b["StartAt"]]["Default"] for b in TOP["Generate images and clips"]["Branches"]]
-    assert branches == ["Edit images", "Render clips"]
+    branches = [b["States"][b["StartAt"]]["Default"] for b in TOP["Generate images, clips and voiceover"]["Branches"]]
+    assert branches == ["Edit images", "Render clips", "Speak voiceover"]
 
 
 def test_an_invalid_manifest_ends_before_any_job() -> None:
@@ -76,10 +76,10 @@ def test_an_invalid_manifest_ends_before_any_job() -> None:
 
 def test_every_task_retries_with_jittered_backoff_and_catches_everything() -> None:
     tasks = [(n, s) for n, s, _ in ALL if s["Type"] == "Task"]
-    # 10 Lambda tasks (one waits for approval), 2 SageMaker renders, 5 failure records; all but plan, approval and
+    # 11 Lambda tasks (one waits for approval), 2 SageMaker renders, 6 failure records; all but plan, approval and
     # report again in child workflows; per Ray2 branch (clips, waiting clips) 2 Lambdas, 2 Bedrock Runtime calls and
     # 3 records, inline and distributed
-    assert len(tasks) == 17 + 14 + 2 * 2 * 7
+    assert len(tasks) == 19 + 16 + 2 * 2 * 7
     for name, state in tasks:
         catch = state["Catch"]
         assert catch[-1]["ErrorEquals"] == ["States.ALL"], name
@@ -121,7 +121,7 @@ def test_the_report_is_written_on_every_path() -> None:
 def test_one_failed_branch_of_the_parallel_never_cancels_the_other() -> None:
     """A Parallel stops its other branches when one fails (and with them the GPU jobs they run), so every
     Map at the top of a branch catches its own failure and ends its branch quietly."""
-    for branch in TOP["Generate images and clips"]["Branches"]:
+    for branch in TOP["Generate images, clips and voiceover"]["Branches"]:
         states = branch["States"]
         for name, state in states.items():
             if state["Type"] != "Map":
@@ -135,7 +135,7 @@ def test_one_failed_branch_of_the_parallel_never_cancels_the_other() -> None:
 def test_map_iterations_carry_their_job_ids_and_results_stay_out_of_the_state() -> None:
     maps = {n: s for n, s, _ in ALL if s["Type"] == "Map" and "ItemReader" not in s}
     assert set(maps) == {"Enhance prompts", "Edit images", "Edit image wave", "Render clips", "Render clips that wait",
-                         "Render clip wave", "Assemble videos", "Run Ray2 batch jobs", "Run Ray2 batch jobs (distributed)",
+                         "Render clip wave", "Speak voiceover", "Assemble videos", "Run Ray2 batch jobs", "Run Ray2 batch jobs (distributed)",
                          "Run waiting Ray2 batch jobs", "Run waiting Ray2 batch jobs (distributed)"}
     for name, state in maps.items():
         assert state["ItemProcessor"]["ProcessorConfig"] == {"Mode": "INLINE"}, name
@@ -146,8 +146,10 @@ def test_map_iterations_carry_their_job_ids_and_results_stay_out_of_the_state() 
         selector = json.dumps(state["ItemSelector"])
         assert "$$.Map.Item.Value" in selector, name
         assert ("MaxConcurrencyPath" in state) != ("MaxConcurrency" in state), name
-    for name in ("Enhance prompts", "Edit image wave", "Assemble videos"):
+    for name in ("Enhance prompts", "Edit image wave", "Speak voiceover", "Assemble videos"):
         assert maps[name]["ItemSelector"]["job_id.$"] == "$$.Map.Item.Value"
+    # Polly's requests-per-second quota bounds the voice Map (pipeline/cloud/contract.py voice_pacing)
+    assert maps["Speak voiceover"]["MaxConcurrencyPath"] == "$.limits.voices"
     for name in ("Render clips", "Render clip wave"):
         assert maps[name]["ItemSelector"]["batch.$"] == "$$.Map.Item.Value.batch"
         assert maps[name]["ItemSelector"]["jobs.$"] == "$$.Map.Item.Value.jobs"
@@ -174,11 +176,13 @@ def test_placeholders_only_inside_parameters_and_the_stack_fills_each() -> None:
     infra_workflow = pytest.importorskip("infra.workflow", reason="aws-cdk-lib is not installed")
     assert placeholders == set(infra_workflow.FUNCTION_PLACEHOLDERS) | {"OutputBucket", "JobConcurrency", "GpuConcurrency",
                                                                         "DistributedMapThreshold", "RenderAttempts",
-                                                                        "CapacityWaitSeconds", "ApprovalTimeoutSeconds", "Ray2Concurrency"}
+                                                                        "CapacityWaitSeconds", "ApprovalTimeoutSeconds", "Ray2Concurrency",
+                                                                        "VoiceConcurrency"}
     limits = TOP["Read settings"]["Parameters"]["limits"]
     assert limits == {"jobs.$": "States.StringToJson('${JobConcurrency}')",
                       "gpu_batches.$": "States.StringToJson('${GpuConcurrency}')",
                       "ray2_concurrency.$": "States.StringToJson('${Ray2Concurrency}')",
+                      "voices.$": "States.StringToJson('${VoiceConcurrency}')",
                       "render_attempts.$": "States.StringToJson('${RenderAttempts}')",
                       "capacity_wait_s.$": "States.StringToJson('${CapacityWaitSeconds}')",
                       "distributed_over.$": "States.StringToJson('${DistributedMapThreshold}')",
@@ -290,7 +294,7 @@ def test_each_stage_has_a_distributed_map_that_never_fails_on_an_item() -> None:
     """Inline and distributed Maps come from one `job_map` (state_machines/build.py): only what differs is here."""
     assert set(DISTRIBUTED) == {"Enhance prompts (distributed)", "Edit image wave (distributed)",
                                 "Render clips (distributed)", "Render clip wave (distributed)",
-                                "Assemble videos (distributed)"}
+                                "Speak voiceover (distributed)", "Assemble videos (distributed)"}
     for name, state in DISTRIBUTED.items():
         assert state["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, name
         twin = BY_NAME[name.removesuffix(" (distributed)")]
@@ -315,7 +319,7 @@ def test_distributed_maps_read_the_plan_steps_lists_and_write_results_to_s3() ->
     ref = names.RunRef("spring", "spring-0123")
     stage_of = {"Enhance prompts (distributed)": "enhance", "Render clips (distributed)": "clips",
                 "Assemble videos (distributed)": "videos", "Edit image wave (distributed)": "images",
-                "Render clip wave (distributed)": "waiting_clips"}
+                "Render clip wave (distributed)": "waiting_clips", "Speak voiceover (distributed)": "voices"}
     for name, state in DISTRIBUTED.items():
         reader = state["ItemReader"]
         assert reader["Resource"] == "arn:aws:states:::s3:getObject" and reader["ReaderConfig"] == {"InputType": "JSON"}

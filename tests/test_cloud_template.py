@@ -149,7 +149,8 @@ def test_each_placeholder_is_filled_with_the_function_that_runs_that_task(synth:
     assert placeholders == set(subs)
     for placeholder, module in {"PlanFunctionArn": "plan", "EnhanceFunctionArn": "enhance", "ImageFunctionArn": "image",
                                 "PrepareBatchFunctionArn": "prepare_batch", "CollectBatchFunctionArn": "collect_batch",
-                                "AssembleFunctionArn": "assemble", "ReportFunctionArn": "report"}.items():
+                                "AssembleFunctionArn": "assemble", "ReportFunctionArn": "report",
+                                "VoiceFunctionArn": "voice"}.items():
         lid, _ = function_by_handler(t, module)
         assert subs[placeholder] == {"Fn::GetAtt": [lid, "Arn"]}, placeholder
     output_lid = function_by_handler(t, "plan")[1]["Properties"]["Environment"]["Variables"]["CAMPAIGN_OUTPUT_BUCKET"]
@@ -215,7 +216,7 @@ def test_light_functions_are_python_312_zips_with_the_layer_and_media_functions_
         p = function_by_handler(t, module)[1]["Properties"]
         assert p["Runtime"] == "python3.12" and p["Layers"] == [{"Ref": layer_lid}], module
         assert p["TracingConfig"] == {"Mode": "Active"} and p["Architectures"] == ["x86_64"]
-    for module in ("prepare_batch", "collect_batch", "assemble"):
+    for module in ("prepare_batch", "collect_batch", "voice", "assemble"):
         p = function_by_handler(t, module)[1]["Properties"]
         assert p["PackageType"] == "Image" and "Runtime" not in p, module
     t.has_resource_properties("AWS::Lambda::LayerVersion", {"CompatibleRuntimes": ["python3.12"]})
@@ -241,6 +242,25 @@ def test_task_functions_can_only_touch_their_buckets_and_models(synth: tuple[Any
         role = function_by_handler(t, module)[1]["Properties"]["Role"]["Fn::GetAtt"][0]
         allowed = {"bedrock:GetFoundationModel"} if module == "plan" else set()  # the model check (infra/ray2.py)
         assert {a for s in statements(t, role) for a in actions_of(s) if a.startswith("bedrock:")} <= allowed, module
+
+
+def test_the_voice_function_may_only_synthesize_speech_paced_by_the_polly_quota(
+        synth: tuple[Any, Template, Path]) -> None:
+    """Issue 25: `Speak utterance` is an image function (run_voice measures speech with pipeline/media) granted
+    polly:SynthesizeSpeech and nothing of the synthesis-task API; the voice Map's MaxConcurrency and each Lambda's
+    spacing come from one quota (8 requests/s: 8 slots, one request a second each)."""
+    _, t, _ = synth
+    fn = function_by_handler(t, "voice")[1]["Properties"]
+    assert fn["PackageType"] == "Image" and fn["TracingConfig"] == {"Mode": "Active"}
+    assert fn["Environment"]["Variables"]["CAMPAIGN_POLLY_TPS"] == "8"
+    polly = [s for s in statements(t, fn["Role"]["Fn::GetAtt"][0]) if any(a.startswith("polly:") for a in actions_of(s))]
+    assert {a for s in polly for a in actions_of(s) if a.startswith("polly:")} == {"polly:SynthesizeSpeech"}
+    assert [s["Resource"] for s in polly] == ["*"]  # CDK merges it with X-Ray's statement, also on "*"
+    others = [lid for lid, r in resources(t, "AWS::IAM::Policy").items()
+              if "polly:" in json.dumps(r["Properties"]["PolicyDocument"])]
+    assert len(others) == 1  # no other role may call Polly
+    _, sm = only(t, "AWS::StepFunctions::StateMachine")
+    assert sm["Properties"]["DefinitionSubstitutions"]["VoiceConcurrency"] == "8"
 
 
 def test_sagemaker_role_is_scoped_to_batches_and_the_weights_prefix(synth: tuple[Any, Template, Path]) -> None:
@@ -425,6 +445,7 @@ EXPECTED_ACTIONS = {
     "prepare_batch": TASK_S3 | XRAY,
     "collect_batch": TASK_S3 | XRAY,
     "assemble": TASK_S3 | XRAY,
+    "voice": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "polly:SynthesizeSpeech"} | XRAY,
     "report": TASK_S3 | XRAY | PUBLISH | SIGN,
     "starter": {"s3:GetObject", "s3:GetObjectVersion", "states:StartExecution", "states:DescribeExecution",
                 "scheduler:CreateSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule",
@@ -450,7 +471,8 @@ EXPECTED_ACTIONS = {
                  "cloudwatch:PutMetricData"},
 }
 # Actions that have no resource type (Service Authorization Reference): the only ones allowed on "*".
-UNSCOPED = XRAY | MARKETPLACE | {"xray:GetSamplingRules", "xray:GetSamplingTargets", "ecr:GetAuthorizationToken",
+# polly:SynthesizeSpeech names a lexicon only when one is used, and none is ("Amazon Polly API Permissions").
+UNSCOPED = XRAY | MARKETPLACE | {"polly:SynthesizeSpeech", "xray:GetSamplingRules", "xray:GetSamplingTargets", "ecr:GetAuthorizationToken",
                                  "cloudwatch:PutMetricData", "logs:CreateLogDelivery", "logs:GetLogDelivery",
                                  "logs:UpdateLogDelivery", "logs:DeleteLogDelivery", "logs:ListLogDeliveries",
                                  "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"}
@@ -459,7 +481,7 @@ UNSCOPED = XRAY | MARKETPLACE | {"xray:GetSamplingRules", "xray:GetSamplingTarge
 def roles_by_purpose(t: Template) -> dict[str, str]:
     out = {module: function_by_handler(t, module)[1]["Properties"]["Role"]["Fn::GetAtt"][0]
            for module in ("plan", "enhance", "image", "prepare_batch", "collect_batch", "assemble", "report", "starter",
-                          "approval")}
+                          "approval", "voice")}
     by_principal = {json.dumps(r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]): lid
                     for lid, r in resources(t, "AWS::IAM::Role").items()}
     out["scheduler"] = by_principal[json.dumps({"Service": "scheduler.amazonaws.com"})]

@@ -100,25 +100,3 @@ def test_a_data_file_outside_the_manifests_prefixes_is_a_located_problem(cloud: 
         "s3://campaign-input/manifests/sheet.yaml:4:19: error: variables.product.from: data file "
         "'s3://campaign-input/private/other-team.csv'")
     assert "is outside this manifest's prefixes" in problem["message"]
-
-
-def test_a_voiceover_is_refused_at_planning_in_the_cloud_until_it_has_a_voice_stage(cloud: Cloud, tmp_path: Path) -> None:
-    """The state machine renders no voice yet: a shot with `voiceover:` is a located problem of the Plan step, so no
-    clip is paid for and then its video fails."""
-    folder = tmp_path / "v"
-    folder.mkdir()
-    (folder / "spoken.yaml").write_text(textwrap.dedent("""\
-        campaign: spoken
-        defaults: {enhance: false, video: {frames: 9, steps: 2, seed: 3}}
-        videos:
-          - id: talk
-            voice: {engine: neural, id: Joanna, language: en-US}
-            shots:
-              - prompt: A sofa in a loft
-                voiceover: Meet the sofa.
-        """), encoding="utf-8")
-    cloud.upload_folder(folder)
-    assert plan(cloud, "manifests/spoken.yaml", "r1")["valid"] is False
-    [problem] = cloud.json("runs/spoken/r1/report.json")["errors"]
-    assert (problem["line"], problem["path"]) == (8, "videos[0].shots[0].voiceover")
-    assert "voiceover is not rendered by the cloud yet" in problem["message"]

@@ -11,6 +11,10 @@ AWS behaviour relied on (AWS doc pages named):
   8 SynthesizeSpeech transactions per second for neural (and generative, long-form) voices.
 - "StartSpeechSynthesisTask" / "GetSpeechSynthesisTask": the task writes its output to S3 (OutputUri) and reports
   TaskStatus scheduled | inProgress | completed | failed.
+- "Quotas in Amazon Polly": a request over the quota is throttled with "HTTP status 400, and a response header
+  indicating ThrottlingException"; the SynthesizeSpeech API reference lists ServiceFailureException (HTTP 500) for
+  the service's own failures. Both become the pipeline's retryable errors (Throttled, TransientError), so the state
+  machine's Retry backs off with jitter.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.backends.base import Speech, SpeechMark
-from pipeline.errors import BackendUnavailable, JobFailed
+from pipeline.errors import BackendUnavailable, JobFailed, Throttled, TransientError
 from pipeline.manifest.voices import SYNTHESIZE_MAX_CHARS
 
 SAMPLE_RATE = 16000  # pcm's highest rate (the SynthesizeSpeech page)
@@ -54,6 +58,16 @@ class RateLimiter:
         if start > now:
             self._sleep(start - now)
 
+    def hold(self) -> None:
+        """Wait until the next request may go (a no-op before the first): a caller that holds one of N slots
+        does this before giving its slot up, so whoever takes the slot next (another Lambda, with a limiter
+        of its own) cannot send sooner than this limiter would have."""
+        with self._lock:
+            now = self._clock()
+            until = self._next
+        if until > now:
+            self._sleep(until - now)
+
 
 _LIMITER = RateLimiter(REQUESTS_PER_SECOND)
 
@@ -62,11 +76,18 @@ class PollyVoiceBackend:
     name = "polly"
 
     def __init__(self, *, client: Any = None, task_bucket: str | None = None, limiter: RateLimiter | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, hold_slot: bool = False,
+                 max_attempts: int | None = None) -> None:
+        """`hold_slot`: after each utterance, wait out the limiter's interval (the cloud's voice Lambdas, each
+        one slot of the voice Map: pipeline/cloud/contract.py voice_pacing). `max_attempts`: botocore's attempts
+        per request (1 in the cloud: a retry botocore made would not wait for the limiter; the state machine
+        retries instead)."""
         self._client = client
         self.task_bucket = task_bucket
         self._limiter = limiter or _LIMITER
         self._sleep = sleep
+        self._hold_slot = hold_slot
+        self._max_attempts = max_attempts
         self._lock = threading.Lock()
 
     @classmethod
@@ -82,11 +103,25 @@ class PollyVoiceBackend:
         with self._lock:  # one client, made on first use (never at import)
             if self._client is None:
                 import boto3
+                from botocore.config import Config
 
-                self._client = boto3.client("polly")
+                config = Config(retries={"mode": "standard", "total_max_attempts": self._max_attempts}) \
+                    if self._max_attempts else None
+                self._client = boto3.client("polly", config=config)
             return self._client
 
     def synthesize(self, *, text: str, voice_id: str, engine: str, language: str, out: Path) -> Speech:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self._synthesize(text=text, voice_id=voice_id, engine=engine, language=language, out=out)
+        except ClientError as exc:
+            raise _mapped(exc, f"Polly {voice_id} ({engine}, {language})") from exc
+        finally:
+            if self._hold_slot:
+                self._limiter.hold()
+
+    def _synthesize(self, *, text: str, voice_id: str, engine: str, language: str, out: Path) -> Speech:
         common = {"Engine": engine, "LanguageCode": language, "VoiceId": voice_id, "Text": text, "TextType": "text"}
         requests = 0
         if len(text) > SYNTHESIZE_MAX_CHARS:
@@ -115,7 +150,8 @@ class PollyVoiceBackend:
         """Text over one request's limit: a synthesis task writes the audio to S3; poll it, then read it."""
         if not self.task_bucket:
             raise BackendUnavailable(f"text over {SYNTHESIZE_MAX_CHARS} characters needs a Polly synthesis task, which "
-                                     "writes to S3: set CAMPAIGN_OUTPUT_BUCKET")
+                                     "writes to S3: set CAMPAIGN_OUTPUT_BUCKET (the cloud's voice stage calls "
+                                     "SynthesizeSpeech only)")
         task = self.client.start_speech_synthesis_task(**common, OutputFormat="pcm", SampleRate=str(SAMPLE_RATE),
                                                        OutputS3BucketName=self.task_bucket,
                                                        OutputS3KeyPrefix="polly-tasks/")["SynthesisTask"]
@@ -133,6 +169,22 @@ class PollyVoiceBackend:
         bucket, _, key = task["OutputUri"].split("://", 1)[1].split("/", 1)[1].partition("/")
         body: bytes = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
         return body
+
+
+THROTTLE_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "Throttling"})
+
+
+def _mapped(exc: Any, what: str) -> Exception:
+    """A Polly ClientError -> Throttled (throttling, HTTP 429), TransientError (ServiceFailureException, 5xx), else
+    JobFailed with the service's message (a voice or language Polly refuses fails its utterance alone)."""
+    err = exc.response.get("Error", {})
+    code, message = str(err.get("Code", "")), str(err.get("Message", "")) or str(exc)
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if code in THROTTLE_CODES or status == 429:
+        return Throttled(f"{what}: throttled ({code or status}): {message}")
+    if code == "ServiceFailureException" or status >= 500:
+        return TransientError(f"{what}: service error ({code or status}): {message}")
+    return JobFailed(f"{what}: {code or status}: {message}")
 
 
 def parse_marks(stream: bytes) -> tuple[SpeechMark, ...]:

@@ -10,7 +10,7 @@ the same task functions as the local runner (`pipeline.tasks`) with an `S3Store`
   events        the typed events each step receives
   rundoc        the run document in S3 (plan, waves, clip batches) and the summary the state carries
   plan_step     `Plan campaign`
-  job_step      `Enhance prompt`, `Edit image`, `Assemble video`
+  job_step      `Enhance prompt`, `Edit image`, `Speak utterance` (Polly), `Assemble video`
   batches       `Prepare clip batch`, `Collect clip batch` (a Ray2 batch goes on to `ray2`)
   ray2          `Prepare Ray2 batch`, `Collect Ray2 batch`: StartAsyncInvoke requests, the jobs' clips into the cache
   approval_step `Await approval` (the task token stored, the held report, the notification) and its answer

@@ -34,8 +34,9 @@ MAX_SUMMARY_BYTES = 128 * 1024
 # (tests/test_cloud_history.py checks the parent at this many waves against the ASL).
 MAX_WAVES = 1500
 # The stages as the state machine names them (its `... inline or distributed?` Choices read
-# `$.run.stages.<name>.mode`); images and waiting_clips run in waves, one Distributed Map per wave.
-STAGES = ("enhance", "images", "clips", "waiting_clips", "videos")
+# `$.run.stages.<name>.mode`); images and waiting_clips run in waves, one Distributed Map per wave. `voices` (one
+# Polly utterance per job) runs beside images and clips, before the videos that mix them.
+STAGES = ("enhance", "images", "clips", "voices", "waiting_clips", "videos")
 WAVE_STAGES = ("images", "waiting_clips")
 
 # The fields of the CreateProcessingJob request that the state's `Render ... clip batch on GPU` Task passes
@@ -47,7 +48,7 @@ RENDER_REQUEST_FIELDS = ("ProcessingJobName", "RoleArn", "AppSpecification", "Pr
 # `over_budget`: the run was refused before any job (its estimate is over its budget); `approval`: the run
 # waits at `Await approval` before any clip is rendered.
 PLAN_SUMMARY_FIELDS = ("valid", "ref", "report", "problems", "enhance", "image_waves", "clip_batches",
-                       "clip_waves", "videos", "stages", "over_budget", "approval")
+                       "voices", "clip_waves", "videos", "stages", "over_budget", "approval")
 # How long `Await approval` waits for an answer before the run ends as `expired` (the stack's
 # approval_timeout_s context overrides it).
 DEFAULT_APPROVAL_TIMEOUT_S = 7 * 24 * 3600
@@ -81,3 +82,21 @@ DEFAULT_RAY2_MAX_POLLS = 120
 RAY2_BATCH_EVENTS = 120
 RAY2_CLIP_EVENTS = 69
 RAY2_POLL_EVENTS = 13
+
+
+# Amazon Polly ("Quotas in Amazon Polly", https://docs.aws.amazon.com/polly/latest/dg/limits.html): SynthesizeSpeech
+# takes 8 transactions a second for neural voices (8 for generative and long-form too; standard 80) and at most 18
+# neural requests at once. The voice Map runs `concurrency` Lambdas at once and each Lambda spaces its own requests
+# `interval_s` apart and holds its slot that long after its last one (pipeline/backends/voice_polly.py), so no one
+# second holds more than `tps` requests, whatever Polly's latency (each slot makes at most one request a slot
+# interval, and concurrency / interval_s == tps).
+DEFAULT_POLLY_TPS = 8
+POLLY_CONCURRENT_REQUESTS = 18
+
+
+def voice_pacing(tps: int) -> tuple[int, float]:
+    """(MaxConcurrency of the voice Map, seconds between one Lambda's Polly requests) for a quota of `tps`."""
+    if tps < 1:
+        raise ValueError(f"the Polly request quota must be at least 1 request/s, got {tps!r}")
+    concurrency = min(tps, POLLY_CONCURRENT_REQUESTS)
+    return concurrency, concurrency / tps

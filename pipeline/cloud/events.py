@@ -90,7 +90,7 @@ class PlanEvent:
 
 @dataclass(frozen=True)
 class JobEvent:
-    """`Enhance prompt`, `Edit image`, `Assemble video`: one job of the run."""
+    """`Enhance prompt`, `Edit image`, `Speak utterance`, `Assemble video`: one job of the run."""
 
     job_id: str
     run: RunRef

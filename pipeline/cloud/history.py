@@ -167,6 +167,7 @@ class RunShape:
     ray2_batch: int  # the largest Ray2 batch's clips
     max_polls: int
     render_attempts: int
+    voices: int = 0  # utterances (the voice stage's jobs)
 
     def load(self, asl: State) -> Load:
         """The Load of this run over every state of `asl` (names matched as build.py writes them)."""
@@ -176,11 +177,11 @@ class RunShape:
             "Enhance prompts": self.enhance, "Edit images": len(self.image_waves),
             "Edit image wave": max(self.image_waves, default=0), "Render clips": self.clip_batches,
             "Render clips that wait": len(self.clip_waves), "Render clip wave": max(self.clip_waves, default=0),
-            "Assemble videos": self.videos,
+            "Speak voiceover": self.voices, "Assemble videos": self.videos,
         }
         stage_of = {"Enhance prompts": "enhance", "Edit images": "images", "Edit image wave": "images",
                     "Render clips": "clips", "Render clips that wait": "waiting_clips",
-                    "Render clip wave": "waiting_clips", "Assemble videos": "videos"}
+                    "Render clip wave": "waiting_clips", "Speak voiceover": "voices", "Assemble videos": "videos"}
         items: dict[str, int] = {}
         loops: dict[str, int] = {}
         for name, state in _all_states(asl):

@@ -109,7 +109,6 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
             problems.append(src.problem(("schedule",), problem))
     if campaign is not None and src is not None:
         problems += sagemaker_quota_problems(campaign, src, settings.need("video"), settings.sagemaker_instances)
-        problems += _voiceover_problems(campaign, src)
     findings: list[ModelFinding] = []
     if campaign is not None and src is not None and not problems:
         # 3b. Every Bedrock model the run will call, asked for its lifecycle and access before any job runs:
@@ -188,7 +187,7 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
 def _not_run(ref: RunRef, report_uri: str, *, problems: int, over_budget: bool) -> dict[str, Any]:
     """The summary of a run that ends at planning: nothing for any stage."""
     return {"valid": False, "ref": ref.to_dict(), "report": report_uri, "problems": problems,
-            "enhance": [], "image_waves": [], "clip_batches": [], "clip_waves": [], "videos": [],
+            "enhance": [], "image_waves": [], "clip_batches": [], "voices": [], "clip_waves": [], "videos": [],
             "stages": empty_stages(), "over_budget": over_budget, "approval": False}
 
 
@@ -212,15 +211,6 @@ def _fetch_relative_asset(s3: Any, bucket: str, manifest_key: str, loc: str, roo
         return bad
     found[aid] = asset_key
     return None
-
-
-def _voiceover_problems(campaign: Any, src: Any) -> list[Problem]:
-    """The state machine has no voice stage yet (issue 25): a shot with `voiceover:` is refused at planning, at
-    its line, rather than its video failing after every clip was paid for. Locally, `campaign run` speaks it."""
-    return [src.problem(("videos", v, "shots", n, "voiceover"),
-                        "voiceover is not rendered by the cloud yet: run this campaign with `campaign run` "
-                        "(--voice polly for Amazon Polly's voices), or remove the voiceover")
-            for v, video in enumerate(campaign.videos) for n, shot in enumerate(video.shots) if shot.voiceover]
 
 
 def _enhancer_model_problem(model: str, settings: CloudSettings) -> str | None:

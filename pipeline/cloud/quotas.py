@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.backends import makes, video_backend_names
 from pipeline.cloud.contract import (
+    DEFAULT_POLLY_TPS,
     DEFAULT_RAY2_MAX_POLLS,
     HISTORY_BUDGET,
     RAY2_BATCH_EVENTS,
@@ -56,8 +57,10 @@ QUOTAS: tuple[Quota, ...] = (
     Quota("stability_rpm", 10, "requests/min", "Stability image edits per minute per model",
           "UNCONFIRMED: RPM quotas were removed from bedrock-runtime (AWS doc 'Quotas for the bedrock-runtime "
           "endpoint'); no per-model figure found", "2026-11", "wall-time estimate of the image stage"),
-    Quota("polly_neural_tps", 8, "requests/s", "Polly SynthesizeSpeech, neural voices",
-          "AWS doc: 'Quotas in Amazon Polly'", "2026-11", "none yet: the pipeline calls no Polly voice"),
+    Quota("polly_neural_tps", DEFAULT_POLLY_TPS, "requests/s", "Polly SynthesizeSpeech, neural voices (generative and "
+          "long-form: also 8)", "AWS doc: 'Quotas in Amazon Polly'", "2026-11",
+          "MaxConcurrency of the voice Map (at most 18, Polly's concurrent neural requests) and each voice Lambda's "
+          "spacing of its requests, so the account sees at most this many a second"),
 )
 QUOTA_KEYS = tuple(q.key for q in QUOTAS)
 

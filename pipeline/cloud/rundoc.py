@@ -68,14 +68,15 @@ class CloudRun:
             clip_waves=tuple(tuple(batch(b) for b in w) for w in d["clip_waves"]),
         )
 
-    def backends(self, settings: CloudSettings) -> CloudBackends:
-        return CloudBackends(self.plan.backends, enhancer_model=self.enhancer_model, settings=settings)
+    def backends(self, settings: CloudSettings, *, polly: Any = None) -> CloudBackends:
+        return CloudBackends(self.plan.backends, enhancer_model=self.enhancer_model, settings=settings, polly=polly)
 
     def task_context(self, *, store: Store, settings: CloudSettings, s3: Any, workdir: Path,
-                     backends: CloudBackends | None = None) -> TaskContext:
-        """What the local runner's task functions need, for this run's plan in the output bucket."""
-        return TaskContext(plan=self.plan, store=store, backends=backends or self.backends(settings), workdir=workdir,
-                           s3_client=s3)
+                     backends: CloudBackends | None = None, polly: Any = None) -> TaskContext:
+        """What the local runner's task functions need, for this run's plan in the output bucket (`polly`: the
+        Polly client the voice backend uses; None: boto3's)."""
+        return TaskContext(plan=self.plan, store=store, backends=backends or self.backends(settings, polly=polly),
+                           workdir=workdir, s3_client=s3)
 
     def stage_one(self) -> list[Job]:
         """The `Enhance prompts` stage's jobs: prompt enhancements and translations (the enhance Lambda runs both,
@@ -89,6 +90,7 @@ class CloudRun:
             "enhance": [[{"job_id": j.id} for j in self.stage_one()]],
             "images": [[{"job_id": j} for j in w] for w in self.image_waves],
             "clips": [[batch_to_json(b) for b in self.clip_batches]],
+            "voices": [[{"job_id": j.id} for j in self.plan.by_kind("voice")]],
             "waiting_clips": [[batch_to_json(b) for b in w] for w in self.clip_waves],
             "videos": [[{"job_id": j.id} for j in self.plan.by_kind("video")]],
         }
@@ -117,6 +119,7 @@ class CloudRun:
             "image_waves": [] if "images" in far else
             [{"wave": i + 1, "jobs": list(w)} for i, w in enumerate(self.image_waves)],
             "clip_batches": [] if "clips" in far else [batch_to_json(b) for b in self.clip_batches],
+            "voices": [] if "voices" in far else [j.id for j in self.plan.by_kind("voice")],
             "clip_waves": [] if "waiting_clips" in far else
             [{"wave": i + 1, "batches": [batch_to_json(b) for b in w]} for i, w in enumerate(self.clip_waves)],
             "videos": [] if "videos" in far else [j.id for j in self.plan.by_kind("video")],

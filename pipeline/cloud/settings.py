@@ -20,7 +20,7 @@ from pipeline.backends.base import Enhancer, ImageEditor, Translator, VideoBacke
 from pipeline.backends.sagemaker_jobs import DEFAULT_MAX_BATCH, DEFAULT_MAX_RUNTIME_S, DEFAULT_VOLUME_GB
 from pipeline.backends.video_bedrock import BedrockVideoBackend
 from pipeline.backends.video_sagemaker import SageMakerVideoBackend
-from pipeline.cloud.contract import DEFAULT_MIN_SCHEDULE_INTERVAL_S, RAY2_OUTPUT_PREFIX
+from pipeline.cloud.contract import DEFAULT_MIN_SCHEDULE_INTERVAL_S, DEFAULT_POLLY_TPS, RAY2_OUTPUT_PREFIX, voice_pacing
 from pipeline.cloud.tenancy import Tenancy
 from pipeline.errors import BackendUnavailable
 from pipeline.plan.build import KeySource
@@ -58,9 +58,12 @@ ENV_NAMES = {
     # the account's processing-instance quota for the clip instance type (pipeline/cloud/quotas.py): 0 refuses
     # CogVideoX clips at planning instead of failing their batches an hour in
     "sagemaker_instances": "CAMPAIGN_SAGEMAKER_INSTANCES",
+    # the account's Polly SynthesizeSpeech quota (requests/s): each voice Lambda spaces its requests by it
+    # (pipeline/cloud/contract.py voice_pacing; the stack passes the same value to the voice Map's MaxConcurrency)
+    "polly_tps": "CAMPAIGN_POLLY_TPS",
 }
 _INT_SETTINGS = ("clips_per_batch", "volume_gb", "max_runtime_s", "ray2_poll_s", "ray2_max_polls",
-                 "min_schedule_interval_s", "sagemaker_instances")
+                 "min_schedule_interval_s", "sagemaker_instances", "polly_tps")
 _MAY_BE_ZERO = ("ray2_poll_s", "sagemaker_instances")
 
 
@@ -96,6 +99,7 @@ class CloudSettings:
     require_team_prefix: str | None = None
     min_schedule_interval_s: int | None = None  # None: contract.DEFAULT_MIN_SCHEDULE_INTERVAL_S
     sagemaker_instances: int | None = None
+    polly_tps: int | None = None  # None: contract.DEFAULT_POLLY_TPS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CloudSettings:
@@ -149,10 +153,11 @@ class CloudBackends:
     as the collect step does with a batch's outputs."""
 
     def __init__(self, names: Mapping[str, str], *, enhancer_model: str | None, settings: CloudSettings,
-                 video: VideoBackend | None = None) -> None:
+                 video: VideoBackend | None = None, polly: Any = None) -> None:
         self._names = dict(names)
         self._enhancer_model = enhancer_model
         self._settings = settings
+        self._polly = polly  # a Polly client (None: boto3's, made on first request)
         if video is not None:
             self.__dict__["video"] = video  # what the cached property would have made
 
@@ -200,8 +205,21 @@ class CloudBackends:
 
     @functools.cached_property
     def voice(self) -> VoiceBackend:
-        """Amazon Polly (the cloud's voice), or the plan's named voice backend (`local` in offline tests)."""
-        return make_voice_backend(self._names.get("voice", "polly"))
+        """Amazon Polly (the cloud's voice), or the plan's named voice backend (`local` in offline tests).
+
+        Polly here is one slot of the voice Map: its requests `interval_s` apart, the slot held that long after
+        the last, botocore's own retries off (the state machine retries, after its backoff), so the Map's
+        MaxConcurrency slots together stay within the account's requests per second (contract.voice_pacing).
+        SynthesizeSpeech only: a voiceover fits its shot (at most a few hundred characters, manifest validation),
+        far under its 3,000-character limit, so no synthesis task (and no task bucket) is ever needed."""
+        name = self._names.get("voice", "polly")
+        if name != "polly":
+            return make_voice_backend(name)
+        from pipeline.backends.voice_polly import PollyVoiceBackend, RateLimiter
+
+        _, interval_s = voice_pacing(self._settings.polly_tps or DEFAULT_POLLY_TPS)
+        return PollyVoiceBackend(client=self._polly, task_bucket=None, limiter=RateLimiter(1.0 / interval_s),
+                                 hold_slot=True, max_attempts=1)
 
     @functools.cached_property
     def translator(self) -> Translator:

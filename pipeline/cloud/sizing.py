@@ -67,7 +67,7 @@ def size_for_cloud(plan: Plan, *, video: str = DEFAULT_VIDEO, limits: Mapping[st
                      image_waves=tuple(len(w) for w in run.image_waves), clip_batches=len(first),
                      clip_waves=tuple(len(w) for w in later), videos=len(plan.by_kind("video")),
                      ray2_batch=max((len(b.jobs) for b in batches if b.service == BEDROCK), default=0),
-                     max_polls=max_polls, render_attempts=render_attempts)
+                     max_polls=max_polls, render_attempts=render_attempts, voices=len(plan.by_kind("voice")))
     source = dict(asl) if asl is not None else load_asl()
     events = worst_case_events(source, shape.load(source))
     events = {PARENT: events[PARENT], **{k: v for k, v in events.items() if k != PARENT}}

@@ -39,20 +39,20 @@ IMAGE_URI = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/campaign-clips:test"
 # Function name -> handler module; the ASL placeholder of each is <Name>FunctionArn.
 FUNCTIONS = {"Plan": "plan", "Enhance": "enhance", "Image": "image", "Assemble": "assemble",
              "PrepareBatch": "prepare_batch", "CollectBatch": "collect_batch", "Report": "report",
-             "Approval": "approval"}
+             "Approval": "approval", "Voice": "voice"}
 
 
 def substitutions(*, job_concurrency: int = 4, gpu_concurrency: int = 2,
                   distributed_over: int = DEFAULT_DISTRIBUTED_THRESHOLD, render_attempts: int = 3,
                   capacity_wait_s: int = 0, approval_timeout_s: int = DEFAULT_APPROVAL_TIMEOUT_S,
-                  ray2_concurrency: int = 1) -> dict[str, str]:
+                  ray2_concurrency: int = 1, voice_concurrency: int = 2) -> dict[str, str]:
     """The stack's substitutions; the wait for GPU capacity is 0 s here (the stack's is infra/workflow.py's)."""
     subs = {f"{name}FunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:campaign-{module.replace('_', '-')}"
             for name, module in FUNCTIONS.items()}
     subs.update(OutputBucket=OUTPUT_BUCKET, JobConcurrency=str(job_concurrency), GpuConcurrency=str(gpu_concurrency),
                 DistributedMapThreshold=str(distributed_over), RenderAttempts=str(render_attempts),
                 CapacityWaitSeconds=str(capacity_wait_s), ApprovalTimeoutSeconds=str(approval_timeout_s),
-                Ray2Concurrency=str(ray2_concurrency))
+                Ray2Concurrency=str(ray2_concurrency), VoiceConcurrency=str(voice_concurrency))
     return subs
 
 
