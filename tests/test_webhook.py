@@ -4,74 +4,22 @@ webhook that keeps failing is reported in the summary and the run still succeeds
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import textwrap
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+from webhook_receiver import SECRET, Receiver, verify
 
 from pipeline.cli import main
 from pipeline.manifest.notify import webhook_problem
 from pipeline.report import webhook
 from pipeline.report.summary import Notification
 
-SECRET = "s3cret-for-tests"
-
-
-class Receiver:
-    """Answers each POST with the next scripted status (the last one repeats); 0 drops the connection."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = statuses
-        self.posts: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = receiver.statuses[min(len(receiver.posts), len(receiver.statuses)) - 1]
-                if status == 0:
-                    self.close_connection = True
-                    return  # no answer at all
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
-    r = Receiver(getattr(request, "param", [200]))
-    yield r
-    r.close()
-
 
 def stamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def verify(headers: dict[str, str], body: bytes) -> bool:
-    want = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(headers["x-campaign-signature"], want)
 
 
 def test_a_run_posts_its_summary_once_signed(receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
