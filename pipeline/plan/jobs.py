@@ -139,6 +139,15 @@ class LogoSpec:
 
 
 @dataclass(frozen=True)
+class BrandFonts:
+    """The brand's fonts a video uses (asset ids): for its title and end cards, for its burned captions; each
+    only when the video has what it draws."""
+
+    cards: str | None = None
+    captions: str | None = None
+
+
+@dataclass(frozen=True)
 class VideoOutput:
     """One delivered file of a video: a format (None: the clips' own shape) at its size, stored under its own
     key (so adding a format re-makes nothing else), with the captions burned in or not; and the key of the
@@ -173,6 +182,7 @@ class VideoSpec:
     loudness: float | None = None
     caption_from: str | None = None
     logo: LogoSpec | None = None  # the brand's logo, drawn on every output (absent from the JSON when None)
+    fonts: BrandFonts | None = None  # the brand's fonts (absent from the JSON when None)
 
 
 Spec = EnhanceSpec | ImageSpec | ClipSpec | VideoSpec | VoiceSpec
@@ -260,6 +270,8 @@ def spec_to_json(spec: Spec) -> dict[str, Any]:
             d["variant"] = spec.variant.to_json()
     if isinstance(spec, VideoSpec) and spec.logo is None:
         d.pop("logo")  # plans without a brand are unchanged
+    if isinstance(spec, VideoSpec) and spec.fonts is None:
+        d.pop("fonts")
     if isinstance(spec, ImageSpec):
         d["source"] = ref_to_json(spec.source)
         d["steps"] = [{**asdict(s), "refs": {f: ref_to_json(r) for f, r in s.refs.items()}} for s in spec.steps]
@@ -288,5 +300,6 @@ def spec_from_json(kind: str, d: dict[str, Any]) -> Spec:
                             "variant": Variant.from_json(d["variant"]) if d.get("variant") else None,
                            "captions": tuple(d.get("captions", ())), "voices": tuple(d.get("voices", ())),
                            "outputs": tuple(VideoOutput(**o) for o in d.get("outputs", ())),
-                           "logo": LogoSpec(**d["logo"]) if d.get("logo") else None})
+                           "logo": LogoSpec(**d["logo"]) if d.get("logo") else None,
+                           "fonts": BrandFonts(**d["fonts"]) if d.get("fonts") else None})
     raise ValueError(f"unknown job kind {kind!r}")
