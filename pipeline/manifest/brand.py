@@ -150,7 +150,8 @@ def _caption_coverage(src: Source, font: str, assets: dict[str, Any], base_dir: 
     for i, video in enumerate(videos if isinstance(videos, list) else []):
         if not isinstance(video, dict) or video.get("brand") is False or video.get("captions") not in ("burn", "both"):
             continue
-        for j, shot in enumerate(video.get("shots") if isinstance(video.get("shots"), list) else []):
+        shots: list[Any] = video["shots"] if isinstance(video.get("shots"), list) else []
+        for j, shot in enumerate(shots):
             text = shot.get("caption") if isinstance(shot, dict) else None
             if isinstance(text, str) and (why := caption_font_problem(text, brand=path)):
                 problems.append(src.problem(("videos", i, "shots", j, "caption"), f"cannot burn this caption: {why}"))
