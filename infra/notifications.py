@@ -3,6 +3,7 @@ end a run outside them (EventBridge rules), on one KMS-encrypted, TLS-only SNS t
 
 from __future__ import annotations
 
+from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -51,6 +52,14 @@ class RunNotifications(Construct):
         grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(
             actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn]))
 
+    def grant_webhook_secret(self, grantee: iam.IGrantable, *, secret: str) -> None:
+        """secretsmanager:GetSecretValue on the webhook's signing secret, nothing else (not DescribeSecret, as
+        CDK's `grant_read` would add). GetSecretValue needs no more for a secret encrypted with the AWS managed
+        key aws/secretsmanager; one under a customer managed key also needs kms:Decrypt on that key, which is
+        not granted (API_GetSecretValue.html, "Required permissions")."""
+        grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(
+            actions=["secretsmanager:GetSecretValue"], resources=[webhook_secret_arn(Stack.of(self), secret)]))
+
     def watch(self, state_machine: sfn.IStateMachine) -> None:
         message = events.RuleTargetInput.from_text(
             f"campaign execution {events.EventField.from_path('$.detail.name')} ended "
@@ -67,3 +76,14 @@ class RunNotifications(Construct):
                                    source=["aws.states"], detail_type=[STATUS_CHANGE],
                                    detail={"stateMachineArn": [state_machine.state_machine_arn], **detail}))
             rule.add_target(targets.SnsTopic(self.topic, message=message))
+
+
+def webhook_secret_arn(stack: Stack, secret: str) -> str:
+    """The IAM resource of one secret: its full ARN as given, or, for a name, the ARN with `-??????` for the six
+    random characters Secrets Manager appends; `??????` (not `*`) matches exactly that one secret, not another
+    whose name starts the same ("Limiting Access to Specific Secrets",
+    https://docs.aws.amazon.com/secretsmanager/latest/userguide/permissions_grant-limited-resources.html)."""
+    if secret.startswith("arn:"):
+        return secret
+    return stack.format_arn(service="secretsmanager", resource="secret", resource_name=f"{secret}-??????",
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME)

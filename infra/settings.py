@@ -34,7 +34,14 @@ CONTEXT_KEYS = {
     "shared_asset_prefixes": "shared_asset_prefixes", "require_team_prefix": "require_team_prefix",
     "min_schedule_interval_s": "min_schedule_interval_s",
     "ray2_product_id": "ray2_product_id",
+    "webhook_url": "webhook_url", "webhook_secret": "webhook_secret",
 }
+# A Secrets Manager secret's full ARN: the name, a hyphen and the six random characters Secrets Manager adds
+# (https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_iam-permissions.html); a name is the
+# characters CreateSecret's Name allows ("ASCII letters, numbers, and the following characters: /_+=.@-", 1 to 512 of
+# them: botocore's secretsmanager model, CreateSecretRequest.Name).
+SECRET_ARN = re.compile(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}")
+SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,11 @@ class StackSettings:
     # Luma Ray2's AWS Marketplace product id (its Bedrock model card): the state machine's role may subscribe to
     # that product only (aws-marketplace:ProductId); unset, the role cannot subscribe (subscribe once by hand)
     ray2_product_id: str | None = None
+    # webhooks: where a run's summary is POSTed when its manifest has no `notify: {webhook: ...}`, and the Secrets
+    # Manager secret (full ARN or name) whose value signs every delivery; the report and approval functions may
+    # read (GetSecretValue) that secret only
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
     # the account's quotas, each a context key of its own (docs/quotas.md; pipeline/cloud/quotas.py)
     quotas: dict[str, int] = field(default_factory=quota_values)
 
@@ -130,6 +142,7 @@ class StackSettings:
             if problems:
                 raise ValueError(f"context stability_region {region!r}: the Stability tools are called through "
                                  f"their inference profiles, and {problems[0]}; choose a US region such as us-west-2")
+        self.check_webhook()
         for prefix in self.shared_asset_prefixes:
             if problem := shared_prefix_problem(prefix):
                 raise ValueError(f"context shared_asset_prefixes: {problem}")
@@ -137,6 +150,19 @@ class StackSettings:
             if getattr(self, name) < 1:
                 raise ValueError(f"context {name} must be at least 1, got {getattr(self, name)!r}")
         self.check_quotas()
+
+    def check_webhook(self) -> None:
+        from pipeline.manifest.notify import webhook_problem
+
+        if self.webhook_url and (problem := webhook_problem(self.webhook_url)):
+            raise ValueError(f"context webhook_url: {problem}")
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("context webhook_url needs webhook_secret: the Secrets Manager secret (ARN or name) that "
+                             "signs the deliveries; summaries are never sent unsigned")
+        secret = self.webhook_secret
+        if secret and not (SECRET_ARN.fullmatch(secret) if secret.startswith("arn:") else SECRET_NAME.fullmatch(secret)):
+            raise ValueError(f"context webhook_secret must be a Secrets Manager secret's full ARN "
+                             f"(arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-abc123) or its name, got {secret!r}")
 
     def check_quotas(self) -> None:
         """Every Map's MaxConcurrency within the account's quotas (docs/quotas.md)."""

@@ -86,6 +86,8 @@ class CampaignStack(Stack):
         fns["voice"].add_to_role_policy(iam.PolicyStatement(actions=["polly:SynthesizeSpeech"], resources=["*"]))
         for key in PUBLISHES:
             self.notifications.grant_publish(fns[key])
+            if settings.webhook_secret:  # they POST the same summary to the webhook, signed with this secret
+                self.notifications.grant_webhook_secret(fns[key], secret=settings.webhook_secret)
         self.signing = CampaignSigning(self, "Signing", chain_file=self.node.try_get_context("signing_chain"))
         for key in SIGNS:
             self.signing.grant_sign(fns[key])
@@ -176,7 +178,8 @@ class CampaignStack(Stack):
                     "CAMPAIGN_REQUIRE_TEAM_PREFIX": "true" if s.require_team_prefix else None,
                     "CAMPAIGN_MIN_SCHEDULE_INTERVAL_S": s.min_schedule_interval_s,
                     "CAMPAIGN_SAGEMAKER_INSTANCES": s.quotas["sagemaker_instances"],
-                    "CAMPAIGN_POLLY_TPS": s.quotas["polly_neural_tps"]}
+                    "CAMPAIGN_POLLY_TPS": s.quotas["polly_neural_tps"],
+                    "CAMPAIGN_WEBHOOK_URL": s.webhook_url, "CAMPAIGN_WEBHOOK_SECRET_ID": s.webhook_secret}
         env.update({k: str(v) for k, v in optional.items() if v is not None})
         return env
 

@@ -461,7 +461,7 @@ def _run(args: argparse.Namespace, campaign: Any, backends: Any, plan: Any, *, r
         from pipeline.report.webhook import notify_webhook
 
         notice = summarize(report, report_location=str(Path(outcome.report_path).parent / "report.html"))
-        print(notify_webhook(campaign.notify_webhook, report, notice).line(), end="",
+        print(notify_webhook(campaign.notify_webhook, report, notice, store=LocalStore(args.out)).line(), end="",
               file=sys.stderr if args.json else sys.stdout)
     if report["status"] == AWAITING_APPROVAL:
         return EXIT_AWAITING_APPROVAL

@@ -12,4 +12,5 @@ from tasks import _runtime
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     settings = _runtime.settings()
     return request_approval(ApprovalEvent.from_event(event), store=_runtime.output_store(), settings=settings,
-                            sns=_runtime.client("sns") if settings.notify_topic_arn else None)
+                            sns=_runtime.client("sns") if settings.notify_topic_arn else None,
+                            secrets=_runtime.client("secretsmanager") if settings.webhook_secret_id else None)

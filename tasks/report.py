@@ -1,5 +1,5 @@
 """Lambda `Write report`: every job's result from S3 -> report.json and report.html (runs on every path), and the
-run's summary to the stack's topic."""
+run's summary to the stack's topic and the webhook (its signing secret from Secrets Manager)."""
 
 from __future__ import annotations
 
@@ -14,4 +14,5 @@ from tasks import _runtime
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     settings = _runtime.settings()
     return finish_run(FinishEvent.from_event(event, now=time.time()), store=_runtime.output_store(), settings=settings,
-                      sns=_runtime.client("sns") if settings.notify_topic_arn else None)
+                      sns=_runtime.client("sns") if settings.notify_topic_arn else None,
+                      secrets=_runtime.client("secretsmanager") if settings.webhook_secret_id else None)

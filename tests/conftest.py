@@ -1,4 +1,4 @@
-"""Shared fixtures: the example campaign, and small campaigns written into a temporary folder."""
+"""Shared fixtures: the example campaign, small campaigns written into a temporary folder, a webhook receiver."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import shutil
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +80,14 @@ def artifacts(request: pytest.FixtureRequest) -> Path:
     folder.mkdir(parents=True)
     return folder
 
+
+
+@pytest.fixture
+def receiver(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A local HTTP receiver for webhooks (tests/webhook_receiver.py); answers 200 unless the test parametrizes
+    it indirectly with a list of statuses."""
+    from webhook_receiver import Receiver
+
+    r = Receiver(getattr(request, "param", [200]))
+    yield r
+    r.close()

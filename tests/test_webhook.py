@@ -4,69 +4,22 @@ webhook that keeps failing is reported in the summary and the run still succeeds
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import textwrap
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from webhook_receiver import SECRET, Receiver, verify
 
 from pipeline.cli import main
 from pipeline.manifest.notify import webhook_problem
 from pipeline.report import webhook
 from pipeline.report.summary import Notification
 
-SECRET = "s3cret-for-tests"
 
-
-class Receiver:
-    """Answers each POST with the next scripted status (the last one repeats); 0 drops the connection."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = statuses
-        self.posts: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = receiver.statuses[min(len(receiver.posts), len(receiver.statuses)) - 1]
-                if status == 0:
-                    self.close_connection = True
-                    return  # no answer at all
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
-    r = Receiver(getattr(request, "param", [200]))
-    yield r
-    r.close()
-
-
-def verify(headers: dict[str, str], body: bytes) -> bool:
-    want = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(headers["x-campaign-signature"], want)
+def stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def test_a_run_posts_its_summary_once_signed(receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -80,6 +33,7 @@ def test_a_run_posts_its_summary_once_signed(receiver: Receiver, tmp_path: Path,
           - id: one
             shots: [{{prompt: A bee}}]
         """), encoding="utf-8")
+    before = stamp()
     assert main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert len(receiver.posts) == 1
@@ -93,6 +47,15 @@ def test_a_run_posts_its_summary_once_signed(receiver: Receiver, tmp_path: Path,
     assert doc["jobs"] == report["jobs"] and doc["text"] in out  # the summary the run printed, word for word
     assert f"webhook: delivered to {receiver.url} (HTTP 200, attempt 1, id {headers['x-campaign-delivery']})" in out
     assert not verify({"x-campaign-signature": headers["x-campaign-signature"]}, body + b" ")  # the body is signed
+    # the delivery is recorded in the run's report.json and shown in report.html, as the receiver saw it
+    recorded = report["webhook"]
+    assert {k: recorded[k] for k in ("url", "delivery_id", "attempts", "ok", "status", "error")} == {
+        "url": receiver.url, "delivery_id": headers["x-campaign-delivery"], "attempts": 1, "ok": True, "status": 200,
+        "error": None}
+    assert before <= recorded["time"] <= stamp()  # UTC, between the run's start and now
+    html = (tmp_path / "out" / "runs" / "hooked" / report["run_id"] / "report.html").read_text()
+    assert (f"<code>{receiver.url}</code>: delivered (HTTP 200) after 1 attempt(s), at {recorded['time']}; "
+            f"delivery id <code>{headers['x-campaign-delivery']}</code>") in html
 
 
 BODY = webhook.payload({"campaign": "c", "run_id": "r", "status": "succeeded", "jobs": {}}, Notification("s", "t\n"))
@@ -137,3 +100,29 @@ def test_only_https_or_localhost(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert capsys.readouterr().out.splitlines() == [
         f"{tmp_path / 'c.yaml'}:2:19: error: notify.webhook: webhook 'http://example.com/h' must use https:// "
         "(plain http:// only for localhost)"]
+
+
+@pytest.mark.parametrize("receiver", [[500, 500, 200]], indirect=True)
+def test_a_retried_delivery_is_recorded_in_the_report_without_the_urls_query(receiver: Receiver,
+                                                                             tmp_path: Path) -> None:
+    """What report.json and report.html say after two 500s: three attempts, the final 200, and the URL without
+    its query (where a receiver's token often is); a failing one is recorded with its error, as text."""
+    from pipeline.storage.store import LocalStore
+
+    store = LocalStore(tmp_path)
+    report = {"campaign": "c", "run_id": "r", "status": "succeeded", "jobs": {}, "errors": [], "prefix": "runs/c/r"}
+    store.write_bytes("runs/c/r/report.json", json.dumps(report).encode())
+    d = webhook.send_summary(receiver.url + "?token=hush", report, Notification("s", "t\n"), secret=SECRET,
+                             store=store, sleep=lambda _: None)
+    assert len(receiver.posts) == 3 and all(verify(h, b) for h, b in receiver.posts)
+    recorded = json.loads(store.read_bytes("runs/c/r/report.json"))["webhook"]
+    assert recorded == d.to_json() and (recorded["attempts"], recorded["status"], recorded["ok"]) == (3, 200, True)
+    assert recorded["url"] == receiver.url + "?..." and "hush" not in store.read_bytes("runs/c/r/report.html").decode()
+    assert "hush" not in d.line()
+
+    d = webhook.send_summary("http://127.0.0.1:9/<b>", report, Notification("s", "t\n"), secret=None, store=store)
+    recorded = json.loads(store.read_bytes("runs/c/r/report.json"))["webhook"]
+    assert (recorded["ok"], recorded["attempts"], recorded["error"]) == (
+        False, 0, "CAMPAIGN_WEBHOOK_SECRET is not set: summaries are sent signed only")
+    html = store.read_bytes("runs/c/r/report.html").decode()
+    assert "<code>http://127.0.0.1:9/&lt;b&gt;</code>: <b>not delivered</b> after 0 attempt(s)" in html

@@ -15,6 +15,7 @@ the same task functions as the local runner (`pipeline.tasks`) with an `S3Store`
   ray2          `Prepare Ray2 batch`, `Collect Ray2 batch`: StartAsyncInvoke requests, the jobs' clips into the cache
   approval_step `Await approval` (the task token stored, the held report, the notification) and its answer
   report_step   `Write report` (and the run's notification)
+  webhook_step  the run's summary POSTed to the manifest's (or the stack's) webhook, signed with a Secrets Manager secret
   outputs       the collect steps' backend: what a finished job left, named as the plan's video backend
   trigger       the S3 trigger and the manifests' schedules
   tenancy       what a manifest may read (its own folder, its submitted assets, shared folders), schedule floor

@@ -20,6 +20,7 @@ from pipeline.cloud.names import RunRef, execution_console_url
 from pipeline.cloud.report_step import collect_results, load_budget, notify, run_cost
 from pipeline.cloud.rundoc import load_run
 from pipeline.cloud.settings import CloudSettings
+from pipeline.cloud.webhook_step import send_cloud_webhook, webhook_url
 from pipeline.errors import ApprovalUnavailable
 from pipeline.report.summary import Notification, summarize
 from pipeline.run.approval import APPROVED, REJECTED, ApprovalRecord, hold_for_approval, read_record, write_record
@@ -48,9 +49,11 @@ class ApprovalEvent:
                    epoch(started) if started is not None else None, execution)
 
 
-def request_approval(event: ApprovalEvent, *, store: Store, settings: CloudSettings, sns: Any | None) -> dict[str, Any]:
+def request_approval(event: ApprovalEvent, *, store: Store, settings: CloudSettings, sns: Any | None,
+                     secrets: Any | None = None) -> dict[str, Any]:
     """Write the held run's report (every enhanced prompt and edited image, the remaining estimate) and its
-    record with the task token, then tell the operator what to review and how to answer."""
+    record with the task token, then tell the operator what to review and how to answer (the topic, and the
+    webhook with the same summary: never the token)."""
     run = load_run(store, event.run)
     results = [r for r in collect_results(store, event.run, run.plan, stage_error=None) if r.kind in ("enhance", "image")]
     # The token answers the execution: it goes under approval-tokens/, which only this step and the CLI's user
@@ -60,9 +63,11 @@ def request_approval(event: ApprovalEvent, *, store: Store, settings: CloudSetti
         run.plan, results, store, run_id=event.run.run_id, started=event.started or run.started,
         cost=run_cost(run.plan, settings), budget=load_budget(store, event.run), manifest=_manifest_uri(run.source),
         timeout_s=event.timeout_s, instance_type=settings.instance_type)
-    notified = notify(settings, sns, approval_notification(
-        report, record, bucket=settings.need("output_bucket"), store=store,
-        run_link=execution_console_url(event.execution) if event.execution else None))
+    message = approval_notification(report, record, bucket=settings.need("output_bucket"), store=store,
+                                    run_link=execution_console_url(event.execution) if event.execution else None)
+    notified = notify(settings, sns, message)
+    send_cloud_webhook(url=webhook_url(run.notify_webhook, settings), report=report, notification=message, store=store,
+                       settings=settings, secrets=secrets)
     return {"status": report["status"], "notified": notified}
 
 

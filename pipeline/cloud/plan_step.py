@@ -158,7 +158,7 @@ def plan_run(event: PlanEvent, *, store: Store, s3: Any, settings: CloudSettings
                                                                   settings.ray2_max_polls))
     run = CloudRun(ref=ref, plan=plan, source=source.to_json(),
                    started=started_s, enhancer_model=enhancer_model, image_waves=image_waves(plan),
-                   clip_batches=first, clip_waves=later)
+                   clip_batches=first, clip_waves=later, notify_webhook=campaign.notify_webhook)
     threshold = DEFAULT_DISTRIBUTED_THRESHOLD if event.distributed_over is None else event.distributed_over
     distributed = choose_distributed(run, threshold=threshold, report_uri=report_uri)
     summary = run.summary(report_uri=report_uri, distributed=distributed) | {"over_budget": False, "approval": approval}

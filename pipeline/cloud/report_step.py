@@ -16,6 +16,7 @@ from pipeline.cloud.failures import describe_failure
 from pipeline.cloud.names import RunRef, slug
 from pipeline.cloud.rundoc import load_run
 from pipeline.cloud.settings import CloudSettings
+from pipeline.cloud.webhook_step import send_cloud_webhook, webhook_url
 from pipeline.errors import ApprovalUnavailable
 from pipeline.plan.build import Plan
 from pipeline.plan.cost import estimate_cost
@@ -31,10 +32,13 @@ from pipeline.tasks import JobResult
 APPROVAL_ENDINGS = {APPROVAL_REJECTED_ERROR: REJECTED, APPROVAL_EXPIRED_ERROR: EXPIRED}
 
 
-def finish_run(event: FinishEvent, *, store: Store, settings: CloudSettings, sns: Any | None = None) -> dict[str, Any]:
+def finish_run(event: FinishEvent, *, store: Store, settings: CloudSettings, sns: Any | None = None,
+               secrets: Any | None = None) -> dict[str, Any]:
     """Collect every job's result from S3 (or the error that stood in for it) and write the report with the
-    local runner's writer, then notify the stack's topic. Runs on every path: a whole stage that failed leaves
-    its jobs `skipped`; a run rejected or left unanswered at the approval gate ends `rejected` / `expired`."""
+    local runner's writer, then notify the stack's topic and the webhook (the manifest's, else the stack's;
+    `secrets` reads its signing secret). Runs on every path: a whole stage that failed leaves its jobs
+    `skipped`; a run rejected or left unanswered at the approval gate ends `rejected` / `expired`."""
+    manifest_webhook: str | None = None
     run_id, started, summary = event.run_id, event.started, event.summary
     stage_error = describe_failure(event.error) if event.error else None
     if summary is None or not summary.get("valid"):
@@ -49,6 +53,7 @@ def finish_run(event: FinishEvent, *, store: Store, settings: CloudSettings, sns
     else:
         ref = RunRef.from_dict(summary["ref"])
         run = load_run(store, ref)
+        manifest_webhook = run.notify_webhook
         results = collect_results(store, ref, run.plan, stage_error=stage_error)
         ending = APPROVAL_ENDINGS.get(event.error.error) if event.error else None
         approval, why = _approval_ended(store, ref, ending)
@@ -58,7 +63,10 @@ def finish_run(event: FinishEvent, *, store: Store, settings: CloudSettings, sns
         if ending and why:  # the answer's reason first among the errors, as `campaign reject` does locally
             report = restate_report(store, ref.prefix, status=ending, error=why)
     location = store.location(f"{report['prefix']}/report.json")
-    notified = notify(settings, sns, summarize(report, report_location=store.location(f"{report['prefix']}/report.html")))
+    summary_message = summarize(report, report_location=store.location(f"{report['prefix']}/report.html"))
+    notified = notify(settings, sns, summary_message)
+    send_cloud_webhook(url=webhook_url(manifest_webhook, settings), report=report, notification=summary_message,
+                       store=store, settings=settings, secrets=secrets)
     return {"status": report["status"], "report": location, "jobs": report["jobs"], "errors": len(report["errors"]),
             "notified": notified}
 

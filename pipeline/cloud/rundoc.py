@@ -42,6 +42,7 @@ class CloudRun:
     image_waves: tuple[tuple[str, ...], ...]
     clip_batches: tuple[ClipBatch, ...]  # wave 0: clips that wait for no image and no clip
     clip_waves: tuple[tuple[ClipBatch, ...], ...]  # waves 1..n
+    notify_webhook: str | None = None  # the manifest's `notify: {webhook: URL}` (pipeline/cloud/webhook_step.py)
 
     def to_json(self) -> str:
         return json.dumps({
@@ -50,6 +51,7 @@ class CloudRun:
             "image_waves": [list(w) for w in self.image_waves],
             "clip_batches": [batch_to_json(b) for b in self.clip_batches],
             "clip_waves": [[batch_to_json(b) for b in w] for w in self.clip_waves],
+            **({"notify_webhook": self.notify_webhook} if self.notify_webhook else {}),
         }, indent=1, sort_keys=True)
 
     @classmethod
@@ -66,6 +68,7 @@ class CloudRun:
             enhancer_model=d.get("enhancer_model"), image_waves=tuple(tuple(w) for w in d["image_waves"]),
             clip_batches=tuple(batch(b) for b in d["clip_batches"]),
             clip_waves=tuple(tuple(batch(b) for b in w) for w in d["clip_waves"]),
+            notify_webhook=d.get("notify_webhook"),
         )
 
     def backends(self, settings: CloudSettings, *, polly: Any = None) -> CloudBackends:

@@ -48,6 +48,10 @@ ENV_NAMES = {
     "schedule_group": "CAMPAIGN_SCHEDULE_GROUP",
     "max_budget_usd": "CAMPAIGN_MAX_BUDGET_USD",  # the stack-wide ceiling no manifest's budget can pass
     "notify_topic_arn": "CAMPAIGN_NOTIFY_TOPIC_ARN",  # run summaries (pipeline/report/summary.py)
+    # webhooks (pipeline/cloud/webhook_step.py): the URL a run's summary goes to when its manifest names none, and
+    # the Secrets Manager secret (ARN or name) whose value signs every delivery
+    "webhook_url": "CAMPAIGN_WEBHOOK_URL",
+    "webhook_secret_id": "CAMPAIGN_WEBHOOK_SECRET_ID",
     "ray2_poll_s": "CAMPAIGN_RAY2_POLL_S",  # seconds between GetAsyncInvoke polls of a Luma Ray2 job (0 in tests)
     "ray2_max_polls": "CAMPAIGN_RAY2_MAX_POLLS",
     # tenants (pipeline/cloud/tenancy.py): input-bucket folders every manifest may read (comma-separated), and
@@ -93,6 +97,8 @@ class CloudSettings:
     schedule_group: str | None = None
     max_budget_usd: float | None = None
     notify_topic_arn: str | None = None
+    webhook_url: str | None = None
+    webhook_secret_id: str | None = None
     ray2_poll_s: int | None = None
     ray2_max_polls: int | None = None
     shared_asset_prefixes: str | None = None

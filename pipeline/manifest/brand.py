@@ -1,5 +1,6 @@
 """The brand kit (`brand:` inline, or a YAML file the manifest names): the logo, its corner and size, the card
-colours and an end card, applied to every video unless the video says `brand: false`."""
+colours, the fonts of cards and burned captions, and an end card, applied to every video unless the video says
+`brand: false`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 import jsonschema
 
 from pipeline.errors import ManifestInvalid, Problem, shown
-from pipeline.manifest.inputs import outside_problem
+from pipeline.manifest.inputs import FONT_EXTENSIONS, outside_problem
 from pipeline.manifest.yamlsrc import Path as DocPath
 from pipeline.manifest.yamlsrc import Source, load_file
 
@@ -22,6 +23,8 @@ CORNERS = ("top-right", "top-left", "bottom-right", "bottom-left")
 DEFAULT_CORNER = "top-right"
 DEFAULT_LOGO_SIZE = 0.12  # of the frame's shorter side: the logo's longer side
 _COLOR = {"type": "string", "pattern": r"^#[0-9a-fA-F]{6}$"}
+_FONT_REF = {"type": "string", "minLength": 1, "maxLength": 63, "description": "the id of a TrueType/OpenType font asset"}
+FONT_USES = ("cards", "captions")  # title and end cards; burned captions
 
 
 def brand_schema() -> dict[str, Any]:
@@ -39,6 +42,9 @@ def brand_schema() -> dict[str, Any]:
                        "properties": {"card": _COLOR, "card_text": _COLOR},
                        "description": "title and end cards that set no colour of their own take these"},
             "end_card": {"$ref": "#/$defs/card", "description": "the end card of every video that has none"},
+            "fonts": {"type": "object", "additionalProperties": False,
+                      "description": "the brand's fonts: each the id of a .ttf/.otf asset (like the logo)",
+                      "properties": {"cards": _FONT_REF, "captions": _FONT_REF}},
         },
     }
 
@@ -51,6 +57,8 @@ class BrandSpec:
     card_color: str | None
     card_text_color: str | None
     end_card: dict[str, Any] | None  # the card as written (campaign.py builds it, with the brand's colours)
+    card_font: str | None = None  # asset ids of the fonts for title/end cards and for burned captions
+    caption_font: str | None = None
     raw: dict[str, Any] = field(compare=False, default_factory=dict)  # the kit as loaded: what submit uploads
 
 
@@ -99,11 +107,55 @@ def load_brand(src: Source, base_dir: Path, *, allow_outside: Sequence[Path] = (
         elif not isinstance(found_loc, str) or not found_loc.lower().endswith(".png"):
             problems.append(at_src.problem(at_path + ("logo",), f"logo {shown(logo)} must be a PNG asset (with "
                                            f"transparency), not {shown(str(found_loc))}"))
+    fonts: dict[str, Any] = kit["fonts"] if isinstance(kit.get("fonts"), dict) else {}
+    for use in FONT_USES:
+        if isinstance(fonts.get(use), str):
+            problems += _font_problems(at_src, at_path + ("fonts", use), fonts[use], assets)
     colors: dict[str, Any] = kit["colors"] if isinstance(kit.get("colors"), dict) else {}
     spec = BrandSpec(logo=logo if isinstance(logo, str) else None, corner=kit.get("corner", DEFAULT_CORNER),
                      size=float(kit.get("size", DEFAULT_LOGO_SIZE)), card_color=colors.get("card"),
-                     card_text_color=colors.get("card_text"), end_card=kit.get("end_card"), raw=dict(kit))
+                     card_text_color=colors.get("card_text"), end_card=kit.get("end_card"), raw=dict(kit),
+                     card_font=_str_or_none(fonts.get("cards")), caption_font=_str_or_none(fonts.get("captions")))
+    if spec.caption_font and not problems:
+        problems += _caption_coverage(src, spec.caption_font, assets, base_dir)
     return spec, problems
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _font_problems(src: Source, where: DocPath, font: str, assets: dict[str, Any]) -> list[Problem]:
+    """A brand font names an asset of the manifest that is a .ttf/.otf file (whose content the assets' own check
+    reads: pipeline/manifest/inputs.py file_problem)."""
+    loc = assets.get(font)
+    if loc is None:
+        return [src.problem(where, f"font {shown(font)} names no asset of the manifest (assets: {', '.join(assets) or 'none'})")]
+    if not isinstance(loc, str) or not loc.lower().endswith(FONT_EXTENSIONS):
+        return [src.problem(where, f"font {shown(font)} must be a TrueType or OpenType font asset "
+                                   f"({', '.join(FONT_EXTENSIONS)}), not {shown(str(loc))}")]
+    return []
+
+
+def _caption_coverage(src: Source, font: str, assets: dict[str, Any], base_dir: Path) -> list[Problem]:
+    """Every caption a branded video burns must be drawable in the brand's caption font (located at the caption)."""
+    from pipeline.manifest.fonts import caption_font_problem, font_file_problem
+
+    loc = assets.get(font)
+    path = base_dir / loc if isinstance(loc, str) and "://" not in loc else None
+    if path is None or not path.is_file() or font_file_problem(path):
+        return []  # a missing or broken font file is reported at `assets:`
+    problems = []
+    videos = src.data.get("videos") if isinstance(src.data, dict) else None
+    for i, video in enumerate(videos if isinstance(videos, list) else []):
+        if not isinstance(video, dict) or video.get("brand") is False or video.get("captions") not in ("burn", "both"):
+            continue
+        shots: list[Any] = video["shots"] if isinstance(video.get("shots"), list) else []
+        for j, shot in enumerate(shots):
+            text = shot.get("caption") if isinstance(shot, dict) else None
+            if isinstance(text, str) and (why := caption_font_problem(text, brand=path)):
+                problems.append(src.problem(("videos", i, "shots", j, "caption"), f"cannot burn this caption: {why}"))
+    return problems
 
 
 def apply_brand(campaign: Campaign, src: Source, brand: BrandSpec | None) -> Campaign:

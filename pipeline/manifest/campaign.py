@@ -20,7 +20,7 @@ from pipeline.manifest.brand import BrandSpec, apply_brand, load_brand
 from pipeline.manifest.credentials import CredentialsSpec, credentials_spec
 from pipeline.manifest.data_files import Reader, local_reader
 from pipeline.manifest.formats import DEFAULT_CAPTIONS, DEFAULT_FIT, DEFAULT_LANGUAGE
-from pipeline.manifest.inputs import file_problem, is_blank, outside_problem, undrawable
+from pipeline.manifest.inputs import FONT_EXTENSIONS, file_problem, is_blank, outside_problem, undrawable
 from pipeline.manifest.model_rules import licence_problems, model_shot_problems, ray2_problems, ray2_settings
 from pipeline.manifest.notify import notify_problems, webhook_of
 from pipeline.manifest.schedule_expr import schedule_problem
@@ -369,9 +369,10 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True,
         if "://" in loc:
             problems.append(src.problem(("assets", aid), f"{loc!r}: only local paths and s3:// addresses are supported"))
             continue
-        if not loc.lower().endswith(IMAGE_EXTENSIONS + AUDIO_EXTENSIONS):
-            problems.append(src.problem(("assets", aid), f"{loc!r} is neither an image ({', '.join(IMAGE_EXTENSIONS)}) "
-                                        f"nor an audio file ({', '.join(AUDIO_EXTENSIONS)})"))
+        if not loc.lower().endswith(IMAGE_EXTENSIONS + AUDIO_EXTENSIONS + FONT_EXTENSIONS):
+            problems.append(src.problem(("assets", aid), f"{loc!r} is neither an image ({', '.join(IMAGE_EXTENSIONS)}), "
+                                        f"an audio file ({', '.join(AUDIO_EXTENSIONS)}) nor a font "
+                                        f"({', '.join(FONT_EXTENSIONS)})"))
         if check_files:
             p = (base_dir / loc)
             try:

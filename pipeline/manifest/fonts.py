@@ -99,19 +99,48 @@ class CaptionFont:
     shaping: bool  # draw with raqm layout (the text has a right-to-left, joining script)
 
 
-def caption_font_problem(text: str) -> str | None:
-    """Why no installed font can burn `text` (naming the script it misses), or None when one can."""
-    return _choose(text)[1]
+def caption_font_problem(text: str, *, brand: Path | None = None) -> str | None:
+    """Why no installed font (or, given, the brand's caption font) can burn `text` (naming the script it
+    misses), or None when one can."""
+    return _choose(text, brand)[1]
 
 
-def caption_font(text: str) -> CaptionFont:
-    font, problem = _choose(text)
+def caption_font(text: str, *, brand: Path | None = None) -> CaptionFont:
+    """The font that burns `text`: the brand's caption font when given (it must cover the text: a caption is
+    never silently drawn in another face), else the first installed one that covers it."""
+    font, problem = _choose(text, brand)
     if font is None:
         raise ValueError(problem)
     return font
 
 
-def _choose(text: str) -> tuple[CaptionFont | None, str | None]:
+MAX_FONT_BYTES = 32 * 1024 * 1024  # a brand's font file; CJK faces are around 16 MB
+# The first four bytes of an OpenType font: TrueType outlines (0x00010000, or 'true' from Apple), CFF ('OTTO')
+# (OpenType spec, "Organization of an OpenType Font", sfntVersion: https://learn.microsoft.com/en-us/typography/opentype/spec/otff).
+FONT_MAGIC = (b"\x00\x01\x00\x00", b"OTTO", b"true")
+
+
+def font_file_problem(path: Path) -> str | None:
+    """Why `path` is not a font a brand can use (not a TTF/OTF, unreadable, no character map), or None."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror or exc})"
+    if size > MAX_FONT_BYTES:
+        return f"it is {size} bytes; a font file may have at most {MAX_FONT_BYTES}"
+    if head not in FONT_MAGIC:
+        return "it is not a TrueType or OpenType font (.ttf/.otf; a collection .ttc or a web font .woff is not taken)"
+    try:
+        if not _coverage(path, 0):
+            return "it has no character map (cmap): it draws no text"
+    except Exception as exc:  # noqa: BLE001 - fontTools raises many kinds on a damaged file: all say "unreadable"
+        return f"it is not a readable font ({type(exc).__name__})"
+    return None
+
+
+def _choose(text: str, brand: Path | None = None) -> tuple[CaptionFont | None, str | None]:
     bad = undrawable(text)  # emoji and other characters past the BMP: no caption font draws them either
     if bad:
         return None, f"the caption font cannot draw {bad}; emoji are not supported in burned captions"
@@ -121,6 +150,13 @@ def _choose(text: str) -> tuple[CaptionFont | None, str | None]:
         return None, (f"burning {', '.join(complex_)} text needs right-to-left shaping (Pillow's raqm layout, "
                       "libraqm), which this Pillow lacks; deliver these captions as `captions: sidecar`")
     needed = {ord(ch) for ch in text if not ch.isspace() and unicodedata.category(ch)[0] != "C"}
+    if brand is not None:
+        lacking_chars = needed - _coverage(brand, 0)
+        if lacking_chars:
+            chars = "".join(sorted(chr(c) for c in lacking_chars))[:12]
+            return None, (f"the brand's caption font {brand.name} has no glyph for {chars!r}; use a brand font that "
+                          "covers the caption, or deliver it as `captions: sidecar`")
+        return CaptionFont(brand, 0, shaping=bool(complex_)), None
     installed = _installed()
     best_missing: set[int] | None = None
     for name, index in FONT_FILES:

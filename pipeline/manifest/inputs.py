@@ -17,6 +17,7 @@ from pipeline.manifest.image_files import MAX_INPUT_PIXELS
 
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".m4a", ".aac", ".ogg", ".flac")
+FONT_EXTENSIONS = (".ttf", ".otf")  # a brand's fonts (pipeline/manifest/brand.py)
 AUDIO_DECODE_TIMEOUT_S = 120  # an hour of MP3 decodes in seconds; past this the file is hostile or broken
 
 
@@ -34,7 +35,8 @@ def outside_problem(base_dir: Path, location: str, *, allow_outside: Sequence[Pa
 
 
 def file_problem(path: Path, location: str) -> str | None:
-    """Decode the header of an image (format matches the name, size within the limit) or an audio file."""
+    """Decode the header of an image (format matches the name, size within the limit), an audio file, or
+    read a font's character map."""
     suffix = PurePosixPath(location.lower()).suffix
     if suffix in IMAGE_FORMATS:
         with warnings.catch_warnings():
@@ -54,6 +56,11 @@ def file_problem(path: Path, location: str) -> str | None:
         return None
     if suffix in AUDIO_EXTENSIONS:
         return audio_problem(path, location)
+    if suffix in FONT_EXTENSIONS:
+        from pipeline.manifest.fonts import font_file_problem  # fonts.py imports this module
+
+        why = font_file_problem(path)
+        return f"{shown(location)}: {why}" if why else None
     return None
 
 

@@ -57,6 +57,8 @@ class AssemblyRequest:
     # per clip, what the product recorded when it wrote it (None: probe the file); empty: probe them all
     clip_info: tuple[ClipInfo | None, ...] = ()
     mix: MixRequest | None = None  # voiceover, music ducked under it, loudness (pipeline/media/mix.py)
+    card_font: Path | None = None  # the brand's font files: for title/end cards, for burned captions
+    caption_font: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -433,7 +435,8 @@ def assemble_video(req: AssemblyRequest, out_path: Path, poster_path: Path) -> A
                         made_i += 1
                     out_i += 1
             feeds = _feeds(segments, paths, infos, copyable, counts, rate, width, height, work)
-            cards = [render_card(c, width=width, height=height) if c else None for c in (req.title, req.end_card)]
+            cards = [render_card(c, width=width, height=height, font=req.card_font) if c else None
+                     for c in (req.title, req.end_card)]
             with SegmentWriter(made_path, width=width, height=height, fps=rate, idr_at=idr) as writer:
                 for n, frame in enumerate(_make(segments, feeds, cards, rate)):
                     if made_index.get(poster_index) == n:

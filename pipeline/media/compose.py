@@ -108,14 +108,15 @@ def _rgb(card: Card, value: str) -> tuple[int, int, int]:
     return r, g, b
 
 
-def render_card(card: Card, *, width: int, height: int) -> np.ndarray:
-    """A card's single frame: its text, wrapped, sized to fit and centred (moviepy TextClip 'caption'), on its colour."""
+def render_card(card: Card, *, width: int, height: int, font: Path | None = None) -> np.ndarray:
+    """A card's single frame: its text, wrapped, sized to fit and centred (moviepy TextClip 'caption'), on its
+    colour, in `font` (the brand's card font) or the default one."""
     bg, fg = _rgb(card, card.color), _rgb(card, card.text_color)
     margin_x, margin_y = width // 10, height // 8
     background = ColorClip((width, height), color=bg, duration=1)
     layers: list[Any] = [background]
     if card.text.strip():
-        text = TextClip(font=font_path(), text=card.text, method="caption", size=(width - 2 * margin_x, height - 2 * margin_y),
+        text = TextClip(font=str(font) if font else font_path(), text=card.text, method="caption", size=(width - 2 * margin_x, height - 2 * margin_y),
                         color=fg, text_align="center", horizontal_align="center", vertical_align="center", duration=1)
         layers.append(text.with_position("center"))
     frame = CompositeVideoClip(layers, size=(width, height)).get_frame(0)

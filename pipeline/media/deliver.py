@@ -62,7 +62,8 @@ def make_outputs(req: AssemblyRequest, *, outputs: Sequence[VideoOutput], tl: Ti
                                   targets=[t for _, t in targets],
                                   cues=list(cue_list) if cue_list is not None else cues(tl, captions), title=req.title,
                                   end_card=req.end_card, has_audio=req.audio is not None or req.mix is not None,
-                                  poster_frame=result.poster_frame, logo=logo)
+                                  poster_frame=result.poster_frame, logo=logo, card_font=req.card_font,
+                                  caption_font=req.caption_font)
         seconds = round(time.perf_counter() - t0, 4)
         for (o, t), r in zip(targets, rendered, strict=True):
             method = ("re-encode" + (f"+{r.fit}" if r.fit else "") + ("+burned-captions" if o.burn else "")

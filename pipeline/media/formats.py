@@ -170,9 +170,10 @@ class _Overlay:
     alpha: np.ndarray  # float32 h x w x 1
 
 
-def caption_overlay(text: str, fmt: str | None, width: int, height: int) -> _Overlay:
-    """The caption drawn once: lines wrapped to the safe area's width, bottom-aligned in it."""
-    choice = caption_font(text)
+def caption_overlay(text: str, fmt: str | None, width: int, height: int, *, font: Path | None = None) -> _Overlay:
+    """The caption drawn once: lines wrapped to the safe area's width, bottom-aligned in it, in `font` (the
+    brand's caption font) or the first installed font that covers it."""
+    choice = caption_font(text, brand=font)
     x0, y0, x1, y1 = safe_area(fmt, width, height)
     short = min(width, height)
     size = max(12, round(short * TEXT_SIZE))
@@ -240,9 +241,11 @@ def _centres(tl: Timeline, per_clip: Sequence[tuple[float, float]]) -> list[tupl
 
 def render_formats(*, base: Path, size: tuple[int, int], tl: Timeline, clips: Sequence[Path],
                    targets: Sequence[FormatTarget], cues: Sequence[Cue], title: Card | None, end_card: Card | None,
-                   has_audio: bool, poster_frame: int, logo: Logo | None = None) -> list[FormatResult]:
+                   has_audio: bool, poster_frame: int, logo: Logo | None = None, card_font: Path | None = None,
+                   caption_font: Path | None = None) -> list[FormatResult]:
     """Make every target from the assembled video `base` (of `size`) in one decode (see the module's docstring);
-    `logo`, the brand's, is drawn on every frame of every target, clear of its burned captions."""
+    `logo`, the brand's, is drawn on every frame of every target, clear of its burned captions; the brand's
+    fonts, when given, draw its cards and captions."""
     if not targets:
         return []
     rate: Fraction = tl.fps
@@ -258,8 +261,9 @@ def render_formats(*, base: Path, size: tuple[int, int], tl: Timeline, clips: Se
         centres = None
         if maps is not None and t.fit == "crop" and not native:
             centres = _centres(tl, [crop_centre(m, (sw, sh), (t.width, t.height)) for m in maps])
-        cards = [render_card(c, width=t.width, height=t.height) if c and not native else None for c in (title, end_card)]
-        overlays = {text: caption_overlay(text, t.format, t.width, t.height)
+        cards = [render_card(c, width=t.width, height=t.height, font=card_font) if c and not native else None
+                 for c in (title, end_card)]
+        overlays = {text: caption_overlay(text, t.format, t.width, t.height, font=caption_font)
                     for text in dict.fromkeys(c.text for c in cues)} if t.burn else {}
         placed = place_logo(logo, width=t.width, height=t.height, safe=safe_area(t.format, t.width, t.height),
                             captions_top=min((o.y for o in overlays.values()), default=None)) if logo else None

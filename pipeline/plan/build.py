@@ -17,6 +17,7 @@ from pipeline.manifest.timeline import Timeline, timeline
 from pipeline.plan.jobs import (
     AssetImage,
     AudioSpec,
+    BrandFonts,
     ClipLastFrame,
     ClipSpec,
     EditedImage,
@@ -283,16 +284,23 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
             video_inputs.append(f"asset:{assets[video.audio.asset].digest}")
         video_inputs += [j.key for j in voices if j]
         video_inputs += list(dict.fromkeys(j.key for j in shown if j))  # translated captions
+        captions = tuple(s.voiceover if video.caption_from == "voiceover" else s.caption for s in video.shots)
+        brand = campaign.brand if video.branded else None
+        # the brand's fonts, each only where the video draws with it: its digest keys only what it touches
+        card_font = brand.card_font if brand and (video.title or video.end_card) else None
+        caption_font = (brand.caption_font if brand and video.captions in ("burn", "both") and any(captions)
+                        else None)
+        fonts = BrandFonts(card_font, caption_font) if card_font or caption_font else None
         key_params = {"crossfade": video.crossfade, "audio": asdict(audio) if audio else None,
                       **sound_key_params(voices, loudness, video.caption_from),
                       **{name: (asdict(card) if card else None) for name, card in (("title", video.title),
-                                                                                   ("end_card", video.end_card))}}
+                                                                                   ("end_card", video.end_card))},
+                      **({"card_font": assets[card_font].digest} if card_font else {})}
         vkey = content_key("video", params=key_params, inputs=video_inputs, backend=ASSEMBLER_VERSION)
-        captions = tuple(s.voiceover if video.caption_from == "voiceover" else s.caption for s in video.shots)
-        brand = campaign.brand if video.branded else None
         logo = LogoSpec(brand.logo, brand.corner, brand.size) if brand and brand.logo else None
         logo_key = {**asdict(logo), "digest": assets[logo.asset].digest} if logo else None  # a new logo re-makes videos
-        outputs = (_video_outputs(video, vkey, captions, clip_jobs[0].clip, logo_key)
+        outputs = (_video_outputs(video, vkey, captions, clip_jobs[0].clip, logo_key,
+                                  assets[caption_font].digest if caption_font else None)
                    if any(captions) or video.formats or logo else ())
         if outputs:  # the job's key covers every output's, so an unchanged video is one cache hit
             vkey = content_key("video", params={"outputs": [asdict(o) for o in outputs]}, inputs=[vkey],
@@ -301,7 +309,7 @@ def build_plan(campaign: Campaign, keys: KeySource, *, backends: dict[str, str],
                           crossfade=video.crossfade, audio=audio, title=video.title, end_card=video.end_card,
                           variant=video.variant, fit=video.fit, captions=captions if outputs else (),
                           language=video.language, outputs=outputs, voices=tuple(j.id if j else None for j in voices),
-                          loudness=loudness, caption_from=video.caption_from, logo=logo,
+                          loudness=loudness, caption_from=video.caption_from, logo=logo, fonts=fonts,
                           caption_translations=tuple(j.id if j else None for j in shown) if outputs and any(shown) else ())
         voice_deps = tuple(dict.fromkeys(j.id for j in voices if j))
         caption_deps = tuple(dict.fromkeys(j.id for j in shown if j)) if vspec.caption_translations else ()
@@ -322,7 +330,7 @@ _KIND_ORDER = {"enhance": 0, "translate": 0, "image": 1, "clip": 2, "voice": 2, 
 
 
 def _video_outputs(video: VideoSpec_, base_key: str, captions: tuple[str | None, ...], first: ClipSpec,
-                   logo: dict[str, Any] | None = None) -> tuple[VideoOutput, ...]:
+                   logo: dict[str, Any] | None = None, caption_font: str | None = None) -> tuple[VideoOutput, ...]:
     """Each delivered file of a video, keyed on its own: the assembled video's key (`base_key`), its format,
     fit and burned captions. The clips' own shape without burned text is the assembled video itself."""
     burn = video.captions in ("burn", "both") and any(captions)
@@ -339,7 +347,8 @@ def _video_outputs(video: VideoSpec_, base_key: str, captions: tuple[str | None,
             key = content_key("video", params={"format": fmt, "size": [width, height],
                                                "fit": None if native else video.fit,
                                                "burn": list(captions) if burn else None,
-                                               **({"logo": logo} if logo else {})},
+                                               **({"logo": logo} if logo else {}),
+                                               **({"caption_font": caption_font} if burn and caption_font else {})},
                               inputs=[base_key], backend=FORMATS_VERSION)
         outs.append(VideoOutput(format=fmt, width=width, height=height, key=key, burn=burn, captions_key=captions_key))
     return tuple(outs)

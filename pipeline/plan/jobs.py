@@ -151,6 +151,15 @@ class LogoSpec:
 
 
 @dataclass(frozen=True)
+class BrandFonts:
+    """The brand's fonts a video uses (asset ids): for its title and end cards, for its burned captions; each
+    only when the video has what it draws."""
+
+    cards: str | None = None
+    captions: str | None = None
+
+
+@dataclass(frozen=True)
 class VideoOutput:
     """One delivered file of a video: a format (None: the clips' own shape) at its size, stored under its own
     key (so adding a format re-makes nothing else), with the captions burned in or not; and the key of the
@@ -188,6 +197,7 @@ class VideoSpec:
     # translate: true: each shot's caption comes from this translate job's output (None: the caption as written);
     # empty when the video is not translated (absent from the JSON then)
     caption_translations: tuple[str | None, ...] = ()
+    fonts: BrandFonts | None = None  # the brand's fonts (absent from the JSON when None)
 
 
 Spec = EnhanceSpec | TranslateSpec | ImageSpec | ClipSpec | VideoSpec | VoiceSpec
@@ -283,6 +293,8 @@ def spec_to_json(spec: Spec) -> dict[str, Any]:
         d.pop("caption_translations")  # nor are plans without translation
     if isinstance(spec, VoiceSpec) and spec.translation is None:
         d.pop("translation")
+    if isinstance(spec, VideoSpec) and spec.fonts is None:
+        d.pop("fonts")
     if isinstance(spec, ImageSpec):
         d["source"] = ref_to_json(spec.source)
         d["steps"] = [{**asdict(s), "refs": {f: ref_to_json(r) for f, r in s.refs.items()}} for s in spec.steps]
@@ -314,5 +326,6 @@ def spec_from_json(kind: str, d: dict[str, Any]) -> Spec:
                            "captions": tuple(d.get("captions", ())), "voices": tuple(d.get("voices", ())),
                            "outputs": tuple(VideoOutput(**o) for o in d.get("outputs", ())),
                            "logo": LogoSpec(**d["logo"]) if d.get("logo") else None,
-                           "caption_translations": tuple(d.get("caption_translations", ()))})
+                           "caption_translations": tuple(d.get("caption_translations", ())),
+                           "fonts": BrandFonts(**d["fonts"]) if d.get("fonts") else None})
     raise ValueError(f"unknown job kind {kind!r}")

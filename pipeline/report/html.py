@@ -111,6 +111,7 @@ def render_html(report: dict[str, Any]) -> str:
             f"<code>campaign reject ...</code>). Still to spend if approved: "
             f"{'$' + format(remaining, ',.2f') if isinstance(remaining, (int, float)) else 'unknown'}"
             f"{', until ' + _e(approval['expires']) if approval.get('expires') else ''}.</p></section>")
+    parts.append(_webhook(report.get("webhook")))
     jobs = report.get("jobs", {})
     parts.append('<div class=stats>' + "".join(
         f'<div class=stat><b>{_e(jobs.get(k, 0))}</b>{k}</div>' for k in ("total", "executed", "cached", "failed", "skipped",
@@ -155,6 +156,19 @@ def render_html(report: dict[str, Any]) -> str:
                  + "</code></pre></details></section>")
     parts.append("</main></body></html>")
     return "".join(parts)
+
+
+def _webhook(w: Any) -> str:
+    """How the run's summary reached the manifest's (or the stack's) webhook, as text: every value is escaped."""
+    if not isinstance(w, dict):
+        return ""
+    if w.get("ok"):
+        what = f"delivered (HTTP {_e(w.get('status'))}) after {_e(w.get('attempts'))} attempt(s)"
+    else:
+        answer = f"; last answer HTTP {_e(w.get('status'))}" if w.get("status") is not None else ""
+        what = f"<b>not delivered</b> after {_e(w.get('attempts'))} attempt(s): {_e(w.get('error'))}{answer}"
+    return (f"<section id=webhook><h2>Webhook</h2><p><code>{_e(w.get('url'))}</code>: {what}, at {_e(w.get('time'))}; "
+            f"delivery id <code>{_e(w.get('delivery_id'))}</code></p></section>")
 
 
 def _credentials(section: dict[str, Any]) -> str:

@@ -383,6 +383,15 @@ def refresh_review(store: Store, prefix: str) -> dict[str, Any]:
     return report
 
 
+def record_webhook(store: Store, prefix: str, webhook: dict[str, Any]) -> dict[str, Any]:
+    """Add the webhook's delivery (pipeline/report/webhook.py Delivery.to_json) to a written report: it is sent
+    after the report is written, since its body is the summary made from that report."""
+    report: dict[str, Any] = json.loads(store.read_bytes(f"{prefix}/report.json"))
+    report["webhook"] = webhook
+    _write_report_files(store, prefix, report, latest=False)
+    return report
+
+
 def _write_report_files(store: Store, prefix: str, report: dict[str, Any], *, latest: bool = True) -> None:
     store.write_bytes(f"{prefix}/report.html", render_html(report).encode())
     store.write_bytes(f"{prefix}/report.json", json.dumps(report, indent=2, default=str).encode())

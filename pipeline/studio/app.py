@@ -429,13 +429,15 @@ def manifest_page(config: StudioConfig) -> None:
         st.session_state["manifest_text"] = starter
     text = st.session_state["manifest_text"]  # the editor's callback keeps it current: Save/Run/Submit read it
     base = path.parent if path is not None else config.workspace.resolve()
-    check = engine.check_manifest(text, file=path.name if path else "campaign.yaml", base_dir=base, config=config)
+    manifest_file = path.name if path else "campaign.yaml"
+    check = engine.check_manifest(text, file=manifest_file, base_dir=base, config=config)
     st.caption(f"YAML, checked as you type (after a {editor.DEBOUNCE_MS} ms pause, or when you leave the box)")
-    editor.manifest_editor(text_key="manifest_text", problems=check.problems, key="manifest_editor")
+    editor.manifest_editor(text_key="manifest_text", problems=check.problems, manifest_file=manifest_file,
+                           key="manifest_editor")
     if check.problems:
         st.error(f"{len(check.problems)} problem(s)")
-        for p in check.problems:
-            st.markdown(f"- line {p.line}, column {p.col}: {literal(p.path or '<document>')}: {literal(p.message)}")
+        for p in check.problems:  # a data file's problems name the file, row and column (not a manifest line)
+            st.markdown("- " + editor.problem_markdown(p, manifest_file=manifest_file))
     elif check.error:
         st.error(literal(check.error))
     else:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 import streamlit as st
 
 from pipeline.errors import Problem
+from pipeline.studio.plain import literal
 
 DEBOUNCE_MS = 300  # one rerun per pause in typing, not one per key
 
@@ -92,7 +93,7 @@ export default function ({ data, parentElement, setStateValue }) {
   };
   area.onblur = send;
   area.onscroll = () => { gutter.scrollTop = area.scrollTop; };
-  area.setAttribute("aria-invalid", String(data.problems.length > 0));
+  area.setAttribute("aria-invalid", String(data.problems.length + data.elsewhere > 0));
   drawGutter(gutter, area, data.problems);
 }
 """
@@ -106,11 +107,42 @@ def revision_key(text_key: str) -> str:
     return f"{text_key}.revision"
 
 
-def editor_data(*, text: str, revision: int, problems: Iterable[Problem]) -> dict[str, Any]:
-    """What the browser receives: the text to show when `revision` is new, and the problems to mark."""
+def in_data_file(problem: Problem, *, manifest_file: str) -> bool:
+    """A problem found in a data file behind `variables: {x: {from: ...}}` (its `file` is that file, its line and
+    column are there), not on a line of the manifest being edited."""
+    return problem.file != manifest_file
+
+
+def problem_text(problem: Problem, *, manifest_file: str) -> str:
+    """Where a problem is and what it is, as the page lists it. A manifest problem names its line; a data-file
+    problem names the file, its row (CSV, XLSX) or line (JSON), the column and the field, since the manifest has
+    no line to point at."""
+    return _problem(problem, manifest_file, str)
+
+
+def problem_markdown(problem: Problem, *, manifest_file: str) -> str:
+    """problem_text as Markdown whose user-given parts (file, field, message) show as typed."""
+    return _problem(problem, manifest_file, literal)
+
+
+def _problem(problem: Problem, manifest_file: str, quote: Callable[[str], str]) -> str:
+    if not in_data_file(problem, manifest_file=manifest_file):
+        return f"line {problem.line}, column {problem.col}: {quote(problem.path or '<document>')}: {quote(problem.message)}"
+    unit = "line" if problem.file.lower().endswith(".json") else "row"
+    field = f" ({quote(problem.path)})" if problem.path else ""
+    return (f"data file {quote(problem.file)}, {unit} {problem.line}, column {problem.col}{field}: "
+            f"{quote(problem.message)}")
+
+
+def editor_data(*, text: str, revision: int, problems: Iterable[Problem], manifest_file: str) -> dict[str, Any]:
+    """What the browser receives: the text to show when `revision` is new, the manifest's problems to mark on its
+    lines, and how many problems are in data files instead (the text is invalid, but no line of it is marked)."""
+    problems = list(problems)
+    here = [p for p in problems if not in_data_file(p, manifest_file=manifest_file)]
     return {"text": text, "revision": revision, "debounce_ms": DEBOUNCE_MS,
             "problems": [{"line": p.line, "col": p.col, "message": f"{p.path or '<document>'}: {p.message}"}
-                         for p in problems]}
+                         for p in here],
+            "elsewhere": len(problems) - len(here)}
 
 
 def load_text(state: MutableMapping[Any, Any], *, text_key: str, text: str) -> None:
@@ -130,7 +162,7 @@ def take_edit(state: MutableMapping[Any, Any], *, text_key: str, edit: Any) -> b
     return True
 
 
-def manifest_editor(*, text_key: str, problems: Iterable[Problem], key: str) -> None:
+def manifest_editor(*, text_key: str, problems: Iterable[Problem], manifest_file: str, key: str) -> None:
     """Mount the editor over `st.session_state[text_key]`, which stays the one source of the text: the edit
     callback writes each edit there before the script runs (callbacks run first), so the page reads it current."""
     state = st.session_state
@@ -141,5 +173,5 @@ def manifest_editor(*, text_key: str, problems: Iterable[Problem], key: str) -> 
 
     # with a key, the element's identity is the key alone (bidi_component/main.py: key_as_main_identity=True), so
     # new data (problems, text) updates the same element instead of mounting a new one
-    _EDITOR(key=key, data=editor_data(text=state[text_key], revision=state[revision_key(text_key)], problems=problems),
-            on_edit_change=edited)
+    _EDITOR(key=key, data=editor_data(text=state[text_key], revision=state[revision_key(text_key)], problems=problems,
+                                      manifest_file=manifest_file), on_edit_change=edited)

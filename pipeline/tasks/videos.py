@@ -35,6 +35,8 @@ def run_video(job: Job, ctx: TaskContext) -> dict[str, Any]:
         audio=ctx.asset_path(audio.asset) if audio else None,
         audio_fade_in=audio.fade_in if audio else 0.0, audio_fade_out=audio.fade_out if audio else 0.0,
         audio_volume=audio.volume if audio else 1.0, title=v.title, end_card=v.end_card, clip_info=known,
+        card_font=ctx.asset_path(v.fonts.cards) if v.fonts and v.fonts.cards else None,
+        caption_font=ctx.asset_path(v.fonts.captions) if v.fonts and v.fonts.captions else None,
     )
     if v.outputs:
         return run_video_outputs(job, ctx, req)
