@@ -1,5 +1,6 @@
 """Formats and captions end to end: the multi-market example's every format and WebVTT file read back (size,
-frames, duration, cue times on frame boundaries against shot spans computed here from the manifest), re-runs
+frames, duration, cue times on frame boundaries against shot spans computed here from the manifest), each
+distinct output made once and its variants grouped in the report (one run shared by both checks), re-runs
 that execute nothing, a format added without re-making the others, and the crop following detail and motion."""
 
 from __future__ import annotations
@@ -66,7 +67,20 @@ class _Tracks(HTMLParser):
             self.videos[-1]["tracks"].append(dict(attrs))
 
 
-def test_example_delivers_every_format_and_caption_file(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def example_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, dict[str, Any]]:
+    """The multi-market example run once, then again unchanged: (report, run folder, the re-run's report). One
+    run for the module's two end-to-end tests (formats and captions; variants and caching), read-only."""
+    out = tmp_path_factory.mktemp("multi-market") / "out"
+    assert main(["run", str(EXAMPLE), "--out", str(out), "--quiet"]) == 0
+    report, run_dir = _latest(out, "multi-market")
+    assert main(["run", str(EXAMPLE), "--out", str(out), "--quiet"]) == 0
+    again, _ = _latest(out, "multi-market")
+    return report, run_dir, again
+
+
+def test_example_delivers_every_format_and_caption_file(
+        example_runs: tuple[dict[str, Any], Path, dict[str, Any]]) -> None:
     manifest = yaml.safe_load(EXAMPLE.read_text())
     fps = 8  # cogvideox-5b
     frames = manifest["defaults"]["video"]["frames"]
@@ -81,9 +95,7 @@ def test_example_delivers_every_format_and_caption_file(tmp_path: Path) -> None:
     markets = {m["id"]: m for m in manifest["variables"]["market"]}
     products = {p["id"]: p for p in manifest["variables"]["product"]}
 
-    out = tmp_path / "out"
-    assert main(["run", str(EXAMPLE), "--out", str(out), "--quiet"]) == 0
-    report, run_dir = _latest(out, "multi-market")
+    report, run_dir, again = example_runs
     assert report["status"] == "succeeded"
     from credentials_check import assert_every_delivered_file_signed  # C2PA on every delivered file
 
@@ -121,10 +133,31 @@ def test_example_delivers_every_format_and_caption_file(tmp_path: Path) -> None:
         for f in v["formats"]:
             (track,) = by_src[f["path"]]["tracks"]
             assert (track["kind"], track["src"], track["srclang"]) == ("captions", f["captions"], v["language"])
-
-    assert main(["run", str(EXAMPLE), "--out", str(out), "--quiet"]) == 0
-    again, _ = _latest(out, "multi-market")
     assert again["jobs"]["executed"] == 0 and again["jobs"]["cached"] == again["jobs"]["total"]
+
+
+def test_example_makes_each_output_once_groups_its_variants_and_an_unchanged_rerun_executes_nothing(
+        example_runs: tuple[dict[str, Any], Path, dict[str, Any]]) -> None:
+    report, run_dir, again = example_runs
+    keys = {r["key"] for r in report["job_results"]}
+    # every distinct output made exactly once; the jobs that share one read it back
+    assert report["jobs"]["executed"] == len(keys) and report["jobs"]["cached"] == len(report["job_results"]) - len(keys)
+    videos = {v["id"]: v for v in report["videos"]}
+    assert len(videos) == 7
+    for vid, v in videos.items():  # read back: each format's file is what the report says
+        for f in v["formats"]:
+            info = probe_video(run_dir / f["path"])
+            assert (info.width, info.height) == (f["width"], f["height"]), vid
+            assert info.duration == pytest.approx(v["expected_duration_s"], abs=1 / 8 + 1e-3), vid
+        assert v["errors"] == []
+    assert videos["teaser-navy-fr"]["template"] == "teaser-{product}-{market}"
+    assert videos["teaser-navy-fr"]["combination"] == {"product": "navy", "market": "fr"}
+    assert videos["skyline-us"]["combination"] == {"market": "us"}
+    assert {g["template"]: (g["count"], g["failed"]) for g in report["variants"]} == {
+        "sofa-{product}": (2, 0), "teaser-{product}-{market}": (6, 0), "skyline-{market}": (1, 0)}
+    assert again["run_id"] != report["run_id"]
+    assert again["jobs"] == {"total": len(report["job_results"]), "executed": 0, "cached": len(report["job_results"]),
+                             "failed": 0, "skipped": 0}
 
 
 VIDEO = """\

@@ -1,5 +1,6 @@
 """Manifest variables: expansion at load time, located errors with their combination, the plan's sharing,
-the report's grouping, and the multi-market example run end to end (and re-run: nothing executed)."""
+the report's grouping. The multi-market example's run end to end (and re-run: nothing executed) is checked in
+tests/test_formats.py, which runs it once for both its format and its variant checks."""
 
 from __future__ import annotations
 
@@ -274,37 +275,6 @@ def test_plan_shows_the_expansion_and_makes_shared_work_once(tmp_path: Path, cap
     text = capsys.readouterr().out
     assert "video template teaser-{product}-{market}: 6 variant(s) over product x market" in text
     assert f"distinct outputs: {len({j['key'] for j in jobs})} (the other " in text
-
-
-def test_example_runs_end_to_end_and_an_unchanged_rerun_executes_nothing(tmp_path: Path) -> None:
-    from moviepy import VideoFileClip
-
-    out = tmp_path / "out"
-    assert main(["run", str(EXAMPLE), "--out", str(out), "--quiet"]) == 0
-    report, run_dir = _latest(out, "multi-market")
-    assert report["status"] == "succeeded"
-    keys = {r["key"] for r in report["job_results"]}
-    # every distinct output made exactly once; the jobs that share one read it back
-    assert report["jobs"]["executed"] == len(keys) and report["jobs"]["cached"] == len(report["job_results"]) - len(keys)
-    videos = {v["id"]: v for v in report["videos"]}
-    assert len(videos) == 7
-    for vid, v in videos.items():
-        with VideoFileClip(str(run_dir / v["path"])) as clip:  # read back: the file is what the report says
-            # the first format's file (each format is read back in tests/test_formats.py)
-            assert (clip.w, clip.h) == (v["formats"][0]["width"], v["formats"][0]["height"]), vid
-            assert clip.duration == pytest.approx(v["expected_duration_s"], abs=1 / 8 + 1e-3), vid
-        assert v["errors"] == []
-    assert videos["teaser-navy-fr"]["template"] == "teaser-{product}-{market}"
-    assert videos["teaser-navy-fr"]["combination"] == {"product": "navy", "market": "fr"}
-    assert videos["skyline-us"]["combination"] == {"market": "us"}
-    assert {g["template"]: (g["count"], g["failed"]) for g in report["variants"]} == {
-        "sofa-{product}": (2, 0), "teaser-{product}-{market}": (6, 0), "skyline-{market}": (1, 0)}
-
-    assert main(["run", str(EXAMPLE), "--out", str(out), "--quiet"]) == 0
-    again, _ = _latest(out, "multi-market")
-    assert again["run_id"] != report["run_id"]
-    assert again["jobs"] == {"total": len(report["job_results"]), "executed": 0, "cached": len(report["job_results"]),
-                             "failed": 0, "skipped": 0}
 
 
 def test_report_groups_variants_by_template_with_their_own_errors(write_campaign, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -12,6 +12,7 @@ model as written, as other SDK-integration examples pass documents (e.g. Convers
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,7 +53,10 @@ def sfn_cased(value: Any, shape: Any) -> Any:
     return value
 
 
+@functools.cache
 def _start_shape() -> Any:
+    """StartAsyncInvoke's input shape, read from botocore's model once per process (a new session re-reads the
+    service's JSON file each time)."""
     import botocore.session
 
     return botocore.session.get_session().get_service_model("bedrock-runtime").operation_model("StartAsyncInvoke").input_shape

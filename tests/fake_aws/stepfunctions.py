@@ -30,9 +30,11 @@ evaluated against the results.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, cast
@@ -57,6 +59,8 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
     StateTaskServiceCallback,
 )
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 from moto.stepfunctions.parser.asl.utils.json_path import extract_json
 
 MOTO_CONFIG = cast(DefaultConfig, {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
@@ -85,6 +89,40 @@ class LambdaCalls:
 
     def named(self, name: str) -> list[tuple[str, dict[str, Any], str]]:
         return [c for c in self.calls if c[0] == name]
+
+
+@functools.cache
+def _processing_job_members() -> frozenset[str]:
+    """CreateProcessingJob's request fields, read from botocore's SageMaker model once per process: a new
+    session per state entered re-read that JSON file each time (a fifth of a cloud test's CPU)."""
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return frozenset(model.operation_model("CreateProcessingJob").input_shape.members)
+
+
+_parse = AmazonStateLanguageParser.parse
+_TREES: OrderedDict[str, Any] = OrderedDict()  # the latest few definitions: a test's, and its Map children's
+_TREES_LOCK = threading.Lock()
+
+
+def _parse_once(definition: str) -> tuple[Any, Any]:
+    """moto parses the whole definition with ANTLR on CreateStateMachine and again on every execution and child
+    execution (0.75 s of CPU for ours). The parse tree depends only on the text, so it is kept per definition;
+    the evaluation components are built afresh from it each time (Preprocessor), as moto builds them, so no
+    execution shares a component's state with another. (TestState's parser subclass has a parse of its own.)"""
+    with _TREES_LOCK:
+        tree = _TREES.get(definition)
+        if tree is not None:
+            _TREES.move_to_end(definition)
+    if tree is None:
+        _, tree = _parse(definition)  # raises on a bad definition, as moto's does
+        with _TREES_LOCK:
+            _TREES[definition] = tree
+            while len(_TREES) > 8:
+                _TREES.popitem(last=False)
+    return Preprocessor().visit(tree), tree
+
+
+AmazonStateLanguageParser.parse = staticmethod(_parse_once)  # type: ignore[method-assign,assignment]
 
 
 @contextmanager
@@ -130,8 +168,7 @@ class _RoutedProcessingJob(StateTaskServiceCallback):
     def _get_supported_parameters(self) -> set[str] | None:
         if self.resource.api_action.lower() != "createprocessingjob":
             return None
-        model = botocore.session.get_session().get_service_model("sagemaker")
-        return set(model.operation_model("CreateProcessingJob").input_shape.members) | {MOTO_ROLE_ARN_PATH_KEY}
+        return set(_processing_job_members()) | {MOTO_ROLE_ARN_PATH_KEY}
 
     def _eval_parameters(self, env: Any) -> dict:
         parameters = super()._eval_parameters(env)
