@@ -201,6 +201,8 @@ def test_one_execution_speaks_through_polly_and_every_polly_request_passes_botoc
                         "value": text}, separators=(",", ":")).encode() + b"\n"
     base = {"Engine": "neural", "LanguageCode": "en-US", "VoiceId": "Joanna", "Text": text, "TextType": "text"}
 
+    # ContentType: audio/pcm (signed 16-bit, mono, little-endian) for pcm, application/x-json-stream for json
+    # (SynthesizeSpeechOutput, e.g. https://docs.aws.amazon.com/sdk-for-sap-abap/v1/api/latest/ply/model/_AWS1_CL_PLYSYNTHESIZESPEECH01.html)
     def prepare(stub: Stubber) -> None:
         stub.add_response("synthesize_speech", {"AudioStream": polly_stream(pcm), "ContentType": "audio/pcm",
                                                 "RequestCharacters": len(text)},
