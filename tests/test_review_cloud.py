@@ -23,7 +23,7 @@ from pipeline.cli import main
 from pipeline.cloud import commands
 from pipeline.errors import ReviewRefused
 from pipeline.plan.overrides import Override
-from pipeline.review.decisions import new_decision, read_decisions, write_decision
+from pipeline.review.decisions import for_run, new_decision, read_decisions, write_decision
 from pipeline.storage.store import S3Store
 
 CAMPAIGN = "cloud-review"
@@ -185,3 +185,80 @@ def test_a_run_planned_from_outside_manifests_is_not_regenerated(reviewed: dict[
 
 def _all_keys(cloud: Cloud) -> list[str]:
     return [k for k in cloud.keys("")]
+
+
+def test_another_teams_approval_of_the_same_campaign_and_content_counts_for_nothing(
+        reviewed: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """Team B (its own manifest of the same campaign name, identical content, so identical content keys) plants
+    approvals of team A's image in the shared output bucket: as B's own `review --approve` records them (naming
+    B's manifest), and crafted ones (no manifest, A's key reached through B's folder, A's key in another bucket).
+    A's report keeps the image unreviewed and A's export leaves it out; A's own approval then counts."""
+    cloud, second = reviewed["cloud"], reviewed["second"]
+    store = S3Store(OUTPUT_BUCKET, client=cloud.s3)
+    [image] = _report(cloud, second)["images"]
+    assert image["job"] == "image:sofa-big" and image["review"]["status"] == "unreviewed"
+    ours = f"s3://{INPUT_BUCKET}/{KEY}"
+    planted = [OTHER_TEAM, "", f"s3://{INPUT_BUCKET}/manifests/team-b/../team-a/campaign.yaml",
+               f"s3://{EXPORT_BUCKET}/{KEY}"]
+    to = f"s3://{EXPORT_BUCKET}/team-a/{CAMPAIGN}"
+    if EXPORT_BUCKET not in _buckets(cloud):  # made by the export test when it ran first
+        cloud.s3.create_bucket(Bucket=EXPORT_BUCKET)
+    with model_checked() as check:
+        for manifest in planted:
+            write_decision(store, new_decision(campaign=CAMPAIGN, item="image:sofa-big", action="approve",
+                                               run_id=second, key=image["key"], by="team-b", note="planted",
+                                               manifest=manifest))
+        # any later review by A rewrites A's report from the decisions stored now
+        assert main(["review", CAMPAIGN, "clip:intro/02", "--reject", "--note", "a", "--bucket", OUTPUT_BUCKET]) == 0
+        shown = _report(cloud, second)["images"][0]["review"]
+        assert shown["status"] == "unreviewed" and shown["versions"][0]["decisions"] == []
+        assert "planted" not in cloud.bytes(f"runs/{CAMPAIGN}/{second}/report.html").decode()
+        assert main(["export", CAMPAIGN, "--bucket", OUTPUT_BUCKET, "--to", to]) == 0
+        exported = _exported(cloud, f"team-a/{CAMPAIGN}/export.json")
+        assert "image:sofa-big" not in [f["item"] for f in exported["files"]]
+        assert {x["item"]: x["state"] for x in exported["left_out"]}["image:sofa-big"] == "unreviewed"
+        assert f"team-a/{CAMPAIGN}/images/sofa-big.png" not in _export_keys(cloud)
+
+        # A's own approval (the CLI records A's manifest) counts, in the report and in the export
+        assert main(["review", CAMPAIGN, "image:sofa-big", "--approve", "--note", "ours", "--bucket",
+                     OUTPUT_BUCKET]) == 0
+        shown = _report(cloud, second)["images"][0]["review"]
+        assert (shown["status"], shown["note"]) == ("approved", "ours")
+        assert [d["note"] for d in shown["versions"][0]["decisions"]] == ["ours"]
+        capsys.readouterr()
+        assert main(["export", CAMPAIGN, "--bucket", OUTPUT_BUCKET, "--to", to]) == 0
+    exported = _exported(cloud, f"team-a/{CAMPAIGN}/export.json")
+    [mine] = [f for f in exported["files"] if f["item"] == "image:sofa-big"]
+    assert (mine["approved_by"], mine["note"]) != ("team-b", "planted") and mine["note"] == "ours"
+    path = f"team-a/{CAMPAIGN}/{mine['path']}"
+    assert path in _export_keys(cloud)
+    assert cloud.s3.get_object(Bucket=EXPORT_BUCKET, Key=path)["Body"].read() == cloud.bytes(
+        f"runs/{CAMPAIGN}/{second}/{mine['path']}")
+    assert [d.manifest for d in read_decisions(store, CAMPAIGN) if d.item == "image:sofa-big"] == [*planted, ours]
+    assert {"GetObject", "PutObject", "ListObjectsV2"} <= check.operations("s3")
+
+
+def _buckets(cloud: Cloud) -> list[str]:
+    return [b["Name"] for b in cloud.s3.list_buckets()["Buckets"]]
+
+
+def _export_keys(cloud: Cloud) -> list[str]:
+    return [o["Key"] for o in cloud.s3.list_objects_v2(Bucket=EXPORT_BUCKET).get("Contents", [])]
+
+
+def _exported(cloud: Cloud, key: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(cloud.s3.get_object(Bucket=EXPORT_BUCKET, Key=key)["Body"].read())
+    return doc
+
+
+def test_a_local_folder_counts_every_decision_a_cloud_run_only_its_manifests() -> None:
+    """Unit level: a local output folder has one owner (its approvals record no manifest), so all count there."""
+    def approve(manifest: str) -> Any:
+        return new_decision(campaign=CAMPAIGN, item="image:x", action="approve", run_id=FIRST, key="k", by="u",
+                            manifest=manifest)
+
+    ours = f"s3://{INPUT_BUCKET}/{KEY}"
+    local, theirs, mine = approve(""), approve(OTHER_TEAM), approve(ours)
+    assert for_run([local, theirs, mine], "/home/u/campaign.yaml") == [local, theirs, mine]
+    assert for_run([local, theirs, mine], ours) == [mine]
+    assert for_run([local, theirs], ours) == []

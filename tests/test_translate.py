@@ -309,3 +309,67 @@ def test_translated_campaign_cues_and_burns_each_sentence_on_its_speech(tmp_path
     switch = round(starts[1] * fps)
     text_change = float(np.abs(burned[switch][band].astype(int) - burned[switch - 1][band].astype(int)).mean())
     assert text_change > 1.0, text_change
+
+
+@needs_espeak
+def test_a_cached_utterance_is_spoken_again_when_its_translation_now_says_otherwise(tmp_path: Path) -> None:
+    """A translation's key is its source text, languages and translator, not its words: a translation made
+    again (its entry damaged, quarantined, re-made by a model that words it otherwise) keeps its key, and so
+    does the utterance made from it. The voice job's cache hit checks the text it spoke against the translation
+    stored now: the utterance whose translation changed is spoken again, the other one is reused."""
+    from pipeline.backends import Backends, PassThroughEnhancer, make_image_editor, make_video_backend
+    from pipeline.storage.store import LocalStore
+    from pipeline.tasks import TaskContext
+    from pipeline.tasks.common import run_task
+    from pipeline.tasks.translate import run_translate
+    from pipeline.tasks.voice import run_voice
+
+    client = boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    translator = _translator(client)
+    voice = EspeakVoiceBackend()
+    campaign = _load("""\
+      - id: a
+        language: de
+        translate: true
+        shots: [{prompt: x, voiceover: Meet the sofa.}, {prompt: y, voiceover: Made for lofts.}]
+    """)
+    plan = build_plan(campaign, KeySource(enhancer="e", images="i", video="v", voice=voice.identity(),
+                                          translator=translator.identity()), backends={})
+    backends = Backends(enhancer=PassThroughEnhancer(), images=make_image_editor("local"),
+                        video=make_video_backend("preview"), voice=voice, translator=translator)
+    store = LocalStore(tmp_path / "out")
+    (tmp_path / "work").mkdir()
+    ctx = TaskContext(plan=plan, store=store, backends=backends, workdir=tmp_path / "work")
+    meet, made = plan.by_kind("translate")
+    spoken = [plan.job(v) for v in plan.job("video:a").video.voices if v]
+    assert [v.voice.translation for v in spoken] == [meet.id, made.id]
+
+    def run(kind: str) -> dict[str, Any]:
+        task = run_translate if kind == "translate" else run_voice
+        return {j.id: run_task(j, ctx, task) for j in plan.by_kind(kind)}
+
+    with Stubber(client) as stub:  # Claude's words, first time and (for the damaged entry) second time
+        for reply in ("Lerne das Sofa kennen.", "Gemacht für Lofts.", "Triff das Sofa."):
+            stub.add_response("converse", _reply(f"<translation>{reply}</translation>"))
+        first = run("translate")
+        assert {r.status for r in first.values()} == {"executed"}
+        voiced = run("voice")
+        assert [voiced[v.id].status for v in spoken] == ["executed", "executed"]
+        wavs = [(tmp_path / "out" / v.output_key).read_bytes() for v in spoken]
+        # the same keys, and the voice jobs find their entries: nothing is spoken twice while nothing changed
+        assert [r.status for r in run("voice").values()] == ["cached", "cached"]
+
+        # the first translation's entry damaged (cut short): quarantined at its next use and translated again
+        entry = tmp_path / "out" / meet.output_key
+        entry.write_bytes(entry.read_bytes()[:5])
+        again = run("translate")
+        assert (again[meet.id].status, again[made.id].status) == ("executed", "cached")
+        assert entry.read_text() == "Triff das Sofa."
+        stub.assert_no_pending_responses()
+    after = run("voice")
+    respoken, reused = (after[v.id] for v in spoken)
+    assert (respoken.status, respoken.key, respoken.info["text"]) == ("executed", spoken[0].key, "Triff das Sofa.")
+    assert (reused.status, reused.info["text"]) == ("cached", "Gemacht für Lofts.")
+    assert (tmp_path / "out" / spoken[0].output_key).read_bytes() != wavs[0]  # the new words, spoken
+    assert (tmp_path / "out" / spoken[1].output_key).read_bytes() == wavs[1]
+    assert [r.status for r in run("voice").values()] == ["cached", "cached"]  # and now both are kept

@@ -1,11 +1,13 @@
 """Voiceover in the cloud (issue 25): a spoken campaign run through the real ASL under moto (the `Speak voiceover`
 Map beside images and clips, then `Assemble video` mixing what it cached), measured on the delivered file; the
 Polly requests the cloud's voice step makes, checked by botocore's Stubber; and the pacing that keeps the voice
-Map's Lambdas within Polly's requests-per-second quota."""
+Map's Lambdas within Polly's requests-per-second quota; one execution whose voice Lambda speaks through Polly (a
+Stubber on the Lambda's own client); and a cached utterance spoken again when its translation now says otherwise."""
 
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import textwrap
@@ -19,9 +21,10 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from fake_aws.cloud import INPUT_BUCKET, OUTPUT_BUCKET, Cloud, cloud_for_tasks
+from fake_aws.stubbed import stubbed_clients
 
 from pipeline.backends.voice_local import EspeakVoiceBackend
-from pipeline.backends.voice_polly import PollyVoiceBackend, RateLimiter
+from pipeline.backends.voice_polly import SAMPLE_RATE, PollyVoiceBackend, RateLimiter
 from pipeline.cloud.contract import DEFAULT_POLLY_TPS, POLLY_CONCURRENT_REQUESTS, voice_pacing
 from pipeline.cloud.events import JobEvent
 from pipeline.cloud.job_step import run_job_step
@@ -163,6 +166,83 @@ def test_the_cloud_voice_step_sends_polly_requests_botocore_accepts(cloud: Cloud
     assert info["marks"] == [{"time_s": 0.085, "text": "Meet the sofa."}] and info["duration_s"] == 1.0
     wav_key = result["output"]
     assert wav_key.startswith("cache/voice/") and cloud.bytes(wav_key)[:4] == b"RIFF"
+
+
+def espeak_pcm(text: str, tmp_path: Path) -> tuple[bytes, int]:
+    """Real speech in the format the backend asks Polly for (OutputFormat pcm, SampleRate 16000: signed 16-bit
+    little-endian mono, the SynthesizeSpeech page), made by espeak-ng and resampled by ffmpeg; and where the
+    speech starts (ms), for the sentence mark Polly would give."""
+    wav = tmp_path / "espeak.wav"
+    subprocess.run([str(EspeakVoiceBackend()._exe), "-w", str(wav), text], check=True, capture_output=True)
+    pcm = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(wav), "-f", "s16le", "-ac", "1",
+                          "-ar", str(SAMPLE_RATE), "-"], check=True, capture_output=True).stdout
+    samples = np.frombuffer(pcm, "<i2").astype(np.float64)
+    first = int(np.argmax(np.abs(samples) > 0.05 * np.abs(samples).max()))
+    return pcm, round(first * 1000 / SAMPLE_RATE)
+
+
+@needs_espeak
+def test_one_execution_speaks_through_polly_and_every_polly_request_passes_botocore(
+        cloud: Cloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stack's own voice (Polly) inside the state machine: the voice Lambda (tasks/voice.py, unchanged) makes
+    its Polly client as in AWS; a Stubber on that real client checks each SynthesizeSpeech against botocore's
+    model (and model_checked's stricter constraints) and answers with espeak-ng's audio and a sentence mark in
+    Polly's newline-delimited JSON. The delivered file carries that speech inside its shot."""
+    from tasks import _runtime
+
+    monkeypatch.setenv("CAMPAIGN_VOICE", "polly")
+    monkeypatch.setenv("CAMPAIGN_POLLY_TPS", "1000")  # 18 ms between requests: the test does not wait a second
+    _runtime.reset()
+    text = "Meet the sofa."
+    pcm, onset_ms = espeak_pcm(text, tmp_path)
+    # speech marks: "a line-delimited JSON stream" of {time (ms), type, start, end (bytes), value}
+    # (https://docs.aws.amazon.com/polly/latest/dg/output.html)
+    marks = json.dumps({"time": onset_ms, "type": "sentence", "start": 0, "end": len(text.encode()),
+                        "value": text}, separators=(",", ":")).encode() + b"\n"
+    base = {"Engine": "neural", "LanguageCode": "en-US", "VoiceId": "Joanna", "Text": text, "TextType": "text"}
+
+    # ContentType: audio/pcm (signed 16-bit, mono, little-endian) for pcm, application/x-json-stream for json
+    # (SynthesizeSpeechOutput, e.g. https://docs.aws.amazon.com/sdk-for-sap-abap/v1/api/latest/ply/model/_AWS1_CL_PLYSYNTHESIZESPEECH01.html)
+    def prepare(stub: Stubber) -> None:
+        stub.add_response("synthesize_speech", {"AudioStream": polly_stream(pcm), "ContentType": "audio/pcm",
+                                                "RequestCharacters": len(text)},
+                          {**base, "OutputFormat": "pcm", "SampleRate": str(SAMPLE_RATE)})
+        stub.add_response("synthesize_speech", {"AudioStream": polly_stream(marks),
+                                                "ContentType": "application/x-json-stream",
+                                                "RequestCharacters": len(text)},
+                          {**base, "OutputFormat": "json", "SpeechMarkTypes": ["sentence"]})
+
+    key = upload(cloud, tmp_path / "c")
+    with stubbed_clients("polly", prepare) as stubbers:
+        run = cloud.run(key, name="spoken-polly")
+    assert run.status == "SUCCEEDED", run.described
+    assert run.output["status"] == "succeeded" and run.output["jobs"]["failed"] == 0, run.output
+    [stub] = stubbers  # one client, made by the one voice Lambda, and both its requests answered
+    stub.assert_no_pending_responses()
+    prefix = "runs/spoken/spoken-polly/"
+    [voice_call] = run.calls.named("campaign-voice")
+    assert voice_call[2] == "ok"
+    report = cloud.json(prefix + "report.json")
+    assert report["backends"]["voice"] == "polly"
+    [video] = report["videos"]
+    [said] = video["voiceover"]
+    assert (said["status"], said["text"], said["backend"], said["placeholder"]) == (
+        "executed", text, "polly:neural", False)
+    info = cloud.json(prefix + f"results/{voice_call[1]['job_id']}.json")["info"]
+    assert (info["timing"], info["requests"], info["marks"]) == (
+        "speech-marks:sentence", 2, [{"time_s": onset_ms / 1000, "text": text}])
+    assert info["duration_s"] == pytest.approx(len(pcm) / 2 / SAMPLE_RATE, abs=0.01)
+    # the delivered file: Polly's (espeak's) speech inside the second shot's window, at the loudness target
+    mp4 = tmp_path / "talk.mp4"
+    mp4.write_bytes(cloud.bytes(prefix + video["path"]))
+    samples = decode_mono(mp4, 2 * SHOT_S)
+    hop = RATE // 100
+    frames = samples[: len(samples) // hop * hop].reshape(-1, hop)
+    rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+    loud = np.nonzero(20 * np.log10(rms / rms.max()) > -30.0)[0] * hop / RATE
+    assert len(loud) > 20 and SHOT_S <= loud[0] and loud[-1] + 0.01 <= 2 * SHOT_S, (len(loud), loud[:1], loud[-1:])
+    measured = measure_loudness(mp4)
+    assert abs(measured.integrated_lufs + 14) <= 1.0 and measured.true_peak_dbtp <= -1.0, measured
 
 
 def test_each_voice_lambda_holds_its_slot_so_the_map_stays_within_pollys_quota(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 (reviews/<campaign>/decisions/<time>-<random>.json, in the output folder or bucket), never in the user's manifest.
 
 A decision is about one version of an item: the content key the item had in the run reviewed. A regenerated item
-gets a new key, so the new version starts unreviewed while an unchanged item keeps its approval in later runs."""
+gets a new key, so the new version starts unreviewed while an unchanged item keeps its approval in later runs. In the
+cloud a decision also names the manifest (its s3:// address) of the run reviewed, and counts for runs of that
+manifest only (`for_run`): another team's approval of the same campaign name and content is not ours."""
 
 from __future__ import annotations
 
@@ -150,6 +152,20 @@ def overrides_from(decisions: Iterable[Decision], manifest: str) -> dict[str, Ov
         if d.action == REGENERATE and d.manifest == manifest:
             out[d.item] = out[d.item].merged(d.override) if d.item in out else d.override
     return out
+
+
+def for_run(decisions: Iterable[Decision], manifest: str) -> list[Decision]:
+    """The decisions that count for a run of `manifest` (the manifest its report names).
+
+    A cloud run's manifest is an s3:// address, and the output bucket holds the runs of every team: one campaign
+    name may be several teams' manifests (manifests/<team>/..., pipeline/cloud/tenancy.py), whose identical content
+    gives identical content keys. There a decision counts only when it names that very address, compared as
+    written (no normalising: `manifests/team-b/../team-a/x.yaml` is not team A's manifest, and a record without a
+    manifest, or of another bucket, counts for no cloud run). A local output folder has one owner: every decision
+    in it counts, as before (local approvals record no manifest)."""
+    if not manifest.startswith("s3://"):
+        return list(decisions)
+    return [d for d in decisions if d.manifest == manifest]
 
 
 def verdict(decisions: Iterable[Decision], item: str, key: str | None) -> Decision | None:

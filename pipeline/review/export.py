@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError
 
 from pipeline.errors import ReviewRefused
-from pipeline.review.decisions import APPROVE, check_campaign, read_decisions, status_of, verdict
+from pipeline.review.decisions import APPROVE, check_campaign, for_run, read_decisions, status_of, verdict
 from pipeline.storage.store import Store, parse_s3_uri
 
 MANIFEST = "export.json"
@@ -174,7 +174,8 @@ def export_approved(store: Store, campaign: str, dest: Destination, *, by: str, 
         report = json.loads(store.read_bytes(f"{prefix}/report.json"))
     except READ_ERRORS as exc:
         raise ReviewRefused(f"run {run_id} of {campaign} has no readable report") from exc
-    decisions = read_decisions(store, campaign)
+    # a cloud run counts only the decisions naming its manifest: another team's approval never exports our file
+    decisions = for_run(read_decisions(store, campaign), str(report.get("manifest") or ""))
     result = ExportResult(campaign=campaign, run_id=run_id, destination=dest.label)
     chosen: list[tuple[str, str | None, str, Any]] = []
     for item, key, files in deliverables(report):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.review.decisions import REGENERATE, Decision, status_of, verdict
+from pipeline.review.decisions import REGENERATE, Decision, for_run, status_of, verdict
 
 
 def version_of(record: dict[str, Any]) -> dict[str, Any]:
@@ -41,7 +41,9 @@ def item_history(decisions: list[Decision], item: str, key: str | None, *, run_i
 
 def annotate(report: dict[str, Any], decisions: list[Decision]) -> dict[str, Any]:
     """The report with a `review` entry on every image, video and clip, and a run-level `review` saying what this
-    run replaced (the regenerate decisions it was started for). Changes `report` in place and returns it."""
+    run replaced (the regenerate decisions it was started for). Only the decisions that count for the run's
+    manifest are shown (`for_run`: a cloud run, another team's are not). Changes `report` in place and returns it."""
+    decisions = for_run(decisions, str(report.get("manifest") or ""))
     run_id = str(report.get("run_id"))
     for image in report.get("images") or []:
         if isinstance(image, dict):
