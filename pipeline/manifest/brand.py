@@ -4,10 +4,14 @@ colours, the fonts of cards and burned captions, and an end card, applied to eve
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, cast
+from xml.parsers import expat
 
 import jsonschema
 
@@ -25,6 +29,10 @@ DEFAULT_LOGO_SIZE = 0.12  # of the frame's shorter side: the logo's longer side
 _COLOR = {"type": "string", "pattern": r"^#[0-9a-fA-F]{6}$"}
 _FONT_REF = {"type": "string", "minLength": 1, "maxLength": 63, "description": "the id of a TrueType/OpenType font asset"}
 FONT_USES = ("cards", "captions")  # title and end cards; burned captions
+LOGO_EXTENSIONS = (".png", ".svg")
+MAX_SVG_BYTES = 2 * 1024 * 1024  # a logo's vector file is kilobytes; a bigger one is refused before it is parsed
+_EMBEDDED = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff"}  # data: images a logo may carry
+_OUTSIDE_URL = re.compile(r"url\(\s*(?!['\"]?\s*#)", re.IGNORECASE)  # url(...) naming anything but #an-id
 
 
 def brand_schema() -> dict[str, Any]:
@@ -34,7 +42,7 @@ def brand_schema() -> dict[str, Any]:
         "description": "the brand kit: logo in a corner of every format, card colours, an end card",
         "properties": {
             "logo": {"type": "string", "minLength": 1, "maxLength": 63,
-                     "description": "the id of a PNG asset with transparency (like an image's `from:`)"},
+                     "description": "the id of a PNG (with transparency) or SVG asset (like an image's `from:`)"},
             "corner": {"enum": list(CORNERS), "description": "where the logo sits, inside the format's safe area"},
             "size": {"type": "number", "minimum": 0.02, "maximum": 0.4,
                      "description": "the logo's longer side, as a share of the frame's shorter side"},
@@ -104,9 +112,9 @@ def load_brand(src: Source, base_dir: Path, *, allow_outside: Sequence[Path] = (
         if found_loc is None:
             problems.append(at_src.problem(at_path + ("logo",), f"logo {shown(logo)} names no asset of the manifest"
                                            f" (assets: {', '.join(assets) or 'none'})"))
-        elif not isinstance(found_loc, str) or not found_loc.lower().endswith(".png"):
+        elif not isinstance(found_loc, str) or not found_loc.lower().endswith(LOGO_EXTENSIONS):
             problems.append(at_src.problem(at_path + ("logo",), f"logo {shown(logo)} must be a PNG asset (with "
-                                           f"transparency), not {shown(str(found_loc))}"))
+                                           f"transparency) or an SVG asset, not {shown(str(found_loc))}"))
     fonts: dict[str, Any] = kit["fonts"] if isinstance(kit.get("fonts"), dict) else {}
     for use in FONT_USES:
         if isinstance(fonts.get(use), str):
@@ -156,6 +164,107 @@ def _caption_coverage(src: Source, font: str, assets: dict[str, Any], base_dir: 
             if isinstance(text, str) and (why := caption_font_problem(text, brand=path)):
                 problems.append(src.problem(("videos", i, "shots", j, "caption"), f"cannot burn this caption: {why}"))
     return problems
+
+
+def svg_file_problem(path: Path, location: str) -> str | None:
+    """An SVG logo asset, read and checked (pipeline/manifest/inputs.py file_problem calls this at `assets:`)."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_SVG_BYTES:
+            return f"{shown(location)} is {size} bytes; an SVG logo of at most {MAX_SVG_BYTES} bytes is accepted"
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"{shown(location)} cannot be read ({exc.strerror or exc})"
+    return svg_problem(data, location)
+
+
+def svg_problem(data: bytes, location: str) -> str | None:
+    """Why an SVG logo may not be drawn, or None. The file is untrusted and resvg (pipeline/media/brand.py)
+    reads whatever it points at: checked with resvg 0.48.1, `<image href="/any/file.png">` and a
+    relative href (against the working folder) are drawn even with no resources folder, and so is an `<image>`
+    that an internal DTD entity expands to. So a logo may link only inside itself (`#id`, `url(#id)`) or embed
+    PNG/JPEG data; a DTD internal subset (entities, the "billion laughs"), a stylesheet processing instruction,
+    CSS `@import` and `<text>` (drawn with whatever fonts a machine has, so differently locally and in the cloud)
+    are refused. Parsed with the standard library's expat, which loads no external DTD or entity."""
+    if len(data) > MAX_SVG_BYTES:
+        return f"{shown(location)} is {len(data)} bytes; an SVG logo of at most {MAX_SVG_BYTES} bytes is accepted"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"{shown(location)} is not UTF-8 text (byte {exc.start}); save the SVG as UTF-8"
+    parser = expat.ParserCreate()
+    seen: list[str] = []  # element names, outermost first (the root must be <svg>)
+    in_style = 0
+
+    def refuse(why: str) -> None:
+        raise _SvgRefused(f"{shown(location)} line {parser.CurrentLineNumber}: {why}")
+
+    def doctype(_name: str, _sysid: str | None, _pubid: str | None, internal_subset: int) -> None:
+        if internal_subset:
+            refuse("the DOCTYPE declares entities or other DTD content; export the SVG without a DTD")
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        nonlocal in_style
+        local = name.rpartition(":")[2]
+        if not seen and local != "svg":
+            refuse(f"the root element is <{name}>, not <svg>")
+        seen.append(local)
+        in_style += local == "style"
+        if local == "text":
+            refuse("<text> is drawn with whatever fonts a machine has; convert the logo's text to outlines (paths)")
+        for key, value in attrs.items():
+            if (key == "href" or key.endswith(":href")) and not _inside(value):
+                refuse(f"<{name}> links to {shown(value[:80])}; a logo may link only inside itself (#id) or embed "
+                       "PNG/JPEG data (data:image/png;base64,...)")
+            if _OUTSIDE_URL.search(value) or "@import" in value.lower():
+                refuse(f"<{name} {key}> names {shown(value[:80])}; a logo may use only url(#id) inside itself")
+
+    def end(name: str) -> None:
+        nonlocal in_style
+        in_style -= name.rpartition(":")[2] == "style"
+
+    def chars(value: str) -> None:
+        if in_style and (_OUTSIDE_URL.search(value) or "@import" in value.lower()):
+            refuse("its <style> loads or names something outside the logo (url(...) or @import); use url(#id) only")
+
+    def instruction(target: str, _data: str) -> None:
+        if target.lower() == "xml-stylesheet":
+            refuse("an xml-stylesheet instruction would load a style sheet from outside the logo")
+
+    parser.StartDoctypeDeclHandler = doctype
+    parser.EntityDeclHandler = lambda *_: refuse("it declares an entity")
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = chars
+    parser.ProcessingInstructionHandler = instruction
+    try:
+        parser.Parse(text, True)
+    except _SvgRefused as exc:
+        return f"{exc}"
+    except expat.ExpatError as exc:
+        return f"{shown(location)} is not well-formed XML ({exc})"
+    return None if seen else f"{shown(location)} has no <svg> element"
+
+
+class _SvgRefused(Exception):
+    """An SVG logo's check stops at its first problem (raised from inside expat's handlers)."""
+
+
+def _inside(href: str) -> bool:
+    """An href that names a part of the logo itself, or PNG/JPEG data whose bytes really are PNG/JPEG (an
+    embedded SVG would be a second document to check)."""
+    href = href.strip()
+    if href.startswith("#"):
+        return True
+    head, sep, payload = href.partition(",")
+    magic = _EMBEDDED.get(head.lower().removeprefix("data:").removesuffix(";base64")) if sep else None
+    if magic is None or not head.lower().startswith("data:") or not head.lower().endswith(";base64"):
+        return False
+    start = re.sub(r"\s", "", payload)[:24]  # 18 bytes: enough for the magic, whatever the data's length
+    try:
+        return base64.b64decode(start + "=" * (-len(start) % 4)).startswith(magic)
+    except (binascii.Error, ValueError):
+        return False
 
 
 def apply_brand(campaign: Campaign, src: Source, brand: BrandSpec | None) -> Campaign:

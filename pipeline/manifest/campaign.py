@@ -369,10 +369,10 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True,
         if "://" in loc:
             problems.append(src.problem(("assets", aid), f"{loc!r}: only local paths and s3:// addresses are supported"))
             continue
-        if not loc.lower().endswith(IMAGE_EXTENSIONS + AUDIO_EXTENSIONS + FONT_EXTENSIONS):
+        if not loc.lower().endswith(IMAGE_EXTENSIONS + AUDIO_EXTENSIONS + FONT_EXTENSIONS + (".svg",)):
             problems.append(src.problem(("assets", aid), f"{loc!r} is neither an image ({', '.join(IMAGE_EXTENSIONS)}), "
-                                        f"an audio file ({', '.join(AUDIO_EXTENSIONS)}) nor a font "
-                                        f"({', '.join(FONT_EXTENSIONS)})"))
+                                        f"an audio file ({', '.join(AUDIO_EXTENSIONS)}), a font "
+                                        f"({', '.join(FONT_EXTENSIONS)}) nor an SVG logo (.svg)"))
         if check_files:
             p = (base_dir / loc)
             try:
@@ -418,7 +418,8 @@ def semantic_problems(src: Source, base_dir: Path, *, check_files: bool = True,
         if ref in image_index or is_image_asset(ref):
             return
         if ref in assets:
-            problems.append(src.problem(path, f"{ref!r} is an audio asset; an image is needed here"))
+            kind = "an audio" if str(assets[ref]).lower().endswith(AUDIO_EXTENSIONS) else "a font or logo"
+            problems.append(src.problem(path, f"{ref!r} is {kind} asset; an image is needed here"))
             return
         known = list(assets) + list(image_index)
         problems.append(src.problem(path, f"{ref!r} names no asset or image{_suggest(ref, known)}"))

@@ -36,7 +36,7 @@ def outside_problem(base_dir: Path, location: str, *, allow_outside: Sequence[Pa
 
 def file_problem(path: Path, location: str) -> str | None:
     """Decode the header of an image (format matches the name, size within the limit), an audio file, or
-    read a font's character map."""
+    read a font's character map or an SVG logo."""
     suffix = PurePosixPath(location.lower()).suffix
     if suffix in IMAGE_FORMATS:
         with warnings.catch_warnings():
@@ -56,6 +56,10 @@ def file_problem(path: Path, location: str) -> str | None:
         return None
     if suffix in AUDIO_EXTENSIONS:
         return audio_problem(path, location)
+    if suffix == ".svg":  # a brand logo: no link out of it, no entities (pipeline/manifest/brand.py)
+        from pipeline.manifest.brand import svg_file_problem  # brand.py imports this module
+
+        return svg_file_problem(path, location)
     if suffix in FONT_EXTENSIONS:
         from pipeline.manifest.fonts import font_file_problem  # fonts.py imports this module
 
