@@ -9,7 +9,25 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import botocore.loaders
+import botocore.session
 import pytest
+
+_LOADERS: dict[object, botocore.loaders.Loader] = {}
+
+
+def _shared_loader(search_paths: object = None) -> botocore.loaders.Loader:
+    """One botocore data loader per data path for the whole test process. moto's mock_aws drops boto3's default
+    session, so every test's first client built a new session whose new loader parsed the service models,
+    endpoints and partitions from JSON again (a quarter of a cloud test's CPU). The loader only reads
+    botocore's packaged files and caches what it parsed (read-only), so sharing it changes no request."""
+    key = tuple(search_paths) if isinstance(search_paths, list) else search_paths
+    if key not in _LOADERS:
+        _LOADERS[key] = botocore.loaders.create_loader(search_paths)  # type: ignore[arg-type]
+    return _LOADERS[key]
+
+
+botocore.session.create_loader = _shared_loader  # type: ignore[assignment]
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "manifests" / "spring-sofa-launch.yaml"

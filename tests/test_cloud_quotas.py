@@ -11,7 +11,7 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import botocore.session
 import pytest
@@ -120,18 +120,11 @@ def test_the_ray2_token_is_one_per_attempt_and_valid_for_botocore() -> None:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Any:
     pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed")
-    from aws_cdk import Stack
-    from aws_cdk.assertions import Template
 
-    from cdk_app import _cdk_json_context, build_app
-    from infra.build_layer import build
+    from cdk_synth import synth
 
-    tmp = tmp_path_factory.mktemp("quotas")
-    context = {**_cdk_json_context(), "layer_dir": str(build(tmp / "layer", stub=True)), "ray2_product_id": PRODUCT,
-               "ray2_concurrency": 2, "sagemaker_instances": 3}
-    app = build_app(context, outdir=str(tmp / "cdk.out"))
-    app.synth()  # cdk-nag's AwsSolutions checks: an unacknowledged finding raises
-    return Template.from_stack(cast(Stack, app.node.find_child("CampaignPipeline")))
+    # tests/cdk_synth.py: cdk-nag's AwsSolutions checks run; an unacknowledged finding raises
+    return synth(ray2_product_id=PRODUCT, ray2_concurrency=2, sagemaker_instances=3).template
 
 
 def test_marketplace_subscribe_is_narrowed_to_ray2s_product_on_the_state_machines_role(template: Any) -> None:

@@ -10,15 +10,14 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
+from cdk_synth import synth as cdk_synth
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 aws_cdk = pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed (pip install -e '.[cloud]')")
-from aws_cdk import Stack  # noqa: E402
 from aws_cdk.assertions import Match, Template  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,19 +27,11 @@ if str(ROOT) not in sys.path:  # cdk_app.py and infra/ live at the repository ro
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Template, Path]]:
-    """One synth for the module (about 5 s; later Template queries are cheap). The layer is a stub: the real
-    one (infra/build_layer.py, ~24 MB) matters at deploy time, not for the template."""
-    from cdk_app import _cdk_json_context, build_app
-    from infra.build_layer import build
-
-    tmp = tmp_path_factory.mktemp("cdk")
-    layer = build(tmp / "layer", stub=True)
-    context = {**_cdk_json_context(), "layer_dir": str(layer)}
-    app = build_app(context, outdir=str(tmp / "cdk.out"))
-    assembly = app.synth()  # runs the AwsSolutions checks: an unacknowledged finding raises here
-    stack = cast(Stack, app.node.find_child(STACK))
-    yield stack, Template.from_stack(stack), Path(assembly.directory)
+def synth() -> tuple[Any, Template, Path]:
+    """The default context's synth (tests/cdk_synth.py: once per test process; later Template queries are
+    cheap)."""
+    made = cdk_synth()
+    return made.stack, made.template, made.assembly
 
 
 def resources(template: Template, kind: str) -> dict[str, Any]:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from cdk_synth import synth as cdk_synth
 
 pytest.importorskip("aws_cdk", reason="aws-cdk-lib is not installed")
-from aws_cdk import Stack  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
 
 from pipeline.catalog import EDIT_TOOLS, RAY2  # noqa: E402
@@ -26,13 +26,7 @@ if str(ROOT) not in sys.path:
 
 
 def synth_stack(tmp: Path, **context: Any) -> Template:
-    from cdk_app import _cdk_json_context, build_app
-    from infra.build_layer import build
-
-    layer = build(tmp / "layer", stub=True)
-    app = build_app({**_cdk_json_context(), "layer_dir": str(layer), **context}, outdir=str(tmp / "cdk.out"))
-    app.synth()  # AwsSolutions checks: an unacknowledged finding raises
-    return Template.from_stack(cast(Stack, app.node.find_child("CampaignPipeline")))
+    return cast(Template, cdk_synth(**context).template)  # tests/cdk_synth.py: once per context per process
 
 
 @pytest.fixture(scope="module")
