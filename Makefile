@@ -37,7 +37,7 @@ demo: $(VENV)/.installed
 
 # ruff and mypy run as tests of the suite (tests/test_static_checks.py), beside the others on every core.
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadscope
+	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadscope --no-loadscope-reorder
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check pipeline tasks container infra tests benchmarks state_machines cdk_app.py

@@ -109,3 +109,23 @@ def receiver(request: pytest.FixtureRequest) -> Iterator[Any]:
     r = Receiver(getattr(request, "param", [200]))
     yield r
     r.close()
+
+
+# The modules that take longest, longest first (wall seconds under `make test` on the 2-core machine,
+# docs/benchmarks.md "The test suite"). `make test` hands whole modules to the two xdist workers in collection
+# order (--dist loadscope --no-loadscope-reorder): starting the long ones first leaves only short modules for the
+# end, so neither worker waits on the other's last long module. xdist's own reordering (by number of tests)
+# started many quick tests first and a 25 s module last. A module not named here keeps its place after these.
+LONGEST_FIRST = (
+    "test_enhance_smollm.py", "test_static_checks.py", "test_cloud_execution.py", "test_ray2_cloud.py",
+    "test_ray2_scale.py", "test_studio_browser.py", "test_container.py", "test_assemble.py",
+    "test_container_speed.py", "test_formats.py", "test_container_workers.py", "test_container_writer.py",
+    "test_studio_template.py", "test_studio.py", "test_data_merge.py", "test_wan.py", "test_studio_cloud.py",
+    "test_run_local.py", "test_ray2_bedrock.py", "test_runner.py", "test_variants_cloud.py",
+    "test_gpu_bench_smoke.py", "test_cloud_template.py", "test_studio_operation.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a module's own order is kept

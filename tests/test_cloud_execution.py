@@ -92,19 +92,29 @@ def comparable(report: dict[str, Any]) -> dict[str, Any]:
             "errors": report["errors"], "videos": videos, "images": images, "backends": report["backends"]}
 
 
-def test_example_campaign_makes_the_same_outputs_as_the_local_runner(cloud: Cloud, tmp_path: Path) -> None:
-    run = same_outputs_as_the_local_runner(cloud, tmp_path, name="spring-sofa-launch-test")
+@pytest.fixture(scope="module")
+def local_example(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, Path]:
+    """The example campaign run locally once for the module's comparisons (report, run folder, output folder);
+    the tests only read it."""
+    out = tmp_path_factory.mktemp("local-example") / "out"
+    report, run_dir = local_run(EXAMPLE, out)
+    return report, run_dir, out
+
+
+def test_example_campaign_makes_the_same_outputs_as_the_local_runner(
+        cloud: Cloud, local_example: tuple[dict[str, Any], Path, Path]) -> None:
+    run = same_outputs_as_the_local_runner(cloud, local_example, name="spring-sofa-launch-test")
     summary = run.calls.named("campaign-report")[0][1]["run"]
     assert {s["mode"] for s in summary["stages"].values()} == {"inline"}
     assert cloud.sfn.list_map_runs(executionArn=run.described["executionArn"])["mapRuns"] == []
 
 
-def test_example_campaign_through_distributed_maps_makes_the_same_outputs(distributed_cloud: Cloud,
-                                                                          tmp_path: Path) -> None:
+def test_example_campaign_through_distributed_maps_makes_the_same_outputs(
+        distributed_cloud: Cloud, local_example: tuple[dict[str, Any], Path, Path]) -> None:
     """Every stage as a Distributed Map (threshold 0): the plan step wrote each stage's items to S3, the
     state carried only their keys and counts, and the outputs are the local runner's."""
     cloud = distributed_cloud
-    run = same_outputs_as_the_local_runner(cloud, tmp_path, name="spring-sofa-distributed")
+    run = same_outputs_as_the_local_runner(cloud, local_example, name="spring-sofa-distributed")
     prefix = f"runs/{CAMPAIGN}/spring-sofa-distributed/"
     summary = run.calls.named("campaign-report")[0][1]["run"]
     assert all(summary[k] == [] for k in ("enhance", "image_waves", "clip_batches", "clip_waves", "videos"))
@@ -125,10 +135,9 @@ def test_example_campaign_through_distributed_maps_makes_the_same_outputs(distri
         assert len(json.dumps(event)) < 4_000  # ids stay in S3; the report step gets the whole state
 
 
-def same_outputs_as_the_local_runner(cloud: Cloud, tmp_path: Path, *, name: str) -> Any:
-    # 1. The example campaign, run locally.
-    local_report, local_dir = local_run(EXAMPLE, tmp_path / "out")
-    local_out = tmp_path / "out"
+def same_outputs_as_the_local_runner(cloud: Cloud, local: tuple[dict[str, Any], Path, Path], *, name: str) -> Any:
+    # 1. The example campaign, run locally (the module's local_example).
+    local_report, local_dir, local_out = local
 
     # 2. The same manifest and assets dropped into the input bucket, run by the state machine.
     cloud.upload_folder(EXAMPLE.parent, prefix="manifests/")

@@ -319,8 +319,9 @@ class _LazyClient:
 # --- prompt enhancement -----------------------------------------------------------------------------
 
 
-class BedrockEnhancer:
-    """Claude on Bedrock via the Converse API, with the seed blog's Role/Task template."""
+class ConverseModel:
+    """A Claude model called through the Converse API: its id, the lazily made client (region rules) and the
+    retry policy; the enhancer and the translator (translate_bedrock.py) share it."""
 
     name = "bedrock"
 
@@ -334,6 +335,13 @@ class BedrockEnhancer:
         self._policy = RetryPolicy(max_attempts, base_delay_s, max_delay_s)
         self._rng = random.Random(seed)
         self._sleep: Callable[[float], None] = time.sleep
+
+
+class BedrockEnhancer(ConverseModel):
+    """Claude on Bedrock via the Converse API, with the seed blog's Role/Task template."""
+
+    def __init__(self, model_id: str = DEFAULT_ENHANCER_MODEL, **options: Any) -> None:
+        super().__init__(model_id, **options)
         self.last_usage: dict[str, int] = {}  # token counts of the latest call, for the cost report
 
     def identity(self) -> str:

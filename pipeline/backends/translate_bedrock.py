@@ -17,22 +17,15 @@ tests/test_translate.py (a Stubber on a real bedrock-runtime client).
 from __future__ import annotations
 
 import html
-import random
 import re
-import time
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from pipeline.backends.base import Translation
 from pipeline.backends.bedrock import (
-    DEFAULT_BASE_DELAY_S,
-    DEFAULT_ENHANCER_MODEL,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_DELAY_S,
-    RetryPolicy,
+    ConverseModel,
     _check_region,
-    _LazyClient,
     _Where,
     _with_retries,
 )
@@ -81,21 +74,8 @@ def parse_reply(reply: str, *, source: str, what: str) -> str:
     return text
 
 
-class BedrockTranslator:
+class BedrockTranslator(ConverseModel):
     """Claude on Bedrock via the Converse API; the same model, region rules and retries as BedrockEnhancer."""
-
-    name = "bedrock"
-
-    def __init__(self, model_id: str = DEFAULT_ENHANCER_MODEL, *, region: str | None = None, client: Any | None = None,
-                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, base_delay_s: float = DEFAULT_BASE_DELAY_S,
-                 max_delay_s: float = DEFAULT_MAX_DELAY_S, seed: int | None = None) -> None:
-        if not model_id:
-            raise ValueError(f"model_id must name a Bedrock model or inference profile, got {model_id!r}")
-        self.model_id = model_id
-        self._client = _LazyClient(region=region, client=client, read_timeout_s=120)
-        self._policy = RetryPolicy(max_attempts, base_delay_s, max_delay_s)
-        self._rng = random.Random(seed)
-        self._sleep: Callable[[float], None] = time.sleep
 
     def identity(self) -> str:
         return f"bedrock:{self.model_id}:{TRANSLATE_PROMPT_VERSION}"

@@ -84,25 +84,21 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
 def speech_bounds(path: Path) -> tuple[float, float, float]:
     """(first sound, end of the last sound, file length) in seconds: 10 ms frames within SPEECH_FLOOR_DB of the
     loudest frame count as speech (the voice engines pad their audio with silence)."""
+    speech, frame_s, length_s = _speech_frames(path)
+    loud = np.nonzero(speech)[0]
+    return float(loud[0] * frame_s), float((loud[-1] + 1) * frame_s), length_s
+
+
+def _speech_frames(path: Path) -> tuple[np.ndarray, float, float]:
+    """Which 10 ms frames of an utterance are speech (within SPEECH_FLOOR_DB of the loudest), a frame's length
+    and the file's length, in seconds."""
     samples, rate = read_wav(path)
     hop = max(1, rate // 100)
     n = len(samples) // hop
     if n == 0:
         raise JobFailed(f"{path.name} holds no audio")
     rms = np.sqrt(np.mean(samples[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
-    loud = np.nonzero(20 * np.log10(rms / rms.max()) > SPEECH_FLOOR_DB)[0]
-    return float(loud[0] * hop / rate), float((loud[-1] + 1) * hop / rate), len(samples) / rate
-
-
-def _speech_frames(path: Path) -> tuple[np.ndarray, float]:
-    """Which 10 ms frames of an utterance are speech (within SPEECH_FLOOR_DB of the loudest), and a frame's length."""
-    samples, rate = read_wav(path)
-    hop = max(1, rate // 100)
-    n = len(samples) // hop
-    if n == 0:
-        raise JobFailed(f"{path.name} holds no audio")
-    rms = np.sqrt(np.mean(samples[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
-    return np.asarray(20 * np.log10(rms / rms.max()) > SPEECH_FLOOR_DB), hop / rate
+    return np.asarray(20 * np.log10(rms / rms.max()) > SPEECH_FLOOR_DB), hop / rate, len(samples) / rate
 
 
 def sentence_onsets(path: Path, sentences: list[str]) -> tuple[list[float], str]:
@@ -110,7 +106,7 @@ def sentence_onsets(path: Path, sentences: list[str]) -> tuple[list[float], str]
     and how that was found: "pauses" where the audio has at least one pause of MIN_SENTENCE_PAUSE_S per sentence
     break (the longest ones are the breaks: speech engines pause longer between sentences than between words),
     else "proportional" (the speech split by the sentences' lengths in characters)."""
-    speech, frame_s = _speech_frames(path)
+    speech, frame_s, _ = _speech_frames(path)
     loud = np.nonzero(speech)[0]
     first, last = int(loud[0]), int(loud[-1]) + 1
     if len(sentences) <= 1:
