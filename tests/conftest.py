@@ -48,6 +48,19 @@ def config_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield folder
 
 
+@pytest.fixture(autouse=True)
+def fresh_boto3_session() -> Iterator[None]:
+    """boto3's default session keeps the credentials and region it first resolved: a module that made a client
+    under dummy credentials left them to every later test in that process, so a test of a machine with no AWS
+    configuration found credentials or not depending on which modules had run before it. Each test starts with
+    none (cheap: the data loader above is shared)."""
+    import boto3
+
+    boto3.DEFAULT_SESSION = None
+    yield
+    boto3.DEFAULT_SESSION = None
+
+
 @pytest.fixture
 def example_manifest() -> Path:
     return EXAMPLE
