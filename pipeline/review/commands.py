@@ -133,6 +133,20 @@ def record(store: Store, reviewed: Reviewed, *, action: str, by: str, note: str,
     return decision
 
 
+def approve_or_reject(store: Store, campaign: str, item: str, run_id: str | None, *, action: str, by: str, note: str,
+                      cloud: bool, refresh: Any) -> tuple[Reviewed, Decision]:
+    """Record an approve or a reject and have `refresh(store, prefix)` rewrite the run's report to show it: `campaign
+    review` and the studio's Runs page (a cloud run's) both decide through here. A cloud run's decision names the
+    manifest it was planned from (its s3:// address), as a regenerate's does."""
+    if action not in (APPROVE, REJECT):
+        raise ReviewRefused(f"{action[:40]!r}: approve or reject")
+    reviewed = find_item(store, campaign, item, run_id)
+    manifest = str(reviewed.report.get("manifest") or "") if cloud else ""
+    decision = record(store, reviewed, action=action, by=by, note=note, manifest=manifest)
+    refresh(store, reviewed.prefix)
+    return reviewed, decision
+
+
 def run_export(args: argparse.Namespace, *, by: str) -> list[str]:
     store = open_store(args)
     result = export_approved(store, args.campaign, destination(args.to), by=by, run_id=args.run)
@@ -153,16 +167,14 @@ def review(args: argparse.Namespace, *, by: str, load: Any, refresh: Any, new_ru
     from pipeline.review.decisions import overrides_for
 
     store = open_store(args)
-    reviewed = find_item(store, args.campaign, args.item, args.run)
     override = requested_override(args.item, args)
     if args.action != REGENERATE:
-        # a cloud run's decision names the manifest it was planned from (its s3:// address), as a regenerate does
-        manifest = str(reviewed.report.get("manifest") or "") if args.bucket else ""
-        decision = record(store, reviewed, action=args.action, by=by, note=args.note, manifest=manifest)
-        refresh(store, reviewed.prefix)
+        reviewed, decision = approve_or_reject(store, args.campaign, args.item, args.run, action=args.action, by=by,
+                                               note=args.note, cloud=bool(args.bucket), refresh=refresh)
         print(f"{decision.item} of {decision.campaign} run {decision.run_id}: {args.action.rstrip('e')}ed by "
               f"{decision.by}; report: {store.location(f'{reviewed.prefix}/report.html')}")
         return None
+    reviewed = find_item(store, args.campaign, args.item, args.run)
     if args.bucket:  # a cloud run's regenerate is an execution: pipeline/cloud/commands.py, started by the CLI
         raise ReviewRefused("a regenerate in the bucket is started by pipeline.cloud.commands.regenerate")
     args.manifest = args.manifest or Path(str(reviewed.report.get("manifest") or ""))

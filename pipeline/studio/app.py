@@ -284,7 +284,7 @@ def _started_by(config: StudioConfig, run: runs.RunSummary) -> str | None:
 
 def show_report(run: runs.RunSummary, *, started_by: str | None = None, config: StudioConfig | None = None) -> None:
     report = runs.read_report(run) or {}
-    reviewer: StudioConfig | None = config if config is not None and run.source.label == runs.LOCAL else None
+    reviewer: StudioConfig | None = config  # local and cloud runs alike (a cloud run's decisions go to its bucket)
     st.header(literal(f"{run.campaign} / {run.run_id}"))
     st.markdown(f"**{literal(report.get('status'))}** · {literal(run.source.label)} · "
                 + (f"started by {literal(started_by)} · " if started_by else "") + "backends: "
@@ -334,8 +334,12 @@ def show_report(run: runs.RunSummary, *, started_by: str | None = None, config: 
 
 def review_panel(config: StudioConfig, run: runs.RunSummary, record: dict[str, Any], *, started_by: str | None) -> None:
     """One asset's review state, its versions, and (for whoever may review it) approve / reject with a note /
-    regenerate with a new seed or prompt. A form: what was typed is sent with the click, whatever had focus."""
+    regenerate with a new seed or prompt. A form: what was typed is sent with the click, whatever had focus. A
+    cloud run's decisions are records in its bucket and its regenerate an execution, through the functions
+    `campaign review --bucket` uses; without the state machine's ARN its Regenerate is disabled, the reason said."""
     item = str(record["job"])
+    cloud = runs.in_bucket(run) is not None
+    no_regenerate = runs.NO_STATE_MACHINE if cloud and not config.state_machine_arn else None
     state = (record.get("review") or {}).get("status") or "unreviewed"
     with st.form(key=f"review-{run.run_id}-{item}", border=True):
         st.markdown(f"**review {literal(item)}**: {literal(state)}")
@@ -354,19 +358,32 @@ def review_panel(config: StudioConfig, run: runs.RunSummary, record: dict[str, A
         prompt = st.text_area("New prompt (regenerate; empty: unchanged)", key=f"prompt-{run.run_id}-{item}") \
             if kind in ("clip", "image") else ""
         cols = st.columns(3)
-        clicked = {action: cols[i].form_submit_button(label) for i, (action, label) in
+        clicked = {action: cols[i].form_submit_button(label, disabled=action == "regenerate" and bool(no_regenerate))
+                   for i, (action, label) in
                    enumerate((("approve", "Approve"), ("reject", "Reject"), ("regenerate", "Regenerate")))}
+        if no_regenerate:
+            st.caption(literal(no_regenerate, limit=None))
     assert user is not None
+    new_seed = None if seed is None else int(seed)
     try:
-        if clicked["regenerate"]:
-            job = runs.regenerate(config, run, item, user=user, note=note, seed=None if seed is None else int(seed),
-                                  prompt=prompt.strip() or None)
+        if clicked["regenerate"] and cloud:
+            started = runs.regenerate_in_cloud(run, item, state_machine_arn=config.state_machine_arn, user=user,
+                                               note=note, seed=new_seed, prompt=prompt.strip() or None)
+            st.success(literal(f"regenerating {item} ({started['asked']}): execution {started['run']}; its report, "
+                               f"when it ends: {started['report']}", limit=None))
+            st.link_button("Open the execution in the console", started["console_url"])
+        elif clicked["regenerate"]:
+            job = runs.regenerate(config, run, item, user=user, note=note, seed=new_seed, prompt=prompt.strip() or None)
             st.success(literal(f"regenerating {item}: run {job.id} (follow it under Shot or refresh Runs)"))
         elif clicked["approve"] or clicked["reject"]:
             action = "approve" if clicked["approve"] else "reject"
-            runs.decide(config.out_dir, run, item, action=action, user=user, note=note)
+            if cloud:
+                runs.decide_in_bucket(run, item, action=action, user=user, note=note)
+            else:
+                runs.decide(config.out_dir, run, item, action=action, user=user, note=note)
             st.rerun()
-    except (PipelineError, OSError) as exc:  # refused (a value, a missing manifest): one line, no traceback
+    except (PipelineError, OSError, BotoCoreError, ClientError) as exc:
+        # refused (a value, a missing manifest) or AWS said no (access, throttling): one line, no traceback
         st.error(literal(f"not done: {exc}"))
 
 

@@ -355,3 +355,55 @@ def regenerate(config: Any, run: RunSummary, item: str, *, user: str, note: str,
     run_id = new_run_id()
     decide(config.out_dir, run, item, action=REGENERATE, user=user, note=note, override=override, regenerate_run=run_id)
     return jobs.start_job(config, campaign=run.campaign, manifest=manifest, owner=user, job_id=run_id)
+
+
+NO_STATE_MACHINE = ("regenerate starts an execution of the stack's state machine: start the studio with "
+                    "--state-machine-arn or CAMPAIGN_STATE_MACHINE_ARN")
+
+
+def in_bucket(run: RunSummary) -> BucketRuns | None:
+    """The bucket a cloud run lives in (None for a local run)."""
+    return run.source if isinstance(run.source, BucketRuns) else None
+
+
+def decide_in_bucket(run: RunSummary, item: str, *, action: str, user: str, note: str) -> Any:
+    """Approve or reject an item of a cloud run: the decision is a record in the output bucket and the run's report
+    there is rewritten to show it, exactly as `campaign review ... --bucket` does (the same function). Needs
+    s3:PutObject on runs/* besides the listing's rights; AWS's refusal comes back as its own exception."""
+    from pipeline.report.write import refresh_review
+    from pipeline.review import commands
+    from pipeline.storage.store import S3Store
+
+    source = in_bucket(run)
+    if source is None:
+        raise ValueError(f"run {run.run_id} is not a cloud run")
+    store = S3Store(source.bucket, client=source.client)
+    _, decision = commands.approve_or_reject(store, run.campaign, item, run.run_id, action=action, by=user, note=note,
+                                             cloud=True, refresh=refresh_review)
+    return decision
+
+
+def regenerate_in_cloud(run: RunSummary, item: str, *, state_machine_arn: str | None, user: str, note: str,
+                        seed: int | None, prompt: str | None) -> dict[str, str]:
+    """Regenerate an item of a cloud run as `campaign review ... --regenerate --bucket` does (the same function):
+    the request is recorded in the output bucket, then one execution re-makes the item and what is made from it.
+    With no new seed or prompt, a new random seed (as the CLI draws one). The studio's credentials need
+    states:StartExecution on the state machine (docs.aws.amazon.com/step-functions/latest/dg/stepfunctions-iam.html)
+    besides the bucket writes of decide_in_bucket."""
+    import secrets
+
+    from pipeline import catalog
+    from pipeline.cloud import commands
+    from pipeline.errors import ReviewRefused
+    from pipeline.plan.overrides import Override
+
+    source = in_bucket(run)
+    if source is None:
+        raise ValueError(f"run {run.run_id} is not a cloud run")
+    if not state_machine_arn:
+        raise ReviewRefused(NO_STATE_MACHINE)
+    if seed is None and not prompt:
+        seed = secrets.randbelow(catalog.VIDEO_SEED_MAX) + 1
+    return commands.regenerate(output_bucket=source.bucket, campaign=run.campaign, item=item, run_id=run.run_id,
+                               override=Override(item, seed, prompt or None, {}), note=note, by=user,
+                               state_machine_arn=state_machine_arn, s3=source.client)
