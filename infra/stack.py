@@ -147,7 +147,8 @@ class CampaignStack(Stack):
         studio = StudioSettings.from_context(self.node)
         if studio.enabled:
             self.studio = CampaignStudio(self, "Studio", settings=studio, input_bucket=self.buckets.input,
-                                         output_bucket=self.buckets.output, log_retention=retention)
+                                         output_bucket=self.buckets.output, log_retention=retention,
+                                         state_machine=state_machine)
             CfnOutput(self, "StudioUrl", value=self.studio.url,
                       description="campaign studio (reachable from allowed_ips only)")
             if studio.domain_name:  # the name in StudioUrl must point here (CNAME or alias): no DNS record is made

@@ -19,6 +19,7 @@ from aws_cdk import aws_elasticloadbalancingv2_actions as elbv2_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk.aws_ecr_assets import Platform
 from constructs import Construct, Node
 
@@ -116,7 +117,8 @@ class CampaignStudio(Construct):
     rule signs users in (Cognito) and then forwards; port 80 only redirects to HTTPS; `url` is where users open it."""
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: StudioSettings, input_bucket: s3.IBucket,
-                 output_bucket: s3.IBucket, log_retention: logs.RetentionDays) -> None:
+                 output_bucket: s3.IBucket, log_retention: logs.RetentionDays,
+                 state_machine: sfn.IStateMachine | None = None) -> None:
         super().__init__(scope, construct_id)
         flow_logs = logs.LogGroup(self, "FlowLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
         self.vpc = ec2.Vpc(self, "Vpc", max_azs=2, nat_gateways=1, flow_logs={
@@ -138,7 +140,8 @@ class CampaignStudio(Construct):
             environment={"CAMPAIGN_INPUT_BUCKET": input_bucket.bucket_name,
                          "CAMPAIGN_OUTPUT_BUCKET": output_bucket.bucket_name,
                          "CAMPAIGN_STUDIO_ADMINS": ",".join(settings.admins),
-                         "HOME": f"{SCRATCH}/home", "TMPDIR": SCRATCH, "PYTHONDONTWRITEBYTECODE": "1"})
+                         "HOME": f"{SCRATCH}/home", "TMPDIR": SCRATCH, "PYTHONDONTWRITEBYTECODE": "1",
+                         **({"CAMPAIGN_STATE_MACHINE_ARN": state_machine.state_machine_arn} if state_machine else {})})
         container.add_mount_points(ecs.MountPoint(source_volume="scratch", container_path=SCRATCH, read_only=False))
         role = self.task.task_role
         role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"],
@@ -152,6 +155,22 @@ class CampaignStudio(Construct):
         role.add_to_principal_policy(iam.PolicyStatement(
             actions=["s3:ListBucket"], resources=[input_bucket.bucket_arn],
             conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in SUBMITTED_PREFIXES]}}))
+        # Review on the Runs page (pipeline/studio/runs.py, the same functions as `campaign review --bucket`): a
+        # decision is a new object under reviews/, and the reviewed run's report.json and report.html are rewritten
+        # to show it (pipeline/report/write.py refresh_review); nothing else under runs/ is writable. A regenerate
+        # reads the manifest version the run was made from and starts one execution of this state machine.
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:GetObject", "s3:PutObject"], resources=[output_bucket.arn_for_objects("reviews/*")]))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:ListBucket"], resources=[output_bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": ["reviews/*"]}}))
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:PutObject"], resources=[output_bucket.arn_for_objects(f"runs/*/{name}")
+                                                 for name in ("report.json", "report.html")]))
+        if state_machine is not None:
+            role.add_to_principal_policy(iam.PolicyStatement(
+                actions=["s3:GetObjectVersion"], resources=[input_bucket.arn_for_objects(f"{MANIFEST_PREFIX}*")]))
+            state_machine.grant_start_execution(role)
 
         # 2. The load balancer: only allowed_ips get in, on its security group and again on its listener.
         alb_sg = ec2.SecurityGroup(self, "AlbSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
@@ -231,6 +250,9 @@ class CampaignStudio(Construct):
 
         role = self.task.task_role
         reasons = {f"{arn(output_bucket)}/runs/*": "The studio lists and reads every run's report and outputs",
+                   f"{arn(output_bucket)}/reviews/*": "Review decisions: each a new object under this prefix",
+                   **{f"{arn(output_bucket)}/runs/*/{name}": "A reviewed run's report is rewritten to show the decision"
+                      for name in ("report.json", "report.html")},
                    **{f"{arn(input_bucket)}/{p}*": "The studio submits manifests and their assets under this prefix"
                       for p in SUBMITTED_PREFIXES}}
         for resource, reason in reasons.items():

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one xdist worker per core: a worker's torch (and the processes it starts) then uses one
+    # thread, not a pool per core that would contend with the other worker's (set before anything imports torch)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import botocore.loaders
 import botocore.session

@@ -143,7 +143,7 @@ def same_outputs_as_the_local_runner(cloud: Cloud, local: tuple[dict[str, Any], 
     cloud.upload_folder(EXAMPLE.parent, prefix="manifests/")
     run = cloud.run(f"manifests/{EXAMPLE.name}", name=name)
     assert run.status == "SUCCEEDED", run.described
-    assert run.output["status"] == "succeeded" and run.output["jobs"]["failed"] == 0
+    assert run.output["status"] == "succeeded" and run.output["jobs"]["failed"] == 0, run.output
     prefix = f"runs/{CAMPAIGN}/{name}/"
     assert run.output["report"] == f"s3://{OUTPUT_BUCKET}/{prefix}report.json"
     cloud_report = cloud.json(prefix + "report.json")
@@ -232,7 +232,7 @@ def test_a_batch_sagemaker_had_no_capacity_for_is_prepared_again_and_rendered(
     run = cloud.run("manifests/small.yaml", name=name,
                     container=recording(preview_container(cloud.s3, no_capacity=1), jobs))
     assert run.status == "SUCCEEDED", run.described
-    assert run.output["status"] == "succeeded" and run.output["jobs"]["failed"] == 0
+    assert run.output["status"] == "succeeded" and run.output["jobs"]["failed"] == 0, run.output
     prepared = [(e["batch"], e.get("attempt")) for _, e, _ in run.calls.named("campaign-prepare-batch")]
     assert sorted(prepared) == sorted((batch, n) for batch in WAVES for n in (1, 2))
     assert set(jobs) == set(WAVES)

@@ -72,18 +72,28 @@ def test_studio_behind_a_load_balancer_only_allowed_ips_reach(https_stack: Stack
     assert group["HealthCheckPath"] == "/_stcore/health" and group["Port"] == 8501
 
 
-def test_the_studio_task_role_reads_runs_and_drops_manifests_only(tmp_path: Path) -> None:
+def test_the_studio_task_role_reads_runs_drops_manifests_and_records_reviews_only(tmp_path: Path) -> None:
     template = synth(tmp_path, studio="true", allowed_ips=IPS, studio_certificate_arn=CERTIFICATE)
     [task] = props(template, "AWS::ECS::TaskDefinition")
     role_ref = task["TaskRoleArn"]["Fn::GetAtt"][0]
     policies = [p for p in props(template, "AWS::IAM::Policy") if {"Ref": role_ref} in p["Roles"]]
     statements = [s for p in policies for s in p["PolicyDocument"]["Statement"]]
     actions = sorted({a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])})
-    assert actions == ["s3:GetObject", "s3:ListBucket", "s3:PutObject"]
+    assert actions == ["s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:PutObject", "states:StartExecution"]
     text = json.dumps(statements)
-    assert "/runs/*" in text and "/manifests/*" in text and "/assets/*" in text
-    puts = [s for s in statements if "s3:PutObject" in s["Action"]]
-    assert all("manifests/" in json.dumps(s["Resource"]) or "assets/" in json.dumps(s["Resource"]) for s in puts)
+    assert "/runs/*" in text and "/manifests/*" in text and "/assets/*" in text and "/reviews/*" in text
+    # writes: submitted manifests and assets, review decisions, and a reviewed run's two report files; no other run file
+    puts = [json.dumps(s["Resource"]) for s in statements if "s3:PutObject" in s["Action"]]
+    allowed = ("manifests/*", "assets/*", "reviews/*", "runs/*/report.json", "runs/*/report.html")
+    assert all(any(f'/{a}"' in put for a in allowed) for put in puts), puts
+    assert not any('/runs/*"' in put for put in puts)
+    # a regenerate starts this stack's state machine, and only it; the task is told which
+    [start] = [s for s in statements if s["Action"] == "states:StartExecution"]
+    [machine] = template.find_resources("AWS::StepFunctions::StateMachine")
+    assert start["Resource"] == {"Ref": machine}
+    [container] = task["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env["CAMPAIGN_STATE_MACHINE_ARN"] == {"Ref": machine}
 
 
 @pytest.mark.parametrize("ips, message", [("0.0.0.0/0", "whole internet"), ("::/0", "whole internet"),

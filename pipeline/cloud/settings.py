@@ -230,7 +230,8 @@ class CloudBackends:
     @functools.cached_property
     def translator(self) -> Translator:
         """Claude on Bedrock with the enhancer's model where the deployment enhances with Bedrock (one grant covers
-        both; translate jobs run in the enhance Lambda), else the passthrough."""
+        both: Converse "requires permission for the bedrock:InvokeModel action", API_runtime_Converse.html, the
+        enhance Lambda's grant; translate jobs run in that Lambda), else the passthrough."""
         name = self._names.get("translator") or ("bedrock" if self._names["enhancer"] == "bedrock" else "passthrough")
         return make_translator(name, model=self._enhancer_model)
 
