@@ -3,9 +3,11 @@ image): 2 prompts, 1 image, 2 clips, 1 video, with small preview clips."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from pathlib import Path
+from typing import Any
 
 ASSETS = Path(__file__).resolve().parents[1] / "manifests" / "assets"
 
@@ -36,3 +38,12 @@ def write_small_campaign(folder: Path, *, name: str, file_name: str = "campaign.
                 image: sofa-big
         """) + extra, encoding="utf-8")
     return path
+
+
+def plan_keys(manifest: Path, out: Path, capsys: Any) -> dict[str, str]:
+    """Each job's content key, as `campaign plan --json` prints them (capsys: the test's CaptureFixture)."""
+    from pipeline.cli import main
+
+    capsys.readouterr()
+    assert main(["plan", str(manifest), "--json", "--out", str(out)]) == 0
+    return {j["id"]: j["key"] for j in json.loads(capsys.readouterr().out)["plan"]["jobs"]}

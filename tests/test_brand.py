@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from small_campaign import plan_keys
 
 from pipeline.cli import main
 from pipeline.errors import ManifestInvalid
@@ -130,9 +131,7 @@ def test_cards_take_the_kits_colours_and_end_card(tmp_path: Path) -> None:
 
 def test_a_new_logo_remakes_videos_not_clips(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     def keys() -> dict[str, str]:
-        capsys.readouterr()
-        assert main(["plan", str(path), "--json", "--out", str(tmp_path / "o")]) == 0
-        return {j["id"]: j["key"] for j in json.loads(capsys.readouterr().out)["plan"]["jobs"]}
+        return plan_keys(path, tmp_path / "o", capsys)
 
     path = campaign(tmp_path)
     before = keys()

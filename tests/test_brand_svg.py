@@ -6,7 +6,6 @@ sheet) is refused at its `assets:` line, and again where it would be drawn."""
 from __future__ import annotations
 
 import base64
-import json
 import textwrap
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import resvg_py
 from PIL import Image
+from small_campaign import plan_keys
 
 from pipeline.cli import main
 from pipeline.errors import InputRejected, ManifestInvalid
@@ -99,9 +99,7 @@ def test_an_svg_logo_is_drawn_sharp_at_each_formats_size(tmp_path: Path, corner:
 
 def test_a_new_svg_logo_remakes_videos_not_clips(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     def keys() -> dict[str, str]:
-        capsys.readouterr()
-        assert main(["plan", str(path), "--json", "--out", str(tmp_path / "o")]) == 0
-        return {j["id"]: j["key"] for j in json.loads(capsys.readouterr().out)["plan"]["jobs"]}
+        return plan_keys(path, tmp_path / "o", capsys)
 
     path = svg_campaign(tmp_path)
     before = keys()
