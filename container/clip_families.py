@@ -83,10 +83,16 @@ class ModelFamily(ABC):
         return None
 
     def cache_config(self, name: str, *, current_timestep: Callable[[], Any], threshold: float) -> Any:
-        from diffusers import FirstBlockCacheConfig
+        from diffusers import FirstBlockCacheConfig, PyramidAttentionBroadcastConfig
 
         if name == "firstblock":
             return FirstBlockCacheConfig(threshold=threshold)
+        if name == "pab":
+            # diffusers' CacheMixin.enable_cache example, written for CogVideoX-5b; its defaults find the
+            # self-attention of both families (Wan's blocks.N.attn1), where the schedule is unmeasured (lossy, opt-in)
+            return PyramidAttentionBroadcastConfig(spatial_attention_block_skip_range=2,
+                                                   spatial_attention_timestep_skip_range=(100, 800),
+                                                   current_timestep_callback=current_timestep)
         raise ValueError(f"cache {name!r} has no settings for the {self.name} family")
 
 

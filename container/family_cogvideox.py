@@ -59,7 +59,7 @@ class CogVideoXFamily(ModelFamily):
 
     def cache_config(self, name: str, *, current_timestep: Callable[[], Any], threshold: float) -> Any:
         """Settings that hook CogVideoX's blocks."""
-        from diffusers import FasterCacheConfig, PyramidAttentionBroadcastConfig
+        from diffusers import FasterCacheConfig
 
         if name == "fastercache":
             # diffusers' CogVideoX example (docs/source/en/api/cache.md, PR #10163): spatial attention every other
@@ -70,11 +70,6 @@ class CogVideoXFamily(ModelFamily):
                 unconditional_batch_skip_range=5, unconditional_batch_timestep_skip_range=(-1, 781),
                 tensor_format="BFCHW",
             )
-        if name == "pab":
-            # diffusers' CacheMixin.enable_cache example, written for CogVideoX-5b.
-            return PyramidAttentionBroadcastConfig(spatial_attention_block_skip_range=2,
-                                                   spatial_attention_timestep_skip_range=(100, 800),
-                                                   current_timestep_callback=current_timestep)
         return super().cache_config(name, current_timestep=current_timestep, threshold=threshold)
 
 

@@ -9,7 +9,7 @@ unconditionally; sizes are multiples of 32, frames 4k+1; UMT5 prompts up to 512 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from clip_families import ModelFamily
@@ -89,17 +89,6 @@ class WanFamily(ModelFamily):
             # compile of WanTransformerBlock cannot trace (torch GuardOnDataDependentSymNode, seen on CPU).
             return "--cache pab cannot run inside --compile regional on Wan (a data-dependent branch); use one of them"
         return None
-
-    def cache_config(self, name: str, *, current_timestep: Callable[[], Any], threshold: float) -> Any:
-        from diffusers import PyramidAttentionBroadcastConfig
-
-        if name == "pab":
-            # diffusers' defaults find Wan's self-attention (blocks.N.attn1); the skip schedule is CogVideoX's,
-            # unmeasured on Wan (lossy, opt-in, like every cache here).
-            return PyramidAttentionBroadcastConfig(spatial_attention_block_skip_range=2,
-                                                   spatial_attention_timestep_skip_range=(100, 800),
-                                                   current_timestep_callback=current_timestep)
-        return super().cache_config(name, current_timestep=current_timestep, threshold=threshold)
 
 
 FAMILY = WanFamily()

@@ -15,6 +15,7 @@ import pytest
 from fake_aws.cloud import INPUT_BUCKET, OUTPUT_BUCKET, Cloud, cloud_for_tasks
 from fake_aws.container import CAPACITY_REASON, preview_container
 from fake_aws.stepfunctions import ContainerRun
+from small_campaign import write_small_campaign
 
 from pipeline.cli import main as campaign_cli
 from pipeline.cloud import STAGES, commands
@@ -42,31 +43,9 @@ def distributed_cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
 def small_campaign(tmp_path: Path) -> Path:
     """Two short videos (one from an edited image, one continuing its first shot) and an image chain."""
     folder = tmp_path / "small"
-    shutil.copytree(EXAMPLE.parent / "assets", folder / "assets")
-    (folder / "small.yaml").write_text(textwrap.dedent("""\
-        campaign: small-launch
-        defaults:
-          video: {model: cogvideox-5b, steps: 2, seed: 7, frames: 9}
-        assets:
-          sofa: assets/sofa.png
-        images:
-          - id: sofa-big
-            from: sofa
-            edits:
-              - upscale-fast: {}
-        videos:
-          - id: intro
-            shots:
-              - prompt: A bee on a flower.
-              - prompt: The sofa in a sunlit loft.
-                image: sofa-big
-          - id: roomtour
-            continuity: last-frame
-            shots:
-              - prompt: A cozy living room.
-                image: sofa
-              - prompt: The camera pushes in.
-        """), encoding="utf-8")
+    roomtour = ("  - id: roomtour\n    continuity: last-frame\n    shots:\n      - prompt: A cozy living room.\n"
+                "        image: sofa\n      - prompt: The camera pushes in.\n")  # a second video, after intro
+    write_small_campaign(folder, name="small-launch", file_name="small.yaml", extra=roomtour)
     return folder
 
 
