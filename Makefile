@@ -36,8 +36,10 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/campaign run manifests/spring-sofa-launch.yaml --out out
 
 # ruff and mypy run as tests of the suite (tests/test_static_checks.py), beside the others on every core.
+# Bytecode is cached even where PYTHONDONTWRITEBYTECODE is set (as on the CI machine): the suite starts dozens of
+# Python processes (the CLI, the studio and its workers, the container), and each compiled the project anew.
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadscope --no-loadscope-reorder
+	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadscope --no-loadscope-reorder
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check pipeline tasks container infra tests benchmarks state_machines cdk_app.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import shutil
@@ -148,3 +149,20 @@ LONGEST_FIRST = (
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a module's own order is kept
+
+
+_FROZEN_AT: list[Path] = []
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """At each new module: collect what the modules before it left, then freeze what survives. A full collection
+    walks every tracked object, and a test process that has imported torch, transformers, moto and the CDK holds
+    millions of them (those imports and the fixtures of earlier modules): the full collections that
+    allocations trigger, and the explicit ones (container/generate.py's release_memory after each model), took
+    56 s of the two workers' CPU. Frozen objects are skipped by later collections; nothing a test makes is frozen
+    while that test runs, so a test that watches an object die still sees it collected."""
+    if _FROZEN_AT and _FROZEN_AT[-1] == item.path:
+        return
+    _FROZEN_AT.append(item.path)
+    gc.collect()
+    gc.freeze()

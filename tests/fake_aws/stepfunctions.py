@@ -50,6 +50,7 @@ from moto.stepfunctions.parser.asl.component.common.error_name.failure_event imp
 )
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+from moto.stepfunctions.parser.asl.component.common.path import result_path as _result_path
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
@@ -61,7 +62,9 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+from moto.stepfunctions.parser.asl.utils import json_path as _json_path
 from moto.stepfunctions.parser.asl.utils.json_path import extract_json
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
 MOTO_CONFIG = cast(DefaultConfig, {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
 
@@ -123,6 +126,34 @@ def _parse_once(definition: str) -> tuple[Any, Any]:
 
 
 AmazonStateLanguageParser.parse = staticmethod(_parse_once)  # type: ignore[method-assign,assignment]
+
+_validate = StepFunctionsParserBackend._validate_definition
+_VALID: OrderedDict[str, None] = OrderedDict()  # definitions CreateStateMachine already accepted (the latest few)
+
+
+def _validate_once(definition: str) -> None:
+    """CreateStateMachine checks a definition by parsing it and building its components, then drops them (a
+    quarter of the cloud modules' Python CPU: every test creates the same machines). The check depends only on
+    the text, so a definition it accepted is accepted again without the work; one it refused is checked (and
+    refused) every time."""
+    with _TREES_LOCK:
+        if definition in _VALID:
+            _VALID.move_to_end(definition)
+            return
+    _validate(definition)
+    with _TREES_LOCK:
+        _VALID[definition] = None
+        while len(_VALID) > 8:
+            _VALID.popitem(last=False)
+
+
+StepFunctionsParserBackend._validate_definition = staticmethod(_validate_once)  # type: ignore[method-assign]
+
+# moto evaluates a state's InputPath, ResultPath, ItemsPath... by parsing the path with jsonpath-ng each time, and
+# jsonpath-ng builds its parser (LR tables included) for every parse. A parsed path is only read when it is
+# applied, so each path text is parsed once per process.
+_json_path.parse = functools.lru_cache(maxsize=1024)(_json_path.parse)  # type: ignore[assignment]
+_result_path.parse = functools.lru_cache(maxsize=1024)(_result_path.parse)  # type: ignore[assignment]
 
 
 @contextmanager
