@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -51,6 +52,7 @@ from moto.stepfunctions.parser.asl.component.common.error_name.failure_event imp
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
 from moto.stepfunctions.parser.asl.component.common.path import result_path as _result_path
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl as _retrier_decl
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
@@ -154,6 +156,25 @@ StepFunctionsParserBackend._validate_definition = staticmethod(_validate_once)  
 # applied, so each path text is parsed once per process.
 _json_path.parse = functools.lru_cache(maxsize=1024)(_json_path.parse)  # type: ignore[assignment]
 _result_path.parse = functools.lru_cache(maxsize=1024)(_result_path.parse)  # type: ignore[assignment]
+
+
+class _RetryClock:
+    """The clock moto's Retry waits on: a retrier's interval (IntervalSeconds, backed off and jittered by moto) is
+    recorded in RETRY_WAITS, not slept. The intervals are the ASL's own (tests/test_cloud_asl.py checks them against
+    the documented retry settings); what the executions show is the attempts made, which a sleep does not change.
+    Every fake service that throttles does so by count, never by time."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        RETRY_WAITS.append(seconds)
+        time.sleep(0)  # still lets the execution's other threads run, as a real wait would
+
+
+RETRY_WAITS: list[float] = []
+_retrier_decl.time = _RetryClock()  # type: ignore[assignment]
 
 
 @contextmanager
@@ -356,7 +377,6 @@ def substitute(definition: str, values: Mapping[str, str]) -> str:
 
 
 def wait_for(sfn: Any, execution_arn: str, *, timeout_s: float = 120.0) -> dict[str, Any]:
-    import time
 
     deadline = time.monotonic() + timeout_s
     pause = 0.05
