@@ -196,6 +196,12 @@ def test_a_crafted_report_path_downloads_and_shows_nothing_outside_its_run(
 # --- whose render ------------------------------------------------------------------------------------------
 
 
+STAND_IN_WORKER = ("import signal, sys, time\n"
+                   "signal.signal(signal.SIGINT, lambda *_: sys.exit(130))\n"
+                   "print('ready', flush=True)\n"
+                   "time.sleep(600)\n")
+
+
 @pytest.fixture
 def anas_render(config: StudioConfig) -> Iterator[tuple[jobs.StudioJob, subprocess.Popen[bytes]]]:
     """A render Ana started, still running (a sleeping process stands in for its worker)."""
@@ -204,13 +210,18 @@ def anas_render(config: StudioConfig) -> Iterator[tuple[jobs.StudioJob, subproce
     (folder / "request.json").write_text(json.dumps({"id": folder.name, "campaign": "studio", "manifest": "m.yaml",
                                                      "owner": "ana", "shot": shots.ShotSpec(prompt="Ana's bee").to_dict()}))
     (folder / "status.json").write_text(json.dumps({"state": "running", "done": 0, "total": 2, "message": "rendering"}))
-    worker = subprocess.Popen(["sleep", "600"])
+    # a stand-in that, like pipeline/studio/worker.py, installs its own SIGINT handler: a bare `sleep` inherits an
+    # ignored SIGINT from a suite started in the background (`cmd &` in a non-interactive shell), and Cancel then
+    # could not stop it. It says when the handler is in place, so Cancel can never come first.
+    worker = subprocess.Popen([sys.executable, "-c", STAND_IN_WORKER], stdout=subprocess.PIPE)
+    assert worker.stdout is not None and worker.stdout.readline() == b"ready\n"
     (folder / "pid").write_text(str(worker.pid))
     try:
         yield jobs.read_job(folder), worker
     finally:
         worker.kill()
         worker.wait()
+        worker.stdout.close()
 
 
 def test_user_b_cannot_cancel_user_as_render_but_watches_it(config: StudioConfig, anas_render: tuple) -> None:
