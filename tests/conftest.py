@@ -151,7 +151,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a module's own order is kept
 
 
-_FROZEN_AT: list[Path] = []
+_frozen_at: Path | None = None  # the module whose first test froze the heap last
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -161,8 +161,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     allocations trigger, and the explicit ones (container/generate.py's release_memory after each model), took
     56 s of the two workers' CPU. Frozen objects are skipped by later collections; nothing a test makes is frozen
     while that test runs, so a test that watches an object die still sees it collected."""
-    if _FROZEN_AT and _FROZEN_AT[-1] == item.path:
+    global _frozen_at
+    if item.path == _frozen_at:
         return
-    _FROZEN_AT.append(item.path)
+    _frozen_at = item.path
     gc.collect()
     gc.freeze()

@@ -35,7 +35,6 @@ import json
 import threading
 import time
 import traceback
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, cast
@@ -104,9 +103,10 @@ def _processing_job_members() -> frozenset[str]:
     return frozenset(model.operation_model("CreateProcessingJob").input_shape.members)
 
 
-_parse = AmazonStateLanguageParser.parse
-_TREES: OrderedDict[str, Any] = OrderedDict()  # the latest few definitions: a test's, and its Map children's
-_TREES_LOCK = threading.Lock()
+# The latest few definitions (a test's, and its Map children's) are kept. lru_cache keeps no exception, so a
+# definition that is refused is parsed, and refused, every time.
+_parse = AmazonStateLanguageParser.parse  # moto's own, before it is replaced below
+_tree = functools.lru_cache(maxsize=8)(lambda definition: _parse(definition)[1])
 
 
 def _parse_once(definition: str) -> tuple[Any, Any]:
@@ -114,41 +114,16 @@ def _parse_once(definition: str) -> tuple[Any, Any]:
     execution (0.75 s of CPU for ours). The parse tree depends only on the text, so it is kept per definition;
     the evaluation components are built afresh from it each time (Preprocessor), as moto builds them, so no
     execution shares a component's state with another. (TestState's parser subclass has a parse of its own.)"""
-    with _TREES_LOCK:
-        tree = _TREES.get(definition)
-        if tree is not None:
-            _TREES.move_to_end(definition)
-    if tree is None:
-        _, tree = _parse(definition)  # raises on a bad definition, as moto's does
-        with _TREES_LOCK:
-            _TREES[definition] = tree
-            while len(_TREES) > 8:
-                _TREES.popitem(last=False)
+    tree = _tree(definition)
     return Preprocessor().visit(tree), tree
 
 
+# CreateStateMachine checks a definition by parsing it and building its components, then drops them (a quarter of
+# the cloud modules' Python CPU: every test creates the same machines). The check depends only on the text, so a
+# definition it accepted is accepted again without the work (one it refused raises, and is checked every time).
+_validate_once = functools.lru_cache(maxsize=8)(StepFunctionsParserBackend._validate_definition)
+
 AmazonStateLanguageParser.parse = staticmethod(_parse_once)  # type: ignore[method-assign,assignment]
-
-_validate = StepFunctionsParserBackend._validate_definition
-_VALID: OrderedDict[str, None] = OrderedDict()  # definitions CreateStateMachine already accepted (the latest few)
-
-
-def _validate_once(definition: str) -> None:
-    """CreateStateMachine checks a definition by parsing it and building its components, then drops them (a
-    quarter of the cloud modules' Python CPU: every test creates the same machines). The check depends only on
-    the text, so a definition it accepted is accepted again without the work; one it refused is checked (and
-    refused) every time."""
-    with _TREES_LOCK:
-        if definition in _VALID:
-            _VALID.move_to_end(definition)
-            return
-    _validate(definition)
-    with _TREES_LOCK:
-        _VALID[definition] = None
-        while len(_VALID) > 8:
-            _VALID.popitem(last=False)
-
-
 StepFunctionsParserBackend._validate_definition = staticmethod(_validate_once)  # type: ignore[method-assign]
 
 # moto evaluates a state's InputPath, ResultPath, ItemsPath... by parsing the path with jsonpath-ng each time, and
@@ -160,20 +135,18 @@ _result_path.parse = functools.lru_cache(maxsize=1024)(_result_path.parse)  # ty
 
 class _RetryClock:
     """The clock moto's Retry waits on: a retrier's interval (IntervalSeconds, backed off and jittered by moto) is
-    recorded in RETRY_WAITS, not slept. The intervals are the ASL's own (tests/test_cloud_asl.py checks them against
-    the documented retry settings); what the executions show is the attempts made, which a sleep does not change.
-    Every fake service that throttles does so by count, never by time."""
+    not slept. The intervals are the ASL's own (tests/test_cloud_asl.py checks them against the documented retry
+    settings); what the executions show is the attempts made, which a sleep does not change. Every fake service
+    that throttles does so by count, never by time."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(time, name)
 
     @staticmethod
     def sleep(seconds: float) -> None:
-        RETRY_WAITS.append(seconds)
         time.sleep(0)  # still lets the execution's other threads run, as a real wait would
 
 
-RETRY_WAITS: list[float] = []
 _retrier_decl.time = _RetryClock()  # type: ignore[assignment]
 
 
@@ -377,7 +350,6 @@ def substitute(definition: str, values: Mapping[str, str]) -> str:
 
 
 def wait_for(sfn: Any, execution_arn: str, *, timeout_s: float = 120.0) -> dict[str, Any]:
-
     deadline = time.monotonic() + timeout_s
     pause = 0.05
     while True:
