@@ -7,7 +7,9 @@ synthesised stack, its Template and its cloud assembly are only read by the test
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import sys
 import tempfile
 import threading
@@ -48,6 +50,7 @@ def synth(**context: Any) -> Synth:
         if key in _SYNTHS:
             return _SYNTHS[key]
         tmp = Path(tempfile.mkdtemp(prefix="cdk-synth-"))
+        atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # kept while the process may read it, then removed
         layer = build(tmp / "layer", stub=True)
         app = build_app({**_cdk_json_context(), "layer_dir": str(layer), **context}, outdir=str(tmp / "cdk.out"))
         assembly = app.synth()  # runs the AwsSolutions checks: an unacknowledged finding raises here

@@ -146,6 +146,36 @@ LONGEST_FIRST = (
 )
 
 
+# Modules that share one expensive thing in the test process run on one xdist worker, as one unit of work, so
+# only that worker pays for it: the CDK template modules share the jsii Node kernel and tests/cdk_synth.py's synths
+# (the default stack costs about 6 s, and two workers each made it); the torch modules load diffusers' CogVideoX
+# and Wan pipelines, transformers' models and torch's compiler, which the other worker then never imports.
+SAME_WORKER = {
+    "cdk": ("test_cloud_template.py", "test_studio_template.py", "test_cloud_quotas.py", "test_ray2_template.py",
+            "test_webhook_template.py", "test_credentials_template.py", "test_cloud_tenants.py"),
+    "torch": ("test_enhance_smollm.py", "test_container.py", "test_container_speed.py", "test_container_workers.py",
+              "test_container_writer.py", "test_wan.py", "test_gpu_bench_smoke.py", "test_clip_quality.py",
+              "test_media_quality.py"),
+}
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's, unknown to a run under -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadscope` with SAME_WORKER's modules as one scope each (every other module is its own scope)."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    unit = {name: group for group, names in SAME_WORKER.items() for name in names}
+
+    class SharedScopeScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return unit.get(module.rsplit("/", 1)[-1], module)
+
+    return SharedScopeScheduling(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a module's own order is kept

@@ -87,6 +87,34 @@ def test_bad_weights_path_is_backend_unavailable(tmp_path: Path) -> None:
     assert INSTALL_HINT in str(err.value)
 
 
+def gguf_as_shipped() -> bool:
+    """Whether the `gguf` module's two names the load swaps for the length of a load are gguf's own again."""
+    import gguf
+    from gguf import gguf_reader, tensor_mapping
+
+    return gguf.GGUFReader is gguf_reader.GGUFReader and gguf.get_tensor_name_map is tensor_mapping.get_tensor_name_map
+
+
+def test_a_load_parses_the_file_once_and_leaves_gguf_as_it_found_it(enhancer: SmolLMEnhancer) -> None:
+    """enhance_smollm._parsed_once keeps one GGUFReader and one tensor-name map while a load runs (transformers
+    made three readers and one map per submodule: 18 -> 10 CPU-s), and puts gguf's own back after it. That the
+    model and tokenizer come out identical was checked once by loading both ways (docs/benchmarks.md, session 7);
+    here, that the answers are still the model's is shown by the tests above."""
+    assert gguf_as_shipped()
+    assert enhancer.identity().startswith("smollm:")
+
+
+def test_a_file_that_is_not_gguf_is_backend_unavailable_and_leaves_gguf_as_it_found_it(tmp_path: Path) -> None:
+    pytest.importorskip("gguf")
+    pytest.importorskip("transformers")
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"not a GGUF file\n" * 64)
+    with pytest.raises(BackendUnavailable) as err:
+        SmolLMEnhancer(weights=fake).load()
+    assert str(fake) in str(err.value)
+    assert gguf_as_shipped()
+
+
 # --- answer cleaning (no model) ---------------------------------------------------------------------------
 
 

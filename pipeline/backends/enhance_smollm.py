@@ -16,8 +16,10 @@ the model writes stories that run past `MAX_NEW_TOKENS` and never mention the ca
 `PROMPT_TEMPLATE_VERSION` whenever the text, the examples or the decoding settings change: it is part of
 `identity()` and so of every enhanced prompt's cache key.
 
-Measured on a 2-core CPU (other jobs sharing it): load 16-17 s (most of it is parsing the GGUF file three
-times, for the tokenizer, the config and the weights), then 3-5 s a prompt (~80-120 new tokens).
+Measured on a 2-core CPU (other jobs sharing it): load 16-17 s as transformers does it (it parses the GGUF file
+three times, for the tokenizer, the config and the weights, and rebuilds gguf's tensor-name map for each of the
+model's submodules); `_parsed_once` brings that to 10 s of CPU (18.5 before, one thread, same machine);
+then 3-5 s a prompt (~80-120 new tokens).
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +224,30 @@ _MODELS: dict[Path, _Loaded] = {}
 _HASHES: dict[Path, str] = {}
 
 
+@contextmanager
+def _parsed_once() -> Iterator[None]:
+    """While one model loads, gguf parses the file once and builds its tensor-name map once.
+
+    transformers (5.23, pinned) makes a `gguf.GGUFReader` of the file for the tokenizer, again for the config and
+    again for the weights; each reads every metadata field, the 49,152-token vocabulary and its merges included
+    (7.7 of 18 CPU-s). While it maps GGUF tensor names to its own, it rebuilds `gguf.get_tensor_name_map(arch,
+    blocks)`, every name of every block, for each of the model's submodules (modeling_gguf_pytorch_utils.
+    get_gguf_hf_weights_map recurses: 5 CPU-s). Both functions depend only on their arguments, and transformers
+    only reads what they return, so each result is kept for the length of the load (which holds _CACHE_LOCK) and
+    dropped after it. The swap reaches transformers because it looks both names up on the `gguf` module at each
+    call (`from gguf import ...` inside its functions). The model and tokenizer this makes were compared with
+    transformers' own load: the same 273 tensors, bit for bit, the same config and the same 49,152 tokens."""
+    import gguf
+
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    gguf.GGUFReader = lru_cache(maxsize=1)(reader)  # type: ignore[misc,assignment]  # called, never subclassed
+    gguf.get_tensor_name_map = lru_cache(maxsize=1)(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader, name_map  # type: ignore[misc]
+
+
 def _load(path: Path) -> _Loaded:
     with _CACHE_LOCK:
         loaded = _MODELS.get(path)
@@ -232,10 +261,11 @@ def _load(path: Path) -> _Loaded:
         except ImportError as exc:
             raise BackendUnavailable(f"--enhancer smollm needs torch and transformers ({INSTALL_HINT}): {exc}") from exc
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(
-                str(path.parent), gguf_file=path.name, dtype=torch.float32, local_files_only=True,
-            )
+            with _parsed_once():
+                tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
+                model = AutoModelForCausalLM.from_pretrained(
+                    str(path.parent), gguf_file=path.name, dtype=torch.float32, local_files_only=True,
+                )
         except ImportError as exc:  # transformers asks for the `gguf` package this way
             raise BackendUnavailable(f"--enhancer smollm needs the 'gguf' package ({INSTALL_HINT}): {exc}") from exc
         except Exception as exc:  # a truncated or foreign file fails in many ways inside gguf/transformers

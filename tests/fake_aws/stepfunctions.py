@@ -109,13 +109,20 @@ _parse = AmazonStateLanguageParser.parse  # moto's own, before it is replaced be
 _tree = functools.lru_cache(maxsize=8)(lambda definition: _parse(definition)[1])
 
 
+# The components moto's Preprocessor builds from a tree only describe the definition: an execution's state lives in
+# its Environment (moto's inline Map already evaluates the same state components in several iterations at once,
+# and an AST scan of moto/stepfunctions/parser/asl/component finds no attribute a component sets while it
+# evaluates). They are kept per definition and per task-service routing in force (route_sagemaker and
+# route_bedrock_runtime make the Preprocessor build routed services), so the 40 child executions of one Map run
+# build them once, not 40 times (the Preprocessor was a sixth of the cloud modules' Python CPU).
+_program = functools.lru_cache(maxsize=8)(lambda definition, service_for: Preprocessor().visit(_tree(definition)))
+
+
 def _parse_once(definition: str) -> tuple[Any, Any]:
     """moto parses the whole definition with ANTLR on CreateStateMachine and again on every execution and child
-    execution (0.75 s of CPU for ours). The parse tree depends only on the text, so it is kept per definition;
-    the evaluation components are built afresh from it each time (Preprocessor), as moto builds them, so no
-    execution shares a component's state with another. (TestState's parser subclass has a parse of its own.)"""
-    tree = _tree(definition)
-    return Preprocessor().visit(tree), tree
+    execution (0.75 s of CPU for ours), then builds its evaluation components. Both depend only on the text (and
+    the routing above), so both are kept. (TestState's parser subclass has a parse of its own.)"""
+    return _program(definition, state_task_factory.state_task_service_for), _tree(definition)
 
 
 # CreateStateMachine checks a definition by parsing it and building its components, then drops them (a quarter of
@@ -180,6 +187,10 @@ def route_lambdas(handlers: Mapping[str, Handler]) -> Iterator[LambdaCalls]:
         LambdaSimpleBackend.invoke = original  # type: ignore[method-assign]
 
 
+# DescribeProcessingJob's answer for each job created and not yet resolved, by ProcessingJobName (unique per job).
+_DESCRIBED: dict[str, dict[str, Any]] = {}
+
+
 class _RoutedProcessingJob(StateTaskServiceCallback):
     """`arn:aws:states:::sagemaker:createProcessingJob.sync` with a Python container."""
 
@@ -188,7 +199,6 @@ class _RoutedProcessingJob(StateTaskServiceCallback):
     def __init__(self) -> None:
         # WaitForTaskToken is listed only because moto's callback plumbing expects an endpoint for .sync too.
         super().__init__(supported_integration_patterns=cast(Any, {ResourceCondition.Sync, ResourceCondition.WaitForTaskToken}))
-        self._described: dict[str, Any] = {}
 
     def _get_supported_parameters(self) -> set[str] | None:
         if self.resource.api_action.lower() != "createprocessingjob":
@@ -213,13 +223,14 @@ class _RoutedProcessingJob(StateTaskServiceCallback):
         described["ProcessingJobStatus"] = status
         if reason:
             described["FailureReason"] = reason
-        self._described = json.loads(json.dumps(described, default=str))
+        # kept by job name, not on the component: one component serves every execution of its definition
+        _DESCRIBED[normalised_parameters["ProcessingJobName"]] = json.loads(json.dumps(described, default=str))
         env.stack.append({"ProcessingJobArn": created["ProcessingJobArn"]})
 
     def _build_sync_resolver(self, env: Any, resource_runtime_part: Any, normalised_parameters: dict,
                              state_credentials: Any) -> Callable[[], Any]:
         env.stack.pop()  # the create output; .sync returns DescribeProcessingJob's instead
-        described = self._described
+        described = _DESCRIBED.pop(normalised_parameters["ProcessingJobName"])
 
         def resolve() -> Any:
             if described["ProcessingJobStatus"] == "Completed":
