@@ -188,3 +188,42 @@ def test_moto_still_differs_from_aws_where_the_distributed_maps_work_around_it()
                              "Parameters": {"Bucket": "out", "Prefix.$": "$.prefix"}}}}}
         out = _run(prefix_path, {"prefix": "runs/x"})
     assert out["status"] == "FAILED" and "$.prefix" in out.get("cause", ""), out
+
+
+def test_built_components_are_shared_per_definition_and_keyed_before_any_execution() -> None:
+    """The fake builds a definition's components once per routing and shares them between executions
+    (fake_aws/stepfunctions.py, _program). That holds while no component keeps an execution's state: the heap
+    key (a Retry's attempt count is stored under it) is drawn before any execution reads it, and this checks it
+    is, and that moto still keeps it where the fake draws it."""
+    from fake_aws import stepfunctions as fake
+    from moto.stepfunctions.parser.asl.component.common.retry.max_attempts_decl import MaxAttemptsDecl
+    from moto.stepfunctions.parser.asl.component.component import Component
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+
+    retry = [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 2}]
+    definition = json.dumps({"StartAt": "M", "States": {"M": {
+        "Type": "Map", "ItemsPath": "$.items", "End": True, "Retry": retry,
+        "ItemProcessor": {"StartAt": "T", "States": {"T": {
+            "Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f", "End": True,
+            "Retry": retry}}}}}})
+    program = fake._program(definition, "routing-a")
+    assert fake._program(definition, "routing-a") is program  # kept: built once
+    assert fake._program(definition, "routing-b") is not program  # another routing builds its own services
+
+    found: list[EvalComponent] = []
+    seen: set[int] = set()
+    todo: list[Any] = [program]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, (list, tuple, set, frozenset)):
+            todo.extend(item)
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, Component) and id(item) not in seen:
+            seen.add(id(item))
+            if isinstance(item, EvalComponent):
+                found.append(item)
+            todo.extend(vars(item).values())
+    attempts = [c for c in found if isinstance(c, MaxAttemptsDecl)]
+    assert len(attempts) == 2  # the Map's Retry and the one inside its ItemProcessor
+    assert all(c._EvalComponent__heap_key is not None for c in found)

@@ -52,6 +52,8 @@ from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
 from moto.stepfunctions.parser.asl.component.common.path import result_path as _result_path
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl as _retrier_decl
+from moto.stepfunctions.parser.asl.component.component import Component
+from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
@@ -115,7 +117,30 @@ _tree = functools.lru_cache(maxsize=8)(lambda definition: _parse(definition)[1])
 # evaluates). They are kept per definition and per task-service routing in force (route_sagemaker and
 # route_bedrock_runtime make the Preprocessor build routed services), so the 40 child executions of one Map run
 # build them once, not 40 times (the Preprocessor was a sixth of the cloud modules' Python CPU).
-_program = functools.lru_cache(maxsize=8)(lambda definition, service_for: Preprocessor().visit(_tree(definition)))
+@functools.lru_cache(maxsize=8)
+def _program(definition: str, service_for: Any) -> Any:
+    return _keyed(Preprocessor().visit(_tree(definition)))
+
+
+def _keyed(program: Any) -> Any:
+    """Every component of `program` given its heap key before any execution can read it. EvalComponent.heap_key
+    is drawn on first read, unguarded, and a Retry's attempt count is kept in the execution's heap under its
+    MaxAttemptsDecl's key: two threads reading a fresh component's key at once could each draw one and count
+    attempts under two keys. Drawn here, while one thread holds the new components, the key never changes."""
+    seen: set[int] = set()
+    todo = [program]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, (list, tuple, set, frozenset)):
+            todo.extend(item)
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, Component) and id(item) not in seen:
+            seen.add(id(item))
+            if isinstance(item, EvalComponent):
+                _ = item.heap_key
+            todo.extend(vars(item).values())
+    return program
 
 
 def _parse_once(definition: str) -> tuple[Any, Any]:
