@@ -197,7 +197,6 @@ def test_built_components_are_shared_per_definition_and_keyed_before_any_executi
     is, and that moto still keeps it where the fake draws it."""
     from fake_aws import stepfunctions as fake
     from moto.stepfunctions.parser.asl.component.common.retry.max_attempts_decl import MaxAttemptsDecl
-    from moto.stepfunctions.parser.asl.component.component import Component
     from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
 
     retry = [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 2}]
@@ -210,20 +209,7 @@ def test_built_components_are_shared_per_definition_and_keyed_before_any_executi
     assert fake._program(definition, "routing-a") is program  # kept: built once
     assert fake._program(definition, "routing-b") is not program  # another routing builds its own services
 
-    found: list[EvalComponent] = []
-    seen: set[int] = set()
-    todo: list[Any] = [program]
-    while todo:
-        item = todo.pop()
-        if isinstance(item, (list, tuple, set, frozenset)):
-            todo.extend(item)
-        elif isinstance(item, dict):
-            todo.extend(item.values())
-        elif isinstance(item, Component) and id(item) not in seen:
-            seen.add(id(item))
-            if isinstance(item, EvalComponent):
-                found.append(item)
-            todo.extend(vars(item).values())
+    found = [c for c in fake.components(program) if isinstance(c, EvalComponent)]
     attempts = [c for c in found if isinstance(c, MaxAttemptsDecl)]
     assert len(attempts) == 2  # the Map's Retry and the one inside its ItemProcessor
     assert all(c._EvalComponent__heap_key is not None for c in found)

@@ -114,7 +114,8 @@ _tree = functools.lru_cache(maxsize=8)(lambda definition: _parse(definition)[1])
 # The components moto's Preprocessor builds from a tree only describe the definition: an execution's state lives in
 # its Environment (moto's inline Map already evaluates the same state components in several iterations at once,
 # and an AST scan of moto/stepfunctions/parser/asl/component finds no attribute a component sets while it
-# evaluates). They are kept per definition and per task-service routing in force (route_sagemaker and
+# evaluates but its heap key, drawn at build below; the routed SageMaker task keeps its answers by job name).
+# They are kept per definition and per task-service routing in force (route_sagemaker and
 # route_bedrock_runtime make the Preprocessor build routed services), so the 40 child executions of one Map run
 # build them once, not 40 times (the Preprocessor was a sixth of the cloud modules' Python CPU).
 @functools.lru_cache(maxsize=8)
@@ -122,11 +123,8 @@ def _program(definition: str, service_for: Any) -> Any:
     return _keyed(Preprocessor().visit(_tree(definition)))
 
 
-def _keyed(program: Any) -> Any:
-    """Every component of `program` given its heap key before any execution can read it. EvalComponent.heap_key
-    is drawn on first read, unguarded, and a Retry's attempt count is kept in the execution's heap under its
-    MaxAttemptsDecl's key: two threads reading a fresh component's key at once could each draw one and count
-    attempts under two keys. Drawn here, while one thread holds the new components, the key never changes."""
+def components(program: Any) -> Iterator[Any]:
+    """Every moto component reachable from `program` (through attributes, lists, tuples, sets and dicts), once."""
     seen: set[int] = set()
     todo = [program]
     while todo:
@@ -137,9 +135,18 @@ def _keyed(program: Any) -> Any:
             todo.extend(item.values())
         elif isinstance(item, Component) and id(item) not in seen:
             seen.add(id(item))
-            if isinstance(item, EvalComponent):
-                _ = item.heap_key
+            yield item
             todo.extend(vars(item).values())
+
+
+def _keyed(program: Any) -> Any:
+    """Every component of `program` given its heap key before any execution can read it. EvalComponent.heap_key
+    is drawn on first read, unguarded, and a Retry's attempt count is kept in the execution's heap under its
+    MaxAttemptsDecl's key: two threads reading a fresh component's key at once could each draw one and count
+    attempts under two keys. Drawn here, while one thread holds the new components, the key never changes."""
+    for component in components(program):
+        if isinstance(component, EvalComponent):
+            _ = component.heap_key
     return program
 
 
