@@ -95,11 +95,11 @@ def gguf_as_shipped() -> bool:
     return gguf.GGUFReader is gguf_reader.GGUFReader and gguf.get_tensor_name_map is tensor_mapping.get_tensor_name_map
 
 
-def test_a_load_parses_the_file_once_and_leaves_gguf_as_it_found_it(enhancer: SmolLMEnhancer) -> None:
-    """enhance_smollm._parsed_once keeps one GGUFReader and one tensor-name map while a load runs (transformers
-    made three readers and one map per submodule: 18 -> 10 CPU-s), and puts gguf's own back after it. That the
-    model and tokenizer come out identical was checked once by loading both ways (docs/benchmarks.md, session 7);
-    here, that the answers are still the model's is shown by the tests above."""
+def test_a_load_leaves_gguf_as_it_found_it(enhancer: SmolLMEnhancer) -> None:
+    """enhance_smollm._parsed_once swaps two of gguf's names for the length of a load (one GGUFReader and one
+    tensor-name map instead of three readers and one map per submodule: 18 -> 10 CPU-s) and puts gguf's own back
+    after it. That the model and tokenizer come out identical was checked once by loading both ways
+    (docs/benchmarks.md, session 7); that the answers are still the model's is shown by the tests above."""
     assert gguf_as_shipped()
     assert enhancer.identity().startswith("smollm:")
 
